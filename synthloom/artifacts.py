@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -69,9 +70,21 @@ def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> Path:
-    """JSON (indented, NaN allowed as in Python's json) written atomically."""
-    text = json.dumps(obj, indent=2, default=_json_default)
+    """Strict JSON (indented; NaN and infinities written as null) written atomically."""
+    text = json.dumps(_finite_or_null(obj), indent=2, default=_json_default, allow_nan=False)
     return atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalar
+        return _finite_or_null(value.item())
+    return value
 
 
 def _json_default(value: Any) -> Any:

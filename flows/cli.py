@@ -1,0 +1,223 @@
+"""`synthloom` command line: run, validate, resume and compare pipeline runs.
+
+Exit codes: 0 success, 1 a stage failed (summary.json says which and why), 2 bad input
+(config, data, arguments). User errors print one paragraph, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from synthloom.config import PipelineConfig, config_hash, load_config, validate_config
+from synthloom.errors import ConfigError, SynthloomError
+
+KEY_METRICS = (
+    "column_shape_error_pct",
+    "pair_trend_error_pct",
+    "mle_auc_mean",
+    "mle_auc_std",
+    "mle_rmse_mean",
+    "real_mle_auc_mean",
+    "real_mle_rmse_mean",
+    "dcr_share",
+    "exact_copy_rate",
+    "c2st",
+    "filter_valid_row_rate",
+    "generate_rows_per_second",
+)
+
+
+def _data_dir(cli_value: str | None, config: PipelineConfig | None = None) -> Path:
+    from flows.environment import default_data_dir
+
+    if cli_value:
+        return Path(cli_value)
+    if config is not None and config.run.data_dir:
+        return Path(config.run.data_dir)
+    return default_data_dir()
+
+
+def run_id_for(config: PipelineConfig, fresh: bool = False) -> str:
+    """`<name>-<config hash[:10]>`: the same config continues the same run; --fresh adds a time."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.run.name or "run").strip("-") or "run"
+    run_id = f"{name}-{config_hash(config)[:10]}"
+    return run_id + time.strftime("-%Y%m%dT%H%M%S") if fresh else run_id
+
+
+def _execute(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
+    from flows.environment import configure_runtime, reap_orphaned_servers
+
+    data_dir = configure_runtime(data_dir)
+    for pid in reap_orphaned_servers():
+        print(f"synthloom: stopped an orphaned Prefect server (pid {pid}) of a killed run")
+    run_dir = data_dir / "runs" / run_id
+    print(
+        f"synthloom: run {run_id}\n  artifacts: {run_dir}\n  summary:   {run_dir / 'summary.json'}",
+        flush=True,
+    )
+    from flows.environment import quiet_user_error_tracebacks
+    from flows.tabular import tabular_pipeline  # imports Prefect: after configure_runtime
+
+    quiet_user_error_tracebacks()
+
+    try:
+        summary = tabular_pipeline(config=config, run_id=run_id, data_dir=str(data_dir))
+    except SynthloomError as err:
+        _print_summary(run_dir)
+        print(
+            f"\nsynthloom: run {run_id} FAILED. {err}\n  summary: {run_dir / 'summary.json'}\n"
+            f"  resume:  synthloom resume {run_id}",
+            file=sys.stderr,
+        )
+        return err.exit_code
+    _print_summary(run_dir)
+    print(f"\nsynthloom: run {run_id} {summary['status']}. Artifacts in {run_dir}")
+    return 0
+
+
+def _print_summary(run_dir: Path) -> None:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    print(f"\n{'stage':<10}{'status':<11}{'cached':<8}{'seconds':>9}{'rows_in':>9}{'rows_out':>10}")
+    for s in summary["stages"]:
+        seconds = "" if s["seconds"] is None else f"{s['seconds']:.1f}"
+        rows_in = "" if s["rows_in"] is None else s["rows_in"]
+        rows_out = "" if s["rows_out"] is None else s["rows_out"]
+        print(
+            f"{s['name']:<10}{s['status']:<11}{str(s['cached']).lower():<8}{seconds:>9}"
+            f"{rows_in!s:>9}{rows_out!s:>10}"
+        )
+    shown = {k: summary["metrics"][k] for k in KEY_METRICS if k in summary["metrics"]}
+    if shown:
+        print("\nmetrics:")
+        for key, value in shown.items():
+            print(f"  {key:<28}{value:.4f}" if isinstance(value, float) else f"  {key:<28}{value}")
+    if summary.get("mlflow_run_id"):
+        print(f"\nMLflow run: {summary['mlflow_run_id']}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.set or [])
+    return _execute(
+        config.model_dump(mode="json"),
+        args.run_id or run_id_for(config, args.fresh),
+        _data_dir(args.data_dir, config),
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.set or [])
+    print(
+        f"OK: {args.config} is a valid pipeline config (method {config.method.name}, "
+        f"run id {run_id_for(config)})."
+    )
+    if args.show:
+        import yaml
+
+        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    data_dir = _data_dir(args.data_dir)
+    run_dir = data_dir / "runs" / args.run_id
+    stored = run_dir / "config.json"
+    if not stored.is_file():
+        runs = sorted(
+            p.name for p in (data_dir / "runs").glob("*") if (p / "config.json").is_file()
+        )
+        listed = ", ".join(runs[-10:]) or "none"
+        raise ConfigError(
+            f"Cannot resume {args.run_id!r}: {stored} does not exist. Runs under {data_dir / 'runs'}: "
+            f"{listed}. Fix: pass one of those ids, or --data-dir where the run lives."
+        )
+    raw = json.loads(stored.read_text(encoding="utf-8"))
+    raw.setdefault("run", {})["fail_at_stage"] = None  # an injected failure is not resumed
+    config = validate_config(raw, str(stored))
+    return _execute(config.model_dump(mode="json"), args.run_id, data_dir)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from flows.environment import configure_runtime
+    from tasks.tracking import default_tracking_uri, runs_table
+
+    data_dir = configure_runtime(_data_dir(args.data_dir))
+    uri = args.tracking_uri or default_tracking_uri(data_dir)
+    table = runs_table(uri, args.experiment, args.metric)
+    if table.empty:
+        where = f"experiment {args.experiment!r}" if args.experiment else "any experiment"
+        print(f"No synthloom runs in {where} at {uri}. Run `synthloom run CONFIG` first.")
+        return 0
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthloom", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a pipeline config end to end",
+        description="Run a pipeline. The same config continues the same run "
+        "(finished stages are reused); --fresh starts a new one.",
+    )
+    run.add_argument("config", help="YAML pipeline config, e.g. pipeline_configs/quickstart.yaml")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set generate.num_rows=500 (repeatable)",
+    )
+    run.add_argument(
+        "--fresh", action="store_true", help="start a new run id instead of continuing"
+    )
+    run.add_argument("--run-id", help="use this run id instead of <name>-<config hash>")
+    run.add_argument("--data-dir", help="where runs/, prefect/ and mlflow/ live (default: data)")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a config without running it")
+    val.add_argument("config")
+    val.add_argument("--set", action="append", metavar="KEY=VALUE")
+    val.add_argument("--show", action="store_true", help="print the config with defaults filled in")
+    val.set_defaults(func=cmd_validate)
+
+    res = sub.add_parser("resume", help="continue a run from its first unfinished stage")
+    res.add_argument("run_id")
+    res.add_argument("--data-dir")
+    res.set_defaults(func=cmd_resume)
+
+    cmp_ = sub.add_parser("compare", help="table of runs and key metrics from MLflow")
+    cmp_.add_argument("--experiment", help="MLflow experiment (default: all)")
+    cmp_.add_argument("--metric", action="append", help="metric column to show (repeatable)")
+    cmp_.add_argument("--tracking-uri", help="MLflow URI (default: sqlite under the data dir)")
+    cmp_.add_argument("--data-dir")
+    cmp_.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SynthloomError as err:
+        print(f"synthloom: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("synthloom: interrupted; rerun the same command to continue.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The tabular pipeline: ingest -> fit -> generate -> filter -> evaluate, then track.
+
+Composition only: every stage is a cached task in `tasks/`; rerunning the same run id
+reuses completed stages and continues from the first unfinished one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from synthloom.config import PipelineConfig, config_hash
+from synthloom.errors import StageError
+from tasks.evaluate import evaluate_synthetic
+from tasks.filter import filter_rows
+from tasks.fit import fit_generator
+from tasks.generate import generate_rows
+from tasks.ingest import ingest_seed, source_fingerprint
+from tasks.recorder import RunRecorder
+from tasks.runtime import code_version, file_refs
+from tasks.tracking import default_tracking_uri, end_status, log_pipeline_run
+
+
+@flow(name="tabular-pipeline", flow_run_name="{run_id}", validate_parameters=False)
+def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[str, Any]:
+    cfg = PipelineConfig.model_validate(config)
+    recorder = RunRecorder(
+        Path(data_dir) / "runs" / run_id,
+        run_id,
+        config,
+        config_hash(cfg),
+        fail_at_stage=cfg.run.fail_at_stage,
+    )
+    code = code_version()
+    status = "failed"
+    try:
+        seed = recorder.run(
+            "ingest",
+            ingest_seed,
+            data=config["data"],
+            seed=cfg.run.seed,
+            source_id=source_fingerprint(cfg.data.source),
+            code=code,
+        )
+        model = recorder.run(
+            "fit",
+            fit_generator,
+            method=config["method"],
+            seed=cfg.run.seed,
+            device=cfg.run.device,
+            seed_files=file_refs(seed),
+            code=code,
+        )
+        generated = recorder.run(
+            "generate",
+            generate_rows,
+            generate=config["generate"],
+            method_name=cfg.method.name,
+            seed=cfg.run.seed,
+            model_files=file_refs(model),
+            seed_files=file_refs(seed),
+            code=code,
+        )
+        kept = recorder.run(
+            "filter",
+            filter_rows,
+            rules=config["filter"],
+            generated_files=file_refs(generated),
+            seed_files=file_refs(seed),
+            code=code,
+        )
+        if cfg.evaluate.enabled:
+            recorder.run(
+                "evaluate",
+                evaluate_synthetic,
+                evaluate=config["evaluate"],
+                filtered_files=file_refs(kept),
+                seed_files=file_refs(seed),
+                code=code,
+            )
+        else:
+            recorder.skip("evaluate", "evaluate.enabled is false")
+        status = "completed"
+    finally:
+        summary = recorder.finish(status)
+        if cfg.tracking.enabled:
+            _track(recorder, summary, config, cfg, data_dir)
+    return summary
+
+
+def _track(
+    recorder: RunRecorder,
+    summary: dict[str, Any],
+    config: dict[str, Any],
+    cfg: PipelineConfig,
+    data_dir: str,
+) -> None:
+    """Log to MLflow; a tracking failure is reported but never loses the run's artifacts."""
+    uri = cfg.tracking.uri or default_tracking_uri(data_dir)
+    try:
+        run_id = log_pipeline_run(
+            summary, config, uri=uri, experiment=cfg.tracking.experiment, data_dir=data_dir
+        )
+        recorder.set_mlflow_run(run_id)
+        end_status(run_id, uri, summary["status"])
+    except Exception as exc:  # noqa: BLE001 - tracking must not fail a finished run
+        get_run_logger().warning(
+            "MLflow tracking failed (%s: %s); artifacts are intact in %s",
+            type(exc).__name__,
+            exc,
+            recorder.run_dir,
+        )
+
+
+__all__ = ["StageError", "tabular_pipeline"]

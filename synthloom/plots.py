@@ -1,0 +1,175 @@
+"""Diagnostic plots (PNG) for a synthetic table: per-column distributions and DCR histograms.
+
+Drawn with matplotlib's Agg canvas on `matplotlib.figure.Figure` objects (no pyplot, no global
+backend switch, no display needed), so they are safe in worker processes and threads.
+
+- `plot_column_distributions`: a grid with one panel per column (the target first, then schema
+  order, at most `max_columns`, text columns skipped). Numeric columns: density histograms of real
+  and synthetic over shared bins (datetimes on a date axis). Categorical/boolean columns: side by
+  side bars of category shares (the 12 most frequent real categories, the rest pooled as
+  "<rest>", missing as "<missing>"). The panel title gives the missing share of each side.
+- `plot_dcr_histogram`: overlaid histograms of the synthetic rows' distance to the closest
+  training row and to the closest holdout row (see `synthloom.metrics.privacy`), with medians.
+Both write `path` (parents created) and return it as a Path.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from synthloom.schema import ColumnKind, TableSchema
+
+REAL_COLOR = "#1f77b4"
+SYN_COLOR = "#ff7f0e"
+MAX_LEVELS = 12
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+def _missing_pct(s: pd.Series) -> float:
+    return 100.0 * float(s.isna().mean()) if len(s) else 0.0
+
+
+def _numeric_panel(ax: Axes, real: pd.Series, syn: pd.Series, is_datetime: bool) -> None:
+    if is_datetime:
+        from matplotlib import dates as mdates
+
+        r = pd.to_datetime(real, errors="coerce").dropna()
+        s = pd.to_datetime(syn, errors="coerce").dropna()
+        r_vals = mdates.date2num(r.to_numpy()) if len(r) else np.array([])
+        s_vals = mdates.date2num(s.to_numpy()) if len(s) else np.array([])
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    else:
+        r_vals = pd.to_numeric(real, errors="coerce").dropna().to_numpy(dtype=float)
+        s_vals = pd.to_numeric(syn, errors="coerce").dropna().to_numpy(dtype=float)
+    both = np.concatenate([r_vals, s_vals])
+    both = both[np.isfinite(both)]
+    if both.size == 0:
+        ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+        return
+    lo, hi = float(both.min()), float(both.max())
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    bins = np.linspace(lo, hi, 31)
+    for vals, color, label in ((r_vals, REAL_COLOR, "real"), (s_vals, SYN_COLOR, "synthetic")):
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            ax.hist(vals, bins=bins, density=True, alpha=0.5, color=color, label=label)
+    ax.set_ylabel("density")
+
+
+def _category_panel(ax: Axes, real: pd.Series, syn: pd.Series) -> None:
+    def labels(s: pd.Series) -> pd.Series:
+        out = s.astype(object).map(str)
+        out[s.isna().to_numpy()] = "<missing>"
+        return out
+
+    r, s = labels(real), labels(syn)
+    r_share = r.value_counts(normalize=True)
+    s_share = s.value_counts(normalize=True)
+    order = list(r_share.index) + [v for v in s_share.index if v not in r_share.index]
+    keep = order[:MAX_LEVELS]
+    r_plot = [float(r_share.get(v, 0.0)) for v in keep]
+    s_plot = [float(s_share.get(v, 0.0)) for v in keep]
+    if len(order) > MAX_LEVELS:
+        keep.append("<rest>")
+        r_plot.append(max(0.0, 1.0 - sum(r_plot)) if len(r) else 0.0)
+        s_plot.append(max(0.0, 1.0 - sum(s_plot)) if len(s) else 0.0)
+    x = np.arange(len(keep))
+    ax.bar(x - 0.2, r_plot, width=0.4, color=REAL_COLOR, alpha=0.8, label="real")
+    ax.bar(x + 0.2, s_plot, width=0.4, color=SYN_COLOR, alpha=0.8, label="synthetic")
+    ax.set_xticks(x)
+    ax.set_xticklabels([k if len(k) <= 12 else k[:11] + "…" for k in keep], rotation=45, ha="right")
+    ax.set_ylabel("share")
+
+
+def plot_column_distributions(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    path: str | Path,
+    max_columns: int = 16,
+) -> Path:
+    """Grid of real-vs-synthetic distributions, one panel per column; writes a PNG to `path`."""
+    names = [c.name for c in schema.columns if c.kind is not ColumnKind.TEXT]
+    if schema.target in names:
+        names.remove(schema.target)
+        names.insert(0, schema.target)
+    names = names[:max_columns]
+    n = max(1, len(names))
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows + 0.6))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        kind = schema.column(name).kind
+        r, s = real[name], synthetic[name]
+        if kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
+            _numeric_panel(ax, r, s, kind is ColumnKind.DATETIME)
+        else:
+            _category_panel(ax, r, s)
+        tag = " (target)" if name == schema.target else ""
+        ax.set_title(
+            f"{name}{tag} [{kind.value}]\nmissing: real {_missing_pct(r):.1f}%, "
+            f"syn {_missing_pct(s):.1f}%",
+            fontsize=9,
+        )
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    if not names:
+        axes[0].set_visible(True)
+        axes[0].text(0.5, 0.5, "no plottable columns", ha="center", va="center")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper right", ncols=2)
+    fig.suptitle(f"Real ({len(real)} rows) vs synthetic ({len(synthetic)} rows)", x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
+    return _save(fig, path)
+
+
+def plot_dcr_histogram(
+    d_train: np.ndarray, d_holdout: np.ndarray, path: str | Path, bins: int = 50
+) -> Path:
+    """Overlaid histograms of DCR to train and to holdout (shared bins, medians dashed)."""
+    d_train = np.asarray(d_train, dtype=float)
+    d_holdout = np.asarray(d_holdout, dtype=float)
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    both = np.concatenate([d_train, d_holdout])
+    both = both[np.isfinite(both)]
+    if both.size:
+        hi = float(both.max())
+        edges = np.linspace(0.0, hi if hi > 0 else 1.0, bins + 1)
+        for d, color, label in (
+            (d_train, REAL_COLOR, "to closest train row"),
+            (d_holdout, SYN_COLOR, "to closest holdout row"),
+        ):
+            d = d[np.isfinite(d)]
+            if d.size:
+                ax.hist(d, bins=edges, alpha=0.5, color=color, label=label)
+                ax.axvline(float(np.median(d)), color=color, linestyle="--", linewidth=1)
+        n = min(len(d_train), len(d_holdout))
+        share = float(np.mean((d_train[:n] < d_holdout[:n]) + 0.5 * (d_train[:n] == d_holdout[:n])))
+        ax.set_title(f"Distance to closest record (L1); share closer to train = {share:.3f}")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no distances", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title("Distance to closest record (L1)")
+    ax.set_xlabel("L1 distance (one-hot + min-max scaled)")
+    ax.set_ylabel("synthetic rows")
+    fig.tight_layout()
+    return _save(fig, path)

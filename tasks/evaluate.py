@@ -1,0 +1,78 @@
+"""Task: evaluate the filtered synthetic rows against the real splits; write metrics + plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from synthloom.artifacts import atomic_write_json, read_table
+from synthloom.metrics import cap_rows, dcr_distances, dcr_reference_pair, evaluate_tabular
+from synthloom.plots import plot_column_distributions, plot_dcr_histogram
+from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
+
+
+@task(
+    name="evaluate", cache_policy=STAGE_CACHE_POLICY, persist_result=True, result_serializer="json"
+)
+def evaluate_synthetic(
+    evaluate: dict[str, Any],
+    filtered_files: dict[str, dict[str, Any]],
+    seed_files: dict[str, dict[str, Any]],
+    stage_dir: str,
+    code: str,
+    inject_failure: bool = False,
+) -> dict[str, Any]:
+    """Quality, MLE (synthetic vs real reference), privacy and detection metrics."""
+    logger = get_run_logger()
+
+    def body(out: Path) -> StageOutput:
+        synthetic, schema = read_table(filtered_files["synthetic"]["path"])
+        real = {
+            k: read_table(seed_files[k]["path"])[0]
+            for k in ("train", "test", "dcr_train", "dcr_holdout")
+        }
+        logger.info(
+            "evaluating %d synthetic rows (%s)", len(synthetic), ", ".join(evaluate["metrics"])
+        )
+        metrics = evaluate_tabular(
+            synthetic,
+            **real,
+            schema=schema,
+            seeds=tuple(evaluate["mle_seeds"]),
+            grid=evaluate["mle_grid"],
+            include=tuple(evaluate["metrics"]),
+            max_rows=evaluate["max_rows"],
+        )
+        atomic_write_json(metrics, out / "metrics.json")
+        files: dict[str, tuple[str, int | None]] = {"metrics": ("metrics.json", None)}
+        if evaluate["plots"] and len(synthetic):
+            plot_column_distributions(real["train"], synthetic, schema, out / "columns.png")
+            files["columns_plot"] = ("columns.png", None)
+            if "privacy" in evaluate["metrics"]:
+                cap = evaluate["max_rows"]  # the same rows dcr_share was measured on
+                pair = dcr_reference_pair(real["dcr_train"], real["dcr_holdout"], cap)
+                d_train, d_holdout = dcr_distances(cap_rows(synthetic, cap), *pair, schema)
+                plot_dcr_histogram(d_train, d_holdout, out / "dcr.png")
+                files["dcr_plot"] = ("dcr.png", None)
+        synthetic.head(50).to_csv(out / "sample_rows.csv", index=False)
+        files["sample_rows"] = ("sample_rows.csv", min(50, len(synthetic)))
+        scalar = {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        return StageOutput(
+            files=files, rows_in=len(synthetic), rows_out=len(synthetic), metrics=scalar
+        )
+
+    return execute_stage(
+        "evaluate",
+        stage_dir,
+        body,
+        config=evaluate,
+        inputs={k: v["sha256"] for k, v in filtered_files.items()}
+        | {"seed": seed_files["test"]["sha256"]},
+        inject_failure=inject_failure,
+    )

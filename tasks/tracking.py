@@ -1,0 +1,195 @@
+"""MLflow tracking: one run per pipeline run, a nested run per stage, and the run table.
+
+Default store: `sqlite:///<data_dir>/mlflow/mlflow.db` with artifacts under
+`<data_dir>/mlflow/artifacts`. A resumed pipeline run appends to the MLflow run it
+started (its id is kept in summary.json) and adds nested runs for the stages it ran.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from synthloom.config import flatten
+
+
+def default_tracking_uri(data_dir: str | Path) -> str:
+    return "sqlite:///" + str((Path(data_dir) / "mlflow" / "mlflow.db").resolve())
+
+
+def _artifact_root(data_dir: str | Path) -> str:
+    return (Path(data_dir) / "mlflow" / "artifacts").resolve().as_uri()
+
+
+def _client(uri: str):  # noqa: ANN202 - mlflow is imported lazily (slow import)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow
+
+
+def _experiment_id(mlflow: Any, name: str, data_dir: str | Path) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    Path(data_dir, "mlflow", "artifacts").mkdir(parents=True, exist_ok=True)
+    return mlflow.create_experiment(name, artifact_location=f"{_artifact_root(data_dir)}/{name}")
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _metric_name(name: str) -> str:
+    """MLflow accepts letters, digits, _ - . space / in metric names; map the rest to _."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        _metric_name(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
+
+
+def log_pipeline_run(
+    summary: dict[str, Any],
+    config: dict[str, Any],
+    *,
+    uri: str,
+    experiment: str,
+    data_dir: str | Path,
+) -> str:
+    """Log (or append to) the MLflow run of a pipeline run; returns the MLflow run id."""
+    mlflow = _client(uri)
+    experiment_id = _experiment_id(mlflow, experiment, data_dir)
+    tags = {
+        "synthloom.run_id": summary["run_id"],
+        "method": config["method"]["name"],
+        "dataset": config["data"]["source"],
+        "config_hash": summary["config_hash"][:12],
+        "git_commit": _git_commit(),
+        "status": summary["status"],
+    }
+    with mlflow.start_run(
+        run_id=summary.get("mlflow_run_id"),
+        experiment_id=experiment_id,
+        run_name=summary["run_id"],
+        tags=tags,
+    ) as parent:
+        mlflow.set_tags(tags)
+        existing = mlflow.get_run(parent.info.run_id).data.params
+        params = {k: str(v)[:500] for k, v in flatten(config).items() if k not in existing}
+        if params:
+            mlflow.log_params(params)
+        mlflow.log_metrics(_finite(summary["metrics"]))
+        mlflow.log_metrics(_finite(summary["counts"]))
+        for stage in summary["stages"]:
+            if stage["status"] != "completed" or stage.get("mlflow_logged"):
+                continue
+            with mlflow.start_run(
+                run_name=stage["name"],
+                nested=True,
+                experiment_id=experiment_id,
+                tags={"stage": stage["name"], **tags},
+            ):
+                mlflow.log_metrics(
+                    _finite(
+                        {
+                            "seconds": stage["seconds"],
+                            "compute_seconds": stage.get("compute_seconds"),
+                            "cpu_seconds": stage.get("cpu_seconds"),
+                            "peak_rss_mb": stage.get("peak_rss_mb"),
+                            "rows_in": stage["rows_in"],
+                            "rows_out": stage["rows_out"],
+                            "cached": 1.0 if stage["cached"] else 0.0,
+                            **(stage.get("counts") or {}),
+                        }
+                    )
+                )
+                stage_dir = Path(stage.get("dir") or "")
+                for name in ("metrics.json", "columns.png", "dcr.png", "sample_rows.csv"):
+                    if (stage_dir / name).is_file():
+                        mlflow.log_artifact(str(stage_dir / name))
+            stage["mlflow_logged"] = True
+        for stage in summary["stages"]:
+            stage_dir = Path(stage.get("dir") or "")
+            for name in ("metrics.json", "columns.png", "dcr.png", "sample_rows.csv"):
+                if stage["status"] == "completed" and (stage_dir / name).is_file():
+                    mlflow.log_artifact(str(stage_dir / name), artifact_path="report")
+        summary_path = Path(summary["artifact_dir"]) / "summary.json"
+        if summary_path.is_file():
+            mlflow.log_artifact(str(summary_path))
+        return parent.info.run_id
+
+
+def end_status(mlflow_run_id: str, uri: str, status: str) -> None:
+    """Mark the MLflow run FINISHED or FAILED after the final summary is written."""
+    mlflow = _client(uri)
+    mlflow.tracking.MlflowClient().set_terminated(
+        mlflow_run_id, status="FINISHED" if status == "completed" else "FAILED"
+    )
+
+
+COMPARE_COLUMNS = (
+    "column_shape_error_pct",
+    "pair_trend_error_pct",
+    "mle_auc_mean",
+    "mle_rmse_mean",
+    "real_mle_auc_mean",
+    "dcr_share",
+    "exact_copy_rate",
+    "c2st",
+    "filter_valid_row_rate",
+)
+
+
+def runs_table(uri: str, experiment: str | None, metrics: list[str] | None = None):  # noqa: ANN201
+    """A pandas frame of pipeline runs (parent runs only), newest first."""
+    import pandas as pd
+
+    mlflow = _client(uri)
+    if experiment:
+        if mlflow.get_experiment_by_name(experiment) is None:
+            return pd.DataFrame()
+        names = [experiment]
+    else:
+        names = [e.name for e in mlflow.search_experiments()]
+    frame = mlflow.search_runs(
+        experiment_names=names,
+        filter_string="tags.`synthloom.run_id` != ''",
+        order_by=["start_time DESC"],
+    )
+    if frame.empty:
+        return frame
+    if "tags.stage" in frame:
+        frame = frame[frame["tags.stage"].isna()]
+    wanted = list(metrics) if metrics else list(COMPARE_COLUMNS)
+    out = pd.DataFrame(
+        {
+            "run": frame["tags.synthloom.run_id"],
+            "method": frame.get("tags.method"),
+            "dataset": frame.get("tags.dataset"),
+            "status": frame.get("tags.status"),
+            "wall_s": (frame["end_time"] - frame["start_time"]).dt.total_seconds().round(1),
+        }
+    )
+    for name in wanted:
+        column = f"metrics.{name}"
+        if column in frame:
+            out[name] = frame[column].round(4)
+    return out.reset_index(drop=True)
