@@ -38,6 +38,7 @@ class RunRecorder:
         stages: tuple[str, ...] = STAGES,
     ) -> None:
         self.run_dir = run_dir
+        self._started = time.perf_counter()
         self.results_dir = run_dir / ".prefect-results"
         self.fail_at_stage = fail_at_stage
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,7 @@ class RunRecorder:
     def finish(self, status: str) -> dict[str, Any]:
         self.summary["status"] = status
         self.summary["finished"] = _now()
+        self.summary["wall_seconds"] = round(time.perf_counter() - self._started, 3)
         self._write()
         return self.summary
 

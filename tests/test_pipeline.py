@@ -62,6 +62,7 @@ def test_run_then_rerun_reuses_every_stage(tmp_path: Path, mixed_table, capsys) 
     assert first["metrics"]["column_shape_error_pct"] < 15  # marginals match single columns
     assert "mle_auc_mean" in first["metrics"] and "real_mle_auc_mean" in first["metrics"]
     assert first["mlflow_run_id"]
+    assert first["wall_seconds"] >= sum(s["seconds"] for s in first["stages"])
     run_dir = Path(first["artifact_dir"])
     for name in (
         "ingest/train.parquet",
