@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,6 +21,20 @@ from synthloom.errors import ConfigError
 
 ColumnTypeName = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 STAGES = ("ingest", "fit", "generate", "filter", "evaluate")
+DIFFLM_STAGES = (
+    "ingest",
+    "serialize",
+    "train_vae",
+    "train_diffusion",
+    "generate",
+    "filter",
+    "evaluate",
+)
+
+
+def stages_for(method_name: str) -> tuple[str, ...]:
+    """The pipeline's stages, in order, for a method."""
+    return DIFFLM_STAGES if method_name == "difflm" else STAGES
 
 
 class _Strict(BaseModel):
@@ -61,8 +75,48 @@ class MarginalsConfig(_Strict):
     quantiles: int = Field(1001, ge=2, description="quantile grid kept per numeric column")
 
 
-# A discriminated union on `name` once a second method lands.
-MethodConfig = MarginalsConfig
+class DiffLMConfig(_Strict):
+    """DiffLM (arXiv 2411.03250): VAE + latent diffusion steering a frozen LM via soft prompts.
+
+    Defaults follow the paper's code where it is specific (beta 0.1 -> x0.7 on plateau ->
+    1e-3, decoding temperature 0.5, EDM with 50 Heun steps), scaled to a 2-core CPU."""
+
+    name: Literal["difflm"]
+    encoder: str = Field(
+        "minilm-l6", description="BERT-style encoder (trainable): alias or HF name"
+    )
+    decoder: str = Field("smollm2-135m-instruct", description="frozen causal LM: alias or HF name")
+    serialization: Literal["json", "compact", "raw"] = "json"
+    float_digits: int = Field(6, ge=1, le=12)
+    max_record_tokens: int = Field(160, gt=8)
+    latent_dim: int = Field(64, gt=0)
+    num_prompts: int = Field(16, gt=0, description="k soft-prompt vectors (or KV-memory slots)")
+    injection: Literal["soft_prompt", "kv_memory", "input_embedding"] = "soft_prompt"
+    injector_hidden: int = Field(512, gt=0)
+    vae_steps: int = Field(400, gt=0)
+    vae_batch_size: int = Field(8, gt=0)
+    vae_lr: float = Field(1e-4, gt=0)
+    beta_schedule: Literal["decreasing", "cyclical"] = "decreasing"
+    beta_start: float = Field(0.1, ge=0)
+    beta_decay: float = Field(0.7, gt=0, le=1)
+    beta_floor: float = Field(1e-3, ge=0)
+    beta_patience: int = Field(2, gt=0)
+    beta_cycle_steps: int = Field(200, gt=0, description="cyclical schedule: steps per cycle")
+    eval_every: int = Field(50, gt=0)
+    early_stopping_patience: int = Field(5, gt=0)
+    diffusion: bool = Field(True, description="false: sample z from N(0, I) (ablation)")
+    diffusion_steps: int = Field(2000, gt=0)
+    diffusion_hidden: int = Field(1024, gt=0)
+    diffusion_batch_size: int = Field(256, gt=0)
+    sampler_steps: int = Field(50, gt=0)
+    temperature: float = Field(0.5, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    decode_batch_size: int = Field(64, gt=0)
+    bf16: bool = Field(True, description="bf16 autocast for the frozen decoder where supported")
+
+
+MethodConfig = Annotated[MarginalsConfig | DiffLMConfig, Field(discriminator="name")]
+METHOD_CONFIGS: dict[str, type[BaseModel]] = {"marginals": MarginalsConfig, "difflm": DiffLMConfig}
 
 
 class GenerateConfig(_Strict):
@@ -117,7 +171,7 @@ class RunConfig(_Strict):
         description="runs/, prefect/, mlflow/, models/ live here; default $SYNTHLOOM_DATA_DIR or ./data",
     )
     name: str | None = Field(None, description="run id prefix; default: the config file's stem")
-    fail_at_stage: Literal["ingest", "fit", "generate", "filter", "evaluate"] | None = Field(
+    fail_at_stage: str | None = Field(
         None, description="raise an injected error in this stage (to test resume)"
     )
 
@@ -130,6 +184,16 @@ class PipelineConfig(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _failure_stage_exists(self) -> PipelineConfig:
+        stages = stages_for(self.method.name)
+        if self.run.fail_at_stage is not None and self.run.fail_at_stage not in stages:
+            raise ValueError(
+                f"run.fail_at_stage must name a stage of method {self.method.name}: "
+                + ", ".join(stages)
+            )
+        return self
 
 
 # Keys that cannot change a run's results: left out of its identity.
@@ -189,9 +253,11 @@ def apply_override(raw: dict[str, Any], assignment: str, origin: str) -> None:
     node[keys[-1]] = value
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], method: str | None = None) -> type[BaseModel] | None:
     """The pydantic model class that owns the field at `loc` (for listing allowed keys)."""
     model: type[BaseModel] = PipelineConfig
+    if loc[:1] == ("method",) and method in METHOD_CONFIGS:
+        model, loc = METHOD_CONFIGS[method], loc[1:]
     for key in loc:
         field = model.model_fields.get(str(key))
         if field is None:
@@ -206,15 +272,28 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _describe(error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
+    method = None
+    if loc[:1] == ("method",) and len(loc) > 1 and loc[1] in METHOD_CONFIGS:
+        method, loc = loc[1], (loc[0], *loc[2:])  # drop pydantic's union tag
     dotted = ".".join(str(k) for k in loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        owner = _model_at(loc[:-1])
+        owner = _model_at(loc[:-1], method)
         allowed = sorted(owner.model_fields) if owner else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
         where = ".".join(str(k) for k in loc[:-1]) or "the top level"
         return f"unknown key `{dotted}`.{hint} Allowed keys under {where}: {', '.join(allowed)}."
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        got = (
+            (error.get("input") or {}).get("name") if isinstance(error.get("input"), dict) else None
+        )
+        close = difflib.get_close_matches(str(got), list(METHOD_CONFIGS), n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        return (
+            f"key `{dotted}.name`: unknown method {got!r}.{hint} "
+            f"Expected one of: {', '.join(METHOD_CONFIGS)}."
+        )
     if kind == "missing":
         return f"required key `{dotted}` is missing."
     got = error.get("input")

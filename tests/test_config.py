@@ -103,3 +103,18 @@ def test_hash_ignores_tracking_and_paths_only(tmp_path: Path) -> None:
 
 def test_flatten() -> None:
     assert flatten({"a": {"b": 1, "c": {"d": [1]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1], "e": {}}
+
+
+def test_method_is_chosen_by_name_with_its_own_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    cfg = load_config(path, ["method.name=difflm", "method.latent_dim=32"])
+    assert cfg.method.name == "difflm" and cfg.method.latent_dim == 32
+    assert cfg.method.beta_start == 0.1 and cfg.method.temperature == 0.5
+    with pytest.raises(ConfigError, match="Did you mean `difflm`"):
+        load_config(path, ["method.name=diflm"])
+    with pytest.raises(
+        ConfigError, match="unknown key `method.latnt_dim`. Did you mean `latent_dim`"
+    ):
+        load_config(path, ["method.name=difflm", "method.latnt_dim=3"])
+    with pytest.raises(ConfigError, match="unknown key `method.latent_dim`"):
+        load_config(path, ["method.latent_dim=3"])  # marginals has no latent_dim

@@ -1,0 +1,188 @@
+"""Records <-> text for LLM-based generators (DiffLM arXiv 2411.03250, section 3.1).
+
+Formats:
+- "json": one JSON object per record, keys = column names in schema order (the paper's);
+  `{"Status": "good", "Seniority": 9, "Income": 129.5, "Home": null}`.
+- "compact": a JSON array of the values in schema order, no keys: `["good", 9, 129.5, null]`
+  (fewer tokens per record, so faster decoding; the column order is fixed by the schema).
+- "raw": a single text column (code, a JSON tool spec) whose value is the record itself.
+
+Values: numeric -> int when the column holds whole numbers, else a float rounded to
+`float_digits` significant digits; boolean -> true/false; datetime -> ISO 8601 string;
+categorical/text -> string; missing -> null.
+`parse_record` is strict: the text must hold exactly the schema's columns with values of
+the right type; it returns the reason otherwise (counted as invalid generations).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+
+from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
+
+SerialFormat = Literal["json", "compact", "raw"]
+FORMATS: tuple[str, ...] = ("json", "compact", "raw")
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def encode_value(value: Any, column: ColumnSchema, float_digits: int = 6) -> Any:
+    """One cell as a JSON value (see the module docstring)."""
+    if _missing(value):
+        return None
+    if column.kind is ColumnKind.NUMERIC:
+        number = float(value)
+        if column.integer and number.is_integer():
+            return int(number)
+        return float(f"{number:.{float_digits}g}")
+    if column.kind is ColumnKind.BOOLEAN:
+        return bool(value)
+    if column.kind is ColumnKind.DATETIME:
+        return pd.Timestamp(value).isoformat()
+    return str(value)
+
+
+def _raw_column(schema: TableSchema) -> str:
+    text = schema.names_of(ColumnKind.TEXT)
+    if len(schema.columns) != 1 or len(text) != 1:
+        raise ValueError(
+            "the raw format needs a table with exactly one text column (code, a JSON spec); "
+            f"this one has columns {schema.names}"
+        )
+    return text[0]
+
+
+def serialize_record(
+    row: Mapping[str, Any], schema: TableSchema, fmt: SerialFormat = "json", float_digits: int = 6
+) -> str:
+    """The text of one record."""
+    if fmt == "raw":
+        return str(row[_raw_column(schema)])
+    values = [encode_value(row[c.name], c, float_digits) for c in schema.columns]
+    if fmt == "compact":
+        return json.dumps(values, ensure_ascii=False)
+    if fmt == "json":
+        return json.dumps(dict(zip(schema.names, values, strict=True)), ensure_ascii=False)
+    raise ValueError(f"unknown serialization format {fmt!r}; choose one of {FORMATS}")
+
+
+def serialize_table(
+    frame: pd.DataFrame, schema: TableSchema, fmt: SerialFormat = "json", float_digits: int = 6
+) -> list[str]:
+    """`serialize_record` for every row, in order."""
+    return [
+        serialize_record(row, schema, fmt, float_digits)
+        for row in frame[schema.names].to_dict(orient="records")
+    ]
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """A typed record, or why the text is invalid (`error`) and in which column, if any."""
+
+    record: dict[str, Any] | None
+    error: str | None = None
+    column: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None
+
+
+def _decode_value(value: Any, column: ColumnSchema) -> tuple[Any, str | None]:
+    """A JSON value back to the column's type, or an error reason."""
+    if value is None:
+        return None, (None if column.nullable else "missing value")
+    kind = column.kind
+    if kind is ColumnKind.NUMERIC:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return None, "non-numeric value"
+        try:
+            number = float(value)
+        except ValueError:
+            return None, "non-numeric value"
+        return (number, None) if math.isfinite(number) else (None, "non-finite number")
+    if kind is ColumnKind.BOOLEAN:
+        if isinstance(value, bool):
+            return value, None
+        text = str(value).strip().lower()
+        if text in {"true", "false"}:
+            return text == "true", None
+        return None, "non-boolean value"
+    if kind is ColumnKind.DATETIME:
+        try:
+            return pd.Timestamp(str(value)), None
+        except (ValueError, TypeError):
+            return None, "unparseable date"
+    if isinstance(value, (dict, list)):
+        return None, "nested value"
+    return str(value), None
+
+
+def _json_payload(text: str, opener: str) -> Any:
+    """The first complete JSON value that starts with `opener` in `text` (None if none)."""
+    start = text.find(opener)
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return None
+    return value
+
+
+def parse_record(text: str, schema: TableSchema, fmt: SerialFormat = "json") -> ParseResult:
+    """Parse one generated text back into a typed record, or say why it is invalid."""
+    if fmt == "raw":
+        return (
+            ParseResult({_raw_column(schema): text})
+            if text.strip()
+            else ParseResult(None, "empty text")
+        )
+    payload = _json_payload(text, "{" if fmt == "json" else "[")
+    if payload is None:
+        return ParseResult(None, "not valid JSON")
+    if fmt == "compact":
+        if not isinstance(payload, list) or len(payload) != len(schema.columns):
+            return ParseResult(None, "wrong number of values")
+        payload = dict(zip(schema.names, payload, strict=True))
+    if not isinstance(payload, dict):
+        return ParseResult(None, "not a JSON object")
+    missing = [n for n in schema.names if n not in payload]
+    if missing:
+        return ParseResult(None, "missing column", missing[0])
+    unknown = [k for k in payload if k not in set(schema.names)]
+    if unknown:
+        return ParseResult(None, "unknown column", str(unknown[0]))
+    record: dict[str, Any] = {}
+    for column in schema.columns:
+        value, error = _decode_value(payload[column.name], column)
+        if error is not None:
+            return ParseResult(None, error, column.name)
+        record[column.name] = value
+    return ParseResult(record)
+
+
+def parse_records(
+    texts: Sequence[str], schema: TableSchema, fmt: SerialFormat = "json"
+) -> tuple[pd.DataFrame, Counter]:
+    """Valid records as a frame in schema column order, and a count of invalid ones by reason."""
+    rows, reasons = [], Counter()
+    for text in texts:
+        result = parse_record(text, schema, fmt)
+        if result.ok:
+            rows.append(result.record)
+        else:
+            reasons[result.error or "invalid"] += 1
+    return pd.DataFrame(rows, columns=schema.names), reasons

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
+from synthloom.serialize import parse_record, parse_records, serialize_record, serialize_table
+
+
+def test_json_round_trip_keeps_values_and_types(mixed_table, mixed_schema) -> None:
+    texts = serialize_table(mixed_table, mixed_schema, "json")
+    first = json.loads(texts[0])
+    assert list(first) == mixed_schema.names
+    assert isinstance(first["age"], int) and isinstance(first["married"], bool)
+    frame, reasons = parse_records(texts, mixed_schema, "json")
+    assert not reasons
+    assert len(frame) == len(mixed_table)
+    np.testing.assert_allclose(frame["income"].astype(float), mixed_table["income"], rtol=1e-6)
+    assert frame["income"].isna().sum() == mixed_table["income"].isna().sum()
+    assert (frame["home"] == mixed_table["home"]).all()
+
+
+def test_compact_is_shorter_and_round_trips(mixed_table, mixed_schema) -> None:
+    full = serialize_table(mixed_table, mixed_schema, "json")
+    compact = serialize_table(mixed_table, mixed_schema, "compact")
+    assert sum(map(len, compact)) < 0.6 * sum(map(len, full))
+    frame, reasons = parse_records(compact, mixed_schema, "compact")
+    assert not reasons and len(frame) == len(mixed_table)
+    assert (frame["status"] == mixed_table["status"]).all()
+
+
+def test_float_rounding_and_integers() -> None:
+    schema = TableSchema(
+        (ColumnSchema("x", ColumnKind.NUMERIC), ColumnSchema("n", ColumnKind.NUMERIC, integer=True))
+    )
+    text = serialize_record({"x": 1 / 3, "n": 4.0}, schema, "json", float_digits=4)
+    assert text == '{"x": 0.3333, "n": 4}'
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "column"),
+    [
+        ("no json here", "not valid JSON", None),
+        ('{"income": 1.0, "age": 30', "not valid JSON", None),
+        ('{"income": 1.0, "age": 30, "home": "rent", "married": true}', "missing column", "status"),
+        (
+            '{"income": 1.0, "age": 30, "home": "rent", "married": true, "status": "good", "x": 1}',
+            "unknown column",
+            "x",
+        ),
+        (
+            '{"income": 1.0, "age": "old", "home": "rent", "married": true, "status": "good"}',
+            "non-numeric value",
+            "age",
+        ),
+        (
+            '{"income": 1.0, "age": null, "home": "rent", "married": true, "status": "good"}',
+            "missing value",
+            "age",
+        ),
+        (
+            '{"income": 1.0, "age": 3, "home": "rent", "married": "maybe", "status": "good"}',
+            "non-boolean value",
+            "married",
+        ),
+        (
+            '{"income": 1.0, "age": 3, "home": ["a"], "married": true, "status": "good"}',
+            "nested value",
+            "home",
+        ),
+    ],
+)
+def test_parse_reports_why_a_text_is_invalid(mixed_schema, text, error, column) -> None:
+    result = parse_record(text, mixed_schema, "json")
+    assert not result.ok
+    assert (result.error, result.column) == (error, column)
+
+
+def test_parse_tolerates_text_around_the_record(mixed_schema) -> None:
+    text = 'Here: {"income": null, "age": 30, "home": "rent", "married": false, "status": "bad"} trailing'
+    result = parse_record(text, mixed_schema, "json")
+    assert result.ok and result.record["age"] == 30.0 and result.record["income"] is None
+
+
+def test_raw_format_for_single_text_columns() -> None:
+    schema = TableSchema((ColumnSchema("code", ColumnKind.TEXT),))
+    frame = pd.DataFrame({"code": ["def f():\n    return 1\n", "x = 2"]})
+    texts = serialize_table(frame, schema, "raw")
+    assert texts == list(frame["code"])
+    parsed, reasons = parse_records([*texts, "   "], schema, "raw")
+    assert len(parsed) == 2 and reasons == {"empty text": 1}
+    with pytest.raises(ValueError, match="exactly one text column"):
+        serialize_table(
+            pd.DataFrame({"a": [1]}), TableSchema((ColumnSchema("a", ColumnKind.NUMERIC),)), "raw"
+        )
