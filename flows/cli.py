@@ -86,16 +86,16 @@ def _print_summary(run_dir: Path) -> None:
     if not path.is_file():
         return
     summary = json.loads(path.read_text(encoding="utf-8"))
-    print(f"\n{'stage':<10}{'status':<11}{'cached':<8}{'seconds':>9}{'rows_in':>9}{'rows_out':>10}")
+    print(f"\n{'stage':<16}{'status':<11}{'cached':<8}{'seconds':>9}{'rows_in':>9}{'rows_out':>10}")
     for s in summary["stages"]:
         seconds = "" if s["seconds"] is None else f"{s['seconds']:.1f}"
         rows_in = "" if s["rows_in"] is None else s["rows_in"]
         rows_out = "" if s["rows_out"] is None else s["rows_out"]
         print(
-            f"{s['name']:<10}{s['status']:<11}{str(s['cached']).lower():<8}{seconds:>9}"
+            f"{s['name']:<16}{s['status']:<11}{str(s['cached']).lower():<8}{seconds:>9}"
             f"{rows_in!s:>9}{rows_out!s:>10}"
         )
-    shown = {k: summary["metrics"][k] for k in KEY_METRICS if k in summary["metrics"]}
+    shown = {k: summary["metrics"][k] for k in KEY_METRICS if summary["metrics"].get(k) is not None}
     if shown:
         print("\nmetrics:")
         for key, value in shown.items():

@@ -1,7 +1,8 @@
 """The tabular pipeline: ingest -> fit -> generate -> filter -> evaluate, then track.
 
-Composition only: every stage is a cached task in `tasks/`; rerunning the same run id
-reuses completed stages and continues from the first unfinished one.
+DiffLM fits in three stages (serialize -> train_vae -> train_diffusion) and generates by
+decoding. Composition only: every stage is a cached task in `tasks/`; rerunning the same
+run id reuses completed stages and continues from the first unfinished one.
 """
 
 from __future__ import annotations
@@ -11,8 +12,14 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from synthloom.config import PipelineConfig, config_hash
+from synthloom.config import PipelineConfig, config_hash, stages_for
 from synthloom.errors import StageError
+from tasks.difflm import (
+    generate_records,
+    serialize_records,
+    train_diffusion_stage,
+    train_vae_stage,
+)
 from tasks.evaluate import evaluate_synthetic
 from tasks.filter import filter_rows
 from tasks.fit import fit_generator
@@ -32,6 +39,7 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
         config,
         config_hash(cfg),
         fail_at_stage=cfg.run.fail_at_stage,
+        stages=stages_for(cfg.method.name),
     )
     code = code_version()
     status = "failed"
@@ -44,25 +52,28 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
             source_id=source_fingerprint(cfg.data.source),
             code=code,
         )
-        model = recorder.run(
-            "fit",
-            fit_generator,
-            method=config["method"],
-            seed=cfg.run.seed,
-            device=cfg.run.device,
-            seed_files=file_refs(seed),
-            code=code,
-        )
-        generated = recorder.run(
-            "generate",
-            generate_rows,
-            generate=config["generate"],
-            method_name=cfg.method.name,
-            seed=cfg.run.seed,
-            model_files=file_refs(model),
-            seed_files=file_refs(seed),
-            code=code,
-        )
+        if cfg.method.name == "difflm":
+            generated = _difflm_stages(recorder, config, cfg, seed, data_dir, code)
+        else:
+            model = recorder.run(
+                "fit",
+                fit_generator,
+                method=config["method"],
+                seed=cfg.run.seed,
+                device=cfg.run.device,
+                seed_files=file_refs(seed),
+                code=code,
+            )
+            generated = recorder.run(
+                "generate",
+                generate_rows,
+                generate=config["generate"],
+                method_name=cfg.method.name,
+                seed=cfg.run.seed,
+                model_files=file_refs(model),
+                seed_files=file_refs(seed),
+                code=code,
+            )
         kept = recorder.run(
             "filter",
             filter_rows,
@@ -88,6 +99,54 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
         if cfg.tracking.enabled:
             _track(recorder, summary, config, cfg, data_dir)
     return summary
+
+
+def _difflm_stages(
+    recorder: RunRecorder,
+    config: dict[str, Any],
+    cfg: PipelineConfig,
+    seed: dict[str, Any],
+    data_dir: str,
+    code: str,
+) -> dict[str, Any]:
+    """serialize -> train_vae -> train_diffusion -> generate (DiffLM, arXiv 2411.03250)."""
+    method, run = config["method"], cfg.run
+    model_cache = str(Path(data_dir) / "models")
+    records = recorder.run(
+        "serialize", serialize_records, method=method, seed_files=file_refs(seed), code=code
+    )
+    vae = recorder.run(
+        "train_vae",
+        train_vae_stage,
+        method=method,
+        seed=run.seed,
+        device=run.device,
+        record_files=file_refs(records),
+        model_cache=model_cache,
+        code=code,
+    )
+    diffusion = recorder.run(
+        "train_diffusion",
+        train_diffusion_stage,
+        method=method,
+        seed=run.seed,
+        device=run.device,
+        vae_files=file_refs(vae),
+        code=code,
+    )
+    return recorder.run(
+        "generate",
+        generate_records,
+        generate=config["generate"],
+        method=method,
+        seed=run.seed,
+        device=run.device,
+        vae_files=file_refs(vae),
+        diffusion_files=file_refs(diffusion),
+        seed_files=file_refs(seed),
+        model_cache=model_cache,
+        code=code,
+    )
 
 
 def _track(

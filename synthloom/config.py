@@ -106,7 +106,7 @@ class DiffLMConfig(_Strict):
     early_stopping_patience: int = Field(5, gt=0)
     diffusion: bool = Field(True, description="false: sample z from N(0, I) (ablation)")
     diffusion_steps: int = Field(2000, gt=0)
-    diffusion_hidden: int = Field(1024, gt=0)
+    diffusion_hidden: int = Field(512, gt=0, description="denoiser width (TabSyn: 1024)")
     diffusion_batch_size: int = Field(256, gt=0)
     sampler_steps: int = Field(50, gt=0)
     temperature: float = Field(0.5, ge=0)
@@ -148,6 +148,9 @@ MetricName = Literal["quality", "mle", "privacy", "detection"]
 
 class EvaluateConfig(_Strict):
     enabled: bool = True
+    suite: Literal["tabular", "code", "tool"] = Field(
+        "tabular", description="tabular metrics, or code / tool-spec metrics for raw records"
+    )
     metrics: list[MetricName] = Field(
         default_factory=lambda: ["quality", "mle", "privacy", "detection"]
     )

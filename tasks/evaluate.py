@@ -9,6 +9,9 @@ from prefect import get_run_logger, task
 
 from synthloom.artifacts import atomic_write_json, read_table
 from synthloom.metrics import cap_rows, dcr_distances, dcr_reference_pair, evaluate_tabular
+from synthloom.metrics.code import code_metrics
+from synthloom.metrics.tools import tool_metrics
+from synthloom.models.encoder import load_encoder
 from synthloom.plots import plot_column_distributions, plot_dcr_histogram
 from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
 
@@ -36,18 +39,26 @@ def evaluate_synthetic(
         logger.info(
             "evaluating %d synthetic rows (%s)", len(synthetic), ", ".join(evaluate["metrics"])
         )
-        metrics = evaluate_tabular(
-            synthetic,
-            **real,
-            schema=schema,
-            seeds=tuple(evaluate["mle_seeds"]),
-            grid=evaluate["mle_grid"],
-            include=tuple(evaluate["metrics"]),
-            max_rows=evaluate["max_rows"],
-        )
+        if evaluate["suite"] != "tabular":
+            metrics = _document_metrics(evaluate["suite"], synthetic, real["train"], schema)
+        elif len(synthetic) == 0:
+            logger.warning(
+                "no synthetic rows survived generation and filtering: nothing to evaluate"
+            )
+            metrics: dict[str, Any] = {"eval_n_synthetic": 0.0, "note": "no synthetic rows"}
+        else:
+            metrics = evaluate_tabular(
+                synthetic,
+                **real,
+                schema=schema,
+                seeds=tuple(evaluate["mle_seeds"]),
+                grid=evaluate["mle_grid"],
+                include=tuple(evaluate["metrics"]),
+                max_rows=evaluate["max_rows"],
+            )
         atomic_write_json(metrics, out / "metrics.json")
         files: dict[str, tuple[str, int | None]] = {"metrics": ("metrics.json", None)}
-        if evaluate["plots"] and len(synthetic):
+        if evaluate["plots"] and len(synthetic) and evaluate["suite"] == "tabular":
             plot_column_distributions(real["train"], synthetic, schema, out / "columns.png")
             files["columns_plot"] = ("columns.png", None)
             if "privacy" in evaluate["metrics"]:
@@ -76,3 +87,12 @@ def evaluate_synthetic(
         | {"seed": seed_files["test"]["sha256"]},
         inject_failure=inject_failure,
     )
+
+
+def _document_metrics(suite: str, synthetic, train, schema) -> dict[str, Any]:  # noqa: ANN001
+    """Code or tool-spec metrics over the single text column of raw-record data."""
+    (column,) = schema.names
+    synthetic_texts, real_texts = synthetic[column].tolist(), train[column].tolist()
+    if suite == "tool":
+        return tool_metrics(synthetic_texts, real_texts)
+    return code_metrics(synthetic_texts, real_texts, encoder=load_encoder(device="cpu"))

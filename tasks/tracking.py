@@ -7,9 +7,11 @@ started (its id is kept in summary.json) and adds nested runs for the stages it 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,37 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
         for k, v in metrics.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
     }
+
+
+STAGE_ARTIFACTS = (
+    "metrics.json",
+    "columns.png",
+    "dcr.png",
+    "sample_rows.csv",
+    "loss_curves.png",
+    "latents.png",
+)
+
+
+def _log_history(mlflow: Any, path: Path) -> None:
+    """A stage's training curves ({metric: [[step, value], ...]}) as MLflow step metrics."""
+    if not path.is_file():
+        return
+    from mlflow.entities import Metric
+
+    history = json.loads(path.read_text(encoding="utf-8"))
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(_metric_name(name), float(value), now, int(step))
+        for name, points in history.items()
+        if isinstance(points, list)
+        for step, value in points
+        if value is not None and math.isfinite(float(value))
+    ]
+    run_id = mlflow.active_run().info.run_id
+    client = mlflow.tracking.MlflowClient()
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
 def log_pipeline_run(
@@ -123,13 +156,14 @@ def log_pipeline_run(
                     )
                 )
                 stage_dir = Path(stage.get("dir") or "")
-                for name in ("metrics.json", "columns.png", "dcr.png", "sample_rows.csv"):
+                _log_history(mlflow, stage_dir / "history.json")
+                for name in STAGE_ARTIFACTS:
                     if (stage_dir / name).is_file():
                         mlflow.log_artifact(str(stage_dir / name))
             stage["mlflow_logged"] = True
         for stage in summary["stages"]:
             stage_dir = Path(stage.get("dir") or "")
-            for name in ("metrics.json", "columns.png", "dcr.png", "sample_rows.csv"):
+            for name in STAGE_ARTIFACTS:
                 if stage["status"] == "completed" and (stage_dir / name).is_file():
                     mlflow.log_artifact(str(stage_dir / name), artifact_path="report")
         summary_path = Path(summary["artifact_dir"]) / "summary.json"

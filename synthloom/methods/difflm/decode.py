@@ -1,0 +1,339 @@
+"""Decode records from latent injections into a frozen causal LM (DiffLM, arXiv 2411.03250, 3.4).
+
+`decode_records(model, tokenizer, injection)` turns a batch of injections (soft prompt, KV
+memory or embedding offset, see `synthloom.models.injection`) into one text per row: the
+tokens the model writes after BOS, up to the first stop token (excluded) or the token budget.
+
+The loop is written by hand rather than through `model.generate()` because every row of a
+batch sits at the same position (same prefix length, one BOS, one new token per step), so:
+- no attention mask is ever needed (step 0 is plain causal, later steps attend to all cached
+  positions), which lets SDPA skip masking work;
+- the KV cache is pre-allocated once for the whole budget and written in place, instead of
+  being concatenated (copied) at every step;
+- finished rows are dropped from the batch (cache and injection index-selected) once enough
+  of them have piled up, so the rows still writing run on a smaller, faster batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from synthloom.models.injection import Injection
+
+
+@dataclass
+class DecodeResult:
+    """What `decode_records` produced, every per-row field in the injection's row order.
+
+    texts: the decoded record text of each row (stop token excluded, special tokens skipped).
+    token_ids: the generated token ids of each row (stop token excluded).
+    num_tokens: (B,) number of generated tokens per row, stop token excluded.
+    finished: (B,) True where the row emitted a stop token, False where it ran out of budget.
+    forward_passes: model forward calls made (step 0 included).
+    row_forwards: sum over forward calls of the rows in the batch (less than
+        B * forward_passes when finished rows were dropped).
+    seconds: wall time of the whole call.
+    """
+
+    texts: list[str]
+    token_ids: list[list[int]]
+    num_tokens: torch.Tensor
+    finished: torch.Tensor
+    forward_passes: int
+    row_forwards: int
+    seconds: float
+
+    @property
+    def generated_tokens(self) -> int:
+        """Tokens the model produced, stop tokens included (what throughput should count)."""
+        return int(self.num_tokens.sum() + self.finished.sum())
+
+
+class PreallocatedKVCache(Cache):
+    """A KV cache whose per-layer buffers (B, n_kv_heads, max_len, head_dim) are allocated once.
+
+    `update` writes the new keys/values in place and returns views of the filled prefix
+    (B, n_kv_heads, length, head_dim), so attention never sees unfilled slots and needs no
+    mask, and no step copies the cache the way concatenation does. `select_rows` keeps a
+    subset of the batch (one copy, used to drop finished rows).
+    """
+
+    def __init__(self, num_layers: int, max_len: int) -> None:
+        super().__init__(layers=[_PreallocatedLayer(max_len) for _ in range(num_layers)])
+
+    @classmethod
+    def from_memory(
+        cls, memory: Sequence[tuple[torch.Tensor, torch.Tensor]], max_len: int
+    ) -> PreallocatedKVCache:
+        """A cache seeded with per-layer (key, value) memory of shape (B, n_kv, k, head_dim)."""
+        cache = cls(len(memory), max_len)
+        for layer, (key, value) in zip(cache.layers, memory, strict=True):
+            layer.update(key, value)
+        return cache
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Keep only batch rows `index` (1-D long tensor), in that order."""
+        for layer in self.layers:
+            layer.select_rows(index)
+
+
+class _PreallocatedLayer(CacheLayerMixin):
+    """One layer of `PreallocatedKVCache`: a fixed buffer and a fill length."""
+
+    is_sliding = False
+
+    def __init__(self, max_len: int) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.length = 0
+        self.key_buffer: torch.Tensor | None = None
+        self.value_buffer: torch.Tensor | None = None
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads, _, head_dim = key_states.shape
+        shape = (batch, heads, self.max_len, head_dim)
+        kw = {"dtype": key_states.dtype, "device": key_states.device}
+        self.key_buffer = torch.empty(shape, **kw)
+        self.value_buffer = torch.empty(shape[:-1] + (value_states.shape[-1],), **kw)
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        new = key_states.shape[-2]
+        assert self.length + new <= self.max_len, "KV cache budget exceeded"
+        self.key_buffer[:, :, self.length : self.length + new] = key_states
+        self.value_buffer[:, :, self.length : self.length + new] = value_states
+        self.length += new
+        self.keys = self.key_buffer[:, :, : self.length]
+        self.values = self.value_buffer[:, :, : self.length]
+        return self.keys, self.values
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        if not self.is_initialized:
+            return
+        self.key_buffer = self.key_buffer.index_select(0, index)
+        self.value_buffer = self.value_buffer.index_select(0, index)
+        self.keys = self.key_buffer[:, :, : self.length]
+        self.values = self.value_buffer[:, :, : self.length]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.length + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return self.max_len
+
+
+def decode_records(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    injection: Injection,
+    *,
+    max_new_tokens: int = 128,
+    temperature: float = 0.5,
+    top_p: float = 1.0,
+    stop_token_ids: Sequence[int] | None = None,
+    generator: torch.Generator | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    min_batch_to_compact: int = 4,
+    cache: str = "preallocated",
+) -> DecodeResult:
+    """Decode one record per injection row: BOS, then tokens until a stop token or the budget.
+
+    Step 0 feeds the injection and the BOS embedding with an empty cache: soft prompt ->
+    [prefix_embeds, BOS] at positions 0..k; KV memory -> the cache is seeded with the
+    memory and BOS sits at position k; input embedding -> BOS + offset at position 0. Each
+    later step feeds only the token just sampled (its embedding, plus the offset in
+    input-embedding mode). Sampling: logits / temperature, then nucleus (top-p) filtering;
+    temperature 0 means greedy (argmax, first index on ties). A row that samples a token in
+    `stop_token_ids` (default: the tokenizer's eos) is finished; finished rows are dropped
+    from the batch once at least `min_batch_to_compact` of them are in it (1 = at once; a
+    value above the batch size never compacts). Greedy outputs do not depend on batch
+    composition or compaction; sampled outputs are reproducible for a seeded `generator`.
+
+    `autocast_dtype` runs the forward passes under `torch.autocast` in that dtype (useful on
+    GPUs; on CPU cast the model itself, e.g. `model.to(torch.bfloat16)`, which is faster).
+    `stop_token_ids=()` disables stopping: every row runs the full budget.
+    """
+    start = time.perf_counter()
+    device = model.device
+    dtype = model.get_input_embeddings().weight.dtype
+    config = model.config.get_text_config(decoder=True)
+    stops = _stop_ids(tokenizer, stop_token_ids, device)
+    bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else config.bos_token_id
+    assert bos_id is not None, "tokenizer and model config define no BOS token"
+
+    batch, prefix_len = injection.batch_size, injection.prefix_length
+    injection = _to(injection, device, dtype)
+    embed = model.get_input_embeddings()
+    out_ids = torch.zeros(batch, max_new_tokens, dtype=torch.long, device=device)
+    num_tokens = torch.full((batch,), max_new_tokens, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    rows = torch.arange(batch, device=device)  # original row of each batch position
+    forward_passes = row_forwards = 0
+    if max_new_tokens <= 0 or batch == 0:
+        return _result(tokenizer, out_ids, num_tokens.zero_(), finished, 0, 0, start)
+
+    # Step 0 inputs: (B, q, H) embeddings at positions (1, q); the cache holds k + budget slots.
+    bos = embed(torch.full((batch, 1), bos_id, dtype=torch.long, device=device))  # (B, 1, H)
+    if injection.prefix_embeds is not None:
+        inputs = torch.cat([injection.prefix_embeds, bos], dim=1)  # (B, k+1, H)
+        kv = _new_cache(cache, config.num_hidden_layers, prefix_len + max_new_tokens)
+    elif injection.past_key_values is not None:
+        inputs = bos  # (B, 1, H); the memory stands for positions 0..k-1
+        kv = _seeded_cache(cache, injection.past_key_values, prefix_len + max_new_tokens)
+    else:
+        inputs = bos + injection.embed_offset[:, None, :]  # (B, 1, H)
+        kv = _new_cache(cache, config.num_hidden_layers, max_new_tokens)
+    position = 0 if injection.prefix_embeds is not None else prefix_len
+    offset = injection.embed_offset  # (B, H) or None; follows compaction
+
+    amp = (
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else nullcontext()
+    )
+    with torch.inference_mode(), amp:
+        for step in range(max_new_tokens):
+            q = inputs.shape[1]
+            positions = torch.arange(position, position + q, device=device)[None]  # (1, q)
+            logits = model(
+                inputs_embeds=inputs,
+                position_ids=positions,
+                past_key_values=kv,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]  # (B', V)
+            forward_passes += 1
+            row_forwards += len(rows)
+            position += q
+            token = _sample(logits, temperature, top_p, generator)  # (B',)
+            out_ids[rows, step] = token
+            stopped = torch.isin(token, stops) & ~finished[rows]  # (B',) newly finished
+            if stopped.any():
+                done = rows[stopped]
+                finished[done] = True
+                num_tokens[done] = step
+            if step + 1 == max_new_tokens:
+                break
+            live = ~finished[rows]  # (B',) rows still writing
+            n_live = int(live.sum())
+            if n_live == 0:
+                break
+            if len(rows) - n_live >= min_batch_to_compact:  # drop finished rows
+                keep = live.nonzero().squeeze(1)
+                rows, token = rows[keep], token[keep]
+                _select_cache_rows(kv, keep)
+                if offset is not None:
+                    offset = offset[keep]
+            inputs = embed(token)[:, None, :]  # (B', 1, H)
+            if offset is not None:
+                inputs = inputs + offset[:, None, :]
+    return _result(tokenizer, out_ids, num_tokens, finished, forward_passes, row_forwards, start)
+
+
+def batched(
+    injection_fn: Callable[[int], Injection], n: int, batch_size: int
+) -> Iterator[Injection]:
+    """Yield `injection_fn(size)` for consecutive batches covering `n` rows (last one smaller)."""
+    assert batch_size > 0, "batch_size must be positive"
+    for first in range(0, n, batch_size):
+        yield injection_fn(min(batch_size, n - first))
+
+
+def _sample(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One token per row from (B, V) logits: greedy at temperature 0, else temperature + top-p."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the top token always stays).
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        choice = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1)
+        return order.gather(-1, choice).squeeze(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _stop_ids(
+    tokenizer: PreTrainedTokenizerBase, stop_token_ids: Sequence[int] | None, device: torch.device
+) -> torch.Tensor:
+    if stop_token_ids is None:
+        assert tokenizer.eos_token_id is not None, "no stop_token_ids and no eos token"
+        stop_token_ids = [tokenizer.eos_token_id]
+    return torch.tensor(list(stop_token_ids), dtype=torch.long, device=device)
+
+
+def _to(injection: Injection, device: torch.device, dtype: torch.dtype) -> Injection:
+    """The injection's tensors on the model's device and in its dtype."""
+    if injection.prefix_embeds is not None:
+        return Injection(prefix_embeds=injection.prefix_embeds.to(device, dtype))
+    if injection.embed_offset is not None:
+        return Injection(embed_offset=injection.embed_offset.to(device, dtype))
+    return Injection(
+        past_key_values=tuple(
+            (k.to(device, dtype), v.to(device, dtype)) for k, v in injection.past_key_values
+        )
+    )
+
+
+def _new_cache(kind: str, num_layers: int, max_len: int) -> Cache:
+    from transformers import DynamicCache
+
+    if kind == "dynamic":
+        return DynamicCache()
+    return PreallocatedKVCache(num_layers, max_len)
+
+
+def _seeded_cache(
+    kind: str, memory: Sequence[tuple[torch.Tensor, torch.Tensor]], max_len: int
+) -> Cache:
+    from transformers import DynamicCache
+
+    if kind == "dynamic":
+        return DynamicCache(ddp_cache_data=[(k, v) for k, v in memory])
+    return PreallocatedKVCache.from_memory(memory, max_len)
+
+
+def _select_cache_rows(kv: Cache, index: torch.Tensor) -> None:
+    if isinstance(kv, PreallocatedKVCache):
+        kv.select_rows(index)
+    else:
+        kv.batch_select_indices(index)
+
+
+def _result(
+    tokenizer: PreTrainedTokenizerBase,
+    out_ids: torch.Tensor,
+    num_tokens: torch.Tensor,
+    finished: torch.Tensor,
+    forward_passes: int,
+    row_forwards: int,
+    start: float,
+) -> DecodeResult:
+    ids = [row[:n].tolist() for row, n in zip(out_ids.cpu(), num_tokens.tolist(), strict=True)]
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return DecodeResult(
+        texts=texts,
+        token_ids=ids,
+        num_tokens=num_tokens.cpu(),
+        finished=finished.cpu(),
+        forward_passes=forward_passes,
+        row_forwards=row_forwards,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,205 @@
+"""DiffLM fitting glue: load the models, train the VAE, encode latents, plot what happened.
+
+The pieces live in their own modules (`synthloom.models.vae`, `.train_vae`, `.beta`,
+`.latent_diffusion`); this module wires them from a `method` config dict (the validated
+`DiffLMConfig` dumped to a dict), which is all a pipeline stage needs to call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from synthloom.methods.difflm.beta import BetaSchedule, CyclicalBeta, DecreasingBeta
+from synthloom.methods.difflm.train_vae import batches, tokenize_records, train_vae
+from synthloom.models.causal_lm import load_causal_lm
+from synthloom.models.encoder import load_encoder
+from synthloom.models.vae import DiffLMVAE, VAEConfig
+
+ENCODER_MAX_TOKENS = 256
+
+
+@dataclass
+class BaseModels:
+    """The trainable encoder and the frozen decoder, with their tokenizers."""
+
+    encoder: PreTrainedModel
+    encoder_tokenizer: PreTrainedTokenizerBase
+    decoder: PreTrainedModel
+    decoder_tokenizer: PreTrainedTokenizerBase
+
+
+def load_base_models(
+    method: dict[str, Any],
+    device: torch.device,
+    cache_dir: Path,
+    decoder_dtype: torch.dtype | None = None,
+) -> BaseModels:
+    """Encoder and decoder named by `method` (aliases or Hugging Face names) on `device`."""
+    encoder, enc_tok = load_encoder(method["encoder"], device=str(device))
+    decoder, dec_tok = load_causal_lm(
+        method["decoder"], device=str(device), dtype=decoder_dtype, cache_dir=cache_dir
+    )
+    return BaseModels(encoder, enc_tok, decoder, dec_tok)
+
+
+def build_vae(method: dict[str, Any], models: BaseModels) -> DiffLMVAE:
+    config = VAEConfig(
+        latent_dim=method["latent_dim"],
+        num_prompts=method["num_prompts"],
+        mode=method["injection"],
+        injector_hidden=method["injector_hidden"],
+    )
+    return DiffLMVAE(
+        models.encoder,
+        models.decoder,
+        config,
+        encoder_name=method["encoder"],
+        decoder_name=method["decoder"],
+    )
+
+
+def beta_schedule(method: dict[str, Any]) -> BetaSchedule:
+    """The paper's decreasing schedule, or the cyclical one (ablation)."""
+    if method["beta_schedule"] == "cyclical":
+        return CyclicalBeta(max_beta=method["beta_start"], cycle_steps=method["beta_cycle_steps"])
+    return DecreasingBeta(
+        start=method["beta_start"],
+        decay=method["beta_decay"],
+        floor=method["beta_floor"],
+        patience=method["beta_patience"],
+    )
+
+
+def _tokenized(texts: list[str], models: BaseModels, method: dict[str, Any]) -> dict:
+    return tokenize_records(
+        texts,
+        models.encoder_tokenizer,
+        models.decoder_tokenizer,
+        max_enc_len=ENCODER_MAX_TOKENS,
+        max_dec_len=method["max_record_tokens"],
+    )
+
+
+def fit_vae(
+    models: BaseModels,
+    train_texts: list[str],
+    val_texts: list[str],
+    method: dict[str, Any],
+    *,
+    device: torch.device,
+    seed: int,
+    log: Any = lambda record: None,
+) -> tuple[DiffLMVAE, dict[str, Any]]:
+    """Train the VAE on the serialized records; returns it (best weights) and its history."""
+    vae = build_vae(method, models)
+    train = _tokenized(train_texts, models, method)
+    val = _tokenized(val_texts or train_texts[: max(1, len(train_texts) // 10)], models, method)
+    size = method["vae_batch_size"]
+    history = train_vae(
+        vae,
+        lambda epoch: batches(train, size, shuffle=True, seed=seed + epoch),
+        lambda: batches(val, size, shuffle=False),
+        steps=method["vae_steps"],
+        lr=method["vae_lr"],
+        beta_schedule=beta_schedule(method),
+        eval_every=method["eval_every"],
+        early_stopping_patience=method["early_stopping_patience"],
+        device=device,
+        autocast_dtype=torch.bfloat16 if method["bf16"] else None,
+        log=log,
+        seed=seed,
+    )
+    history["truncated_records"] = int(train["dec_truncated"].sum())
+    return vae, history
+
+
+@torch.no_grad()
+def encode_means(
+    vae: DiffLMVAE,
+    models: BaseModels,
+    texts: list[str],
+    method: dict[str, Any],
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """mu of every record (N, latent_dim): the data the latent diffusion learns."""
+    vae.eval()
+    tokens = tokenize_records(
+        texts,
+        models.encoder_tokenizer,
+        models.decoder_tokenizer,
+        max_enc_len=ENCODER_MAX_TOKENS,
+        max_dec_len=method["max_record_tokens"],
+    )
+    out = []
+    for batch in batches(
+        {k: tokens[k] for k in ("enc_ids", "enc_mask")}, batch_size, shuffle=False
+    ):
+        mu, _ = vae.encode(batch["enc_ids"].to(device), batch["enc_mask"].to(device))
+        out.append(mu.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, method["latent_dim"]), np.float32)
+
+
+def load_trained_vae(directory: Path, models: BaseModels) -> DiffLMVAE:
+    vae = DiffLMVAE.load(directory, models.encoder, models.decoder)
+    return vae.eval()
+
+
+def plot_loss_curves(history: dict[str, Any], path: Path) -> Path:
+    """Training/validation reconstruction loss, KL and beta per step (PNG)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.4))
+    panels = (
+        ("recon", "val_recon", "reconstruction NLL"),
+        ("kl", "val_kl", "KL"),
+        ("beta", None, "beta"),
+    )
+    for i, (train_key, val_key, title) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, 3, i)
+        for key, label in ((train_key, "train"), (val_key, "validation")):
+            points = history.get(key) if key else None
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, label=label, marker="o" if label == "validation" else None)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if title == "beta":
+            ax.set_yscale("log")
+        else:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_latents(means: np.ndarray, labels: list[str], path: Path, target: str | None) -> Path:
+    """2-D PCA projection of the latent means coloured by the target (paper figure 6)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    centered = means - means.mean(axis=0, keepdims=True)
+    if len(means) >= 2:
+        _, _, vt = np.linalg.svd(centered, full_matrices=False)
+        xy = centered @ vt[:2].T
+    else:
+        xy = np.zeros((len(means), 2))
+    values = np.asarray(labels, dtype=object)
+    groups = sorted({str(v) for v in values}) if target else ["all"]
+    for group in groups[:12]:
+        mask = (values.astype(str) == group) if target else np.ones(len(values), bool)
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.6, label=group)
+    ax.set_title(f"VAE latent means (PCA), coloured by {target or 'nothing'}")
+    if target:
+        ax.legend(markerscale=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

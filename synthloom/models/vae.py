@@ -1,0 +1,438 @@
+"""DiffLM's VAE: a trainable encoder, a latent z, and a FROZEN causal LM that decodes z.
+
+DiffLM (arXiv 2411.03250, section 3.2 and 3.4): a BERT-style encoder maps a serialized
+record x to q(z|x) = N(mu, diag(exp(logvar))); z = mu + exp(logvar / 2) * eps; an injector
+turns z into an `Injection` (soft prompt, KV memory or input-embedding offset) that steers
+the frozen decoder, which reconstructs x with the causal-LM loss. Training minimises
+recon + beta * KL (beta schedules: `synthloom.methods.difflm.beta`).
+
+Shapes: B batch, Te / T encoder / decoder tokens, He / H encoder / decoder width, d latent
+size, k injected positions, L decoder layers, Hkv key-value heads, Dh head width, V vocab.
+Only the encoder, the latent heads and the injector are trainable; the decoder is held
+outside the module tree, so `parameters()`, `state_dict()` and `.to()` never touch it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import DynamicCache, PreTrainedModel
+
+from synthloom.errors import SynthloomError
+from synthloom.models.encoder import mean_pool
+from synthloom.models.injection import INJECTION_MODES, Injection
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "vae.safetensors"
+CONFIG_FILE = "vae_config.json"
+
+
+@dataclass
+class VAEConfig:
+    """Hyper-parameters of the trainable part (the decoder brings its own config)."""
+
+    latent_dim: int = 64  # d
+    num_prompts: int = 16  # k: soft-prompt vectors or KV-memory slots
+    mode: str = "soft_prompt"  # one of INJECTION_MODES
+    injector_hidden: int = 512  # width of the injector MLP
+    dropout: float = 0.1  # on the pooled encoder state and inside the injector MLP
+
+    def __post_init__(self) -> None:
+        if self.mode not in INJECTION_MODES:
+            raise SynthloomError(
+                f"VAE injection mode {self.mode!r} is unknown. Fix: use one of {INJECTION_MODES}."
+            )
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per record, (B, d) -> (B,).
+
+    KL = 0.5 * sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)   (Kingma & Welling 2014).
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+
+
+# ---------------------------------------------------------------- latent heads
+
+
+class LatentHeads(nn.Module):
+    """Pooled encoder state (B, He) -> mu (B, d), logvar (B, d): one linear map, split."""
+
+    def __init__(self, encoder_dim: int, latent_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(encoder_dim, 2 * latent_dim)
+
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.proj(self.dropout(pooled)).chunk(2, dim=-1)  # (B, d) each
+        return mu, logvar
+
+
+# ---------------------------------------------------------------- injectors
+
+
+def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
+    """Linear -> GELU -> Dropout -> Linear; the last layer is the one calibrated below."""
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out)
+    )
+
+
+def _probe_latents(latent_dim: int, like: torch.Tensor) -> torch.Tensor:
+    """1024 fixed latents z ~ N(0, I), (1024, d), from a private generator (global RNG untouched)."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    return torch.randn(1024, latent_dim, generator=gen).to(like.device, like.dtype)
+
+
+@torch.no_grad()
+def _rescale_rows(last: nn.Linear, out: torch.Tensor, target_std: torch.Tensor) -> None:
+    """Scale `last` so its probe output `out` (N, G, n) gets std `target_std[g]` per group g.
+
+    The G groups are equal contiguous blocks of `last`'s output rows; weight and bias rows
+    are multiplied by target / measured, so the output scales exactly (it is affine in them).
+    """
+    scale = target_std.to(out.device) / out.float().std(dim=(0, 2)).clamp(min=1e-8)  # (G,)
+    per_row = scale.repeat_interleave(last.out_features // len(target_std))  # (out,)
+    last.weight.mul_(per_row[:, None].to(last.weight.dtype))
+    last.bias.mul_(per_row.to(last.bias.dtype))
+
+
+@torch.no_grad()
+def _calibrate_mlp(mlp: nn.Sequential, latent_dim: int, target_std: float) -> None:
+    """Rescale the MLP's last layer so mlp(z), z ~ N(0, I), has std `target_std` (dropout off)."""
+    was_training = mlp.training
+    mlp.eval()
+    out = mlp(_probe_latents(latent_dim, mlp[0].weight))  # (N, out)
+    mlp.train(was_training)
+    _rescale_rows(mlp[-1], out[:, None, :], torch.tensor([target_std]))
+
+
+class SoftPromptInjector(nn.Module):
+    """z (B, d) -> k soft-prompt vectors (B, k, H) placed before BOS (DiffLM's choice).
+
+    Init: the output is rescaled so that, for z ~ N(0, I), its std equals the std of the
+    decoder's token-embedding matrix: the prompt starts at the scale of real tokens.
+    """
+
+    def __init__(self, cfg: VAEConfig, hidden_size: int, embed_std: float) -> None:
+        super().__init__()
+        self.k, self.h = cfg.num_prompts, hidden_size
+        self.mlp = _mlp(cfg.latent_dim, cfg.injector_hidden, self.k * self.h, cfg.dropout)
+        _calibrate_mlp(self.mlp, cfg.latent_dim, embed_std)
+
+    def forward(self, z: torch.Tensor) -> Injection:
+        prefix = self.mlp(z).view(z.shape[0], self.k, self.h)  # (B, k, H)
+        return Injection(prefix_embeds=prefix)
+
+
+class KVMemoryInjector(nn.Module):
+    """z (B, d) -> per-layer key/value memory, L pairs of (B, Hkv, k, Dh) (Optimus ablation).
+
+    Factorised to stay small: an MLP makes k slot vectors (B, k, H); one shared linear map
+    turns each slot into all layers' keys and values (B, k, L * 2 * Hkv * Dh). Keys are
+    used as given (no rotary embedding), as a cache holds already-rotated keys.
+    Init: every (layer, key|value) group is rescaled so that, for z ~ N(0, I), its std
+    equals the std of the decoder's own keys|values of that layer on a probe sequence.
+    """
+
+    def __init__(self, cfg: VAEConfig, decoder: PreTrainedModel) -> None:
+        super().__init__()
+        c = decoder.config
+        self.k, self.slot = cfg.num_prompts, c.hidden_size
+        self.n_layers, self.n_kv = c.num_hidden_layers, c.num_key_value_heads
+        self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        self.slots = _mlp(cfg.latent_dim, cfg.injector_hidden, self.k * self.slot, cfg.dropout)
+        self.to_kv = nn.Linear(self.slot, self.n_layers * 2 * self.n_kv * self.head_dim)
+        self._calibrate(_decoder_kv_std(decoder), cfg.latent_dim)
+
+    @torch.no_grad()
+    def _calibrate(self, target_std: torch.Tensor, latent_dim: int) -> None:
+        """Rescale `to_kv` per (layer, key|value) group to `target_std` (L * 2,)."""
+        was_training = self.training
+        self.eval()
+        slots = self.slots(_probe_latents(latent_dim, self.to_kv.weight))  # (N, k * H)
+        out = self.to_kv(slots.view(-1, self.slot))  # (N * k, L * 2 * Hkv * Dh)
+        self.train(was_training)
+        _rescale_rows(self.to_kv, out.view(out.shape[0], len(target_std), -1), target_std)
+
+    def forward(self, z: torch.Tensor) -> Injection:
+        b = z.shape[0]
+        slots = self.slots(z).view(b, self.k, self.slot)  # (B, k, H)
+        kv = self.to_kv(slots).view(b, self.k, self.n_layers, 2, self.n_kv, self.head_dim)
+        kv = kv.permute(2, 3, 0, 4, 1, 5)  # (L, 2, B, Hkv, k, Dh)
+        return Injection(past_key_values=tuple((kv[i, 0], kv[i, 1]) for i in range(len(kv))))
+
+
+@torch.no_grad()
+def _decoder_kv_std(decoder: PreTrainedModel) -> torch.Tensor:
+    """Std of the decoder's keys and values per layer, (L * 2,) as [k0, v0, k1, v1, ...].
+
+    Measured on one fixed probe sequence of 64 token ids spread over the vocabulary.
+    """
+    vocab = decoder.config.vocab_size
+    ids = torch.linspace(0, vocab - 1, 64).long()[None].to(decoder.device)  # (1, 64)
+    cache = decoder(input_ids=ids, use_cache=True).past_key_values
+    stds = []
+    for layer in cache.layers:
+        stds += [layer.keys.float().std().item(), layer.values.float().std().item()]
+    return torch.tensor(stds)
+
+
+class EmbeddingInjector(nn.Module):
+    """z (B, d) -> an offset (B, H) added to every token embedding (Optimus ablation).
+
+    Init: rescaled so that, for z ~ N(0, I), its std equals the token embeddings' std.
+    """
+
+    def __init__(self, cfg: VAEConfig, hidden_size: int, embed_std: float) -> None:
+        super().__init__()
+        self.mlp = _mlp(cfg.latent_dim, cfg.injector_hidden, hidden_size, cfg.dropout)
+        _calibrate_mlp(self.mlp, cfg.latent_dim, embed_std)
+
+    def forward(self, z: torch.Tensor) -> Injection:
+        return Injection(embed_offset=self.mlp(z))  # (B, H)
+
+
+def build_injector(cfg: VAEConfig, decoder: PreTrainedModel) -> nn.Module:
+    """The injector for `cfg.mode`, sized (and its init scaled) for `decoder`."""
+    hidden = decoder.config.hidden_size
+    embed_std = decoder.get_input_embeddings().weight.float().std().item()
+    if cfg.mode == "soft_prompt":
+        return SoftPromptInjector(cfg, hidden, embed_std)
+    if cfg.mode == "kv_memory":
+        return KVMemoryInjector(cfg, decoder)
+    return EmbeddingInjector(cfg, hidden, embed_std)
+
+
+# ---------------------------------------------------------------- the VAE
+
+
+class DiffLMVAE(nn.Module):
+    """Trainable encoder + latent heads + injector around a frozen causal LM decoder.
+
+    The decoder gets requires_grad False on every parameter and stays in eval mode even
+    while the VAE trains; it is kept out of the module tree, so `parameters()` (the same
+    as `trainable_parameters()`), `state_dict()` and `.to()` cover only the trainable part.
+    Move the decoder yourself (`vae.decoder.to(device)`) if it is not on the VAE's device.
+    """
+
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        decoder: PreTrainedModel,
+        config: VAEConfig | None = None,
+        *,
+        encoder_name: str | None = None,
+        decoder_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or VAEConfig()
+        self.encoder = encoder.train()
+        self.heads = LatentHeads(
+            encoder.config.hidden_size, self.config.latent_dim, self.config.dropout
+        )
+        self.__dict__["decoder"] = decoder.eval()  # plain attribute: not a submodule
+        for p in decoder.parameters():
+            p.requires_grad_(False)
+        self.injector = build_injector(self.config, decoder)
+        self.encoder_name = encoder_name or str(getattr(encoder, "name_or_path", ""))
+        self.decoder_name = decoder_name or str(getattr(decoder, "name_or_path", ""))
+        self.to(next(encoder.parameters()).device)  # heads and injector join the encoder
+
+    def train(self, mode: bool = True) -> DiffLMVAE:
+        super().train(mode)
+        self.decoder.eval()  # frozen: no dropout, whatever the VAE's mode
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters an optimizer should update: encoder, heads, injector."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Encoder, heads and injector weights (no decoder), detached."""
+        return {k: v.detach() for k, v in self.state_dict().items()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of `trainable_state_dict` (strict: every key must match)."""
+        self.load_state_dict(state, strict=True)
+
+    # ------------------------------------------------------------ encode / inject
+
+    def encode(
+        self, enc_ids: torch.Tensor, enc_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, Te) token ids and mask -> mu, logvar (B, d), from mean-pooled encoder states."""
+        hidden = self.encoder(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
+        pooled = mean_pool(hidden.float(), enc_mask)  # (B, He)
+        return self.heads(pooled)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) from the global torch RNG; (B, d)."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def inject(self, z: torch.Tensor) -> Injection:
+        """Latent (B, d) -> the `Injection` the decoder consumes."""
+        return self.injector(z)
+
+    # ------------------------------------------------------------ decode
+
+    def reconstruction_loss(
+        self, injection: Injection, dec_ids: torch.Tensor, dec_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-record mean token NLL of the record under the frozen decoder, (B,).
+
+        dec_ids (B, T): BOS, record tokens, EOS, padded on either side (dec_mask 0).
+        loss_b = -(1/|S_b|) sum_{t in S_b} log p(x_t | injection, x_<t), where S_b are
+        the positions t >= 1 with x_t and x_{t-1} both real: BOS is given, not predicted;
+        injected positions and padding carry no loss. Position ids count real positions
+        only (injected ones first), so padding changes nothing.
+        """
+        dec = self.decoder
+        b, t = dec_ids.shape
+        k = injection.prefix_length
+        mask = torch.cat([dec_mask.new_ones(b, k), dec_mask], dim=1)  # (B, k + T)
+        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, k + T)
+        embeds = dec.get_input_embeddings()(dec_ids)  # (B, T, H)
+        kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": False}
+        if injection.prefix_embeds is not None:  # soft prompt: k vectors before BOS
+            prefix = injection.prefix_embeds.to(embeds.dtype)
+            kwargs |= {
+                "inputs_embeds": torch.cat([prefix, embeds], dim=1),
+                "position_ids": positions,
+            }
+        elif injection.past_key_values is not None:  # KV memory: k cached positions
+            dtype = _compute_dtype(embeds)
+            memory = tuple((key.to(dtype), val.to(dtype)) for key, val in injection.past_key_values)
+            cache = DynamicCache(memory, config=dec.config)
+            kwargs |= {
+                "inputs_embeds": embeds,
+                "position_ids": positions[:, k:],
+                "past_key_values": cache,
+            }
+        else:  # input embedding: the offset is added to every token
+            offset = injection.embed_offset.to(embeds.dtype)[:, None, :]
+            kwargs |= {"inputs_embeds": embeds + offset, "position_ids": positions}
+        logits = dec(**kwargs, logits_to_keep=t).logits[:, :-1]  # (B, T - 1, V), record rows
+        nll = F.cross_entropy(
+            logits.float().transpose(1, 2), dec_ids[:, 1:], reduction="none"
+        )  # (B, T - 1)
+        scored = (dec_mask[:, 1:] * dec_mask[:, :-1]).bool()  # target and its context real
+        nll = nll.masked_fill(~scored, 0.0)
+        return nll.sum(dim=1) / scored.sum(dim=1).clamp(min=1)
+
+    def forward(
+        self,
+        enc_ids: torch.Tensor,
+        enc_mask: torch.Tensor,
+        dec_ids: torch.Tensor,
+        dec_mask: torch.Tensor,
+        *,
+        sample: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Encode, sample z (or take z = mu when `sample` is False), inject, reconstruct.
+
+        Returns loss_recon (scalar, batch mean of per-record NLL), recon (B,), kl (scalar,
+        batch mean of KL summed over the d dims, see `kl_divergence`), mu and logvar (B, d).
+        The training loss is loss_recon + beta * kl (DiffLM eq. 2-4, a beta-VAE).
+        """
+        mu, logvar = self.encode(enc_ids, enc_mask)
+        z = self.reparameterize(mu, logvar) if sample else mu
+        recon = self.reconstruction_loss(self.inject(z), dec_ids, dec_mask)
+        kl = kl_divergence(mu.float(), logvar.float())
+        return {
+            "loss_recon": recon.mean(),
+            "recon": recon,
+            "kl": kl.mean(),
+            "mu": mu,
+            "logvar": logvar,
+        }
+
+    # ------------------------------------------------------------ save / load
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the trainable weights (`vae.safetensors`) and `vae_config.json`.
+
+        The JSON holds the VAEConfig, the encoder and decoder names and the decoder's shape
+        (architecture, sizes), which `load` checks. The decoder weights are not written.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+        meta = {
+            "vae": asdict(self.config),
+            "encoder_name": self.encoder_name,
+            "decoder_name": self.decoder_name,
+            "decoder_shape": _decoder_shape(self.decoder),
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, encoder: PreTrainedModel, decoder: PreTrainedModel
+    ) -> DiffLMVAE:
+        """Rebuild a saved VAE around `encoder` (weights replaced) and frozen `decoder`.
+
+        Raises SynthloomError when the files are missing or `decoder` has another shape
+        than the one the VAE was trained against; a different decoder name only warns.
+        """
+        directory = Path(directory)
+        if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
+            raise SynthloomError(
+                f"No saved DiffLM VAE in {directory} (needs {CONFIG_FILE} and {WEIGHTS_FILE}). "
+                f"Fix: pass the directory that DiffLMVAE.save wrote."
+            )
+        meta = json.loads((directory / CONFIG_FILE).read_text())
+        if meta["decoder_shape"] != _decoder_shape(decoder):
+            raise SynthloomError(
+                f"The VAE in {directory} was trained against decoder {meta['decoder_name']!r} "
+                f"{meta['decoder_shape']}, not this one {_decoder_shape(decoder)}. "
+                f"Fix: load it with the decoder it was trained with."
+            )
+        if meta["decoder_name"] != str(getattr(decoder, "name_or_path", "")):
+            log.warning(
+                "VAE trained against decoder %r, loading it with %r",
+                meta["decoder_name"],
+                decoder.name_or_path,
+            )
+        vae = cls(
+            encoder,
+            decoder,
+            VAEConfig(**meta["vae"]),
+            encoder_name=meta["encoder_name"],
+            decoder_name=meta["decoder_name"],
+        )
+        device = next(encoder.parameters()).device
+        vae.load_trainable_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(device)))
+        return vae
+
+
+def _decoder_shape(decoder: PreTrainedModel) -> dict[str, Any]:
+    """What a trained injector depends on: architecture and the sizes it was built for."""
+    c = decoder.config
+    return {
+        "architecture": type(decoder).__name__,
+        "hidden_size": c.hidden_size,
+        "num_hidden_layers": c.num_hidden_layers,
+        "num_key_value_heads": c.num_key_value_heads,
+        "vocab_size": c.vocab_size,
+    }
+
+
+def _compute_dtype(like: torch.Tensor) -> torch.dtype:
+    """The dtype the decoder's attention runs in: the autocast dtype if active, else `like`'s."""
+    device_type = like.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return like.dtype

@@ -1,0 +1,265 @@
+"""EDM denoiser, Heun sampler and DiffLM's latent diffusion: fast CPU tests."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from synthloom.methods.difflm.latent_diffusion import (
+    LatentDiffusionConfig,
+    LatentDiffusionModel,
+    LatentNormalizer,
+    train_latent_diffusion,
+)
+from synthloom.models.denoiser import EDMPrecond, MLPDenoiser, PositionalEmbedding
+from synthloom.samplers import EDMHeunSampler, edm_loss, edm_sigma_schedule
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tensors here are tiny: one thread is as fast, and on a busy 2-core machine thread
+    oversubscription makes every op ~30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def test_sigma_schedule_endpoints_and_monotonic():
+    sigmas = edm_sigma_schedule(50)
+    assert sigmas.shape == (51,)
+    assert sigmas[0].item() == pytest.approx(80.0)
+    assert sigmas[-2].item() == pytest.approx(0.002)
+    assert sigmas[-1].item() == 0.0
+    assert bool((sigmas[1:] < sigmas[:-1]).all())
+    # Karras eq. 5 at the midpoint: rho-th power of the mean of the rho-th roots (steps odd).
+    mid = edm_sigma_schedule(3, 0.002, 80.0, 7.0)[1].item()
+    assert mid == pytest.approx(((80.0 ** (1 / 7) + 0.002 ** (1 / 7)) / 2) ** 7)
+    assert edm_sigma_schedule(1).tolist() == [80.0, 0.0]
+    with pytest.raises(ValueError):
+        edm_sigma_schedule(0)
+
+
+def test_sampler_set_steps():
+    sampler = EDMHeunSampler(steps=50)
+    sampler.set_steps(18)
+    assert sampler.steps == 18 and sampler.sigmas.shape == (19,)
+
+
+# ---------------------------------------------------------------- denoiser
+
+
+class _Recorder(torch.nn.Module):
+    """F that returns a constant and records its inputs."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        self.x_in, self.c_noise = x_in, c_noise
+        return torch.full_like(x_in, self.value)
+
+
+@pytest.mark.parametrize("sigma", [0.002, 0.1, 0.5, 3.0, 80.0])
+def test_preconditioning_matches_formulas(sigma: float):
+    sd = 0.5
+    c_skip = sd**2 / (sigma**2 + sd**2)
+    c_out = sigma * sd / math.sqrt(sigma**2 + sd**2)
+    c_in = 1 / math.sqrt(sigma**2 + sd**2)
+    c_noise = math.log(sigma) / 4
+    net = _Recorder(value=1.0)
+    precond = EDMPrecond(net, sigma_data=sd)
+    got = precond.coefficients(torch.tensor(sigma, dtype=torch.float64))
+    for g, want in zip(got, (c_skip, c_out, c_in, c_noise), strict=True):
+        assert g.item() == pytest.approx(want, rel=1e-9)
+    x = torch.tensor([[1.0, -2.0], [0.5, 3.0], [0.0, 0.0]])
+    out = precond(x, sigma)  # F = 1 everywhere -> D = c_skip x + c_out
+    torch.testing.assert_close(out, c_skip * x + c_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net.x_in, c_in * x, rtol=1e-5, atol=1e-6)
+    assert net.c_noise.shape == (3,)
+    torch.testing.assert_close(net.c_noise, torch.full((3,), c_noise), rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_denoiser_shapes():
+    emb = PositionalEmbedding(16)(torch.tensor([0.0, 1.0]))
+    assert emb.shape == (2, 16)
+    torch.testing.assert_close(emb[0], torch.cat([torch.ones(8), torch.zeros(8)]))
+    d = EDMPrecond(MLPDenoiser(dim=5, hidden=32))
+    out = d(torch.randn(4, 5), torch.rand(4) + 0.1)
+    assert out.shape == (4, 5) and out.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- sampler vs an oracle denoiser
+
+M = torch.tensor([1.5, -2.0, 0.0])
+S = torch.tensor([0.3, 2.0, 1.0])
+
+
+def _gaussian_oracle(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """E[x_0 | x_0 + sigma n = x] for x_0 ~ N(M, diag S^2): (S^2 x + sigma^2 M) / (S^2 + sigma^2)."""
+    s2 = sigma.reshape(-1, 1) ** 2
+    return (S**2 * x + s2 * M) / (S**2 + s2)
+
+
+def _exact_flow(eps: torch.Tensor, sigma_max: float = 80.0) -> torch.Tensor:
+    """The exact probability-flow ODE solution from x_T = sigma_max eps down to sigma = 0:
+    x(sigma) = M + sqrt(S^2 + sigma^2) / sqrt(S^2 + sigma_max^2) (x_T - M)."""
+    return M + S / torch.sqrt(S**2 + sigma_max**2) * (sigma_max * eps - M)
+
+
+def test_heun_sampler_with_oracle_recovers_gaussian():
+    n = 20_000
+    sampler = EDMHeunSampler(steps=50)
+    x = sampler.sample(_gaussian_oracle, (n, 3), generator=torch.Generator().manual_seed(0))
+    assert x.shape == (n, 3) and x.dtype == torch.float32
+    torch.testing.assert_close(x.mean(0), M, atol=4 * 2.0 / math.sqrt(n), rtol=0)
+    torch.testing.assert_close(x.std(0), S, atol=0, rtol=0.03)
+    # Pathwise against the exact ODE solution from the same starting noise.
+    exact = _exact_flow(torch.randn((n, 3), generator=torch.Generator().manual_seed(0)))
+    err = (x - exact).abs()
+    assert (err.max(0).values < 0.05 * S).all() and (err.mean(0) < 0.01 * S).all()
+    torch.testing.assert_close(x.std(0), exact.std(0), atol=0, rtol=0.01)
+
+
+def test_heun_sampler_is_second_order():
+    """Halving the step size cuts the global error about 4x (Euler would give 2x)."""
+    eps = torch.randn((2000, 3), generator=torch.Generator().manual_seed(0))
+    exact = _exact_flow(eps)
+    errors = []
+    for steps in (25, 50, 100):
+        x = EDMHeunSampler(steps=steps).sample(
+            _gaussian_oracle, eps.shape, generator=torch.Generator().manual_seed(0)
+        )
+        errors.append((x - exact).abs().mean().item())
+    for coarse, fine in zip(errors[:-1], errors[1:], strict=True):
+        assert 3.0 < coarse / fine < 5.5
+
+
+def test_heun_sampler_with_churn_still_matches_gaussian():
+    sampler = EDMHeunSampler(steps=50, s_churn=1.0)
+    x = sampler.sample(_gaussian_oracle, (20_000, 3), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(x.mean(0), M, atol=0.06, rtol=0)
+    torch.testing.assert_close(x.std(0), S, atol=0, rtol=0.03)
+
+
+def test_edm_loss_of_the_oracle_is_small_and_per_sample():
+    """The oracle is the optimal denoiser: its loss equals the irreducible Bayes error."""
+    x0 = M + S * torch.randn((4096, 3), generator=torch.Generator().manual_seed(2))
+    loss = edm_loss(_gaussian_oracle, x0, generator=torch.Generator().manual_seed(3))
+    assert loss.shape == (4096,)
+    wrong = edm_loss(lambda x, s: x * 0, x0, generator=torch.Generator().manual_seed(3))
+    assert loss.mean() < 0.5 * wrong.mean()
+
+
+# ---------------------------------------------------------------- normaliser
+
+
+@pytest.mark.parametrize("mode", ["standard", "tabsyn"])
+def test_normalizer_round_trip(mode: str):
+    rng = np.random.default_rng(0)
+    z = rng.normal([3.0, -1.0, 0.0], [5.0, 0.1, 1.0], size=(500, 3))
+    z[:, 2] = 7.0  # a constant dimension must not blow up
+    norm = LatentNormalizer.fit(z, target_std=0.5, mode=mode)
+    x = norm.transform(z)
+    if mode == "standard":
+        np.testing.assert_allclose(x.std(0, ddof=1)[:2], [0.5, 0.5], rtol=1e-9)
+    else:
+        np.testing.assert_allclose(x, (z - z.mean(0)) / 2)
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(norm.inverse(x), z, rtol=1e-12, atol=1e-12)
+    restored = LatentNormalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
+    t = torch.as_tensor(z, dtype=torch.float32)
+    torch.testing.assert_close(restored.inverse(restored.transform(t)), t)
+    assert restored.transform(t).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- training
+
+
+def _two_mode_mixture(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, float]:
+    """70% around (-4, 1), 30% around (4, -1), std 0.4."""
+    rng = np.random.default_rng(seed)
+    left = rng.random(n) < 0.7
+    centres = np.where(left[:, None], [-4.0, 1.0], [4.0, -1.0])
+    return centres + 0.4 * rng.normal(size=(n, 2)), float(left.mean())
+
+
+@pytest.fixture(scope="module")
+def mixture_model() -> tuple[LatentDiffusionModel, list[dict], float]:
+    z, p_left = _two_mode_mixture()
+    records: list[dict] = []
+    config = LatentDiffusionConfig(
+        hidden=128, epochs=150, batch_size=256, lr=2e-3, sampler_steps=30, seed=0
+    )
+    model = train_latent_diffusion(z, config, device="cpu", log=records.append)
+    return model, records, p_left
+
+
+def test_training_lowers_loss_and_finds_both_modes(mixture_model):
+    model, records, p_left = mixture_model
+    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
+    assert {"step", "epoch", "loss", "lr"} <= set(records[0])
+    losses = np.array([r["loss"] for r in records])
+    assert losses.min() < 0.8 * losses[0]
+    assert losses[-10:].mean() < 0.9 * losses[:5].mean()
+    assert model.training["best_loss"] == min(r["loss"] for r in records)
+
+    samples = model.sample(2000, seed=0)
+    assert samples.shape == (2000, 2) and samples.dtype == np.float32
+    d_left = np.linalg.norm(samples - [-4.0, 1.0], axis=1)
+    d_right = np.linalg.norm(samples - [4.0, -1.0], axis=1)
+    near = np.minimum(d_left, d_right) < 1.5
+    assert near.mean() > 0.9
+    frac_left = (d_left < d_right)[near].mean()
+    assert abs(frac_left - p_left) < 0.08
+    # Spread within a mode is roughly right (true std 0.4 per axis).
+    assert 0.2 < samples[d_left < 1.5, 0].std() < 0.8
+
+
+def test_sampling_is_deterministic_for_a_seed(mixture_model):
+    model = mixture_model[0]
+    a = model.sample(64, seed=7)
+    np.testing.assert_array_equal(a, model.sample(64, seed=7))
+    assert not np.array_equal(a, model.sample(64, seed=8))
+    assert model.sample(64, seed=7, steps=10).shape == (64, 2)
+
+
+def test_save_load_gives_identical_samples(mixture_model, tmp_path):
+    model = mixture_model[0]
+    model.save(tmp_path / "ldm")
+    loaded = LatentDiffusionModel.load(tmp_path / "ldm")
+    assert loaded.config == model.config
+    assert loaded.training == json.loads(json.dumps(model.training))
+    np.testing.assert_array_equal(loaded.sample(100, seed=3), model.sample(100, seed=3))
+
+
+def test_training_is_seeded_and_respects_max_steps():
+    z = np.random.default_rng(1).normal(size=(100, 4))
+    config = LatentDiffusionConfig(hidden=16, epochs=50, max_steps=7, batch_size=32, seed=5)
+    a = train_latent_diffusion(z, config)
+    b = train_latent_diffusion(torch.as_tensor(z), config)
+    assert a.training["steps"] == 7 and a.training["epochs"] == 2
+    for (ka, va), (kb, vb) in zip(
+        a.denoiser.state_dict().items(), b.denoiser.state_dict().items(), strict=True
+    ):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_early_stopping_and_bad_input():
+    z = np.random.default_rng(2).normal(size=(64, 3))
+    model = train_latent_diffusion(
+        z, LatentDiffusionConfig(hidden=16, epochs=1000, batch_size=64, patience=3, lr=0.0)
+    )
+    assert model.training["stopped_early"] and model.training["epochs"] < 1000
+    with pytest.raises(ValueError):
+        train_latent_diffusion(np.full((10, 2), np.nan), LatentDiffusionConfig(hidden=8))
+    with pytest.raises(ValueError):
+        LatentDiffusionConfig(normalization="minmax")  # type: ignore[arg-type]
