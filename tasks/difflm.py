@@ -32,12 +32,10 @@ from synthloom.methods.difflm.latent_diffusion import (
 )
 from synthloom.models.device import resolve_device, set_seed
 from synthloom.serialize import serialize_table
-from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
-
-_TASK = {"cache_policy": STAGE_CACHE_POLICY, "persist_result": True, "result_serializer": "json"}
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
-@task(name="serialize", **_TASK)
+@task(name="serialize", **STAGE_TASK_OPTIONS)
 def serialize_records(
     method: dict[str, Any],
     seed_files: dict[str, dict[str, Any]],
@@ -82,7 +80,7 @@ def serialize_records(
     )
 
 
-@task(name="train_vae", **_TASK)
+@task(name="train_vae", **STAGE_TASK_OPTIONS)
 def train_vae_stage(
     method: dict[str, Any],
     seed: int,
@@ -151,7 +149,7 @@ def train_vae_stage(
     )
 
 
-@task(name="train_diffusion", **_TASK)
+@task(name="train_diffusion", **STAGE_TASK_OPTIONS)
 def train_diffusion_stage(
     method: dict[str, Any],
     seed: int,
@@ -205,7 +203,7 @@ def train_diffusion_stage(
     )
 
 
-@task(name="generate", **_TASK)
+@task(name="generate", **STAGE_TASK_OPTIONS)
 def generate_records(
     generate: dict[str, Any],
     method: dict[str, Any],

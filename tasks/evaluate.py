@@ -13,12 +13,10 @@ from synthloom.metrics.code import code_metrics
 from synthloom.metrics.tools import tool_metrics
 from synthloom.models.encoder import load_encoder
 from synthloom.plots import plot_column_distributions, plot_dcr_histogram
-from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
-@task(
-    name="evaluate", cache_policy=STAGE_CACHE_POLICY, persist_result=True, result_serializer="json"
-)
+@task(name="evaluate", **STAGE_TASK_OPTIONS)
 def evaluate_synthetic(
     evaluate: dict[str, Any],
     filtered_files: dict[str, dict[str, Any]],

@@ -9,10 +9,10 @@ from prefect import get_run_logger, task
 
 from synthloom.artifacts import read_table, write_table
 from synthloom.filters.tabular import filter_table
-from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
-@task(name="filter", cache_policy=STAGE_CACHE_POLICY, persist_result=True, result_serializer="json")
+@task(name="filter", **STAGE_TASK_OPTIONS)
 def filter_rows(
     rules: dict[str, Any],
     generated_files: dict[str, dict[str, Any]],

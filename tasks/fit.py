@@ -10,10 +10,10 @@ from prefect import get_run_logger, task
 from synthloom.artifacts import read_table
 from synthloom.methods import build_generator
 from synthloom.models.device import set_seed
-from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
-@task(name="fit", cache_policy=STAGE_CACHE_POLICY, persist_result=True, result_serializer="json")
+@task(name="fit", **STAGE_TASK_OPTIONS)
 def fit_generator(
     method: dict[str, Any],
     seed: int,

@@ -11,12 +11,10 @@ from prefect import get_run_logger, task
 
 from synthloom.artifacts import read_table, write_table
 from synthloom.methods import generator_class
-from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
-@task(
-    name="generate", cache_policy=STAGE_CACHE_POLICY, persist_result=True, result_serializer="json"
-)
+@task(name="generate", **STAGE_TASK_OPTIONS)
 def generate_rows(
     generate: dict[str, Any],
     method_name: str,

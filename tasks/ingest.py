@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from synthloom.artifacts import sha256_tree, write_table
 from synthloom.ingest import load_source, prepare_seed_table
 from synthloom.splits import SPLIT_NAMES, split_table
-from tasks.runtime import STAGE_CACHE_POLICY, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
 def source_fingerprint(source: str) -> str:
@@ -26,7 +26,7 @@ def source_fingerprint(source: str) -> str:
     return f"name:{source}"
 
 
-@task(name="ingest", cache_policy=STAGE_CACHE_POLICY, persist_result=True, result_serializer="json")
+@task(name="ingest", **STAGE_TASK_OPTIONS)
 def ingest_seed(
     data: dict[str, Any],
     seed: int,

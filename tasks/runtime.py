@@ -26,6 +26,13 @@ from synthloom.errors import StageError
 # Declared once, used by every stage task: inputs (incl. upstream hashes, stage config and
 # `code_version`) + the task's own source.
 STAGE_CACHE_POLICY = INPUTS + TASK_SOURCE
+# Every stage task: `@task(name="...", **STAGE_TASK_OPTIONS)`; results persist as JSON so a
+# rerun in a new process finds them.
+STAGE_TASK_OPTIONS = {
+    "cache_policy": STAGE_CACHE_POLICY,
+    "persist_result": True,
+    "result_serializer": "json",
+}
 
 _CODE_PACKAGES = ("synthloom", "tasks")
 
