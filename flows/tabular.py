@@ -7,6 +7,7 @@ run id reuses completed stages and continues from the first unfinished one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ def _difflm_stages(
 ) -> dict[str, Any]:
     """serialize -> train_vae -> train_diffusion -> generate (DiffLM, arXiv 2411.03250)."""
     method, run = config["method"], cfg.run
-    model_cache = str(Path(data_dir) / "models")
+    model_cache = os.environ.get("SYNTHLOOM_MODEL_CACHE") or str(Path(data_dir) / "models")
     records = recorder.run(
         "serialize", serialize_records, method=method, seed_files=file_refs(seed), code=code
     )

@@ -19,6 +19,8 @@ os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.pop("PREFECT_API_URL", None)
+# One converted copy of the real decoder for every test that uses it.
+os.environ["SYNTHLOOM_MODEL_CACHE"] = str(_SESSION_HOME / "models")
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -241,6 +241,8 @@ def test_decoder_frozen_and_kept_out_of_the_trainable_state():
     assert not any(k.startswith("decoder") for k in vae.trainable_state_dict())
     vae.train()
     assert vae.training and vae.encoder.training and not vae.decoder.training
+    with pytest.raises(AttributeError):  # re-assigning would register the decoder's weights
+        vae.decoder = copy.deepcopy(vae.decoder)
 
 
 def test_training_changes_encoder_heads_injector_but_not_one_decoder_bit():

@@ -44,7 +44,7 @@ class VAEConfig:
     num_prompts: int = 16  # k: soft-prompt vectors or KV-memory slots
     mode: str = "soft_prompt"  # one of INJECTION_MODES
     injector_hidden: int = 512  # width of the injector MLP
-    dropout: float = 0.1  # on the pooled encoder state and inside the injector MLP
+    dropout: float = 0.0  # on the pooled encoder state and inside the injector MLP
 
     def __post_init__(self) -> None:
         if self.mode not in INJECTION_MODES:
@@ -240,13 +240,18 @@ class DiffLMVAE(nn.Module):
         self.heads = LatentHeads(
             encoder.config.hidden_size, self.config.latent_dim, self.config.dropout
         )
-        self.__dict__["decoder"] = decoder.eval()  # plain attribute: not a submodule
+        self.__dict__["_frozen_decoder"] = decoder.eval()  # not a submodule: see `decoder`
         for p in decoder.parameters():
             p.requires_grad_(False)
         self.injector = build_injector(self.config, decoder)
         self.encoder_name = encoder_name or str(getattr(encoder, "name_or_path", ""))
         self.decoder_name = decoder_name or str(getattr(decoder, "name_or_path", ""))
         self.to(next(encoder.parameters()).device)  # heads and injector join the encoder
+
+    @property
+    def decoder(self) -> PreTrainedModel:
+        """The frozen causal LM (read-only: assigning a module would register its weights)."""
+        return self.__dict__["_frozen_decoder"]
 
     def train(self, mode: bool = True) -> DiffLMVAE:
         super().train(mode)
@@ -322,10 +327,11 @@ class DiffLMVAE(nn.Module):
         else:  # input embedding: the offset is added to every token
             offset = injection.embed_offset.to(embeds.dtype)[:, None, :]
             kwargs |= {"inputs_embeds": embeds + offset, "position_ids": positions}
-        logits = dec(**kwargs, logits_to_keep=t).logits[:, :-1]  # (B, T - 1, V), record rows
-        nll = F.cross_entropy(
-            logits.float().transpose(1, 2), dec_ids[:, 1:], reduction="none"
-        )  # (B, T - 1)
+        logits = dec(**kwargs, logits_to_keep=t).logits  # (B, T, V): the record positions
+        targets = F.pad(dec_ids[:, 1:], (0, 1))  # (B, T): next token; the last is unused
+        nll = F.cross_entropy(  # on a contiguous (B * T, V) view: no copy, fast log-softmax
+            logits.float().reshape(b * t, -1), targets.reshape(-1), reduction="none"
+        ).view(b, t)[:, :-1]  # (B, T - 1)
         scored = (dec_mask[:, 1:] * dec_mask[:, :-1]).bool()  # target and its context real
         nll = nll.masked_fill(~scored, 0.0)
         return nll.sum(dim=1) / scored.sum(dim=1).clamp(min=1)
