@@ -73,7 +73,9 @@ def run_decode(model, tokenizer, injection: Injection, max_new_tokens: int, **kw
     )
 
 
-def run_generate(model, tokenizer, injection: Injection, max_new_tokens: int) -> tuple[int, int, float]:
+def run_generate(
+    model, tokenizer, injection: Injection, max_new_tokens: int
+) -> tuple[int, int, float]:
     """`model.generate` on [prefix, BOS] embeddings: (generated tokens, forward passes, seconds).
 
     Generated tokens count each row up to and including its first eos, as decode_records does.
@@ -172,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                     min_batch_to_compact=compact,
                 )
                 report(label, res.generated_tokens, res.forward_passes, res.seconds, params, peak)
-                print(f"    row-forwards {res.row_forwards}, rows finished {int(res.finished.sum())}")
+                print(
+                    f"    row-forwards {res.row_forwards}, rows finished {int(res.finished.sum())}"
+                )
     return 0
 
 

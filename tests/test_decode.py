@@ -14,6 +14,7 @@ from transformers import DynamicCache
 from synthloom.methods.difflm.decode import (
     DecodeResult,
     PreallocatedKVCache,
+    _sample,
     batched,
     decode_records,
 )
@@ -260,3 +261,18 @@ def test_batched_covers_n_rows():
         for inj in batched(lambda b: Injection(embed_offset=torch.zeros(b, 2)), 10, 4)
     ]
     assert sizes == [4, 4, 2]
+
+
+def test_sampler_matches_the_tempered_distribution_and_the_nucleus():
+    logits = torch.tensor([2.0, 1.0, 0.0, float("-inf"), -1.0])
+    rows = logits.expand(40000, -1)
+    g = torch.Generator().manual_seed(0)
+    for temperature, top_p in [(1.0, 1.0), (0.5, 1.0), (1.0, 0.8)]:
+        probs = torch.softmax(logits / temperature, dim=0)
+        if top_p < 1.0:  # smallest prefix of the sorted probabilities reaching top_p
+            keep = (probs.cumsum(0) - probs) < top_p
+            probs = torch.where(keep, probs, 0.0) / probs[keep].sum()
+        draws = _sample(rows, temperature, top_p, g)
+        freq = torch.bincount(draws, minlength=5).double() / len(draws)
+        torch.testing.assert_close(freq, probs.double(), atol=0.01, rtol=0)
+        assert freq[3] == 0 and (top_p == 1.0 or freq[probs == 0].sum() == 0)

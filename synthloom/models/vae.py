@@ -253,6 +253,11 @@ class DiffLMVAE(nn.Module):
         """The frozen causal LM (read-only: assigning a module would register its weights)."""
         return self.__dict__["_frozen_decoder"]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "decoder":  # nn.Module would register it, weights and all
+            raise AttributeError("DiffLMVAE.decoder is fixed at construction")
+        super().__setattr__(name, value)
+
     def train(self, mode: bool = True) -> DiffLMVAE:
         super().train(mode)
         self.decoder.eval()  # frozen: no dropout, whatever the VAE's mode

@@ -259,15 +259,33 @@ def _sample(
     """One token per row from (B, V) logits: greedy at temperature 0, else temperature + top-p."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (the top token always stays).
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        choice = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1)
-        return order.gather(-1, choice).squeeze(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # Unnormalised probabilities exp((l - max) / T): (B, V), the largest is exactly 1. In place
+    # on a fresh float32 copy (V-wide temporaries are the costly part of sampling on CPU).
+    weights = logits.float() - logits.amax(dim=-1, keepdim=True)
+    weights.mul_(1.0 / temperature).exp_()
+    if top_p >= 1.0:
+        return _inverse_cdf_sample(weights, generator)
+    sorted_weights, order = weights.sort(dim=-1, descending=True)  # (B, V) each
+    # Nucleus: keep the smallest prefix whose mass reaches top_p (the top token always stays).
+    cumulative = sorted_weights.cumsum(dim=-1)
+    outside = cumulative - sorted_weights >= top_p * cumulative[:, -1:]
+    choice = _inverse_cdf_sample(sorted_weights.masked_fill_(outside, 0.0), generator)  # (B,)
+    return order.gather(-1, choice[:, None]).squeeze(-1)
+
+
+def _inverse_cdf_sample(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Index i of each row of (B, V) non-negative weights with probability w_i / sum(w).
+
+    One uniform draw per row against the row's cumulative sum: far cheaper on CPU than
+    `torch.multinomial`, which draws an exponential variate for every one of the V entries.
+    A zero-weight entry is never returned (the first cumulative value strictly above u).
+    `weights` is overwritten (by its cumulative sum).
+    """
+    cdf = weights.cumsum_(dim=-1)  # (B, V)
+    total = cdf[:, -1:]  # (B, 1)
+    u = torch.rand(total.shape, generator=generator, device=weights.device) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # keep u < total
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 def _stop_ids(
