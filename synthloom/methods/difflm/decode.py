@@ -119,12 +119,15 @@ class _PreallocatedLayer(CacheLayerMixin):
         return self.keys, self.values
 
     def select_rows(self, index: torch.Tensor) -> None:
+        """Move rows `index` to the front of the buffers (filled slots only) and keep those."""
         if not self.is_initialized:
             return
-        self.key_buffer = self.key_buffer.index_select(0, index)
-        self.value_buffer = self.value_buffer.index_select(0, index)
-        self.keys = self.key_buffer[:, :, : self.length]
-        self.values = self.value_buffer[:, :, : self.length]
+        n, filled = len(index), slice(0, self.length)
+        self.key_buffer[:n, :, filled] = self.key_buffer[index, :, filled]  # gather, then write
+        self.value_buffer[:n, :, filled] = self.value_buffer[index, :, filled]
+        self.key_buffer, self.value_buffer = self.key_buffer[:n], self.value_buffer[:n]
+        self.keys = self.key_buffer[:, :, filled]
+        self.values = self.value_buffer[:, :, filled]
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.length + query_length, 0
@@ -182,6 +185,13 @@ def decode_records(
     num_tokens = torch.full((batch,), max_new_tokens, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     rows = torch.arange(batch, device=device)  # original row of each batch position
+    # One uniform per (row, step), drawn up front: a row's sample never depends on which
+    # other rows are still in the batch, so compaction does not change sampled outputs.
+    uniforms = (
+        torch.rand(batch, max_new_tokens, generator=generator, device=device)
+        if temperature > 0
+        else None
+    )
     forward_passes = row_forwards = 0
     if max_new_tokens <= 0 or batch == 0:
         return _result(tokenizer, out_ids, num_tokens.zero_(), finished, 0, 0, start)
@@ -219,7 +229,8 @@ def decode_records(
             forward_passes += 1
             row_forwards += len(rows)
             position += q
-            token = _sample(logits, temperature, top_p, generator)  # (B',)
+            u = uniforms[rows, step] if uniforms is not None else None  # (B',)
+            token = _sample(logits, temperature, top_p, u)  # (B',)
             out_ids[rows, step] = token
             stopped = torch.isin(token, stops) & ~finished[rows]  # (B',) newly finished
             if stopped.any():
@@ -254,9 +265,10 @@ def batched(
 
 
 def _sample(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: float, top_p: float, uniforms: torch.Tensor | None
 ) -> torch.Tensor:
-    """One token per row from (B, V) logits: greedy at temperature 0, else temperature + top-p."""
+    """One token per row from (B, V) logits: greedy at temperature 0, else temperature + top-p,
+    inverting each row's CDF at its uniform draw `uniforms` (B,) in [0, 1)."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
     # Unnormalised probabilities exp((l - max) / T): (B, V), the largest is exactly 1. In place
@@ -264,26 +276,27 @@ def _sample(
     weights = logits.float() - logits.amax(dim=-1, keepdim=True)
     weights.mul_(1.0 / temperature).exp_()
     if top_p >= 1.0:
-        return _inverse_cdf_sample(weights, generator)
+        return _inverse_cdf_sample(weights, uniforms)
     sorted_weights, order = weights.sort(dim=-1, descending=True)  # (B, V) each
     # Nucleus: keep the smallest prefix whose mass reaches top_p (the top token always stays).
     cumulative = sorted_weights.cumsum(dim=-1)
     outside = cumulative - sorted_weights >= top_p * cumulative[:, -1:]
-    choice = _inverse_cdf_sample(sorted_weights.masked_fill_(outside, 0.0), generator)  # (B,)
+    choice = _inverse_cdf_sample(sorted_weights.masked_fill_(outside, 0.0), uniforms)  # (B,)
     return order.gather(-1, choice[:, None]).squeeze(-1)
 
 
-def _inverse_cdf_sample(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Index i of each row of (B, V) non-negative weights with probability w_i / sum(w).
+def _inverse_cdf_sample(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Index i of each row of (B, V) non-negative weights with probability w_i / sum(w),
+    given one uniform draw in [0, 1) per row, `uniforms` (B,).
 
-    One uniform draw per row against the row's cumulative sum: far cheaper on CPU than
+    The row's cumulative sum is inverted at the uniform: far cheaper on CPU than
     `torch.multinomial`, which draws an exponential variate for every one of the V entries.
     A zero-weight entry is never returned (the first cumulative value strictly above u).
     `weights` is overwritten (by its cumulative sum).
     """
     cdf = weights.cumsum_(dim=-1)  # (B, V)
     total = cdf[:, -1:]  # (B, 1)
-    u = torch.rand(total.shape, generator=generator, device=weights.device) * total
+    u = uniforms[:, None].to(total.dtype) * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # keep u < total
     return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 

@@ -111,7 +111,8 @@ def fit_vae(
         eval_every=method["eval_every"],
         early_stopping_patience=method["early_stopping_patience"],
         device=device,
-        autocast_dtype=torch.bfloat16 if method["bf16"] else None,
+        # bf16 autocast trains 1.7x SLOWER than fp32 on the 2-core CPU (measured); GPU only.
+        autocast_dtype=torch.bfloat16 if method["bf16"] and device.type == "cuda" else None,
         log=log,
         seed=seed,
     )
