@@ -74,7 +74,8 @@ def generate_valid_rows(
         parsed = [parse_record(text, schema, fmt) for text in result.texts]
         good = [p.record for p in parsed if p.ok]
         invalid.update(p.error for p in parsed if not p.ok)
-        valid_parts.append(pd.DataFrame(good, columns=schema.names))
+        if good:
+            valid_parts.append(pd.DataFrame(good, columns=schema.names))
         texts.extend(
             {"text": t, "valid": p.ok, "error": p.error, "finished": bool(f), "batch": batch_index}
             for t, p, f in zip(result.texts, parsed, result.finished, strict=True)
