@@ -21,6 +21,7 @@ records), with compaction on and off.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -114,6 +115,39 @@ def report(label: str, tokens: int, passes: int, seconds: float, params: int, pe
     return ratio
 
 
+def compaction_section(model, tokenizer, batch: int, args, params: int, peak: float) -> None:
+    """Same injections, rows ending at their first newline: compaction on vs off.
+
+    Sampling draws its uniforms per (row, step), so both runs write the same texts and the
+    time difference is what dropping finished rows saves.
+    """
+    inj = random_soft_prompt(model, batch, seed=batch)
+    stops = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("Ċ")]  # "Ċ" = "\n"
+    print(f" batch {batch}, rows stop at their first newline (variable lengths)")
+    texts = []
+    for label, compact in (("compaction on (>= 4 done)", 4), ("compaction off", batch + 1)):
+        res = run_decode(
+            model,
+            tokenizer,
+            inj,
+            args.max_new_tokens,
+            stop_token_ids=stops,
+            min_batch_to_compact=compact,
+        )
+        report(label, res.generated_tokens, res.forward_passes, res.seconds, params, peak)
+        print(f"    row-forwards {res.row_forwards}, rows finished {int(res.finished.sum())}")
+        texts.append(res.texts)
+    print(f"  same texts with and without compaction: {texts[0] == texts[1]}")
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, e.g. "0.12 0.30 0.41" ("n/a" where unsupported)."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
@@ -125,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        default=Path(os.environ.get("SYNTHLOOM_DATA_DIR", REPO / "data")) / "models",
+        default=Path(
+            os.environ.get("SYNTHLOOM_MODEL_CACHE")
+            or Path(os.environ.get("SYNTHLOOM_DATA_DIR", REPO / "data")) / "models"
+        ),
+        help="converted model cache (default: $SYNTHLOOM_MODEL_CACHE or data/models)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -135,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         f"SmolLM2-135M ({params / 1e6:.1f} M params), {torch.get_num_threads()} threads, "
         f"k={PREFIX_LENGTH}, max_new_tokens={args.max_new_tokens}, temperature={TEMPERATURE}"
     )
+    print(f"load average at the start: {load_average()} (other processes distort every figure)")
     for dtype_name in args.dtypes:
         dtype = getattr(torch, dtype_name)
-        model = base.to(dtype)
+        model = base if dtype == torch.float32 else copy.deepcopy(base).to(dtype)
         peak = matmul_peak_flops(dtype)
         print(f"\n{dtype_name}: matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3, best of 5)")
-        run_decode(model, tokenizer, random_soft_prompt(model, 4, seed=99), 4)  # warm-up
+        warm_up = random_soft_prompt(model, 4, seed=99)
+        run_decode(model, tokenizer, warm_up, 4)
+        if not args.skip_generate:
+            run_generate(model, tokenizer, warm_up, 4)
         for batch in args.batch_sizes:
             inj = random_soft_prompt(model, batch, seed=batch)
             print(f" batch {batch}")
@@ -160,23 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             target = "meets" if ours >= TARGET_RATIO else "misses"
             print(f"  {target} the {TARGET_RATIO:.2f} target")
         if not args.skip_compaction:
-            batch = max(args.batch_sizes)
-            inj = random_soft_prompt(model, batch, seed=batch)
-            newline = tokenizer.convert_tokens_to_ids("Ċ")  # byte-level BPE "\n"
-            print(f" batch {batch}, rows stop at the first newline (variable lengths)")
-            for label, compact in (("compaction on (>= 4 done)", 4), ("compaction off", batch + 1)):
-                res = run_decode(
-                    model,
-                    tokenizer,
-                    inj,
-                    args.max_new_tokens,
-                    stop_token_ids=[tokenizer.eos_token_id, newline],
-                    min_batch_to_compact=compact,
-                )
-                report(label, res.generated_tokens, res.forward_passes, res.seconds, params, peak)
-                print(
-                    f"    row-forwards {res.row_forwards}, rows finished {int(res.finished.sum())}"
-                )
+            compaction_section(model, tokenizer, max(args.batch_sizes), args, params, peak)
+    print(f"\nload average at the end: {load_average()}")
     return 0
 
 

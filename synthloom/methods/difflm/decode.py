@@ -6,12 +6,16 @@ tokens the model writes after BOS, up to the first stop token (excluded) or the 
 
 The loop is written by hand rather than through `model.generate()` because every row of a
 batch sits at the same position (same prefix length, one BOS, one new token per step), so:
-- no attention mask is ever needed (step 0 is plain causal, later steps attend to all cached
-  positions), which lets SDPA skip masking work;
-- the KV cache is pre-allocated once for the whole budget and written in place, instead of
-  being concatenated (copied) at every step;
+- no attention mask is ever built (step 0 is plain causal, later steps attend to every
+  cached position);
+- the KV cache is allocated once for the whole budget and written in place, where
+  `DynamicCache` concatenates (copies) it at every step;
+- sampling inverts each row's CDF at one uniform draw instead of calling
+  `torch.multinomial`, which draws an exponential variate per vocabulary entry (for
+  SmolLM2's 49k vocabulary that was the costliest non-matmul op of a step);
 - finished rows are dropped from the batch (cache and injection index-selected) once enough
   of them have piled up, so the rows still writing run on a smaller, faster batch.
+See `benchmarks/difflm_decode_throughput.py` for what each of these buys on CPU.
 """
 
 from __future__ import annotations
@@ -119,13 +123,15 @@ class _PreallocatedLayer(CacheLayerMixin):
         return self.keys, self.values
 
     def select_rows(self, index: torch.Tensor) -> None:
-        """Move rows `index` to the front of the buffers (filled slots only) and keep those."""
+        """Keep rows `index`: new buffers, filled slots gathered straight into them (one pass)."""
         if not self.is_initialized:
             return
-        n, filled = len(index), slice(0, self.length)
-        self.key_buffer[:n, :, filled] = self.key_buffer[index, :, filled]  # gather, then write
-        self.value_buffer[:n, :, filled] = self.value_buffer[index, :, filled]
-        self.key_buffer, self.value_buffer = self.key_buffer[:n], self.value_buffer[:n]
+        filled = slice(0, self.length)
+        for name in ("key_buffer", "value_buffer"):
+            old = getattr(self, name)
+            new = old.new_empty((len(index), *old.shape[1:]))
+            torch.index_select(old[:, :, filled], 0, index, out=new[:, :, filled])
+            setattr(self, name, new)
         self.keys = self.key_buffer[:, :, filled]
         self.values = self.value_buffer[:, :, filled]
 
@@ -151,24 +157,26 @@ def decode_records(
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
     min_batch_to_compact: int = 4,
-    cache: str = "preallocated",
 ) -> DecodeResult:
     """Decode one record per injection row: BOS, then tokens until a stop token or the budget.
 
-    Step 0 feeds the injection and the BOS embedding with an empty cache: soft prompt ->
-    [prefix_embeds, BOS] at positions 0..k; KV memory -> the cache is seeded with the
-    memory and BOS sits at position k; input embedding -> BOS + offset at position 0. Each
-    later step feeds only the token just sampled (its embedding, plus the offset in
-    input-embedding mode). Sampling: logits / temperature, then nucleus (top-p) filtering;
-    temperature 0 means greedy (argmax, first index on ties). A row that samples a token in
-    `stop_token_ids` (default: the tokenizer's eos) is finished; finished rows are dropped
-    from the batch once at least `min_batch_to_compact` of them are in it (1 = at once; a
-    value above the batch size never compacts). Greedy outputs do not depend on batch
-    composition or compaction; sampled outputs are reproducible for a seeded `generator`.
+    Step 0 feeds the injection and the BOS embedding to the model (eval mode) with an empty
+    cache: soft prompt -> [prefix_embeds, BOS] at positions 0..k; KV memory -> the cache is
+    seeded with the memory and BOS sits at position k; input embedding -> BOS + offset at
+    position 0. Each later step feeds only the token just sampled (its embedding, plus the
+    offset in input-embedding mode). Sampling: softmax(logits / temperature), restricted to
+    the top-p nucleus when top_p < 1 (a full-vocabulary sort per step: slower); temperature
+    0 means greedy (argmax, first index on ties). A row that samples a token in
+    `stop_token_ids` (default: the tokenizer's eos; `()` disables stopping) is finished.
+    Finished rows are dropped from the batch once at least `min_batch_to_compact` of them are
+    in it (1 = at once; more than the batch size = never).
 
-    `autocast_dtype` runs the forward passes under `torch.autocast` in that dtype (useful on
-    GPUs; on CPU cast the model itself, e.g. `model.to(torch.bfloat16)`, which is faster).
-    `stop_token_ids=()` disables stopping: every row runs the full budget.
+    Greedy outputs do not depend on batch composition or compaction. Sampling draws one
+    uniform per (row, step) from `generator` up front, so sampled outputs are reproducible for
+    a seeded generator and do not depend on compaction either. `autocast_dtype` runs the
+    forward passes under `torch.autocast` (for GPUs; on CPU autocast re-casts the weights at
+    every step, so cast the model itself if a lower precision is wanted). Injection tensors
+    are moved to the model's device and dtype. The cache holds k + max_new_tokens positions.
     """
     start = time.perf_counter()
     device = model.device
@@ -187,11 +195,11 @@ def decode_records(
     rows = torch.arange(batch, device=device)  # original row of each batch position
     # One uniform per (row, step), drawn up front: a row's sample never depends on which
     # other rows are still in the batch, so compaction does not change sampled outputs.
-    uniforms = (
-        torch.rand(batch, max_new_tokens, generator=generator, device=device)
-        if temperature > 0
-        else None
-    )
+    uniforms = None
+    if temperature > 0:
+        rng_device = generator.device if generator is not None else "cpu"
+        uniforms = torch.rand(batch, max_new_tokens, generator=generator, device=rng_device)
+        uniforms = uniforms.to(device)  # (B, T)
     forward_passes = row_forwards = 0
     if max_new_tokens <= 0 or batch == 0:
         return _result(tokenizer, out_ids, num_tokens.zero_(), finished, 0, 0, start)
@@ -200,13 +208,13 @@ def decode_records(
     bos = embed(torch.full((batch, 1), bos_id, dtype=torch.long, device=device))  # (B, 1, H)
     if injection.prefix_embeds is not None:
         inputs = torch.cat([injection.prefix_embeds, bos], dim=1)  # (B, k+1, H)
-        kv = _new_cache(cache, config.num_hidden_layers, prefix_len + max_new_tokens)
+        kv = PreallocatedKVCache(config.num_hidden_layers, prefix_len + max_new_tokens)
     elif injection.past_key_values is not None:
         inputs = bos  # (B, 1, H); the memory stands for positions 0..k-1
-        kv = _seeded_cache(cache, injection.past_key_values, prefix_len + max_new_tokens)
+        kv = PreallocatedKVCache.from_memory(injection.past_key_values, prefix_len + max_new_tokens)
     else:
         inputs = bos + injection.embed_offset[:, None, :]  # (B, 1, H)
-        kv = _new_cache(cache, config.num_hidden_layers, max_new_tokens)
+        kv = PreallocatedKVCache(config.num_hidden_layers, max_new_tokens)
     position = 0 if injection.prefix_embeds is not None else prefix_len
     offset = injection.embed_offset  # (B, H) or None; follows compaction
 
@@ -246,7 +254,7 @@ def decode_records(
             if len(rows) - n_live >= min_batch_to_compact:  # drop finished rows
                 keep = live.nonzero().squeeze(1)
                 rows, token = rows[keep], token[keep]
-                _select_cache_rows(kv, keep)
+                kv.select_rows(keep)
                 if offset is not None:
                     offset = offset[keep]
             inputs = embed(token)[:, None, :]  # (B', 1, H)
@@ -321,31 +329,6 @@ def _to(injection: Injection, device: torch.device, dtype: torch.dtype) -> Injec
             (k.to(device, dtype), v.to(device, dtype)) for k, v in injection.past_key_values
         )
     )
-
-
-def _new_cache(kind: str, num_layers: int, max_len: int) -> Cache:
-    from transformers import DynamicCache
-
-    if kind == "dynamic":
-        return DynamicCache()
-    return PreallocatedKVCache(num_layers, max_len)
-
-
-def _seeded_cache(
-    kind: str, memory: Sequence[tuple[torch.Tensor, torch.Tensor]], max_len: int
-) -> Cache:
-    from transformers import DynamicCache
-
-    if kind == "dynamic":
-        return DynamicCache(ddp_cache_data=[(k, v) for k, v in memory])
-    return PreallocatedKVCache.from_memory(memory, max_len)
-
-
-def _select_cache_rows(kv: Cache, index: torch.Tensor) -> None:
-    if isinstance(kv, PreallocatedKVCache):
-        kv.select_rows(index)
-    else:
-        kv.batch_select_indices(index)
 
 
 def _result(
