@@ -6,16 +6,21 @@ soft-prompt injections (k=16 vectors scaled like token embeddings) with
 `model.generate(inputs_embeds=[prefix, BOS])` under the same sampling settings
 (temperature 0.5, top-p 1, no top-k, stop at eos). Prints tokens/s, forward passes, the
 achieved FLOP/s = 2 * params * generated tokens / seconds, the peak FLOP/s of a large matmul
-(best of a few 2048x2048 @ 2048x2048 products in the same dtype, measured in this run) and
+(best of five 2048x2048 @ 2048x2048 products in the same dtype, measured in this run) and
 their ratio (project target: >= 0.25). Prefill FLOPs are not counted, so the ratio is a
 lower bound. Random injections rarely produce eos early, so most rows run the full budget.
 
 A last section measures dropping finished rows ("compaction") on a workload where rows do
 end early: the same injections, stopping at the first newline (a proxy for variable-length
-records), with compaction on and off.
+records), with compaction on and off; both runs write the same texts.
+
+Other processes on the machine distort every figure, the more so with 2 threads (a thread
+pool barrier waits for a descheduled thread). Each line shows `cpu/wall`, the process's CPU
+seconds per wall second: close to the thread count on an otherwise idle machine (the pool's
+threads spin while waiting), clearly below it when the run had to share the CPU.
 
     .venv/bin/python benchmarks/difflm_decode_throughput.py [--batch-sizes 16 64]
-        [--max-new-tokens 96] [--dtypes float32 bfloat16] [--threads 2] [--cache-dir DIR]
+        [--max-new-tokens 96] [--dtypes float32 bfloat16] [--threads 2] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import copy
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,13 +40,44 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from synthloom.methods.difflm.decode import DecodeResult, decode_records  # noqa: E402
+from synthloom.methods.difflm.decode import decode_records  # noqa: E402
 from synthloom.models.causal_lm import load_causal_lm  # noqa: E402
 from synthloom.models.injection import Injection  # noqa: E402
 
 PREFIX_LENGTH = 16
 TEMPERATURE = 0.5
 TARGET_RATIO = 0.25
+
+
+@dataclass
+class Run:
+    """One timed decode: tokens generated (each row up to and including its stop token)."""
+
+    tokens: int
+    passes: int
+    wall: float
+    cpu: float
+    extra: object = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.wall
+
+
+def timed(fn: Callable[[], tuple[int, int, object]]) -> Run:
+    """Run `fn` -> (tokens, passes, extra) and time it (wall and process CPU seconds)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    tokens, passes, extra = fn()
+    return Run(tokens, passes, time.perf_counter() - wall, time.process_time() - cpu, extra)
+
+
+def best_of(repeats: int, *fns: Callable[[], Run]) -> list[Run]:
+    """The fastest of `repeats` runs of each fn, the fns interleaved (shared noise)."""
+    runs: list[list[Run]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, runs, strict=True):
+            out.append(fn())
+    return [max(out, key=lambda r: r.tokens_per_second) for out in runs]
 
 
 def matmul_peak_flops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -61,58 +100,60 @@ def random_soft_prompt(model: torch.nn.Module, batch: int, seed: int) -> Injecti
     return Injection(prefix_embeds=(noise * weight.float().std()).to(weight.dtype))
 
 
-def run_decode(model, tokenizer, injection: Injection, max_new_tokens: int, **kw) -> DecodeResult:
-    g = torch.Generator().manual_seed(0)
-    return decode_records(
-        model,
-        tokenizer,
-        injection,
-        max_new_tokens=max_new_tokens,
-        temperature=TEMPERATURE,
-        generator=g,
-        **kw,
-    )
+def run_decode(model, tokenizer, injection: Injection, max_new_tokens: int, **kw) -> Run:
+    """`decode_records` at temperature 0.5; `extra` is the DecodeResult."""
 
-
-def run_generate(
-    model, tokenizer, injection: Injection, max_new_tokens: int
-) -> tuple[int, int, float]:
-    """`model.generate` on [prefix, BOS] embeddings: (generated tokens, forward passes, seconds).
-
-    Generated tokens count each row up to and including its first eos, as decode_records does.
-    """
-    torch.manual_seed(0)
-    embed = model.get_input_embeddings()
-    batch = injection.batch_size
-    start = time.perf_counter()
-    bos = embed(torch.full((batch, 1), tokenizer.bos_token_id))
-    inputs = torch.cat([injection.prefix_embeds, bos], dim=1)  # (B, k+1, H)
-    with torch.inference_mode():
-        out = model.generate(
-            inputs_embeds=inputs,
-            attention_mask=torch.ones(inputs.shape[:2], dtype=torch.long),
+    def go() -> tuple[int, int, object]:
+        res = decode_records(
+            model,
+            tokenizer,
+            injection,
             max_new_tokens=max_new_tokens,
-            do_sample=True,
             temperature=TEMPERATURE,
-            top_p=1.0,
-            top_k=0,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )  # (B, T): new tokens only (inputs_embeds without input_ids)
-    seconds = time.perf_counter() - start
-    is_eos = out == tokenizer.eos_token_id
-    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, out.shape[1])
-    return int(first_eos.sum()), out.shape[1], seconds
+            generator=torch.Generator().manual_seed(0),
+            **kw,
+        )
+        return res.generated_tokens, res.forward_passes, res
+
+    return timed(go)
 
 
-def report(label: str, tokens: int, passes: int, seconds: float, params: int, peak: float) -> float:
-    flops = 2 * params * tokens / seconds
-    ratio = flops / peak
+def run_generate(model, tokenizer, injection: Injection, max_new_tokens: int) -> Run:
+    """`model.generate` on [prefix, BOS] embeddings with the same sampling settings."""
+
+    def go() -> tuple[int, int, object]:
+        torch.manual_seed(0)
+        embed = model.get_input_embeddings()
+        bos = embed(torch.full((injection.batch_size, 1), tokenizer.bos_token_id))
+        inputs = torch.cat([injection.prefix_embeds, bos], dim=1)  # (B, k+1, H)
+        with torch.inference_mode():
+            out = model.generate(
+                inputs_embeds=inputs,
+                attention_mask=torch.ones(inputs.shape[:2], dtype=torch.long),
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=TEMPERATURE,
+                top_p=1.0,
+                top_k=0,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )  # (B, T): new tokens only (inputs_embeds without input_ids)
+        is_eos = out == tokenizer.eos_token_id
+        first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, out.shape[1])
+        return int(first_eos.sum()), out.shape[1], None
+
+    return timed(go)
+
+
+def report(label: str, run: Run, params: int, peak: float) -> float:
+    """Print one line of figures; return achieved FLOP/s over peak."""
+    flops = 2 * params * run.tokens / run.wall
     print(
-        f"  {label:<28} {tokens:>6} tok  {passes:>4} passes  {seconds:7.2f} s  "
-        f"{tokens / seconds:7.1f} tok/s  {flops / 1e9:6.1f} GFLOP/s  {ratio:5.3f} of peak"
+        f"  {label:<26} {run.tokens:>6} tok {run.passes:>4} passes {run.wall:7.2f} s "
+        f"{run.tokens_per_second:7.1f} tok/s {flops / 1e9:6.1f} GFLOP/s "
+        f"{flops / peak:5.3f} of peak  cpu/wall {run.cpu / run.wall:4.2f}"
     )
-    return ratio
+    return flops / peak
 
 
 def compaction_section(model, tokenizer, batch: int, args, params: int, peak: float) -> None:
@@ -124,9 +165,10 @@ def compaction_section(model, tokenizer, batch: int, args, params: int, peak: fl
     inj = random_soft_prompt(model, batch, seed=batch)
     stops = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("Ċ")]  # "Ċ" = "\n"
     print(f" batch {batch}, rows stop at their first newline (variable lengths)")
-    texts = []
-    for label, compact in (("compaction on (>= 4 done)", 4), ("compaction off", batch + 1)):
-        res = run_decode(
+    variants = (("compaction on (>= 4 done)", 4), ("compaction off", batch + 1))
+    fns = [
+        partial(
+            run_decode,
             model,
             tokenizer,
             inj,
@@ -134,10 +176,14 @@ def compaction_section(model, tokenizer, batch: int, args, params: int, peak: fl
             stop_token_ids=stops,
             min_batch_to_compact=compact,
         )
-        report(label, res.generated_tokens, res.forward_passes, res.seconds, params, peak)
+        for _, compact in variants
+    ]
+    runs = best_of(args.repeats, *fns)
+    for (label, _), run in zip(variants, runs, strict=True):
+        report(label, run, params, peak)
+        res = run.extra
         print(f"    row-forwards {res.row_forwards}, rows finished {int(res.finished.sum())}")
-        texts.append(res.texts)
-    print(f"  same texts with and without compaction: {texts[0] == texts[1]}")
+    print(f"  same texts with and without compaction: {runs[0].extra.texts == runs[1].extra.texts}")
 
 
 def load_average() -> str:
@@ -154,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="best of N (interleaved)")
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--skip-compaction", action="store_true")
     parser.add_argument(
@@ -171,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     params = sum(p.numel() for p in base.parameters())
     print(
         f"SmolLM2-135M ({params / 1e6:.1f} M params), {torch.get_num_threads()} threads, "
-        f"k={PREFIX_LENGTH}, max_new_tokens={args.max_new_tokens}, temperature={TEMPERATURE}"
+        f"k={PREFIX_LENGTH}, max_new_tokens={args.max_new_tokens}, temperature={TEMPERATURE}, "
+        f"best of {args.repeats}"
     )
-    print(f"load average at the start: {load_average()} (other processes distort every figure)")
+    print(f"load average at the start: {load_average()}", flush=True)
     for dtype_name in args.dtypes:
         dtype = getattr(torch, dtype_name)
         model = base if dtype == torch.float32 else copy.deepcopy(base).to(dtype)
@@ -181,26 +229,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{dtype_name}: matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3, best of 5)")
         warm_up = random_soft_prompt(model, 4, seed=99)
         run_decode(model, tokenizer, warm_up, 4)
-        if not args.skip_generate:
-            run_generate(model, tokenizer, warm_up, 4)
+        run_generate(model, tokenizer, warm_up, 4)
         for batch in args.batch_sizes:
             inj = random_soft_prompt(model, batch, seed=batch)
             print(f" batch {batch}")
-            res = run_decode(model, tokenizer, inj, args.max_new_tokens)
-            ours = report(
-                "decode_records",
-                res.generated_tokens,
-                res.forward_passes,
-                res.seconds,
-                params,
-                peak,
-            )
+            fns = [partial(run_decode, model, tokenizer, inj, args.max_new_tokens)]
             if not args.skip_generate:
-                tokens, passes, seconds = run_generate(model, tokenizer, inj, args.max_new_tokens)
-                ref = report("model.generate", tokens, passes, seconds, params, peak)
+                fns.append(partial(run_generate, model, tokenizer, inj, args.max_new_tokens))
+            runs = best_of(args.repeats, *fns)
+            ours = report("decode_records", runs[0], params, peak)
+            if not args.skip_generate:
+                ref = report("model.generate", runs[1], params, peak)
                 print(f"  decode_records / generate: {ours / ref:.2f}x")
             target = "meets" if ours >= TARGET_RATIO else "misses"
-            print(f"  {target} the {TARGET_RATIO:.2f} target")
+            print(f"  {target} the {TARGET_RATIO:.2f} target", flush=True)
         if not args.skip_compaction:
             compaction_section(model, tokenizer, max(args.batch_sizes), args, params, peak)
     print(f"\nload average at the end: {load_average()}")

@@ -2,7 +2,8 @@
 
 Exactness tests run the tiny model in float64, so that the cached loop and the reference
 (which recomputes every position at every step) cannot differ by a rounding-level argmax
-flip; the loop itself is dtype-agnostic and one test runs it in float32.
+flip; the loop itself is dtype-agnostic and the other tests run it in float32 (one in
+bfloat16). Injections are random tensors of the right shapes, not the VAE's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from transformers import DynamicCache
 
 from synthloom.methods.difflm.decode import (
+    NUCLEUS_CANDIDATES,
     DecodeResult,
     PreallocatedKVCache,
     _sample,
@@ -317,3 +319,16 @@ def test_sampler_matches_the_tempered_distribution_and_the_nucleus():
         freq = torch.bincount(draws, minlength=5).double() / len(draws)
         torch.testing.assert_close(freq, probs.double(), atol=0.01, rtol=0)
         assert freq[3] == 0 and (top_p == 1.0 or freq[probs == 0].sum() == 0)
+
+
+def test_nucleus_reaching_past_the_candidates_falls_back_to_a_full_sort():
+    """A flat distribution: the 0.5 nucleus holds ~500 tokens, more than the candidates."""
+    vocab = 4 * NUCLEUS_CANDIDATES
+    logits = torch.linspace(0.0, 1.0, vocab)  # token i is more likely than token i - 1
+    probs = torch.softmax(logits, dim=0).flip(0)  # sorted, most likely first
+    nucleus_size = int(((probs.cumsum(0) - probs) < 0.5).sum())
+    assert nucleus_size > NUCLEUS_CANDIDATES
+    g = torch.Generator().manual_seed(0)
+    draws = _sample(logits.expand(20000, -1), 1.0, 0.5, torch.rand(20000, generator=g))
+    assert int(draws.min()) >= vocab - nucleus_size  # only the nucleus, and all of it
+    assert int(draws.min()) < vocab - nucleus_size + 20 and int(draws.max()) > vocab - 20
