@@ -62,12 +62,13 @@ def _execute(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
         flush=True,
     )
     from flows.environment import quiet_user_error_tracebacks
-    from flows.tabular import tabular_pipeline  # imports Prefect: after configure_runtime
+    from flows.registry import flow_for
 
+    pipeline = flow_for(config["method"]["name"])  # imports Prefect: after configure_runtime
     quiet_user_error_tracebacks()
 
     try:
-        summary = tabular_pipeline(config=config, run_id=run_id, data_dir=str(data_dir))
+        summary = pipeline(config=config, run_id=run_id, data_dir=str(data_dir))
     except SynthloomError as err:
         _print_summary(run_dir)
         print(
