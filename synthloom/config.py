@@ -32,8 +32,15 @@ DIFFLM_STAGES = (
 )
 
 
+# Labelled-text generators (synthloom.methods.text): they run in flows/text.py.
+TEXT_METHODS = ("fewgen", "cfg", "corrsynth", "bare", "synalign")
+TEXT_STAGES = ("ingest", "generate", "filter", "evaluate")
+
+
 def stages_for(method_name: str) -> tuple[str, ...]:
     """The pipeline's stages, in order, for a method."""
+    if method_name in TEXT_METHODS:
+        return TEXT_STAGES
     return DIFFLM_STAGES if method_name == "difflm" else STAGES
 
 
@@ -57,6 +64,26 @@ class DataConfig(_Strict):
     max_rows: int | None = Field(None, gt=0)
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # Labelled text (text methods): the label column is `target`.
+    text_column: str | None = Field(None, description="text methods: the column of texts")
+    labels: list[str] | None = Field(
+        None, min_length=2, description="text methods: keep only rows with these labels"
+    )
+    seeds_per_label: int = Field(
+        10, gt=0, description="text methods: seed texts per label (stratified sample)"
+    )
+    test_per_label: int | None = Field(
+        200, gt=0, description="text methods: real test texts per label (null: all the rest)"
+    )
+    real_train_per_label: int | None = Field(
+        80,
+        ge=0,
+        description="text methods: real training texts per label for the reference student "
+        "(null: all the rest)",
+    )
+    min_text_chars: int = Field(
+        1, ge=0, description="text methods: drop source rows with shorter texts"
+    )
 
     @model_validator(mode="after")
     def _fractions_leave_training_rows(self) -> DataConfig:
@@ -111,12 +138,102 @@ class DiffLMConfig(_Strict):
     sampler_steps: int = Field(50, gt=0)
     temperature: float = Field(0.5, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    constrained: bool = Field(
+        True,
+        description="schema-constrained decoding (json/compact): only valid records can be "
+        "written; false = the paper's free decoding + filtering (ablation)",
+    )
     decode_batch_size: int = Field(64, gt=0)
     bf16: bool = Field(True, description="bf16 autocast for the frozen decoder where supported")
 
 
-MethodConfig = Annotated[MarginalsConfig | DiffLMConfig, Field(discriminator="name")]
-METHOD_CONFIGS: dict[str, type[BaseModel]] = {"marginals": MarginalsConfig, "difflm": DiffLMConfig}
+class _GuidedTextConfig(_Strict):
+    """Shared knobs of the lockstep-guided text generators (CorrSynth, K-class CFG)."""
+
+    model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
+    task: str = Field(
+        "short texts", description='what the data is, for the prompt ("{n} examples of {task}")'
+    )
+    num_examples: int = Field(3, gt=0, description="seed examples shown per few-shot prompt")
+    sequences_per_label: int = Field(
+        8, gt=0, description="M: sequences per label decoded together in one lockstep group"
+    )
+    prompts_per_label: int = Field(
+        8, gt=0, description="distinct few-shot prompts per label, prefilled once, reused"
+    )
+    alpha: float = Field(
+        0.02, ge=0, le=1, description="plausibility: drop tokens with p < alpha * max p"
+    )
+    temperature: float = Field(1.0, ge=0, description="applied after guidance; 0 = greedy")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus, applied after guidance")
+    max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
+    max_rounds: int | None = Field(
+        None, gt=0, description="lockstep groups to decode at most; default 2 x the rounds needed"
+    )
+
+
+class CorrSynthConfig(_GuidedTextConfig):
+    """CorrSynth (arXiv 2411.08553), guided score reconstructed in ../shared/METHODS.md:
+    s_i = gamma log p_i - sum_{j!=i} gamma_ij log p_j, sum_j gamma_ij = gamma - delta,
+    gamma_ij proportional to intra_weight (same label) or cross_weight (other label)."""
+
+    name: Literal["corrsynth"]
+    gamma: float = Field(1.0, ge=0, description="weight of the sequence's own log-prob")
+    delta: float = Field(0.5, description="contrast weights sum to gamma - delta")
+    intra_weight: float = Field(
+        0.5, ge=0, description="relative contrast weight of a same-label sequence"
+    )
+    cross_weight: float = Field(
+        1.0, ge=0, description="relative contrast weight of an other-label sequence"
+    )
+
+
+class CFGConfig(_GuidedTextConfig):
+    """K-class classifier-free guidance baseline: p(w|c)^gamma / p(w|not c)^(gamma-1), the
+    "not c" contrast run on each sequence's own prefix (synthloom.methods.text.cfg)."""
+
+    name: Literal["cfg"]
+    gamma: float = Field(1.5, ge=0, description="guidance strength; 1 = no guidance")
+    negative: Literal["mixture", "joint_prompt"] = Field(
+        "mixture",
+        description="not-c: mean probability under each other label's prompt (K passes per "
+        "sequence) or one prompt mixing the other labels' examples (2 passes per sequence)",
+    )
+
+
+class FewGenConfig(_Strict):
+    """FewGen baseline: per label, a raw few-shot prompt with `num_examples` random seeds of
+    that label (synthloom.methods.text.prompts), `samples_per_prompt` independent samples
+    sharing the prompt's prefill, each stopped at the closing delimiter."""
+
+    name: Literal["fewgen"]
+    model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
+    task: str = Field(
+        "short texts", description='what the data is, for the prompt ("{n} examples of {task}")'
+    )
+    num_examples: int = Field(3, gt=0, description="k: seed examples shown per prompt")
+    samples_per_prompt: int = Field(
+        8, gt=0, description="continuations sampled per prompt (one shared prefill)"
+    )
+    temperature: float = Field(0.9, ge=0, description="0 = greedy")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
+    max_prompts: int | None = Field(
+        None, gt=0, description="prompts to try at most; default 3 x the prompts needed"
+    )
+
+
+MethodConfig = Annotated[
+    MarginalsConfig | DiffLMConfig | CorrSynthConfig | CFGConfig | FewGenConfig,
+    Field(discriminator="name"),
+]
+METHOD_CONFIGS: dict[str, type[BaseModel]] = {
+    "marginals": MarginalsConfig,
+    "difflm": DiffLMConfig,
+    "corrsynth": CorrSynthConfig,
+    "cfg": CFGConfig,
+    "fewgen": FewGenConfig,
+}
 
 
 class GenerateConfig(_Strict):
@@ -143,13 +260,49 @@ class FilterConfig(_Strict):
     drop_training_copies: bool = False
 
 
+class TextFilterConfig(_Strict):
+    """Text methods' filter rules (synthloom.filters.text), applied in this order; each counts
+    the samples it removes. Null switches a rule off."""
+
+    min_chars: int | None = Field(10, ge=0, description="shorter texts are dropped")
+    max_chars: int | None = Field(400, gt=0, description="longer texts are dropped")
+    degenerate: bool = Field(
+        True, description="drop texts with under 3 distinct words or mostly non-letters"
+    )
+    max_repeated_ngram_share: float | None = Field(
+        0.3, gt=0, le=1, description="drop when this share of word 3-grams are repeats"
+    )
+    prompt_leakage: bool = Field(
+        True, description='drop echoes of the prompt (delimiters, "Example 1:", "Here\'s a")'
+    )
+    seed_ngram: int | None = Field(
+        8, gt=1, description="drop texts sharing a word n-gram of this length with a seed"
+    )
+    exact_duplicates: bool = Field(True, description="drop repeats (case/space-insensitive)")
+    near_duplicates: Literal["minhash", "embedding"] | None = Field(
+        "minhash", description="near-duplicate removal among the synthetic texts"
+    )
+    minhash_threshold: float = Field(
+        0.7, gt=0, le=1, description="MinHash: Jaccard of character 5-gram shingles"
+    )
+    embedding_threshold: float = Field(
+        0.95, gt=0, le=1, description="embedding: cosine of MiniLM embeddings"
+    )
+    label_consistency: bool = Field(
+        False,
+        description="drop samples a classifier trained on the seeds assigns to another label",
+    )
+
+
 MetricName = Literal["quality", "mle", "privacy", "detection"]
 
 
 class EvaluateConfig(_Strict):
     enabled: bool = True
-    suite: Literal["tabular", "code", "tool"] = Field(
-        "tabular", description="tabular metrics, or code / tool-spec metrics for raw records"
+    suite: Literal["tabular", "code", "tool", "text"] = Field(
+        "tabular",
+        description="tabular metrics, code / tool-spec metrics for raw records, or labelled "
+        "text (the default for text methods)",
     )
     metrics: list[MetricName] = Field(
         default_factory=lambda: ["quality", "mle", "privacy", "detection"]
@@ -158,6 +311,20 @@ class EvaluateConfig(_Strict):
     mle_grid: Literal["tabsyn", "small"] = "tabsyn"
     max_rows: int = Field(5000, gt=0, description="row cap for the expensive metrics")
     plots: bool = True
+    # suite: text (synthloom.metrics.text, synthloom.metrics.student)
+    student: Literal["fast", "full", "both"] = Field(
+        "fast",
+        description="fast: logistic regression on frozen MiniLM embeddings; full: fine-tuned "
+        "MiniLM classifier; both",
+    )
+    student_epochs: int = Field(3, gt=0, description="full student: training epochs")
+    student_learning_rate: float = Field(5e-5, gt=0, description="full student: AdamW rate")
+    student_batch_size: int = Field(16, gt=0, description="full student: batch size")
+    self_bleu_samples: int = Field(
+        200, gt=1, description="texts (seeded sample) scored by self-BLEU, which is quadratic"
+    )
+    mauve: bool = Field(True, description="MAUVE when the mauve-text package is installed")
+    examples_per_label: int = Field(5, ge=0, description="sample texts per label logged")
 
 
 class TrackingConfig(_Strict):
@@ -184,6 +351,9 @@ class PipelineConfig(_Strict):
     method: MethodConfig
     generate: GenerateConfig
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    text_filter: TextFilterConfig = Field(
+        default_factory=TextFilterConfig, description="text methods' filter rules"
+    )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     run: RunConfig = Field(default_factory=RunConfig)
@@ -195,6 +365,27 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"run.fail_at_stage must name a stage of method {self.method.name}: "
                 + ", ".join(stages)
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _text_methods_have_text_data(self) -> PipelineConfig:
+        """Text methods need a text column and a label column; their suite is `text`."""
+        if self.method.name not in TEXT_METHODS:
+            return self
+        missing = [k for k in ("text_column", "target") if getattr(self.data, k) is None]
+        if missing:
+            raise ValueError(
+                f"method {self.method.name} generates labelled text: set "
+                + " and ".join(f"data.{k}" for k in missing)
+                + " (the column of texts and the column of labels)"
+            )
+        if "suite" not in self.evaluate.model_fields_set:
+            self.evaluate.suite = "text"
+        elif self.evaluate.suite != "text":
+            raise ValueError(
+                f"method {self.method.name} is evaluated with evaluate.suite: text "
+                f"(got {self.evaluate.suite}); remove the key or set it to text"
             )
         return self
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.cache_utils import Cache, CacheLayerMixin
 
+from synthloom.methods.difflm.grammar import END, TokenConstraint
 from synthloom.models.injection import Injection
-
-# Top-p sampling first looks for the nucleus among this many most likely tokens.
-NUCLEUS_CANDIDATES = 256
+from synthloom.models.kv_cache import PreallocatedKVCache
+from synthloom.samplers.token_sampling import NUCLEUS_CANDIDATES  # noqa: F401 - re-exported
+from synthloom.samplers.token_sampling import sample_next_token as _sample
 
 
 @dataclass
@@ -65,93 +65,6 @@ class DecodeResult:
         return int(self.num_tokens.sum() + self.finished.sum())
 
 
-class PreallocatedKVCache(Cache):
-    """A KV cache whose per-layer buffers (B, n_kv_heads, max_len, head_dim) are allocated once.
-
-    `update` writes the new keys/values in place and returns views of the filled prefix
-    (B, n_kv_heads, length, head_dim), so attention never sees unfilled slots and needs no
-    mask, and no step copies the cache the way concatenation does. `select_rows` keeps a
-    subset of the batch (one copy of the filled slots; used to drop finished rows).
-    Built on transformers' `Cache` / `CacheLayerMixin` (5.x), so `model(...)` accepts it as
-    `past_key_values`.
-    """
-
-    def __init__(self, num_layers: int, max_len: int) -> None:
-        super().__init__(layers=[_PreallocatedLayer(max_len) for _ in range(num_layers)])
-
-    @classmethod
-    def from_memory(
-        cls, memory: Sequence[tuple[torch.Tensor, torch.Tensor]], max_len: int
-    ) -> PreallocatedKVCache:
-        """A cache seeded with per-layer (key, value) memory of shape (B, n_kv, k, head_dim)."""
-        cache = cls(len(memory), max_len)
-        for layer, (key, value) in zip(cache.layers, memory, strict=True):
-            layer.update(key, value)
-        return cache
-
-    def select_rows(self, index: torch.Tensor) -> None:
-        """Keep only batch rows `index` (1-D long tensor), in that order."""
-        for layer in self.layers:
-            layer.select_rows(index)
-
-
-class _PreallocatedLayer(CacheLayerMixin):
-    """One layer of `PreallocatedKVCache`: a fixed buffer and a fill length."""
-
-    is_sliding = False
-
-    def __init__(self, max_len: int) -> None:
-        super().__init__()
-        self.max_len = max_len
-        self.length = 0
-        self.key_buffer: torch.Tensor | None = None
-        self.value_buffer: torch.Tensor | None = None
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        batch, heads, _, head_dim = key_states.shape
-        shape = (batch, heads, self.max_len, head_dim)
-        kw = {"dtype": key_states.dtype, "device": key_states.device}
-        self.key_buffer = torch.empty(shape, **kw)
-        self.value_buffer = torch.empty(shape[:-1] + (value_states.shape[-1],), **kw)
-        self.is_initialized = True
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        new = key_states.shape[-2]
-        assert self.length + new <= self.max_len, "KV cache budget exceeded"
-        self.key_buffer[:, :, self.length : self.length + new] = key_states
-        self.value_buffer[:, :, self.length : self.length + new] = value_states
-        self.length += new
-        self.keys = self.key_buffer[:, :, : self.length]
-        self.values = self.value_buffer[:, :, : self.length]
-        return self.keys, self.values
-
-    def select_rows(self, index: torch.Tensor) -> None:
-        """Keep rows `index`: new buffers, filled slots gathered straight into them (one pass)."""
-        if not self.is_initialized:
-            return
-        filled = slice(0, self.length)
-        for name in ("key_buffer", "value_buffer"):
-            old = getattr(self, name)
-            new = old.new_empty((len(index), *old.shape[1:]))
-            torch.index_select(old[:, :, filled], 0, index, out=new[:, :, filled])
-            setattr(self, name, new)
-        self.keys = self.key_buffer[:, :, filled]
-        self.values = self.value_buffer[:, :, filled]
-
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.length + query_length, 0
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-    def get_max_length(self) -> int:
-        return self.max_len
-
-
 def decode_records(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -164,6 +77,7 @@ def decode_records(
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
     min_batch_to_compact: int = 4,
+    constraint: TokenConstraint | None = None,
 ) -> DecodeResult:
     """Decode one record per injection row: BOS, then tokens until a stop token or the budget.
 
@@ -178,6 +92,10 @@ def decode_records(
     `()` disables stopping) is finished. Finished rows are dropped from the batch (one copy
     of the filled cache) as soon as at least `min_batch_to_compact` finished rows are still
     in it (1 = at once; more than the batch size = never).
+
+    With a `constraint` (schema-constrained decoding, `grammar.py`), each step's logits are
+    masked to the tokens the row's grammar state allows, and a row is finished (its last
+    token kept) as soon as its state reaches the end of the record.
 
     Greedy outputs do not depend on batch composition or compaction. Sampling draws one
     uniform per (row, step) from `generator` up front, so sampled outputs are reproducible for
@@ -201,6 +119,7 @@ def decode_records(
     num_tokens = torch.full((batch,), max_new_tokens, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     rows = torch.arange(batch, device=device)  # original row of each batch position
+    states = constraint.start_states(batch) if constraint is not None else None
     # One uniform per (row, step), drawn up front: a row's sample never depends on which
     # other rows are still in the batch, so compaction does not change sampled outputs.
     uniforms = None
@@ -245,14 +164,23 @@ def decode_records(
             forward_passes += 1
             row_forwards += len(rows)
             position += q
+            if states is not None:
+                logits = logits.masked_fill(~constraint.allowed(states), float("-inf"))
             u = uniforms[rows, step] if uniforms is not None else None  # (B',)
             token = _sample(logits, temperature, top_p, u)  # (B',)
             out_ids[rows, step] = token
-            stopped = torch.isin(token, stops) & ~finished[rows]  # (B',) newly finished
+            if states is not None:  # the record ends with its last token, kept
+                states = constraint.advance(states, token.tolist())
+                stopped = torch.tensor([s == END for s in states], device=device)
+                stopped &= ~finished[rows]
+                length = step + 1
+            else:  # the stop token ends the record and is not part of it
+                stopped = torch.isin(token, stops) & ~finished[rows]  # (B',) newly finished
+                length = step
             if stopped.any():
                 done = rows[stopped]
                 finished[done] = True
-                num_tokens[done] = step
+                num_tokens[done] = length
             if step + 1 == max_new_tokens:
                 break
             live = ~finished[rows]  # (B',) rows still writing
@@ -263,6 +191,8 @@ def decode_records(
                 keep = live.nonzero().squeeze(1)
                 rows, token = rows[keep], token[keep]
                 kv.select_rows(keep)
+                if states is not None:
+                    states = [states[i] for i in keep.tolist()]
                 if offset is not None:
                     offset = offset[keep]
             inputs = embed(token)[:, None, :]  # (B', 1, H)
@@ -278,50 +208,6 @@ def batched(
     assert batch_size > 0, "batch_size must be positive"
     for first in range(0, n, batch_size):
         yield injection_fn(min(batch_size, n - first))
-
-
-def _sample(
-    logits: torch.Tensor, temperature: float, top_p: float, uniforms: torch.Tensor | None
-) -> torch.Tensor:
-    """One token per row from (B, V) logits: greedy at temperature 0, else temperature + top-p,
-    inverting each row's CDF at its uniform draw `uniforms` (B,) in [0, 1)."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
-    # Unnormalised probabilities exp((l - max) / T): (B, V), the largest is exactly 1. In place
-    # on a fresh float32 copy (V-wide temporaries are the costly part of sampling on CPU).
-    weights = logits.float() - logits.amax(dim=-1, keepdim=True)
-    weights.mul_(1.0 / temperature).exp_()
-    if top_p >= 1.0:
-        return _inverse_cdf_sample(weights, uniforms)
-    # Nucleus: keep the smallest prefix of the sorted weights whose mass reaches top_p of the
-    # total (the top token always stays). A full-vocabulary sort costs more than a forward
-    # pass at batch 64, so sort only the top NUCLEUS_CANDIDATES when they hold the nucleus
-    # of every row (the usual case at low temperature) and the whole row otherwise.
-    threshold = top_p * weights.sum(dim=-1, keepdim=True)  # (B, 1)
-    top, order = weights.topk(min(NUCLEUS_CANDIDATES, weights.shape[-1]), dim=-1)  # (B, C)
-    cumulative = top.cumsum(dim=-1)
-    if not bool((cumulative[:, -1:] >= threshold).all()):
-        top, order = weights.sort(dim=-1, descending=True)  # (B, V) each
-        cumulative = top.cumsum(dim=-1)
-    outside = cumulative - top >= threshold
-    choice = _inverse_cdf_sample(top.masked_fill_(outside, 0.0), uniforms)  # (B,)
-    return order.gather(-1, choice[:, None]).squeeze(-1)
-
-
-def _inverse_cdf_sample(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Index i of each row of (B, V) non-negative weights with probability w_i / sum(w),
-    given one uniform draw in [0, 1) per row, `uniforms` (B,).
-
-    The row's cumulative sum is inverted at the uniform: far cheaper on CPU than
-    `torch.multinomial`, which draws an exponential variate for every one of the V entries.
-    A zero-weight entry is never returned (the first cumulative value strictly above u).
-    `weights` is overwritten (by its cumulative sum).
-    """
-    cdf = weights.cumsum_(dim=-1)  # (B, V)
-    total = cdf[:, -1:]  # (B, 1)
-    u = uniforms[:, None].to(total.dtype) * total
-    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # keep u < total
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 def _stop_ids(

@@ -4,7 +4,9 @@ Batches of latents come from the latent diffusion model (or N(0, I) in the no-di
 ablation); the VAE's injector turns them into soft prompts (or KV memory / embedding
 offsets) for the frozen decoder, which writes one serialized record per latent. Records
 that do not parse into the schema are counted by reason and retried with new latents
-until `num_rows` valid rows exist or `max_attempts` latents were spent.
+until `num_rows` valid rows exist or `max_attempts` latents were spent. With
+`constrained` (default) the decoder can only write records of the schema's grammar
+(`grammar.py`): keys in order, known categories, well-formed numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 import torch
 
 from synthloom.methods.difflm.decode import decode_records
+from synthloom.methods.difflm.grammar import RecordGrammar, TokenConstraint
 from synthloom.schema import TableSchema
 from synthloom.serialize import parse_record
 
@@ -49,6 +52,13 @@ def generate_valid_rows(
     stats: attempts, valid_rate, valid_rows_per_second, tokens_per_second, forward_passes,
     unfinished (hit the token budget), invalid {reason: count})."""
     fmt = method["serialization"]
+    constraint = None
+    if method.get("constrained", True) and fmt in ("json", "compact"):
+        grammar = RecordGrammar.for_schema(schema, fmt, method["float_digits"])
+        vocab_size = models.decoder.get_input_embeddings().weight.shape[0]
+        constraint = TokenConstraint.build(
+            grammar, models.decoder_tokenizer, vocab_size, models.decoder.device
+        )
     valid_parts: list[pd.DataFrame] = []
     texts: list[dict[str, Any]] = []
     invalid: Counter = Counter()
@@ -70,6 +80,7 @@ def generate_valid_rows(
             temperature=method["temperature"],
             top_p=method["top_p"],
             generator=generator,
+            constraint=constraint,
         )
         parsed = [parse_record(text, schema, fmt) for text in result.texts]
         good = [p.record for p in parsed if p.ok]
