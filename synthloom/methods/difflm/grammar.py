@@ -239,6 +239,22 @@ def _check_prefix_free(options: tuple[str, ...]) -> None:
             assert a == b or not b.startswith(a), f"choice options not prefix-free: {a!r}, {b!r}"
 
 
+class _TrieNode:
+    """A prefix tree over token texts: children by next character, tokens ending here."""
+
+    __slots__ = ("children", "token_ids")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _TrieNode] = {}
+        self.token_ids: list[int] = []
+
+    def insert(self, text: str, token_id: int) -> None:
+        node = self
+        for ch in text:
+            node = node.children.setdefault(ch, _TrieNode())
+        node.token_ids.append(token_id)
+
+
 @dataclass
 class _StateTable:
     mask: torch.Tensor  # (V,) bool: tokens allowed in this state
@@ -260,7 +276,7 @@ class TokenConstraint:
     vocab: list[str]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     fallback_token: int = 0
-    _by_first_char: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _trie: _TrieNode = field(default_factory=lambda: _TrieNode(), repr=False)
     _tables: dict[State, _StateTable] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -282,7 +298,7 @@ class TokenConstraint:
     def __post_init__(self) -> None:
         for token_id, text in enumerate(self.vocab):
             if text:
-                self._by_first_char.setdefault(text[0], []).append(token_id)
+                self._trie.insert(text, token_id)
 
     def start_states(self, n: int) -> list[State]:
         return [self.grammar.start()] * n
@@ -292,23 +308,27 @@ class TokenConstraint:
         found = self._tables.get(state)
         if found is not None:
             return found
-        mask = torch.zeros(len(self.vocab), dtype=torch.bool)
+        # Walk the vocabulary trie and the automaton together: a subtree is entered only
+        # while its prefix is accepted, so the cost follows the accepted prefixes, not V.
         next_state: dict[int, State] = {}
         step = self.grammar.step
-        for first, token_ids in self._by_first_char.items():
-            if step(state, first) is None:
-                continue
-            for token_id in token_ids:
-                current: State | None = state
-                for ch in self.vocab[token_id]:
-                    if current is None or current == END:
-                        current = None  # nothing may follow the end of the record
-                        break
-                    current = step(current, ch)
-                if current is not None:
-                    mask[token_id] = True
-                    next_state[token_id] = current
-        if not next_state:
+        stack: list[tuple[_TrieNode, State]] = [(self._trie, state)]
+        while stack:
+            node, current = stack.pop()
+            if current == END:
+                continue  # nothing may follow the end of the record
+            for ch, child in node.children.items():
+                after = step(current, ch)
+                if after is None:
+                    continue
+                for token_id in child.token_ids:
+                    next_state[token_id] = after
+                if child.children:
+                    stack.append((child, after))
+        mask = torch.zeros(len(self.vocab), dtype=torch.bool)
+        if next_state:
+            mask[list(next_state)] = True
+        else:
             mask[self.fallback_token] = True
             next_state[self.fallback_token] = END
         table = _StateTable(mask.to(self.device), next_state)
