@@ -1,0 +1,156 @@
+"""Every registered labelled-text generator on the same seeds and sample budget, side by side.
+
+    .venv/bin/python benchmarks/text_methods.py [--num-samples 60] [--methods fewgen corrsynth]
+        [--config pipeline_configs/text_fewgen.yaml] [--threads 2] [--out results.json]
+
+Data, seeds, filter rules and student come from `--config` (a text pipeline config); each
+method runs with its own `pipeline_configs/text_<method>.yaml` method section when that file
+exists, else with its config class's defaults (plus the base config's `task`). A method whose
+module does not exist yet is skipped, and the table says so. For each method: generation wall
+time, samples/s, forward passes, what generation dropped, what the filter removed (prompt
+echoes and seed near-copies before filtering), then on the filtered set diversity
+(distinct-2, self-BLEU, Vendi), fidelity (MMD^2 to real embeddings) and the fast student's
+accuracy on the real test split, beside the seeds-only and real-train students.
+Timings on a shared machine are pessimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from synthloom.config import METHOD_CONFIGS, load_config, load_raw_config  # noqa: E402
+from synthloom.filters.text import filter_texts  # noqa: E402
+from synthloom.ingest import load_source  # noqa: E402
+from synthloom.methods.text import TEXT_GENERATORS, text_generator_class  # noqa: E402
+from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
+from synthloom.models.encoder import load_encoder  # noqa: E402
+from synthloom.text_splits import text_splits  # noqa: E402
+from tasks.text import run_generator, text_model_box  # noqa: E402
+
+
+def method_config(name: str, base: dict) -> dict:
+    path = REPO / "pipeline_configs" / f"text_{name}.yaml"
+    if path.is_file():
+        return dict(load_raw_config(path)["method"])
+    fields = METHOD_CONFIGS[name].model_fields
+    extra = {k: base["method"][k] for k in ("task", "model") if k in fields and k in base["method"]}
+    return METHOD_CONFIGS[name](name=name, **extra).model_dump()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "pipeline_configs" / "text_fewgen.yaml"))
+    parser.add_argument("--num-samples", type=int, default=60)
+    parser.add_argument("--methods", nargs="*", default=list(TEXT_GENERATORS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-cache", default=str(REPO / "data" / "models"))
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = load_config(args.config)
+    base = cfg.model_dump(mode="json")
+    data = base["data"]
+    raw = load_source(data["source"], data.get("format"))
+    splits = text_splits(
+        raw,
+        source=data["source"],
+        text_column=data["text_column"],
+        label_column=data["target"],
+        labels=data["labels"],
+        seeds_per_label=data["seeds_per_label"],
+        test_per_label=data["test_per_label"],
+        real_train_per_label=data["real_train_per_label"],
+        min_text_chars=data["min_text_chars"],
+        seed=args.seed,
+    )
+    real = {"seeds": splits.seeds, "test": splits.test, "real_train": splits.real_train}
+    print(
+        f"data {data['source']}: {splits.seeds['label'].nunique()} labels, seeds "
+        f"{len(splits.seeds)}, test {len(splits.test)}, real train {len(splits.real_train)}; "
+        f"budget {args.num_samples} samples per method; torch threads {args.threads}"
+    )
+    models = text_model_box("cpu", args.model_cache, base["evaluate"]["encoder"])
+    encoder = load_encoder(base["evaluate"]["encoder"], device="cpu")
+    results: dict[str, dict] = {}
+    for name in args.methods:
+        try:
+            text_generator_class(name)
+        except (ImportError, AttributeError) as exc:
+            print(f"{name}: skipped, its generator is not importable yet ({exc})")
+            continue
+        method = method_config(name, base)
+        start = time.perf_counter()
+        frame, stats = run_generator(method, splits.seeds, args.num_samples, models, args.seed)
+        wall = time.perf_counter() - start
+        task = method.get("task")
+        filtered = filter_texts(frame, splits.seeds, base["text_filter"], task=task)
+        metrics, _ = evaluate_text_sets(
+            filtered.kept, real, encoder, base["evaluate"], seed=args.seed, task_description=task
+        )
+        n = max(len(frame), 1)
+        results[name] = {
+            "generated": len(frame),
+            "kept": len(filtered.kept),
+            "wall_s": wall,
+            "samples_per_s": len(frame) / wall,
+            "forward_passes": stats["metrics"]["forward_passes"],
+            "dropped": stats["counts"],
+            "removed": filtered.counts,
+            "echo_rate_before": filtered.counts["prompt_leakage"] / n,
+            "seed_copy_rate_before": filtered.counts["seed_copy"] / n,
+            "metrics": metrics,
+        }
+        print(f"{name}: done in {wall:.1f} s; dropped {stats['counts']}; removed {filtered.counts}")
+    print_table(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, default=float))
+
+
+def print_table(results: dict[str, dict]) -> None:
+    columns = [
+        ("gen", lambda r: r["generated"], "{:d}"),
+        ("kept", lambda r: r["kept"], "{:d}"),
+        ("wall_s", lambda r: r["wall_s"], "{:.1f}"),
+        ("samp/s", lambda r: r["samples_per_s"], "{:.2f}"),
+        ("fwd", lambda r: r["forward_passes"], "{:.0f}"),
+        ("echo%", lambda r: 100 * r["echo_rate_before"], "{:.1f}"),
+        ("copy%", lambda r: 100 * r["seed_copy_rate_before"], "{:.1f}"),
+        ("dist2", lambda r: r["metrics"].get("distinct_2", math.nan), "{:.3f}"),
+        ("sbleu", lambda r: r["metrics"].get("self_bleu", math.nan), "{:.3f}"),
+        ("vendi", lambda r: r["metrics"].get("vendi_score", math.nan), "{:.1f}"),
+        ("mmd2", lambda r: r["metrics"].get("mmd2_to_real", math.nan), "{:.4f}"),
+        ("acc_syn", lambda r: r["metrics"]["student_synthetic_accuracy"], "{:.3f}"),
+        ("acc_seed+syn", lambda r: r["metrics"]["student_seeds_plus_synthetic_accuracy"], "{:.3f}"),
+        ("acc_seeds", lambda r: r["metrics"]["student_seeds_accuracy"], "{:.3f}"),
+        ("acc_real", lambda r: r["metrics"]["student_real_train_accuracy"], "{:.3f}"),
+    ]
+    print()
+    print(f"{'method':<10}" + "".join(f"{c:>13}" for c, _, _ in columns))
+    for name, r in results.items():
+        cells = []
+        for _, get, fmt in columns:
+            value = get(r)
+            cells.append(fmt.format(value) if value == value else "nan")
+        print(f"{name:<10}" + "".join(f"{c:>13}" for c in cells))
+    if results:
+        any_r = next(iter(results.values()))["metrics"]
+        print(
+            f"\nreal texts: distinct_2 {any_r.get('real_distinct_2', math.nan):.3f}, "
+            f"self-BLEU {any_r.get('real_self_bleu', math.nan):.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""BARE, Base-Refine generation (Zhu et al., arXiv 2502.01697; official code github
+pgasawa/BARE): a base model drafts, an instruct model refines.
+
+1. Base step. `method.base_model` continues a raw few-shot prompt (no chat template):
+   `fewshot_prompt(label, examples, task=...)` with `num_examples` (3) seed examples of the
+   label between delimiters and an open delimiter at the end; `drafts_per_prompt`
+   continuations share the prompt's KV cache (`sample_continuations`), temperature
+   `base_temperature` (1.0), stop at the closing delimiter. A draft that never closes
+   (token limit) or is empty is dropped: counts "draft_unfinished", "draft_empty".
+2. Refine step. `method.instruct_model`, through its chat template, gets the same examples
+   and the draft (`refine_request`) and is told to make the draft closer in style to the
+   examples, remove ambiguity and fix errors without changing its theme. The assistant turn
+   is pre-filled with the open delimiter (`refine_prefill`) and decoding stops at the
+   closing one (or at a blank line when the draft and examples are one paragraph each);
+   `parse_refinement` strips preambles ("Here is ...:"), delimiters, paragraphs beyond
+   the draft's / examples' count (small models talk on: "Rewrite the text to ...") and
+   quotes. Refinements that never close, are empty, or echo the instructions or a shown
+   example are dropped: counts "refine_unfinished", "refine_empty", "refine_echo"
+   ("refine_unchanged" counts kept refinements identical to their draft).
+
+Labels get equal shares of `num_samples` (`fewgen.label_quotas`); per label at most
+`max_attempts_factor` x its share of drafts are sampled, each round asking for enough drafts
+to fill the gap at the keep rate seen so far ("surplus" / "short_of_quota" count the rest).
+Each sample's `info` holds the draft, the refined text and the seeds shown (indices, texts).
+
+Offline, both models default to the local SmolLM2-135M-Instruct, used as a raw completer
+for the base step and through its chat template for the refine step. That is weaker than
+the paper's true base / instruct pair (e.g. Llama-3.1-8B base + instruct): the "base"
+drafts come from an instruction-tuned model, so less of BARE's diversity gain is expected.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from synthloom.methods.text.base import (
+    GenerationStats,
+    ModelBox,
+    SeedSet,
+    TextBatch,
+    TextSample,
+)
+from synthloom.methods.text.fewgen import label_quotas
+from synthloom.methods.text.prompts import CLOSE, OPEN, fewshot_prompt
+from synthloom.methods.text.sampling import (
+    Continuations,
+    chat_prompt,
+    sample_continuations,
+    sample_prompts,
+)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_TASK = "short texts"
+
+BARE_DEFAULTS: dict[str, Any] = {
+    "task": DEFAULT_TASK,
+    "base_model": DEFAULT_MODEL,
+    "instruct_model": DEFAULT_MODEL,
+    "num_examples": 3,
+    "drafts_per_prompt": 4,
+    "base_temperature": 1.0,
+    "base_top_p": 1.0,
+    "refine_temperature": 0.7,
+    "refine_top_p": 0.9,
+    "max_new_tokens": 64,
+    "refine_max_new_tokens": 96,
+    "refine_batch_size": 16,
+    "refine_prefill": True,
+    "max_attempts_factor": 3.0,
+}
+
+REFINE_INSTRUCTION = (
+    "Rewrite the draft so that it is closer in style to the examples: remove ambiguity and "
+    "fix errors, but do not change its theme. Answer with the rewritten text only."
+)
+# Phrases of the refine prompt that must never appear in an output (echo of instructions).
+_ECHO_MARKERS = (
+    "rewrite the draft",
+    "rewrite the text",
+    "answer with the",
+    "closer in style",
+    "rewritten text only",
+    "all with label",
+    "here is a draft",
+)
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_PREAMBLE = re.compile(
+    r"^\s*(?:(?:sure|certainly|okay|ok)[,!.]?\s*)?"
+    r"(?:here(?:'s| is| are)|below is|this is)\b[^:\n]{0,80}:\s*",
+    re.IGNORECASE,
+)
+
+
+def refine_request(label: str, examples: Sequence[str], draft: str, *, task: str) -> str:
+    """User message of the refine step: the examples, the draft, the instruction."""
+    shown = "".join(f"{OPEN}\n{_clean(e)}\n{CLOSE}\n\n" for e in examples)
+    return (
+        f'Here are {len(examples)} examples of {task}, all with label "{label}".\n\n'
+        f"{shown}"
+        f"Here is a draft of a new one:\n\n{OPEN}\n{_clean(draft)}\n{CLOSE}\n\n"
+        f"{REFINE_INSTRUCTION}"
+    )
+
+
+def paragraph_count(text: str) -> int:
+    """Blank-line-separated blocks in `text` (at least 1)."""
+    return max(len([p for p in _PARAGRAPH_BREAK.split(text.strip()) if p.strip()]), 1)
+
+
+def parse_refinement(reply: str, max_paragraphs: int | None = None) -> str:
+    """The refined text inside `reply`: after an open delimiter if there is one, before the
+    closing one, without a leading "Here is ...:" / "Sure! ..." preamble, cut after
+    `max_paragraphs` paragraphs (what follows is the model talking on: "Rewrite the text
+    to ..."), without wrapping quotes."""
+    text = reply
+    if OPEN in text:
+        text = text.split(OPEN, 1)[1]
+    text = text.split(CLOSE, 1)[0].strip()
+    text = _PREAMBLE.sub("", text, count=1).strip()
+    if OPEN in text:  # "Here is the text: <text> ... "
+        text = text.split(OPEN, 1)[1].strip()
+    if max_paragraphs is not None:
+        blocks = [p for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+        text = "\n\n".join(blocks[:max_paragraphs]).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def is_echo(text: str, examples: Sequence[str]) -> bool:
+    """True when `text` copies the refine instructions, a delimiter or a shown example."""
+    low = _normalize(text)
+    if OPEN in text or CLOSE in text or any(m in low for m in _ECHO_MARKERS):
+        return True
+    return any(low == _normalize(e) for e in examples)
+
+
+class BAREGenerator:
+    """Base drafts + instruct refinement (module docstring); `method` keys: BARE_DEFAULTS."""
+
+    name: ClassVar[str] = "bare"
+
+    def __init__(self, method: dict[str, Any]) -> None:
+        unknown = set(method) - set(BARE_DEFAULTS) - {"name"}
+        assert not unknown, f"unknown BARE settings: {sorted(unknown)}"
+        self.cfg = {**BARE_DEFAULTS, **{k: v for k, v in method.items() if k != "name"}}
+
+    def generate(
+        self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
+    ) -> TextBatch:
+        cfg = self.cfg
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+        base_lm = models.causal_lm(cfg["base_model"])
+        instruct_lm = models.causal_lm(cfg["instruct_model"])
+        stats = GenerationStats()
+        samples: list[TextSample] = []
+        for label, quota in label_quotas(seeds.label_names, num_samples).items():
+            pool = [i for i, lab in enumerate(seeds.labels) if lab == label]
+            budget = math.ceil(cfg["max_attempts_factor"] * quota)
+            kept: list[TextSample] = []
+            tried = 0
+            while len(kept) < quota and tried < budget:
+                # enough drafts for the missing samples at the keep rate seen so far
+                rate = max(len(kept) / tried, 0.1) if tried else 1.0
+                want = min(math.ceil((quota - len(kept)) / rate), budget - tried)
+                drafts = self._drafts(seeds, label, pool, want, base_lm, rng, generator, stats)
+                tried += want
+                kept.extend(self._refine(seeds, label, drafts, instruct_lm, generator, stats))
+            samples.extend(kept[:quota])
+            if len(kept) != quota:
+                stats.count(
+                    "surplus" if len(kept) > quota else "short_of_quota", abs(len(kept) - quota)
+                )
+        stats.metrics["bare_kept_fraction"] = len(samples) / max(num_samples, 1)
+        return TextBatch(samples=samples, stats=stats)
+
+    def _drafts(
+        self,
+        seeds: SeedSet,
+        label: str,
+        pool: list[int],
+        want: int,
+        lm,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+        stats: GenerationStats,
+    ) -> list[tuple[str, list[int]]]:
+        """`want` drafts sampled, the closed ones returned as (draft, seed indices shown); a
+        fresh random set of examples per prompt, up to `drafts_per_prompt` drafts each."""
+        cfg = self.cfg
+        model, tokenizer = lm
+        out: list[tuple[str, list[int]]] = []
+        for start in range(0, want, cfg["drafts_per_prompt"]):
+            per_prompt = min(cfg["drafts_per_prompt"], want - start)
+            shown = [int(i) for i in rng.permutation(pool)[: cfg["num_examples"]]]
+            prompt = fewshot_prompt(label, [seeds.texts[i] for i in shown], task=cfg["task"])
+            cont = sample_continuations(
+                model,
+                tokenizer,
+                prompt,
+                per_prompt,
+                max_new_tokens=cfg["max_new_tokens"],
+                temperature=cfg["base_temperature"],
+                top_p=cfg["base_top_p"],
+                stop_strings=(CLOSE,),
+                generator=generator,
+            )
+            add_sampling_cost(stats, cont)
+            for text, finished in zip(cont.texts, cont.finished, strict=True):
+                draft = text.strip()
+                if not finished:
+                    stats.count("draft_unfinished")
+                elif not draft:
+                    stats.count("draft_empty")
+                else:
+                    out.append((draft, shown))
+        return out
+
+    def _refine(
+        self,
+        seeds: SeedSet,
+        label: str,
+        drafts: list[tuple[str, list[int]]],
+        lm,
+        generator: torch.Generator,
+        stats: GenerationStats,
+    ) -> list[TextSample]:
+        """Refine every draft with the instruct model; keep the parsed, non-echo results."""
+        cfg = self.cfg
+        model, tokenizer = lm
+        prefill = f"{OPEN}\n" if cfg["refine_prefill"] else ""
+        kept: list[TextSample] = []
+        for start in range(0, len(drafts), cfg["refine_batch_size"]):
+            chunk = drafts[start : start + cfg["refine_batch_size"]]
+            prompts = [
+                chat_prompt(
+                    tokenizer,
+                    refine_request(label, [seeds.texts[i] for i in shown], draft, task=cfg["task"]),
+                )
+                + prefill
+                for draft, shown in chunk
+            ]
+            # a refinement has at most as many paragraphs as its draft or examples; when
+            # that is one for every row, a blank line ends the text as the delimiter would
+            limits = [
+                max(paragraph_count(t) for t in [draft, *(seeds.texts[i] for i in shown)])
+                for draft, shown in chunk
+            ]
+            stops = (CLOSE, "\n\n") if max(limits) == 1 else (CLOSE,)
+            cont = sample_prompts(
+                model,
+                tokenizer,
+                prompts,
+                max_new_tokens=cfg["refine_max_new_tokens"],
+                temperature=cfg["refine_temperature"],
+                top_p=cfg["refine_top_p"],
+                stop_strings=stops,
+                generator=generator,
+            )
+            add_sampling_cost(stats, cont)
+            for (draft, shown), reply, finished, limit in zip(
+                chunk, cont.texts, cont.finished, limits, strict=True
+            ):
+                examples = [seeds.texts[i] for i in shown]
+                refined = parse_refinement(reply, limit)
+                if not finished:
+                    stats.count("refine_unfinished")
+                elif not refined:
+                    stats.count("refine_empty")
+                elif is_echo(refined, examples):
+                    stats.count("refine_echo")
+                else:
+                    if _normalize(refined) == _normalize(draft):
+                        stats.count("refine_unchanged")
+                    kept.append(
+                        TextSample(
+                            text=refined,
+                            label=label,
+                            info={
+                                "method": "bare",
+                                "draft": draft,
+                                "refined": refined,
+                                "seed_indices": shown,
+                                "seeds_shown": examples,
+                            },
+                        )
+                    )
+        return kept
+
+
+def add_sampling_cost(stats: GenerationStats, cont: Continuations) -> None:
+    """Add one sampling call's forward passes and prompt / generated tokens to `stats`."""
+    stats.forward_passes += cont.forward_passes
+    stats.prompt_tokens += cont.prompt_tokens
+    stats.generated_tokens += cont.generated_tokens
+
+
+def _normalize(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _clean(text: str) -> str:
+    return text.replace(CLOSE, "").replace(OPEN, "").strip()

@@ -1,0 +1,280 @@
+"""CorrSynth (Kowshik et al., EMNLP 2024, arXiv 2411.08553): correlated lockstep sampling.
+
+Each round decodes a *group* of K labels x M sequences in lockstep, one batched forward
+pass per step (`lockstep.decode_lockstep`). Sequence i has its own few-shot prompt for its
+label (different seed examples per sequence), and its next token is drawn from the guided
+score (reconstructed form, see `guidance.py` and ../shared/METHODS.md)
+
+    s_i(w) = gamma * log p(w | prompt_i, x_i) - sum_{j != i} gamma_{i,j} log p(w | prompt_j, x_j)
+
+    gamma_{i,j} = (gamma - delta) * c_{i,j} / sum_{j' != i, live} c_{i,j'},
+    c_{i,j} = intra_weight (same label) or cross_weight (other label)   [M-CorrSynth]
+
+with tokens below alpha * max p(. | prompt_i, x_i) masked out before guidance, then
+temperature and top-p. Every contrast uses the other sequence's OWN prefix, which is what
+lets one forward pass per sequence per step serve all contrasts (K-class CFG needs the
+contrast prompts run on each sequence's prefix: about K times more model evaluations).
+
+Finished sequences (closing delimiter or EOS) leave the contrast set; the remaining
+weights are renormalised (see `lockstep.py`). Prompts: `prompts_per_label` few-shot
+prompts per label are prefilled once per `generate` call; sequence m of a round uses
+prompt slot (round * M + m) mod prompts_per_label, so the prompt KV is shared across rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from synthloom.config import CorrSynthConfig
+from synthloom.errors import DataError
+from synthloom.methods.text.base import (
+    GenerationStats,
+    ModelBox,
+    SeedSet,
+    TextBatch,
+    TextSample,
+)
+from synthloom.methods.text.guidance import corrsynth_scores
+from synthloom.methods.text.lockstep import (
+    Guidance,
+    LockstepOutput,
+    decode_lockstep,
+    prefill_prompts,
+)
+from synthloom.methods.text.prompts import fewshot_prompt
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What one decoded stream was: its label, round, index within the label, prompt slot
+    and the seed examples its prompt showed."""
+
+    label: str
+    round: int
+    sequence: int
+    slot: int
+    examples: tuple[str, ...]
+
+
+def seed_example_slots(
+    seeds: SeedSet, per_label: int, num_examples: int, rng: np.random.Generator
+) -> dict[str, list[tuple[str, ...]]]:
+    """For each label, `per_label` tuples of min(num_examples, n) distinct seed examples.
+
+    Slots draw from a queue of shuffled seeds, refilled with a fresh permutation when it
+    runs out: every seed is shown once before any is shown twice (the first n // k slots
+    are disjoint and, with enough slots, all seeds are used), and a slot never repeats one.
+    """
+    slots: dict[str, list[tuple[str, ...]]] = {}
+    for label in seeds.label_names:
+        texts = seeds.for_label(label)
+        k = min(num_examples, len(texts))
+        queue: list[int] = []
+        label_slots = []
+        for _ in range(per_label):
+            chosen: list[int] = []
+            while len(chosen) < k:
+                pick = next((j for j, i in enumerate(queue) if i not in chosen), None)
+                if pick is None:
+                    queue += rng.permutation(len(texts)).tolist()
+                    continue
+                chosen.append(queue.pop(pick))
+            label_slots.append(tuple(texts[i] for i in chosen))
+        slots[label] = label_slots
+    return slots
+
+
+def check_seeds(seeds: SeedSet, method: str, min_labels: int = 1) -> None:
+    """DataError unless the seed set has texts and at least `min_labels` labels."""
+    if len(seeds.texts) == 0 or len(seeds.label_names) < min_labels:
+        raise DataError(
+            f"method.name={method!r} needs seed texts with at least {min_labels} distinct "
+            f"label(s); got {len(seeds.texts)} texts and labels {list(seeds.label_names)}. "
+            f"Fix: check data.text_column and data.target (the label column), and that the "
+            f"seed sample keeps at least {min_labels} label(s)."
+        )
+
+
+def label_quotas(labels: Sequence[str], num_samples: int) -> dict[str, int]:
+    """num_samples split evenly over labels; the first num_samples % K labels get one more."""
+    k = len(labels)
+    return {lab: num_samples // k + int(i < num_samples % k) for i, lab in enumerate(labels)}
+
+
+def collect_samples(
+    outputs: Sequence[tuple[LockstepOutput, Sequence[StreamInfo]]],
+    labels: Sequence[str],
+    num_samples: int,
+    stats: GenerationStats,
+    method: str,
+) -> list[TextSample]:
+    """Samples from decoded rounds, in decoding order. Dropped and counted: "unfinished"
+    (token budget hit before the closing delimiter or EOS), "empty", and "surplus" (beyond
+    the label's quota: num_samples split evenly, earlier labels take the remainder)."""
+    quota = label_quotas(labels, num_samples)
+    samples: list[TextSample] = []
+    for out, infos in outputs:
+        for text, reason, ids, info in zip(
+            out.texts, out.stop_reasons, out.token_ids, infos, strict=True
+        ):
+            text = text.strip()
+            if reason == "budget":
+                stats.count("unfinished")
+                continue
+            if not text:
+                stats.count("empty")
+                continue
+            if quota[info.label] <= 0:
+                stats.count("surplus")
+                continue
+            quota[info.label] -= 1
+            samples.append(
+                TextSample(
+                    text=text,
+                    label=info.label,
+                    info={
+                        "method": method,
+                        "round": info.round,
+                        "group": info.round,
+                        "sequence": info.sequence,
+                        "prompt_slot": info.slot,
+                        "seed_examples": list(info.examples),
+                        "stop_reason": reason,
+                        "num_tokens": len(ids),
+                    },
+                )
+            )
+    return samples
+
+
+def corrsynth_guidance(stream_labels: torch.Tensor, config: CorrSynthConfig) -> Guidance:
+    """The lockstep guidance rule of CorrSynth: stream s (one row each) has integer label
+    stream_labels[s]; the live streams' log-probs (S', V) -> `corrsynth_scores` (S', V)."""
+
+    def guidance(log_probs: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
+        return corrsynth_scores(
+            log_probs,
+            stream_labels[streams.cpu()],
+            gamma=config.gamma,
+            delta=config.delta,
+            intra_weight=config.intra_weight,
+            cross_weight=config.cross_weight,
+            alpha=config.alpha,
+        )
+
+    return guidance
+
+
+class CorrSynthGenerator:
+    """CorrSynth: K labels x M sequences per lockstep group, guided by each other."""
+
+    name: ClassVar[str] = "corrsynth"
+
+    def __init__(self, method: dict[str, Any]) -> None:
+        self.config = CorrSynthConfig.model_validate(method)
+
+    def generate(
+        self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
+    ) -> TextBatch:
+        """About `num_samples` samples balanced over the labels: rounds of K*M sequences
+        until the quotas are met or `max_rounds` (default twice the rounds needed) is spent."""
+        cfg = self.config
+        check_seeds(seeds, self.name)
+        start = time.perf_counter()
+        stats = GenerationStats()
+        labels = seeds.label_names
+        if num_samples <= 0:
+            return TextBatch([], stats)
+        model, tokenizer = models.causal_lm(cfg.model)
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+        m_per, per_label = cfg.sequences_per_label, cfg.prompts_per_label
+        slots = seed_example_slots(seeds, per_label, cfg.num_examples, rng)
+        prompts = [
+            fewshot_prompt(lab, slots[lab][p], task=cfg.task)
+            for lab in labels
+            for p in range(per_label)
+        ]
+        pool = prefill_prompts(model, tokenizer, prompts)
+        stream_labels = torch.arange(len(labels)).repeat_interleave(m_per)  # (K*M,)
+        guidance = corrsynth_guidance(stream_labels, cfg)
+
+        needed = math.ceil(num_samples / (len(labels) * m_per))
+        max_rounds = cfg.max_rounds or 2 * needed
+        outputs: list[tuple[LockstepOutput, list[StreamInfo]]] = []
+        kept = {lab: 0 for lab in labels}
+        quota = label_quotas(labels, num_samples)
+        decode_passes = sequence_steps = 0
+        for rnd in range(max_rounds):
+            infos, row_prompt = [], []
+            for k, lab in enumerate(labels):
+                for m in range(m_per):
+                    slot = (rnd * m_per + m) % per_label
+                    infos.append(StreamInfo(lab, rnd, m, slot, slots[lab][slot]))
+                    row_prompt.append(k * per_label + slot)
+            out = decode_lockstep(
+                model,
+                tokenizer,
+                pool,
+                row_prompt,
+                range(len(row_prompt)),
+                guidance,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                generator=generator,
+            )
+            outputs.append((out, infos))
+            decode_passes += out.forward_passes
+            sequence_steps += out.sequence_steps
+            stats.generated_tokens += out.generated_tokens
+            for info, text, ok in zip(infos, out.texts, out.finished, strict=True):
+                kept[info.label] += int(ok and bool(text.strip()))
+            if all(kept[lab] >= quota[lab] for lab in labels):
+                break
+        samples = collect_samples(outputs, labels, num_samples, stats, self.name)
+        record_costs(
+            stats,
+            pool.forward_passes,
+            pool.prompt_tokens,
+            decode_passes,
+            sequence_steps,
+            len(outputs),
+            len(samples),
+            start,
+        )
+        return TextBatch(samples, stats)
+
+
+def record_costs(
+    stats: GenerationStats,
+    prefill_passes: int,
+    prompt_tokens: int,
+    decode_passes: int,
+    sequence_steps: int,
+    rounds: int,
+    num_samples: int,
+    start: float,
+) -> None:
+    """forward_passes = prefill + decoding model calls; metrics: sequence_steps (rows fed to
+    decoding calls = model evaluations), the two pass counts, rounds, seconds, samples/s."""
+    seconds = time.perf_counter() - start
+    stats.forward_passes += prefill_passes + decode_passes
+    stats.prompt_tokens += prompt_tokens
+    stats.metrics.update(
+        {
+            "sequence_steps": float(sequence_steps),
+            "prefill_forward_passes": float(prefill_passes),
+            "decode_forward_passes": float(decode_passes),
+            "rounds": float(rounds),
+            "seconds": seconds,
+            "samples_per_second": num_samples / seconds if seconds > 0 else 0.0,
+        }
+    )

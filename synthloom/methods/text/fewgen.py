@@ -1,0 +1,105 @@
+"""FewGen: the few-shot baseline. Per label, a raw-completion prompt with k random seed
+examples of that label; several independent samples per prompt share its prefill.
+
+Each prompt is `fewshot_prompt(label, k examples, task=...)` (delimited examples, then an
+open delimiter), decoded by `sample_continuations` with stop string `</text>`: the sample is
+the text before it. A prompt samples min(samples_per_prompt, ceil(1.25 x the samples its
+label still misses)) continuations. Labels take turns (one prompt each, round robin) until every label has
+its share of `num_samples` (balanced; the first labels get the remainder) or `max_prompts`
+prompts were tried. Continuations that never close within `max_new_tokens` are dropped
+(count ``unfinished``), as are empty ones (``empty``); samples beyond a label's share are
+not kept (``surplus``). Each sample's `info` records the seeds shown and its prompt;
+`stats.metrics["prompts"]` is the number of prompts decoded, `stats.metrics["sampled"]` the
+number of continuations sampled from them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
+from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
+from synthloom.methods.text.sampling import sample_continuations
+
+# A prompt samples up to this many times the rows its label still misses (some get dropped).
+_MARGIN = 1.25
+
+
+def label_quotas(labels: tuple[str, ...], num_samples: int) -> dict[str, int]:
+    """num_samples spread evenly over labels; the first `num_samples % K` get one more."""
+    base, extra = divmod(num_samples, len(labels))
+    return {label: base + (i < extra) for i, label in enumerate(labels)}
+
+
+class FewGenGenerator:
+    name: ClassVar[str] = "fewgen"
+
+    def __init__(self, method: dict[str, Any]) -> None:
+        self.model_name: str = method.get("model", "smollm2-135m-instruct")
+        self.task: str = method.get("task", "short texts")
+        self.num_examples: int = method.get("num_examples", 3)
+        self.samples_per_prompt: int = method.get("samples_per_prompt", 8)
+        self.temperature: float = method.get("temperature", 0.9)
+        self.top_p: float = method.get("top_p", 0.95)
+        self.max_new_tokens: int = method.get("max_new_tokens", 64)
+        self.max_prompts: int | None = method.get("max_prompts")
+
+    def generate(
+        self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
+    ) -> TextBatch:
+        model, tokenizer = models.causal_lm(self.model_name)
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+        labels = seeds.label_names
+        quotas = label_quotas(labels, num_samples)
+        needed = sum(math.ceil(q / self.samples_per_prompt) for q in quotas.values())
+        max_prompts = self.max_prompts or 3 * max(needed, 1)
+        samples: list[TextSample] = []
+        have = dict.fromkeys(labels, 0)
+        stats = GenerationStats()
+        prompts = sampled = 0
+        while prompts < max_prompts and any(have[lab] < quotas[lab] for lab in labels):
+            for label in labels:
+                if have[label] >= quotas[label] or prompts >= max_prompts:
+                    continue
+                pool = seeds.for_label(label)
+                shown = rng.choice(len(pool), min(self.num_examples, len(pool)), replace=False)
+                prompt = fewshot_prompt(label, [pool[i] for i in shown], task=self.task)
+                # no more rows than the label still needs, plus a margin for dropped ones
+                missing = quotas[label] - have[label]
+                rows = min(self.samples_per_prompt, math.ceil(_MARGIN * missing))
+                out = sample_continuations(
+                    model,
+                    tokenizer,
+                    prompt,
+                    rows,
+                    max_new_tokens=self.max_new_tokens,
+                    temperature=self.temperature,
+                    top_p=self.top_p,
+                    stop_strings=(CLOSE,),
+                    generator=generator,
+                )
+                sampled += rows
+                stats.forward_passes += out.forward_passes
+                stats.prompt_tokens += out.prompt_tokens
+                stats.generated_tokens += out.generated_tokens
+                for text, finished in zip(out.texts, out.finished, strict=True):
+                    text = text.strip()
+                    if not finished:
+                        stats.count("unfinished")
+                    elif not text:
+                        stats.count("empty")
+                    elif have[label] >= quotas[label]:
+                        stats.count("surplus")
+                    else:
+                        have[label] += 1
+                        info = {"prompt_index": prompts, "seeds_shown": [pool[i] for i in shown]}
+                        samples.append(TextSample(text=text, label=label, info=info))
+                prompts += 1
+        stats.metrics["prompts"] = float(prompts)
+        stats.metrics["sampled"] = float(sampled)
+        return TextBatch(samples=samples, stats=stats)

@@ -1,0 +1,303 @@
+"""SynAlign (Ren et al., WWW 2025, arXiv 2502.08661; partial official code github
+nighood/SynAlign): uncertainty-driven demonstrations, attribute reasoning, distribution
+matching.
+
+1. Embed the seeds with the encoder (MiniLM: `models.encoder()` + `encode_texts`).
+2. Uncertainty tracker (`uncertainty.GPUncertaintyTracker`): an RBF Gaussian process over the
+   embeddings of the seeds shown so far; the unshown seed of the label with the largest
+   posterior std and its `num_examples - 1` nearest same-label neighbours form the next
+   demonstration cluster. Labels take turns, so the pool stays balanced.
+3. Attribute reasoning (`attributes`): the LLM, through its chat template, writes a JSON
+   summary {style, tone, topic, length} of the cluster; an invalid reply is retried up to
+   `attribute_retries` times, then the cluster is dropped (counts "attribute_retries",
+   "attribute_invalid"). The retries of a cluster are sampled together in one batch (all
+   clusters of a round in one `sample_prompts` call) and read in order, which is the same
+   as asking again after each failure. Then `samples_per_cluster` samples are drawn from
+   the raw completion prompt "attribute lines + few-shot prompt of the cluster", stopping
+   at the closing delimiter (unclosed / empty ones dropped: "unfinished", "empty").
+4. Distribution matching (`distribution_matching`, reconstructed): the pool holds about
+   `oversample` x the requested samples. Per label (`match_per_label`, default; else over
+   the whole pool against all seeds), weights w on the simplex minimise
+   MMD^2(sum_i w_i phi(s_i), mean_j phi(r_j)) between the candidates' and the seeds'
+   embeddings (RBF kernel, median-heuristic bandwidth unless `mmd_bandwidth`), then the
+   label's quota is drawn in proportion to w, WITHOUT replacement by default
+   (`resample_with_replacement: true` draws i.i.d. and may repeat a sample, which the
+   duplicate filter then removes). With `oversample` 1 and no replacement the draw keeps
+   every candidate, so matching changes nothing.
+
+stats.metrics: "mmd2_before" = unbiased MMD^2 (U-statistic, so a pool and its smaller
+subset compare fairly) between the whole candidate pool and all seeds, "mmd2_after" = the
+same for the resampled output, both with one bandwidth (the median heuristic over pool +
+seeds); "mmd2_weighted" = the mean over matched groups of the optimised objective MMD^2(w*)
+(the V-statistic of the module `distribution_matching`). Each sample's info holds the cluster's seed indices, its
+attribute summary and its learned weight.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from synthloom.methods.text.attributes import (
+    ATTRIBUTE_PREFILL,
+    attribute_conditioned_prompt,
+    attribute_request,
+    summarize_with_retries,
+)
+from synthloom.methods.text.bare import (
+    DEFAULT_MODEL,
+    DEFAULT_TASK,
+    add_sampling_cost,
+)
+from synthloom.methods.text.base import (
+    GenerationStats,
+    ModelBox,
+    SeedSet,
+    TextBatch,
+    TextSample,
+)
+from synthloom.methods.text.distribution_matching import (
+    learn_mmd_weights,
+    median_heuristic_bandwidth,
+    mmd2_unbiased,
+    resample_by_weights,
+)
+from synthloom.methods.text.fewgen import label_quotas
+from synthloom.methods.text.prompts import CLOSE
+from synthloom.methods.text.sampling import (
+    chat_prompt,
+    sample_continuations,
+    sample_prompts,
+)
+from synthloom.methods.text.uncertainty import GPUncertaintyTracker
+from synthloom.models.encoder import encode_texts
+
+SYNALIGN_DEFAULTS: dict[str, Any] = {
+    "task": DEFAULT_TASK,
+    "model": DEFAULT_MODEL,
+    "num_examples": 3,
+    "samples_per_cluster": 8,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "max_new_tokens": 64,
+    "attribute_temperature": 0.7,
+    "attribute_max_new_tokens": 48,
+    "attribute_retries": 2,
+    "gp_lengthscale": None,
+    "gp_noise": 1e-8,
+    "oversample": 2.0,
+    "match_per_label": True,
+    "mmd_bandwidth": None,
+    "mmd_iterations": 500,
+    "mmd_step": 0.5,
+    "resample_with_replacement": False,
+    "max_attempts_factor": 3.0,
+}
+
+
+class SynAlignGenerator:
+    """GP-chosen clusters -> JSON attributes -> conditioned samples -> MMD resampling."""
+
+    name: ClassVar[str] = "synalign"
+
+    def __init__(self, method: dict[str, Any]) -> None:
+        unknown = set(method) - set(SYNALIGN_DEFAULTS) - {"name"}
+        assert not unknown, f"unknown SynAlign settings: {sorted(unknown)}"
+        self.cfg = {**SYNALIGN_DEFAULTS, **{k: v for k, v in method.items() if k != "name"}}
+
+    def generate(
+        self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
+    ) -> TextBatch:
+        cfg = self.cfg
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+        stats = GenerationStats()
+        encoder, enc_tokenizer = models.encoder()
+        seed_emb = encode_texts(encoder, enc_tokenizer, list(seeds.texts))
+        tracker = GPUncertaintyTracker(
+            seed_emb,
+            seeds.labels,
+            lengthscale=cfg["gp_lengthscale"],
+            noise=cfg["gp_noise"],
+            rng=rng,
+        )
+        quotas = label_quotas(seeds.label_names, num_samples)
+        pool = self._candidate_pool(seeds, quotas, tracker, models, generator, stats)
+        if not pool:
+            return TextBatch(samples=[], stats=stats)
+        pool_emb = encode_texts(encoder, enc_tokenizer, [s.text for s in pool])
+        chosen = self._match(seeds, seed_emb, pool, pool_emb, quotas, rng, stats)
+        bandwidth = median_heuristic_bandwidth(pool_emb, seed_emb)
+        if len(chosen) >= 2 and len(seed_emb) >= 2:
+            before = mmd2_unbiased(pool_emb, seed_emb, bandwidth=bandwidth)
+            stats.metrics["mmd2_before"] = before
+            stats.metrics["mmd2_after"] = mmd2_unbiased(
+                pool_emb[chosen], seed_emb, bandwidth=bandwidth
+            )
+        stats.metrics["synalign_pool_size"] = float(len(pool))
+        if len(set(chosen)) < len(pool):
+            stats.count("not_resampled", len(pool) - len(set(chosen)))
+        return TextBatch(samples=[pool[i] for i in chosen], stats=stats)
+
+    # ---------------------------------------------------------------- steps 2-3
+
+    def _candidate_pool(
+        self,
+        seeds: SeedSet,
+        quotas: dict[str, int],
+        tracker: GPUncertaintyTracker,
+        models: ModelBox,
+        generator: torch.Generator,
+        stats: GenerationStats,
+    ) -> list[TextSample]:
+        """About oversample x quota candidates per label, one round of clusters (one per
+        label still short) at a time, until every label is full or out of attempts."""
+        cfg = self.cfg
+        model, tokenizer = models.causal_lm(cfg["model"])
+        targets = {lab: math.ceil(q * cfg["oversample"]) for lab, q in quotas.items() if q > 0}
+        max_clusters = {
+            lab: math.ceil(cfg["max_attempts_factor"] * t / cfg["samples_per_cluster"])
+            for lab, t in targets.items()
+        }
+        made = {lab: 0 for lab in targets}
+        clusters_tried = {lab: 0 for lab in targets}
+        pool: list[TextSample] = []
+        while True:
+            todo = [
+                lab
+                for lab in targets
+                if made[lab] < targets[lab] and clusters_tried[lab] < max_clusters[lab]
+            ]
+            if not todo:
+                break
+            clusters = {lab: tracker.next_cluster(cfg["num_examples"], group=lab) for lab in todo}
+            for lab in todo:
+                clusters_tried[lab] += 1
+            summaries = self._summaries(seeds, clusters, model, tokenizer, generator, stats)
+            for lab, cluster in clusters.items():
+                if summaries[lab] is None:
+                    continue
+                examples = [seeds.texts[i] for i in cluster]
+                prompt = attribute_conditioned_prompt(
+                    lab, examples, summaries[lab], task=cfg["task"]
+                )
+                cont = sample_continuations(  # a full cluster even near the target: the
+                    model,  # rows share one prefill, and a larger pool only adds choice
+                    tokenizer,
+                    prompt,
+                    cfg["samples_per_cluster"],
+                    max_new_tokens=cfg["max_new_tokens"],
+                    temperature=cfg["temperature"],
+                    top_p=cfg["top_p"],
+                    stop_strings=(CLOSE,),
+                    generator=generator,
+                )
+                add_sampling_cost(stats, cont)
+                for text, finished in zip(cont.texts, cont.finished, strict=True):
+                    text = text.strip()
+                    if not finished:
+                        stats.count("unfinished")
+                    elif not text:
+                        stats.count("empty")
+                    else:
+                        made[lab] += 1
+                        info = {
+                            "method": "synalign",
+                            "seed_indices": list(cluster),
+                            "seeds_shown": examples,
+                            "attributes": dict(summaries[lab]),
+                        }
+                        pool.append(TextSample(text=text, label=lab, info=info))
+        stats.metrics["synalign_clusters"] = float(sum(clusters_tried.values()))
+        stats.metrics["synalign_gp_rounds"] = float(tracker.rounds)
+        return pool
+
+    def _summaries(
+        self,
+        seeds: SeedSet,
+        clusters: dict[str, list[int]],
+        model,
+        tokenizer,
+        generator: torch.Generator,
+        stats: GenerationStats,
+    ) -> dict[str, dict[str, str] | None]:
+        """One attribute summary (or None) per cluster; every attempt of every cluster in
+        one batch, read in order per cluster (see the module docstring)."""
+        cfg = self.cfg
+        attempts = cfg["attribute_retries"] + 1
+        prompts: list[str] = []
+        for lab, cluster in clusters.items():
+            request = attribute_request(lab, [seeds.texts[i] for i in cluster], task=cfg["task"])
+            prompts.extend([chat_prompt(tokenizer, request) + ATTRIBUTE_PREFILL] * attempts)
+        cont = sample_prompts(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=cfg["attribute_max_new_tokens"],
+            temperature=cfg["attribute_temperature"],
+            top_p=1.0,
+            stop_strings=("}",),
+            generator=generator,
+        )
+        add_sampling_cost(stats, cont)
+        out: dict[str, dict[str, str] | None] = {}
+        for k, lab in enumerate(clusters):
+            rows = range(k * attempts, (k + 1) * attempts)
+            # a finished reply was cut before "}" (or ended): close the object again
+            replies = iter(
+                ATTRIBUTE_PREFILL + cont.texts[r] + ("}" if cont.finished[r] else "") for r in rows
+            )
+            out[lab], _ = summarize_with_retries(
+                lambda it=replies: next(it), retries=cfg["attribute_retries"], stats=stats
+            )
+        return out
+
+    # ---------------------------------------------------------------- step 4
+
+    def _match(
+        self,
+        seeds: SeedSet,
+        seed_emb: np.ndarray,
+        pool: list[TextSample],
+        pool_emb: np.ndarray,
+        quotas: dict[str, int],
+        rng: np.random.Generator,
+        stats: GenerationStats,
+    ) -> list[int]:
+        """Indices into `pool` of the resampled output (see the module docstring)."""
+        cfg = self.cfg
+        if cfg["match_per_label"]:
+            groups = [
+                (
+                    [i for i, s in enumerate(pool) if s.label == lab],
+                    [i for i, s in enumerate(seeds.labels) if s == lab],
+                    quotas[lab],
+                )
+                for lab in quotas
+            ]
+        else:
+            groups = [(list(range(len(pool))), list(range(len(seeds.texts))), sum(quotas.values()))]
+        chosen: list[int] = []
+        objectives: list[float] = []
+        for members, refs, quota in groups:
+            if not members or quota <= 0:
+                continue
+            result = learn_mmd_weights(
+                pool_emb[members],
+                seed_emb[refs],
+                bandwidth=cfg["mmd_bandwidth"],
+                iterations=cfg["mmd_iterations"],
+                step=cfg["mmd_step"],
+            )
+            objectives.append(result.mmd2_weighted)
+            for i, w in zip(members, result.weights, strict=True):
+                pool[i].info["mmd_weight"] = float(w)
+            picks = resample_by_weights(
+                result.weights, quota, replace=cfg["resample_with_replacement"], rng=rng
+            )
+            chosen.extend(members[int(p)] for p in picks)
+        stats.metrics["mmd2_weighted"] = float(np.mean(objectives)) if objectives else 0.0
+        return chosen

@@ -1,0 +1,115 @@
+"""The text evaluation suite: one synthetic labelled-text set against the real splits.
+
+`evaluate_text_sets(synthetic, real, encoder, evaluate)` embeds every set once with the
+sentence encoder and returns diversity and fidelity of the synthetic texts
+(`synthloom.metrics.text`), the prompt-leakage rate left after filtering, the real texts'
+own diversity (`real_*`, the reference), and the student (`synthloom.metrics.student`)
+trained on each of synthetic / seeds / seeds + synthetic / real train and scored on the
+SAME real test split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthloom.filters.text import leaks_prompt
+from synthloom.metrics.student import fast_student_scores, finetuned_student_scores
+from synthloom.metrics.text import diversity_metrics, fidelity_metrics
+from synthloom.models.encoder import encode_texts
+
+__all__ = ["STUDENT_SETS", "evaluate_text_sets", "sample_texts_table"]
+
+# student training set -> the splits it concatenates
+STUDENT_SETS = {
+    "synthetic": ("synthetic",),
+    "seeds": ("seeds",),
+    "seeds_plus_synthetic": ("seeds", "synthetic"),
+    "real_train": ("real_train",),
+}
+
+
+def evaluate_text_sets(
+    synthetic: pd.DataFrame,
+    real: dict[str, pd.DataFrame],
+    encoder: Any,
+    evaluate: dict[str, Any],
+    *,
+    seed: int,
+    task_description: str | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Every text metric of a synthetic set against the real splits (seeds, test, real_train).
+
+    Returns (metrics, embeddings by set). Student keys: student_{set}_{accuracy|macro_f1} for
+    set in synthetic, seeds, seeds_plus_synthetic, real_train, all scored on the real test
+    split; with `evaluate["student"]` full/both the fine-tuned student adds student_full_*.
+    """
+    texts = {"synthetic": synthetic["text"].astype(str).tolist()}
+    labels = {"synthetic": synthetic["label"].astype(str).tolist()}
+    for name in ("seeds", "test", "real_train"):
+        texts[name] = real[name]["text"].astype(str).tolist()
+        labels[name] = real[name]["label"].astype(str).tolist()
+    emb = {
+        name: encode_texts(*encoder, t) if t else np.zeros((0, encoder[0].config.hidden_size))
+        for name, t in texts.items()
+    }
+    metrics: dict[str, float] = {"n_synthetic": float(len(synthetic))}
+    for label in sorted(set(labels["seeds"])):
+        metrics[f"n_synthetic_{label}"] = float(labels["synthetic"].count(label))
+    if texts["synthetic"]:
+        metrics.update(
+            diversity_metrics(
+                texts["synthetic"],
+                emb["synthetic"],
+                self_bleu_samples=evaluate.get("self_bleu_samples", 200),
+                seed=seed,
+            )
+        )
+        real_pool = np.concatenate([emb["test"], emb["real_train"]])
+        metrics.update(
+            fidelity_metrics(
+                emb["synthetic"], real_pool, mauve=evaluate.get("mauve", True), seed=seed
+            )
+        )
+        metrics["prompt_leakage_rate"] = float(
+            np.mean([leaks_prompt(t, task_description) for t in texts["synthetic"]])
+        )
+    real_div = diversity_metrics(texts["real_train"] or texts["test"], None, seed=seed)
+    metrics.update({f"real_{k}": v for k, v in real_div.items()})
+    mode = evaluate.get("student", "fast")
+    for key, parts in STUDENT_SETS.items():
+        train_emb = np.concatenate([emb[p] for p in parts])
+        train_labels = [lab for p in parts for lab in labels[p]]
+        train_texts = [t for p in parts for t in texts[p]]
+        if mode in ("fast", "both"):
+            scores = fast_student_scores(
+                train_emb, train_labels, emb["test"], labels["test"], seed=seed
+            )
+            metrics.update({f"student_{key}_{k}": v for k, v in scores.items()})
+        if mode in ("full", "both"):
+            scores = finetuned_student_scores(
+                encoder,
+                train_texts,
+                train_labels,
+                texts["test"],
+                labels["test"],
+                epochs=evaluate.get("student_epochs", 3),
+                learning_rate=evaluate.get("student_learning_rate", 5e-5),
+                batch_size=evaluate.get("student_batch_size", 16),
+                seed=seed,
+            )
+            metrics.update({f"student_full_{key}_{k}": v for k, v in scores.items()})
+    return metrics, emb
+
+
+def sample_texts_table(synthetic: pd.DataFrame, per_label: int, seed: int) -> pd.DataFrame:
+    """Up to `per_label` synthetic texts per label (seeded sample): columns label, text."""
+    if synthetic.empty or per_label == 0:
+        return pd.DataFrame({"label": [], "text": []})
+    parts = [
+        group.sample(n=min(per_label, len(group)), random_state=seed)
+        for _, group in synthetic.groupby("label", sort=True)
+    ]
+    return pd.concat(parts)[["label", "text"]].reset_index(drop=True)

@@ -1,0 +1,328 @@
+"""Labelled-text stage tasks: ingest_text -> generate_text -> filter_text -> evaluate_text.
+
+Each wraps core functions (`synthloom.text_splits`, the generator named by `method.name`,
+`synthloom.filters.text`, `synthloom.metrics.text` / `student`) with Parquet in and out.
+Frames have columns `text` and `label`; the generated frame adds provenance columns
+(`method`, `model`, `sample_index`, `info`: the sample's JSON provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger, task
+
+from synthloom.artifacts import atomic_write_json, read_table, write_table
+from synthloom.filters.text import filter_texts
+from synthloom.ingest import load_source
+from synthloom.methods.text import build_text_generator
+from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.metrics.text_evaluation import evaluate_text_sets, sample_texts_table
+from synthloom.models.causal_lm import load_causal_lm
+from synthloom.models.device import resolve_device, set_seed
+from synthloom.models.encoder import encode_texts, load_encoder
+from synthloom.plots import plot_embedding_projection
+from synthloom.text_splits import SPLITS, text_splits
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+
+DEFAULT_ENCODER = "minilm-l6"
+
+
+def model_cache_dir(data_dir: str | Path) -> str:
+    """Where converted built-in models live: $SYNTHLOOM_MODEL_CACHE or <data_dir>/models."""
+    return os.environ.get("SYNTHLOOM_MODEL_CACHE") or str(Path(data_dir) / "models")
+
+
+def text_model_box(device: str, model_cache: str, encoder: str = DEFAULT_ENCODER) -> ModelBox:
+    """The real models, loaded on first use: causal LMs by name, the sentence encoder."""
+    resolved = resolve_device(device)
+    return ModelBox(
+        load_causal_lm=lambda name: load_causal_lm(
+            name, device=resolved, cache_dir=Path(model_cache)
+        ),
+        load_encoder=lambda: load_encoder(encoder, device=resolved),
+    )
+
+
+def seed_set(frame: pd.DataFrame) -> SeedSet:
+    return SeedSet(tuple(frame["text"].astype(str)), tuple(frame["label"].astype(str)))
+
+
+@task(name="ingest", **STAGE_TASK_OPTIONS)
+def ingest_text(
+    data: dict[str, Any],
+    seed: int,
+    source_id: str,
+    stage_dir: str,
+    code: str,
+    inject_failure: bool = False,
+) -> dict[str, Any]:
+    """Load the source; write seeds / test / real_train Parquet (columns text, label)."""
+    logger = get_run_logger()
+
+    def body(out: Path) -> StageOutput:
+        raw = load_source(
+            data["source"], data.get("format"), hf_split=data.get("hf_split", "train")
+        )
+        if data.get("max_rows") and len(raw) > data["max_rows"]:
+            raw = raw.sample(n=data["max_rows"], random_state=seed).reset_index(drop=True)
+        splits = text_splits(
+            raw,
+            source=data["source"],
+            text_column=data["text_column"],
+            label_column=data["target"],
+            labels=data.get("labels"),
+            seeds_per_label=data.get("seeds_per_label", 10),
+            test_per_label=data.get("test_per_label", 200),
+            real_train_per_label=data.get("real_train_per_label", 80),
+            min_text_chars=data.get("min_text_chars", 1),
+            seed=seed,
+        )
+        files = {}
+        for name in SPLITS:
+            frame = getattr(splits, name)
+            write_table(frame, out / f"{name}.parquet")
+            files[name] = (f"{name}.parquet", len(frame))
+        labels = sorted(splits.seeds["label"].unique())
+        logger.info(
+            "labelled text from %s: %d labels (%s); seeds %d, test %d, real train %d",
+            data["source"],
+            len(labels),
+            ", ".join(labels),
+            len(splits.seeds),
+            len(splits.test),
+            len(splits.real_train),
+        )
+        return StageOutput(
+            files=files,
+            rows_in=len(raw),
+            rows_out=len(splits.seeds),
+            info={"labels": labels, **{f"n_{k}": files[k][1] for k in SPLITS}},
+        )
+
+    return execute_stage(
+        "ingest",
+        stage_dir,
+        body,
+        config=data,
+        inputs={"source": source_id, "seed": seed},
+        inject_failure=inject_failure,
+    )
+
+
+def run_generator(
+    method: dict[str, Any], seeds: pd.DataFrame, num_samples: int, models: ModelBox, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Run the generator named by `method["name"]`; (samples frame, stats dict)."""
+    set_seed(seed)
+    generator = build_text_generator(method)
+    start = time.perf_counter()
+    batch = generator.generate(seed_set(seeds), num_samples, models=models, seed=seed)
+    seconds = time.perf_counter() - start
+    frame = pd.DataFrame(
+        {
+            "text": [s.text for s in batch.samples],
+            "label": [s.label for s in batch.samples],
+            "method": method["name"],
+            "model": str(method.get("model") or method.get("base_model") or ""),
+            "sample_index": range(len(batch.samples)),
+            "info": [json.dumps(s.info, default=str, ensure_ascii=False) for s in batch.samples],
+        }
+    )
+    stats = batch.stats
+    metrics = {
+        "samples": float(len(frame)),
+        "seconds": seconds,
+        "samples_per_second": len(frame) / seconds if seconds > 0 else float("nan"),
+        "forward_passes": float(stats.forward_passes),
+        "prompt_tokens": float(stats.prompt_tokens),
+        "generated_tokens": float(stats.generated_tokens),
+        "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else float("nan"),
+        **{k: float(v) for k, v in stats.metrics.items()},
+    }
+    return frame, {"metrics": metrics, "counts": dict(stats.counts)}
+
+
+@task(name="generate", **STAGE_TASK_OPTIONS)
+def generate_text(
+    generate: dict[str, Any],
+    method: dict[str, Any],
+    seed: int,
+    device: str,
+    seed_files: dict[str, dict[str, Any]],
+    model_cache: str,
+    encoder: str,
+    stage_dir: str,
+    code: str,
+    inject_failure: bool = False,
+) -> dict[str, Any]:
+    """`generate.num_rows` labelled samples from the seeds -> samples.parquet."""
+    logger = get_run_logger()
+
+    def body(out: Path) -> StageOutput:
+        seeds = read_table(seed_files["seeds"]["path"])[0]
+        models = text_model_box(device, model_cache, encoder)
+        frame, stats = run_generator(method, seeds, generate["num_rows"], models, seed)
+        write_table(frame, out / "samples.parquet")
+        atomic_write_json(stats, out / "generation.json")
+        m = stats["metrics"]
+        logger.info(
+            "%s: %d samples in %.1f s (%.2f samples/s, %d forward passes); dropped %s",
+            method["name"],
+            len(frame),
+            m["seconds"],
+            m["samples_per_second"],
+            m["forward_passes"],
+            stats["counts"],
+        )
+        return StageOutput(
+            files={"samples": ("samples.parquet", len(frame)), "stats": ("generation.json", None)},
+            rows_in=len(seeds),
+            rows_out=len(frame),
+            metrics=m,
+            counts={f"generate_{k}": v for k, v in stats["counts"].items()},
+        )
+
+    return execute_stage(
+        "generate",
+        stage_dir,
+        body,
+        config={"generate": generate, "method": method},
+        inputs={
+            "seeds": seed_files["seeds"]["sha256"],
+            "seed": seed,
+            "device": device,
+            "encoder": encoder,
+        },
+        inject_failure=inject_failure,
+    )
+
+
+@task(name="filter", **STAGE_TASK_OPTIONS)
+def filter_text(
+    rules: dict[str, Any],
+    task_description: str | None,
+    device: str,
+    encoder: str,
+    generated_files: dict[str, dict[str, Any]],
+    seed_files: dict[str, dict[str, Any]],
+    stage_dir: str,
+    code: str,
+    inject_failure: bool = False,
+) -> dict[str, Any]:
+    """Apply the text filter rules -> kept.parquet, removed.parquet (with a reason column)."""
+    logger = get_run_logger()
+
+    def body(out: Path) -> StageOutput:
+        samples = read_table(generated_files["samples"]["path"])[0]
+        seeds = read_table(seed_files["seeds"]["path"])[0]
+        embed = None
+        if rules.get("near_duplicates") == "embedding" or rules.get("label_consistency"):
+            model = load_encoder(encoder, device=resolve_device(device))
+            embed = lambda texts: encode_texts(*model, texts)  # noqa: E731
+        result = filter_texts(samples, seeds, rules, task=task_description, embed=embed)
+        write_table(result.kept, out / "kept.parquet")
+        write_table(result.removed, out / "removed.parquet")
+        n = len(samples)
+        rate = lambda rule: result.counts[rule] / n if n else float("nan")  # noqa: E731
+        logger.info("text filter kept %d of %d; removed %s", len(result.kept), n, result.counts)
+        return StageOutput(
+            files={
+                "synthetic": ("kept.parquet", len(result.kept)),
+                "removed": ("removed.parquet", len(result.removed)),
+            },
+            rows_in=n,
+            rows_out=len(result.kept),
+            metrics={
+                "kept_rate": len(result.kept) / n if n else float("nan"),
+                "prompt_leakage_rate": rate("prompt_leakage"),
+                "seed_copy_rate": rate("seed_copy"),
+            },
+            counts={f"removed_{k}": v for k, v in result.counts.items()},
+        )
+
+    return execute_stage(
+        "filter",
+        stage_dir,
+        body,
+        config={"rules": rules, "task": task_description, "encoder": encoder},
+        inputs={
+            "samples": generated_files["samples"]["sha256"],
+            "seeds": seed_files["seeds"]["sha256"],
+        },
+        inject_failure=inject_failure,
+    )
+
+
+@task(name="evaluate", **STAGE_TASK_OPTIONS)
+def evaluate_text(
+    evaluate: dict[str, Any],
+    task_description: str | None,
+    seed: int,
+    device: str,
+    filtered_files: dict[str, dict[str, Any]],
+    seed_files: dict[str, dict[str, Any]],
+    stage_dir: str,
+    code: str,
+    inject_failure: bool = False,
+) -> dict[str, Any]:
+    """Diversity, fidelity and student metrics -> metrics.json, sample_texts.csv, embeddings.png."""
+    logger = get_run_logger()
+
+    def body(out: Path) -> StageOutput:
+        synthetic = read_table(filtered_files["synthetic"]["path"])[0]
+        cap = evaluate.get("max_rows", 5000)
+        if len(synthetic) > cap:
+            synthetic = synthetic.sample(n=cap, random_state=seed).reset_index(drop=True)
+        real = {k: read_table(seed_files[k]["path"])[0] for k in SPLITS}
+        encoder = load_encoder(
+            evaluate.get("encoder", DEFAULT_ENCODER), device=resolve_device(device)
+        )
+        metrics, emb = evaluate_text_sets(
+            synthetic, real, encoder, evaluate, seed=seed, task_description=task_description
+        )
+        atomic_write_json(metrics, out / "metrics.json")
+        files: dict[str, tuple[str, int | None]] = {"metrics": ("metrics.json", None)}
+        table = sample_texts_table(synthetic, evaluate.get("examples_per_label", 5), seed)
+        table.to_csv(out / "sample_texts.csv", index=False)
+        files["sample_texts"] = ("sample_texts.csv", len(table))
+        if evaluate.get("plots", True):
+            plot_embedding_projection(
+                np.concatenate([emb["test"], emb["real_train"]]),
+                real["test"]["label"].astype(str).tolist()
+                + real["real_train"]["label"].astype(str).tolist(),
+                emb["synthetic"],
+                synthetic["label"].astype(str).tolist(),
+                out / "embeddings.png",
+            )
+            files["embeddings"] = ("embeddings.png", None)
+        logger.info(
+            "student accuracy on the real test split: synthetic %.3f, seeds %.3f, "
+            "seeds+synthetic %.3f, real train %.3f",
+            *(
+                metrics.get(f"student_{k}_accuracy", float("nan"))
+                for k in ("synthetic", "seeds", "seeds_plus_synthetic", "real_train")
+            ),
+        )
+        return StageOutput(
+            files=files, rows_in=len(synthetic), rows_out=len(synthetic), metrics=metrics
+        )
+
+    return execute_stage(
+        "evaluate",
+        stage_dir,
+        body,
+        config={"evaluate": evaluate, "task": task_description},
+        inputs={
+            "synthetic": filtered_files["synthetic"]["sha256"],
+            **{k: seed_files[k]["sha256"] for k in SPLITS},
+            "seed": seed,
+        },
+        inject_failure=inject_failure,
+    )

@@ -1,0 +1,243 @@
+"""BARE mechanics: raw base drafts, chat-template refinement, parsing, drops and counts.
+
+The pipeline tests swap the two sampling functions for scripted ones (the prompts they
+receive are recorded, the replies are fixed), so every branch is reached on purpose; one
+test runs the real sampler on a tiny random model and checks that every draft is
+accounted for. The integration test uses the real SmolLM2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from synthloom.methods.text import bare as bare_module
+from synthloom.methods.text.bare import (
+    BARE_DEFAULTS,
+    REFINE_INSTRUCTION,
+    BAREGenerator,
+    is_echo,
+    paragraph_count,
+    parse_refinement,
+    refine_request,
+)
+from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.methods.text.prompts import CLOSE, OPEN
+from synthloom.methods.text.sampling import Continuations
+from synthloom.models.tiny import tiny_causal_lm
+
+SEEDS = SeedSet(
+    texts=(
+        "the cat sat on the mat",
+        "a dog ran in the park",
+        "birds sing at dawn",
+        "fish swim in the lake",
+        "stocks fell sharply today",
+        "the bank raised rates",
+        "markets rallied at noon",
+        "bond yields dropped again",
+    ),
+    labels=("nature",) * 4 + ("money",) * 4,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_box() -> ModelBox:
+    lm = tiny_causal_lm(0)
+    return ModelBox(load_causal_lm=lambda name: lm)
+
+
+class ScriptedSamplers:
+    """Stand-ins for sample_continuations / sample_prompts with fixed replies.
+
+    Base call c returns drafts ["draft c-0", "", "draft c-2", "draft c-3"][:num] with
+    finished [True, True, False, True]: one kept, one empty, one unclosed, one kept.
+    Refining "draft c-0" answers with a preamble and quotes around "better c-0"; refining
+    "draft c-3" answers `refine_c3(c, prompt)` -> (text, finished)."""
+
+    def __init__(self, refine_c3) -> None:
+        self.base_prompts: list[str] = []
+        self.refine_prompts: list[str] = []
+        self.refine_c3 = refine_c3
+
+    def sample_continuations(self, model, tokenizer, prompt, num, **kw):
+        assert kw["stop_strings"] == (CLOSE,) and kw["temperature"] == 1.0
+        c = len(self.base_prompts)
+        self.base_prompts.append(prompt)
+        texts = [f"draft {c}-0", "", f"draft {c}-2", f"draft {c}-3"][:num]
+        finished = [True, True, False, True][:num]
+        return Continuations(texts, finished, 5 * num, 5, 100)
+
+    def sample_prompts(self, model, tokenizer, prompts, **kw):
+        assert kw["stop_strings"] == (CLOSE, "\n\n")  # one-paragraph seeds and drafts
+        replies = []
+        for prompt in prompts:
+            self.refine_prompts.append(prompt)
+            draft = prompt.split(f"Here is a draft of a new one:\n\n{OPEN}\n")[1].split("\n")[0]
+            c, k = draft.removeprefix("draft ").split("-")
+            if k == "0":
+                replies.append((f'Here is the rewritten text:\n"better {c}-0"', True))
+            else:
+                replies.append(self.refine_c3(int(c), prompt))
+        texts, finished = zip(*replies, strict=True) if replies else ((), ())
+        return Continuations(list(texts), list(finished), 7 * len(prompts), 7, 50 * len(prompts))
+
+
+def _run(monkeypatch, box, refine_c3, num_samples=4, **method):
+    fake = ScriptedSamplers(refine_c3)
+    monkeypatch.setattr(bare_module, "sample_continuations", fake.sample_continuations)
+    monkeypatch.setattr(bare_module, "sample_prompts", fake.sample_prompts)
+    config = {"name": "bare", "task": "sentences", "max_attempts_factor": 2.0, **method}
+    batch = BAREGenerator(config).generate(SEEDS, num_samples, models=box, seed=0)
+    return batch, fake
+
+
+def test_drafts_are_raw_prompts_and_refinements_use_the_chat_template(monkeypatch, tiny_box):
+    def echo_example(c, prompt):  # draft c-3 is "refined" into a copy of a shown example
+        shown = prompt.split(f"{OPEN}\n")[1].split(f"\n{CLOSE}")[0]
+        return shown, True
+
+    batch, fake = _run(monkeypatch, tiny_box, echo_example, num_samples=8)
+    # per label: quota 4, budget 8 drafts; each round asks 4 drafts (one prompt) and keeps
+    # one ("better c-0"); the rest are empty, unclosed, or an echo of a shown example
+    assert len(fake.base_prompts) == 4 and len(fake.refine_prompts) == 8
+    for prompt in fake.base_prompts:
+        assert "<|im_start|>" not in prompt and prompt.endswith(f"{OPEN}\n")
+        assert prompt.count(CLOSE) == 3  # three examples
+    assert [s.text for s in batch.samples] == [f"better {c}-0" for c in range(4)]
+    assert [s.label for s in batch.samples] == ["money", "money", "nature", "nature"]
+    assert batch.stats.counts == {
+        "draft_empty": 4,
+        "draft_unfinished": 4,
+        "refine_echo": 4,
+        "short_of_quota": 4,
+    }
+    for sample in batch.samples:
+        assert sample.info["draft"] == "draft " + sample.text.removeprefix("better ")
+        assert sample.info["refined"] == sample.text
+        shown = sample.info["seed_indices"]
+        assert len(shown) == 3 and {SEEDS.labels[i] for i in shown} == {sample.label}
+    for prompt in fake.refine_prompts:
+        assert prompt.startswith("<|im_start|>user\n")
+        assert prompt.endswith(f"<|im_start|>assistant\n{OPEN}\n")  # pre-filled delimiter
+        assert REFINE_INSTRUCTION in prompt
+    # the refine step shows the same examples as the base prompt the draft came from
+    first_examples = fake.base_prompts[0].split("\n\n")[1:4]
+    assert len(first_examples) == 3
+    assert all(e in fake.refine_prompts[0] for e in first_examples)
+    # costs are summed over the 4 base calls (5 passes each) and 4 refine calls (7 each)
+    assert batch.stats.forward_passes == 4 * 5 + 4 * 7
+    assert batch.stats.generated_tokens == 4 * 4 * 5 + 8 * 7
+    assert batch.stats.prompt_tokens == 4 * 100 + 8 * 50
+
+
+def test_unclosed_unchanged_and_surplus_refinements_are_counted(monkeypatch, tiny_box):
+    def scripted(c, prompt):
+        if c % 2 == 0:
+            return f"draft {c}-3", True  # unchanged: kept and counted
+        return "half a sent", False  # never closed: dropped
+
+    batch, fake = _run(monkeypatch, tiny_box, scripted, num_samples=6, max_attempts_factor=4.0)
+    # per label: round 1 asks 3 drafts (1 kept), round 2 asks 6 at keep rate 1/3, split
+    # over two prompts (4 + 2): 2 more kept for "money" (1-3 unclosed), 3 for "nature"
+    # (4-3 unchanged), one of them surplus
+    assert len(fake.base_prompts) == 6
+    assert batch.stats.counts == {
+        "draft_empty": 6,
+        "draft_unfinished": 4,
+        "refine_unfinished": 1,
+        "refine_unchanged": 1,
+        "surplus": 1,
+    }
+    assert len(batch.samples) == 6
+    unchanged = [s for s in batch.samples if s.info["draft"] == s.info["refined"]]
+    assert [s.text for s in unchanged] == ["draft 4-3"]
+
+
+def test_real_sampler_on_a_tiny_model_accounts_for_every_draft(monkeypatch, tiny_box):
+    drafted: list[int] = []
+    real = bare_module.sample_continuations
+
+    def counting(model, tokenizer, prompt, num, **kw):
+        drafted.append(num)
+        return real(model, tokenizer, prompt, num, **kw)
+
+    monkeypatch.setattr(bare_module, "sample_continuations", counting)
+    method = {"name": "bare", "max_new_tokens": 6, "refine_max_new_tokens": 6}
+    first = BAREGenerator(method).generate(SEEDS, 4, models=tiny_box, seed=3)
+    n_drafts = sum(drafted)
+    again = BAREGenerator(method).generate(SEEDS, 4, models=tiny_box, seed=3)
+    counts = first.stats.counts
+    outcomes = ("draft_unfinished", "draft_empty", "refine_unfinished", "refine_empty")
+    outcomes += ("refine_echo", "surplus")
+    # every draft is dropped for one reason or kept; at most budget = 3 x 2 per label
+    assert sum(counts.get(k, 0) for k in outcomes) + len(first.samples) == n_drafts
+    assert 2 <= n_drafts <= 12
+    assert first.stats.forward_passes > 0 and first.stats.generated_tokens > 0
+    assert counts == again.stats.counts
+    assert [s.text for s in first.samples] == [s.text for s in again.samples]
+
+
+def test_parse_refinement_strips_preambles_delimiters_and_quotes():
+    assert parse_refinement("Here is the rewritten text: the cat sat") == "the cat sat"
+    assert parse_refinement("Sure! Here's a refined version:\n\nthe cat sat\n") == "the cat sat"
+    assert parse_refinement(f"ok {OPEN}\nthe cat sat\n{CLOSE} trailing") == "the cat sat"
+    assert parse_refinement('"the cat sat"') == "the cat sat"
+    talk_on = "the cat sat\n\nRewrite the text to be better.\n\n[Tweet] more"
+    assert parse_refinement(talk_on, 1) == "the cat sat"
+    assert parse_refinement(talk_on, 2) == "the cat sat\n\nRewrite the text to be better."
+    assert paragraph_count(talk_on) == 3 and paragraph_count("one\nline") == 1
+    assert parse_refinement("Here is the text: ") == ""
+    assert parse_refinement("here we go again, on my own") == "here we go again, on my own"
+
+
+def test_echo_detection_and_refine_request():
+    examples = ["The cat sat.", "A dog ran."]
+    assert is_echo("the  cat sat.", examples)
+    assert is_echo("Rewrite the draft so that it is closer in style", examples)
+    assert is_echo(f"{OPEN} hi", examples)
+    assert not is_echo("A cat ran.", examples)
+    request = refine_request("x", examples, "my draft", task="pets")
+    assert request.count(OPEN) == 3 and "my draft" in request and REFINE_INSTRUCTION in request
+
+
+def test_config_defaults_match_the_generator_and_the_registry_builds_it():
+    from synthloom.config import METHOD_CONFIGS, TEXT_METHODS
+    from synthloom.methods.text import build_text_generator
+
+    assert "bare" in TEXT_METHODS
+    config = METHOD_CONFIGS["bare"](name="bare", task="tweets")
+    assert config.model_dump() == {"name": "bare", **BARE_DEFAULTS, "task": "tweets"}
+    generator = build_text_generator(config.model_dump())
+    assert isinstance(generator, BAREGenerator) and generator.cfg["task"] == "tweets"
+
+
+@pytest.mark.integration
+def test_bare_on_real_smollm2_writes_refined_samples():
+    from synthloom.models.causal_lm import load_causal_lm
+
+    cache = Path(os.environ["SYNTHLOOM_MODEL_CACHE"])
+    box = ModelBox(load_causal_lm=lambda name: load_causal_lm(name, device="cpu", cache_dir=cache))
+    method = {
+        "name": "bare",
+        "task": "short sentences about nature or money",
+        "max_new_tokens": 40,
+        "refine_max_new_tokens": 48,
+    }
+    batch = BAREGenerator(method).generate(SEEDS, 2, models=box, seed=0)
+    stats = batch.stats
+    assert stats.forward_passes > 0 and stats.generated_tokens > 0
+    assert len(batch.samples) >= 1
+    for sample in batch.samples:
+        assert sample.text and OPEN not in sample.text and CLOSE not in sample.text
+        assert sample.info["draft"] and sample.label in SEEDS.label_names

@@ -1,0 +1,105 @@
+"""Text diversity / fidelity metrics on hand-computable cases; the student on separable data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from synthloom.metrics.student import (
+    fast_student_scores,
+    finetuned_student_scores,
+    student_scores_from_predictions,
+)
+from synthloom.metrics.text import (
+    diversity_metrics,
+    fidelity_metrics,
+    mean_pairwise_cosine,
+    self_bleu,
+    vendi_score,
+)
+from synthloom.models.tiny import tiny_encoder
+
+
+def test_distinct_n_on_hand_examples():
+    # tokens: [a b a] [b a]: 1-grams 5 total, 2 distinct; 2-grams (a b)(b a)(b a): 3 total, 2 distinct
+    m = diversity_metrics(["a b a", "B a"])
+    assert m["distinct_1"] == pytest.approx(2 / 5)
+    assert m["distinct_2"] == pytest.approx(2 / 3)
+    assert m["distinct_3"] == pytest.approx(1.0)  # one 3-gram
+    assert m["mean_words"] == pytest.approx(2.5)
+
+
+def test_self_bleu_is_high_for_copies_and_low_for_disjoint_texts():
+    same = ["the cat sat on the mat today"] * 3
+    disjoint = ["alpha beta gamma delta", "one two three four", "red green blue yellow"]
+    assert self_bleu(same) == pytest.approx(1.0)
+    assert self_bleu(disjoint) < 0.05
+    assert math.isnan(self_bleu(["only one"]))
+
+
+def test_vendi_and_pairwise_cosine_on_identical_and_orthogonal_rows():
+    identical = np.tile([[1.0, 2.0, 0.0]], (5, 1))
+    orthogonal = np.eye(4)
+    assert vendi_score(identical) == pytest.approx(1.0)
+    assert vendi_score(orthogonal) == pytest.approx(4.0)
+    assert mean_pairwise_cosine(identical) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(orthogonal) == pytest.approx(0.0)
+    two_groups = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert vendi_score(two_groups) == pytest.approx(2.0)
+    # pairs: 2 of cosine 1, 4 of cosine 0
+    assert mean_pairwise_cosine(two_groups) == pytest.approx(2 / 6)
+
+
+def test_mmd_is_zero_for_the_same_set_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(60, 8))
+    same = fidelity_metrics(real, real, mauve=False)["mmd2_to_real"]
+    near = fidelity_metrics(real + 0.1, real, mauve=False)["mmd2_to_real"]
+    far = fidelity_metrics(real + 2.0, real, mauve=False)["mmd2_to_real"]
+    assert same == pytest.approx(0.0, abs=1e-12)
+    assert 0 < near < far
+
+
+def blobs(n_per: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    centres = {"a": [3.0, 0.0, 0.0], "b": [0.0, 3.0, 0.0], "c": [0.0, 0.0, 3.0]}
+    x = np.concatenate([rng.normal(c, 1.0, size=(n_per, 3)) for c in centres.values()])
+    return x, [lab for lab in centres for _ in range(n_per)]
+
+
+def test_fast_student_beats_chance_on_separable_embeddings():
+    train, y_train = blobs(10, 0)
+    test, y_test = blobs(50, 1)
+    scores = fast_student_scores(train, y_train, test, y_test)
+    assert scores["accuracy"] > 0.8 and scores["macro_f1"] > 0.8
+    shuffled = np.random.default_rng(2).permutation(y_train).tolist()
+    assert fast_student_scores(train, shuffled, test, y_test)["accuracy"] < scores["accuracy"]
+
+
+def test_student_edge_cases():
+    test, y_test = blobs(5, 1)
+    one_label = fast_student_scores(test[:3], ["a"] * 3, test, y_test)
+    assert one_label["accuracy"] == pytest.approx(1 / 3)
+    assert math.isnan(fast_student_scores(np.zeros((0, 3)), [], test, y_test)["accuracy"])
+    # an unseen test label scores F1 0 in the macro average
+    scores = student_scores_from_predictions(["a", "b"], ["a", "a"])
+    assert scores["accuracy"] == 0.5 and scores["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_finetuned_student_learns_a_keyword_task():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    encoder = tiny_encoder()
+    before = [p.detach().clone() for p in encoder[0].parameters()]
+    train = ["the fox is quick", "a quick brown fox", "lazy dog sleeps", "the dog is lazy"] * 4
+    labels = ["fox", "fox", "dog", "dog"] * 4
+    test = ["quick fox", "lazy dog", "brown fox jumps", "dog is lazy"]
+    scores = finetuned_student_scores(
+        encoder, train, labels, test, ["fox", "dog", "fox", "dog"], epochs=6, learning_rate=3e-3
+    )
+    assert scores["accuracy"] == 1.0
+    # the caller's encoder is untouched (a copy was trained)
+    for p, q in zip(encoder[0].parameters(), before, strict=True):
+        assert torch.equal(p, q)

@@ -1,0 +1,230 @@
+"""The labelled-text pipeline: seed splitting, FewGen's bookkeeping, the flow end to end.
+
+The flow runs with tiny random models saved as local checkpoints; because a random LM never
+writes the closing delimiter, the flow test replaces FewGen's sampler with a scripted one
+(the sampler itself is tested against a reference in test_text_sampling.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import synthloom.methods.text.fewgen as fewgen
+from flows.cli import main, run_id_for
+from synthloom.config import TEXT_STAGES, load_config
+from synthloom.errors import DataError
+from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.methods.text.sampling import Continuations
+from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
+from synthloom.text_splits import text_splits
+
+TOPICS = {
+    "sports": ["match", "goal", "team", "coach", "league", "score", "season", "player"],
+    "weather": ["rain", "storm", "sunny", "cloud", "wind", "forecast", "snow", "cold"],
+    "food": ["pizza", "salad", "recipe", "dinner", "cheese", "bread", "soup", "spicy"],
+}
+
+
+def topic_table(per_label: int = 24) -> pd.DataFrame:
+    rows = []
+    for label, words in TOPICS.items():
+        for i in range(per_label):
+            picked = [words[(i + k * 3) % len(words)] for k in range(5)]
+            rows.append(
+                {"tweet": f"Today {' '.join(picked)} number {i} for {label}", "kind": label}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_text_splits_are_disjoint_stratified_and_seeded():
+    table = topic_table()
+    a = text_splits(
+        table, source="t.csv", text_column="tweet", label_column="kind", seeds_per_label=4,
+        test_per_label=10, real_train_per_label=5, seed=1,
+    )  # fmt: skip
+    b = text_splits(
+        table, source="t.csv", text_column="tweet", label_column="kind", seeds_per_label=4,
+        test_per_label=10, real_train_per_label=5, seed=1,
+    )  # fmt: skip
+    assert a.seeds.equals(b.seeds)
+    assert a.seeds["label"].value_counts().to_dict() == dict.fromkeys(TOPICS, 4)
+    assert a.test["label"].value_counts().to_dict() == dict.fromkeys(TOPICS, 10)
+    assert a.real_train["label"].value_counts().to_dict() == dict.fromkeys(TOPICS, 5)
+    sets = [set(f["text"]) for f in (a.seeds, a.test, a.real_train)]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"text_column": "text"}, "data.text_column names column 'text'"),
+        ({"label_column": "knd"}, "Did you mean 'kind'?"),
+        ({"labels": ["sports", "cooking"]}, "data.labels lists ['cooking']"),
+        ({"seeds_per_label": 30}, "lower data.seeds_per_label"),
+    ],
+)
+def test_text_splits_errors_name_the_field_and_fix(kwargs, expected):
+    args = {"text_column": "tweet", "label_column": "kind", **kwargs}
+    with pytest.raises(DataError) as err:
+        text_splits(topic_table(), source="t.csv", **args)
+    assert "t.csv" in str(err.value) and expected in str(err.value) and "Fix:" in str(err.value)
+
+
+def scripted_sampler(calls: list[str]):
+    """Stands in for `sample_continuations`: per prompt, an echo of the prompt, a copy of a
+    shown seed, topical texts for the prompt's label and (last) one unfinished row."""
+
+    def sample(model, tokenizer, prompt, num, *, generator, **kw):
+        calls.append(prompt)
+        label = re.search(r'label "([^"]+)"', prompt).group(1)
+        words = TOPICS[label]
+        shown = re.findall(r"<text>\n(.*?)\n</text>", prompt)
+        k = len(calls)
+        texts = [
+            f"Wow {words[(k + i) % 8]} and {words[(k + 2 * i + 1) % 8]} again, call {k} row {i}"
+            for i in range(num)
+        ]
+        finished = [True] * num
+        texts[0] = f"Example 1: {label} text"
+        texts[1] = shown[0]
+        texts[-1], finished[-1] = "an unfinished sample that ran out of tok", False
+        return Continuations(texts, finished, 10 * num, 10, len(prompt))
+
+    return sample
+
+
+def test_fewgen_balances_labels_drops_unfinished_and_records_provenance(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(fewgen, "sample_continuations", scripted_sampler(calls))
+    table = topic_table()
+    seeds = SeedSet(tuple(table["tweet"]), tuple(table["kind"]))
+    generator = fewgen.FewGenGenerator(
+        {"num_examples": 2, "samples_per_prompt": 6, "task": "posts"}
+    )
+    batch = generator.generate(seeds, 10, models=ModelBox(lambda name: (None, None)), seed=0)
+    labels = [s.label for s in batch.samples]
+    assert {lab: labels.count(lab) for lab in TOPICS} == {"food": 4, "sports": 3, "weather": 3}
+    # rows per prompt: ceil(1.25 x quota) = 5, 4, 4; all but the last usable: 3 prompts
+    assert [c.count("<text>") for c in calls] == [3, 3, 3]  # 2 examples + the open one
+    assert len(calls) == 3 and batch.stats.counts["unfinished"] == 3
+    assert batch.stats.metrics["prompts"] == 3
+    assert "surplus" not in batch.stats.counts
+    assert batch.stats.forward_passes == 30
+    for sample in batch.samples:
+        assert len(sample.info["seeds_shown"]) == 2
+        assert all(
+            seeds.labels[seeds.texts.index(t)] == sample.label for t in sample.info["seeds_shown"]
+        )
+    assert 'examples of posts, all with label "food"' in calls[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory) -> tuple[str, str]:
+    root = tmp_path_factory.mktemp("tiny-text-models")
+    lm, lm_tok = tiny_causal_lm()
+    lm.save_pretrained(root / "lm")
+    lm_tok.save_pretrained(root / "lm")
+    enc, enc_tok = tiny_encoder()
+    enc.save_pretrained(root / "enc")
+    enc_tok.save_pretrained(root / "enc")
+    return str(root / "lm"), str(root / "enc")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """One data dir for every flow run of this module: the CLI ties the in-process Prefect
+    runtime to the first run's data dir, so later runs in the process must use the same."""
+    return tmp_path_factory.mktemp("text-data")
+
+
+def text_config(tmp_path: Path, checkpoints, data_dir: Path, **data) -> Path:
+    csv = tmp_path / "posts.csv"
+    topic_table().to_csv(csv, index=False)
+    lm, enc = checkpoints
+    config = {
+        "data": {
+            "source": str(csv),
+            "text_column": "tweet",
+            "target": "kind",
+            "seeds_per_label": 4,
+            "test_per_label": 10,
+            **data,
+        },
+        "method": {"name": "fewgen", "model": lm, "samples_per_prompt": 6, "task": "posts"},
+        "generate": {"num_rows": 12},
+        "evaluate": {"encoder": enc, "student": "both", "student_epochs": 1},
+        "tracking": {"experiment": "text-tests"},
+        "run": {"data_dir": str(data_dir), "device": "cpu"},
+    }
+    path = tmp_path / "text.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.integration
+def test_text_flow_runs_every_stage_and_tracks(tmp_path, tiny_checkpoints, data_dir, monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.setattr(fewgen, "sample_continuations", scripted_sampler([]))
+    path = text_config(tmp_path, tiny_checkpoints, data_dir)
+    assert main(["run", str(path)]) == 0
+    cfg = load_config(path)
+    run_dir = Path(cfg.run.data_dir) / "runs" / run_id_for(cfg)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == list(TEXT_STAGES)
+    assert all(s["status"] == "completed" for s in summary["stages"])
+    samples = pd.read_parquet(run_dir / "generate" / "samples.parquet")
+    assert len(samples) == 12
+    assert {"text", "label", "method", "model", "info"} <= set(samples.columns)
+    assert json.loads(samples["info"][0])["seeds_shown"]
+    counts = summary["counts"]
+    assert counts["removed_prompt_leakage"] >= 1 and counts["removed_seed_copy"] >= 1
+    kept = pd.read_parquet(run_dir / "filter" / "kept.parquet")
+    assert len(kept) == 12 - sum(v for k, v in counts.items() if k.startswith("removed_"))
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    for key in ("synthetic", "seeds", "seeds_plus_synthetic", "real_train"):
+        assert 0 <= metrics[f"student_{key}_accuracy"] <= 1
+        assert 0 <= metrics[f"student_full_{key}_accuracy"] <= 1
+    assert metrics["prompt_leakage_rate"] == 0.0
+    for key in ("distinct_2", "self_bleu", "vendi_score", "mmd2_to_real"):
+        assert metrics[key] == metrics[key]  # not NaN
+    assert (run_dir / "evaluate" / "embeddings.png").stat().st_size > 1000
+    assert len(pd.read_csv(run_dir / "evaluate" / "sample_texts.csv")) >= 3
+    assert summary["mlflow_run_id"]
+
+
+@pytest.mark.integration  # runs the Prefect flow (in its own process) up to the failing ingest
+def test_bad_text_column_is_a_clear_error(tmp_path, tiny_checkpoints):
+    path = text_config(tmp_path, tiny_checkpoints, tmp_path / "data", text_column="body")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", str(path)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "data.text_column names column 'body'" in done.stderr and "tweet" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_text_method_without_text_column_fails_validation(
+    tmp_path, tiny_checkpoints, data_dir, capsys
+):
+    path = text_config(tmp_path, tiny_checkpoints, data_dir)
+    raw = yaml.safe_load(path.read_text())
+    del raw["data"]["text_column"]
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(path)]) == 2
+    assert "data.text_column" in capsys.readouterr().err

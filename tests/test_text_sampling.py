@@ -1,0 +1,141 @@
+"""Shared-prefix and per-prompt text samplers against a cache-free greedy reference.
+
+Exactness tests run the tiny LM in float64 (with larger random weights so that its greedy
+output depends on the context) so the cached, batched loop and the reference (which
+recomputes the whole sequence at every step) cannot differ by a rounding-level argmax flip.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import synthloom.methods.text.sampling as sampling
+from synthloom.methods.text.sampling import chat_prompt, sample_continuations, sample_prompts
+from synthloom.models.tiny import tiny_causal_lm
+
+PROMPT = (
+    '3 examples of tweets, all with label "a".\n\n<text>\nThe quick brown fox\n</text>\n\n<text>\n'
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    model, tok = tiny_causal_lm()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weight in model.model.layers.parameters():
+            if weight.dim() == 2:
+                weight.copy_(torch.randn(weight.shape, generator=g) * 0.15)
+    return model.to(torch.float64), tok
+
+
+def reference_greedy(model, tok, prompt: str, max_new_tokens: int) -> list[int]:
+    """Greedy decoding recomputing the full sequence each step; stops at eos (excluded)."""
+    ids = tok(prompt, return_tensors="pt").input_ids[0].tolist()
+    out: list[int] = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model(input_ids=torch.tensor([ids + out])).logits[0, -1]
+            token = int(logits.argmax())
+            if token == tok.eos_token_id:
+                break
+            out.append(token)
+    return out
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_shared_prefix_greedy_equals_reference(lm):
+    model, tok = lm
+    result = sample_continuations(
+        model, tok, PROMPT, 3, max_new_tokens=12, temperature=0.0, stop_strings=(), generator=gen()
+    )
+    ref = reference_greedy(model, tok, PROMPT, 12)
+    assert result.texts == [tok.decode(ref, skip_special_tokens=True)] * 3
+    assert result.prompt_tokens == len(tok(PROMPT).input_ids)
+    ran_out = len(ref) == 12
+    assert result.finished == [not ran_out] * 3
+    # one forward pass per sampled token (the prefill gives the first); an eos is sampled too
+    tokens_per_row = 12 if ran_out else len(ref) + 1
+    assert result.forward_passes == tokens_per_row
+    assert result.generated_tokens == 3 * tokens_per_row
+
+
+def test_stop_string_cuts_text_and_saves_forward_passes(lm):
+    model, tok = lm
+    free = sample_continuations(
+        model, tok, PROMPT, 2, max_new_tokens=16, temperature=0.0, stop_strings=(), generator=gen()
+    )
+    text = free.texts[0]
+    assert len(text) >= 8, "the tiny LM should write something"
+    stop = text[4:7]
+    cut_at = text.find(stop)
+    result = sample_continuations(
+        model,
+        tok,
+        PROMPT,
+        2,
+        max_new_tokens=16,
+        temperature=0.0,
+        stop_strings=(stop,),
+        generator=gen(),
+    )
+    assert result.texts == [text[:cut_at]] * 2
+    assert result.finished == [True, True]
+    assert result.forward_passes < free.forward_passes
+    # every sampled token costs one forward pass (prefill included), per row
+    assert result.generated_tokens == 2 * result.forward_passes
+
+
+def test_sampled_rows_differ_and_are_reproducible(lm):
+    model, tok = lm
+    kw = dict(max_new_tokens=10, temperature=1.0, top_p=0.95, stop_strings=())
+    a = sample_continuations(model, tok, PROMPT, 6, generator=gen(1), **kw)
+    b = sample_continuations(model, tok, PROMPT, 6, generator=gen(1), **kw)
+    c = sample_continuations(model, tok, PROMPT, 6, generator=gen(2), **kw)
+    assert a.texts == b.texts
+    assert len(set(a.texts)) > 1
+    assert a.texts != c.texts
+
+
+def test_compaction_does_not_change_sampled_rows(lm, monkeypatch):
+    model, tok = lm
+    kw = dict(max_new_tokens=14, temperature=1.0, stop_strings=("e", "o"))
+    compacting = sample_continuations(model, tok, PROMPT, 8, generator=gen(3), **kw)
+    monkeypatch.setattr(sampling, "_MIN_FINISHED_TO_COMPACT", 10**9)
+    whole = sample_continuations(model, tok, PROMPT, 8, generator=gen(3), **kw)
+    assert compacting.texts == whole.texts
+    assert compacting.finished == whole.finished
+    assert any(compacting.finished) and compacting.generated_tokens == whole.generated_tokens
+    assert all("e" not in t and "o" not in t for t in compacting.texts)
+
+
+def test_per_prompt_batch_equals_each_prompt_alone(lm):
+    model, tok = lm
+    prompts = [PROMPT, "Generate one new record", '{"name": "Alice", "age": 3']
+    batched = sample_prompts(
+        model, tok, prompts, max_new_tokens=10, temperature=0.0, stop_strings=(), generator=gen()
+    )
+    for prompt, text in zip(prompts, batched.texts, strict=True):
+        ids = reference_greedy(model, tok, prompt, 10)
+        assert text == tok.decode(ids, skip_special_tokens=True)
+    assert batched.prompt_tokens == sum(len(tok(p).input_ids) for p in prompts)
+
+
+def test_chat_prompt_uses_template_or_falls_back():
+    _, tok = tiny_causal_lm()
+    rendered = chat_prompt(tok, "hello")
+    assert rendered == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
+    tok.chat_template = None
+    assert chat_prompt(tok, "hello") == "hello\n\n"
