@@ -1,0 +1,163 @@
+"""Write one new sample per concept combination (SynthLLM, arXiv 2503.19551, step 2).
+
+Prompts (`combination_prompt`), by `output` kind:
+
+- ``labelled`` / ``document``: a raw-completion few-shot prompt (as
+  `synthloom.methods.text.prompts`): `num_examples` seed documents (of the combination's
+  label for ``labelled``), each preceded by a "Concepts: ..." line with its own extracted
+  concepts, then "Concepts: <the combination>" and an open delimiter. The model continues
+  with a text written around the listed concepts; decoding stops at the closing delimiter.
+  At level 1 the source document is the first example (the paper's document-grounded level).
+- ``question``: a chat turn asking for one question that combines the concepts (the
+  source document quoted at level 1); decoding stops at the end of the turn or a blank line.
+
+`generate_from_combinations` decodes the prompts in batches with
+`synthloom.methods.text.sampling.sample_prompts` (one continuation per prompt). Outputs that
+never stop within `max_new_tokens` are dropped (``unfinished``), empty ones too (``empty``).
+Each kept sample records its concepts, level, source documents and label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from synthloom.concepts.combine import Combination
+from synthloom.methods.text.prompts import CLOSE, OPEN
+from synthloom.methods.text.sampling import chat_prompt, sample_prompts
+
+OUTPUT_KINDS = ("labelled", "document", "question")
+
+
+@dataclass
+class SeedDocuments:
+    """The seed documents: texts[i] has label labels[i] and concepts concepts[i]."""
+
+    texts: Sequence[str]
+    labels: Sequence[str]
+    concepts: Sequence[Sequence[str]]
+
+
+@dataclass
+class ConceptSamples:
+    rows: list[dict[str, Any]]  # text, label, level, concepts, documents
+    counts: dict[str, int] = field(default_factory=dict)
+    generated_tokens: int = 0
+    forward_passes: int = 0
+    prompt_tokens: int = 0
+
+
+def _clean(text: str) -> str:
+    return text.replace(CLOSE, "").replace(OPEN, "").strip()
+
+
+def combination_prompt(
+    combo: Combination,
+    seeds: SeedDocuments,
+    *,
+    output: str,
+    task: str,
+    num_examples: int,
+    rng: np.random.Generator,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> str:
+    """The prompt for one combination (see the module docstring)."""
+    concepts = ", ".join(combo.concepts)
+    if output == "question":
+        message = f"Write one question about {task} that combines these concepts: {concepts}."
+        if combo.level == 1:
+            message += f"\n\nBase it on this text: {seeds.texts[combo.documents[0]].strip()}"
+        message += "\nReply with the question only."
+        return chat_prompt(tokenizer, message) if tokenizer is not None else message + "\n\n"
+    pool = [
+        i
+        for i in range(len(seeds.texts))
+        if seeds.concepts[i] and (output != "labelled" or seeds.labels[i] == combo.label)
+    ]
+    first = [combo.documents[0]] if combo.level == 1 else []
+    rest = [i for i in pool if i not in first]
+    take = max(num_examples - len(first), 0)
+    picked = first + [rest[j] for j in rng.permutation(len(rest))[:take].tolist()]
+    if output == "labelled":
+        head = f'Examples of {task}, all with label "{combo.label}".'
+    else:
+        head = f"Examples of {task}."
+    head += " Each one is written around the concepts listed before it.\n\n"
+    body = "".join(
+        f"Concepts: {', '.join(seeds.concepts[i])}\n{OPEN}\n{_clean(seeds.texts[i])}\n{CLOSE}\n\n"
+        for i in picked
+    )
+    return head + body + f"Concepts: {concepts}\n{OPEN}\n"
+
+
+def generate_from_combinations(
+    combinations: Sequence[Combination],
+    seeds: SeedDocuments,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    output: str,
+    task: str,
+    num_examples: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    batch_size: int,
+    seed: int,
+) -> ConceptSamples:
+    """One sampled continuation per combination, in order (see the module docstring)."""
+    assert output in OUTPUT_KINDS, output
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    prompts = [
+        combination_prompt(
+            c,
+            seeds,
+            output=output,
+            task=task,
+            num_examples=num_examples,
+            rng=rng,
+            tokenizer=tokenizer,
+        )
+        for c in combinations
+    ]
+    stops = ("\n\n",) if output == "question" else (CLOSE, "\nConcepts:")
+    out = ConceptSamples(rows=[], counts={"unfinished": 0, "empty": 0})
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        result = sample_prompts(
+            model,
+            tokenizer,
+            chunk,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop_strings=stops,
+            generator=generator,
+        )
+        out.generated_tokens += result.generated_tokens
+        out.forward_passes += result.forward_passes
+        out.prompt_tokens += result.prompt_tokens
+        for offset, (text, done) in enumerate(zip(result.texts, result.finished, strict=True)):
+            combo = combinations[start + offset]
+            text = text.strip()
+            if not done:
+                out.counts["unfinished"] += 1
+            elif not text:
+                out.counts["empty"] += 1
+            else:
+                out.rows.append(
+                    {
+                        "text": text,
+                        "label": combo.label if combo.label is not None else "",
+                        "level": combo.level,
+                        "concepts": list(combo.concepts),
+                        "documents": list(combo.documents),
+                    }
+                )
+    return out

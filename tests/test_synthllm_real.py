@@ -1,0 +1,107 @@
+"""SynthLLM end to end on real tweets and the real SmolLM2-135M / MiniLM models (a handful of
+samples), plus prompt construction and generation on the tiny random model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from synthloom.concepts.combine import Combination
+from synthloom.concepts.generate import (
+    SeedDocuments,
+    combination_prompt,
+    generate_from_combinations,
+)
+from synthloom.methods.text.prompts import OPEN
+
+SEEDS = SeedDocuments(
+    texts=["Solar panels charge the car battery.", "Traffic on the highway again.", "Grid news."],
+    labels=["pos", "neg", "pos"],
+    concepts=[["solar panels", "battery"], ["traffic", "highway"], ["grid"]],
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_prompt_shows_label_examples_and_the_combination() -> None:
+    combo = Combination(("battery", "grid", "traffic"), 3, (0, 1, 2), "pos")
+    prompt = combination_prompt(
+        combo, SEEDS, output="labelled", task="notes", num_examples=2, rng=np.random.default_rng(0)
+    )
+    assert prompt.endswith(f"Concepts: battery, grid, traffic\n{OPEN}\n")
+    assert 'label "pos"' in prompt and "Traffic on the highway" not in prompt  # other label
+    level1 = Combination(("traffic", "highway"), 1, (1,), "neg")
+    first = combination_prompt(
+        level1, SEEDS, output="labelled", task="notes", num_examples=1, rng=np.random.default_rng(0)
+    )
+    assert "Traffic on the highway again." in first  # level 1 shows its source document
+
+
+def test_generation_records_concepts_and_level_with_a_tiny_model() -> None:
+    from synthloom.models.tiny import tiny_causal_lm
+
+    model, tokenizer = tiny_causal_lm(0)
+    combos = [Combination(("battery", "grid"), 2, (0,), "pos")] * 3
+    out = generate_from_combinations(
+        combos,
+        SEEDS,
+        model,
+        tokenizer,
+        output="document",
+        task="notes",
+        num_examples=1,
+        temperature=1.0,
+        top_p=1.0,
+        max_new_tokens=6,
+        batch_size=2,
+        seed=0,
+    )
+    assert len(out.rows) + out.counts["unfinished"] + out.counts["empty"] == 3
+    assert out.generated_tokens > 0 and out.forward_passes >= 2  # two batches
+    for row in out.rows:
+        assert row["concepts"] == ["battery", "grid"] and row["level"] == 2
+
+
+@pytest.mark.integration
+def test_synthllm_pipeline_on_real_tweets(tmp_path: Path) -> None:
+    from flows.cli import main
+
+    config = yaml.safe_load(Path("pipeline_configs/synthllm_text.yaml").read_text())
+    config["data"] |= {"seeds_per_label": 20, "test_per_label": 30, "real_train_per_label": 30}
+    config["generate"]["num_rows"] = 8
+    config["method"] |= {"max_new_tokens": 32, "batch_size": 8}
+    config["evaluate"] = {"mauve": False, "plots": False, "self_bleu_samples": 8}
+    config["tracking"] = {"experiment": "synthllm-tests"}
+    config["run"] = {"data_dir": str(tmp_path / "data"), "device": "cpu"}
+    path = tmp_path / "synthllm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--run-id", "s1"]) == 0
+
+    run_dir = tmp_path / "data" / "runs" / "s1"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["completed"] * 7
+    stats = json.loads((run_dir / "build_graph" / "graph_stats.json").read_text())
+    assert stats["nodes"] > 10 and stats["edges"] > 0 and summary["top_concepts"]
+    combos = pd.read_parquet(run_dir / "sample_combinations" / "combinations.parquet")
+    assert len(combos) >= 6 and set(combos["level"]) <= {1, 2, 3}
+    samples = pd.read_parquet(run_dir / "generate" / "samples.parquet")
+    assert len(samples) >= 1 and samples["text"].str.len().min() > 0
+    assert {"level", "concepts", "documents"} <= set(samples.columns)
+    metrics = summary["metrics"]
+    assert 0 < metrics["sampled_node_coverage"] <= 1 and 0 < metrics["sampled_edge_coverage"] <= 1
+    assert metrics["build_graph_nodes"] == stats["nodes"]
+    assert (run_dir / "build_graph" / "graph.graphml").is_file()
+    assert (run_dir / "build_graph" / "degree_distribution.png").stat().st_size > 0
+    assert summary["mlflow_run_id"]
