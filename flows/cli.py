@@ -30,6 +30,17 @@ KEY_METRICS = (
     "c2st",
     "filter_valid_row_rate",
     "generate_rows_per_second",
+    # labelled text (flows/text.py)
+    "generate_samples_per_second",
+    "filter_kept_rate",
+    "distinct_2",
+    "self_bleu",
+    "vendi_score",
+    "mmd2_to_real",
+    "student_synthetic_accuracy",
+    "student_seeds_accuracy",
+    "student_seeds_plus_synthetic_accuracy",
+    "student_real_train_accuracy",
 )
 
 
@@ -62,10 +73,14 @@ def _execute(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
         flush=True,
     )
     from flows.environment import quiet_user_error_tracebacks
+    from flows.executors import with_executor
+    from flows.progress_bar import install_progress_bar
     from flows.registry import flow_for
 
     pipeline = flow_for(config["method"]["name"])  # imports Prefect: after configure_runtime
+    pipeline = with_executor(pipeline, config)  # run.executor: local, dask or ray
     quiet_user_error_tracebacks()
+    install_progress_bar()
 
     try:
         summary = pipeline(config=config, run_id=run_id, data_dir=str(data_dir))
@@ -146,21 +161,104 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _execute(config.model_dump(mode="json"), args.run_id, data_dir)
 
 
+def _stored_run(run_id: str, data_dir: Path, verb: str) -> tuple[Path, dict[str, Any]]:
+    """The run directory and stored config.json of `run_id`, or a ConfigError listing runs."""
+    run_dir = data_dir / "runs" / run_id
+    stored = run_dir / "config.json"
+    if not stored.is_file():
+        runs = sorted(
+            p.name for p in (data_dir / "runs").glob("*") if (p / "config.json").is_file()
+        )
+        listed = ", ".join(runs[-10:]) or "none"
+        raise ConfigError(
+            f"Cannot {verb} {run_id!r}: {stored} does not exist. Runs under "
+            f"{data_dir / 'runs'}: {listed}. Fix: pass one of those ids, or --data-dir where "
+            "the run lives."
+        )
+    return run_dir, json.loads(stored.read_text(encoding="utf-8"))
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Recompute STAGE and every later stage of a stored run; upstream stages are reused.
+
+    The run keeps its id and directory; `--set` overrides are applied to the stored config,
+    which is replaced by the new one (summary.json records the new config hash and which
+    stages were rerun)."""
+    from synthloom.config import apply_override, stages_for
+
+    data_dir = _data_dir(args.data_dir)
+    run_dir, raw = _stored_run(args.run_id, data_dir, "rerun")
+    origin = str(run_dir / "config.json")
+    for assignment in args.set or []:
+        apply_override(raw, assignment, origin)
+    if not any(a.split("=", 1)[0].strip() == "run.fail_at_stage" for a in args.set or []):
+        raw.setdefault("run", {})["fail_at_stage"] = None  # an injected failure is not rerun
+    previous = load_summary_stages(run_dir) or stages_for(raw.get("method", {}).get("name", ""))
+    if args.from_stage not in previous:
+        raise ConfigError(
+            f"Cannot rerun {args.run_id!r} from {args.from_stage!r}: it has no such stage. "
+            f"Fix: --from one of {', '.join(previous)}."
+        )
+    raw.setdefault("run", {})["rerun_from"] = args.from_stage
+    if args.set:
+        origin += " (with --set " + " ".join(args.set) + ")"
+    config = validate_config(raw, origin)
+    return _execute(config.model_dump(mode="json"), args.run_id, data_dir)
+
+
+def load_summary_stages(run_dir: Path) -> tuple[str, ...]:
+    """The stage names a run's summary.json lists, in order (empty when there is none)."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return ()
+    return tuple(s["name"] for s in json.loads(path.read_text(encoding="utf-8"))["stages"])
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Table of runs (best first with --sort), optionally a PNG bar chart logged to MLflow."""
     from flows.environment import configure_runtime
-    from tasks.tracking import default_tracking_uri, runs_table
+    from tasks.tracking import (
+        COMPARE_COLUMNS,
+        default_tracking_uri,
+        log_comparison,
+        plot_comparison,
+        runs_table,
+        sort_runs,
+    )
 
     data_dir = configure_runtime(_data_dir(args.data_dir))
     uri = args.tracking_uri or default_tracking_uri(data_dir)
-    table = runs_table(uri, args.experiment, args.metric)
+    wanted = list(args.metric or COMPARE_COLUMNS)
+    if args.sort and args.sort not in wanted:
+        wanted.append(args.sort)
+    table = runs_table(uri, args.experiment, wanted)
     if table.empty:
         where = f"experiment {args.experiment!r}" if args.experiment else "any experiment"
         print(f"No synthloom runs in {where} at {uri}. Run `synthloom run CONFIG` first.")
         return 0
+    shown = [m for m in wanted if m in table.columns]
+    if args.sort:
+        if args.sort not in table.columns:
+            raise ConfigError(
+                f"compare --sort {args.sort}: no run here has that metric. Fix: sort by one "
+                f"of {', '.join(shown) or 'the metrics that runs logged'} (any MLflow metric "
+                "name of the runs works, e.g. --sort mle_auc_mean)."
+            )
+        table = sort_runs(table, args.sort)
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.to_string(index=False))
+    if args.plot:
+        metrics = [m for m in (args.metric or shown) if m in table.columns]
+        if not metrics:
+            raise ConfigError(
+                "compare --plot: none of the chosen metrics was logged by these runs. Fix: "
+                "pass --metric NAME for metrics shown in the table."
+            )
+        png = plot_comparison(table, metrics, args.plot)
+        run_id = log_comparison(uri, args.experiment, png, table, data_dir)
+        print(f"\nplot: {png} (logged to MLflow run {run_id}, artifact comparison/{png.name})")
     return 0
 
 
@@ -199,12 +297,45 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--data-dir")
     res.set_defaults(func=cmd_resume)
 
+    rer = sub.add_parser(
+        "rerun",
+        help="recompute a run from a stage onward (reusing upstream stages)",
+        description="Recompute STAGE and every later stage of RUN_ID, e.g. after changing "
+        "filter settings with --set; upstream stages come from the cache. The run keeps its "
+        "id and directory and records the new config.",
+    )
+    rer.add_argument("run_id")
+    rer.add_argument("--from", dest="from_stage", required=True, metavar="STAGE")
+    rer.add_argument("--set", action="append", metavar="KEY=VALUE")
+    rer.add_argument("--data-dir")
+    rer.set_defaults(func=cmd_rerun)
+
     cmp_ = sub.add_parser("compare", help="table of runs and key metrics from MLflow")
     cmp_.add_argument("--experiment", help="MLflow experiment (default: all)")
     cmp_.add_argument("--metric", action="append", help="metric column to show (repeatable)")
+    cmp_.add_argument(
+        "--sort",
+        metavar="METRIC",
+        help="best first: ascending for errors/costs, descending for scores, |x-0.5| for dcr_share",
+    )
+    cmp_.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="write a bar chart of the metrics per run and log it to MLflow",
+    )
     cmp_.add_argument("--tracking-uri", help="MLflow URI (default: sqlite under the data dir)")
     cmp_.add_argument("--data-dir")
     cmp_.set_defaults(func=cmd_compare)
+
+    from flows.bench_cli import add_bench_parser
+    from flows.dashboard import add_ui_command
+    from flows.scaling_cli import add_scaling_parser
+    from flows.serve import add_serve_command
+
+    add_bench_parser(sub)
+    add_scaling_parser(sub)
+    add_serve_command(sub)
+    add_ui_command(sub)
     return parser
 
 

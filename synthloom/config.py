@@ -17,7 +17,16 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from synthloom.concepts.config import SYNTHLLM_STAGES, SynthLLMConfig
 from synthloom.errors import ConfigError
+from synthloom.peer_configs import (
+    PEER_CONFIGS,
+    CTGANConfig,
+    GaussianCopulaConfig,
+    GReaTConfig,
+    SmoteConfig,
+    TVAEConfig,
+)
 
 ColumnTypeName = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 STAGES = ("ingest", "fit", "generate", "filter", "evaluate")
@@ -39,6 +48,8 @@ TEXT_STAGES = ("ingest", "generate", "filter", "evaluate")
 
 def stages_for(method_name: str) -> tuple[str, ...]:
     """The pipeline's stages, in order, for a method."""
+    if method_name == "synthllm":
+        return SYNTHLLM_STAGES
     if method_name in TEXT_METHODS:
         return TEXT_STAGES
     return DIFFLM_STAGES if method_name == "difflm" else STAGES
@@ -162,9 +173,9 @@ class _GuidedTextConfig(_Strict):
         8, gt=0, description="distinct few-shot prompts per label, prefilled once, reused"
     )
     alpha: float = Field(
-        0.02, ge=0, le=1, description="plausibility: drop tokens with p < alpha * max p"
+        0.1, ge=0, le=1, description="plausibility: drop tokens with p < alpha * max p"
     )
-    temperature: float = Field(1.0, ge=0, description="applied after guidance; 0 = greedy")
+    temperature: float = Field(0.8, ge=0, description="applied after guidance; 0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus, applied after guidance")
     max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
     max_rounds: int | None = Field(
@@ -175,11 +186,13 @@ class _GuidedTextConfig(_Strict):
 class CorrSynthConfig(_GuidedTextConfig):
     """CorrSynth (arXiv 2411.08553), guided score reconstructed in ../shared/METHODS.md:
     s_i = gamma log p_i - sum_{j!=i} gamma_ij log p_j, sum_j gamma_ij = gamma - delta,
-    gamma_ij proportional to intra_weight (same label) or cross_weight (other label)."""
+    gamma_ij proportional to intra_weight (same label) or cross_weight (other label).
+    Defaults measured on SmolLM2-135M with tweets: a stronger contrast (delta 0.5) with a loose
+    plausibility cut (alpha 0.02, temperature 1) left 6 of 8 sequences unclosed at 64 tokens."""
 
     name: Literal["corrsynth"]
     gamma: float = Field(1.0, ge=0, description="weight of the sequence's own log-prob")
-    delta: float = Field(0.5, description="contrast weights sum to gamma - delta")
+    delta: float = Field(0.7, description="contrast weights sum to gamma - delta")
     intra_weight: float = Field(
         0.5, ge=0, description="relative contrast weight of a same-label sequence"
     )
@@ -223,8 +236,96 @@ class FewGenConfig(_Strict):
     )
 
 
+class BAREConfig(_Strict):
+    """BARE (arXiv 2502.01697, synthloom.methods.text.bare): a base model drafts from a raw
+    few-shot prompt, an instruct model refines each draft toward the examples' style.
+    Offline both default to SmolLM2-135M-Instruct (raw completion vs chat template), which
+    is weaker than a true base / instruct pair."""
+
+    name: Literal["bare"]
+    task: str = Field(
+        "short texts", description='what the data is, for the prompt ("{n} examples of {task}")'
+    )
+    base_model: str = Field(
+        "smollm2-135m-instruct", description="drafting model (raw completion): alias or HF name"
+    )
+    instruct_model: str = Field(
+        "smollm2-135m-instruct", description="refining model (chat template): alias or HF name"
+    )
+    num_examples: int = Field(3, gt=0, description="seed examples per draft prompt and refine")
+    drafts_per_prompt: int = Field(4, gt=0, description="drafts sharing one prompt's prefill")
+    base_temperature: float = Field(1.0, ge=0, description="drafting temperature; 0 = greedy")
+    base_top_p: float = Field(1.0, gt=0, le=1)
+    refine_temperature: float = Field(0.7, ge=0, description="refining temperature")
+    refine_top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: int = Field(64, gt=0, description="token budget per draft")
+    refine_max_new_tokens: int = Field(96, gt=0, description="token budget per refinement")
+    refine_batch_size: int = Field(16, gt=0, description="refine prompts decoded together")
+    refine_prefill: bool = Field(
+        True, description="open the assistant turn with the <text> delimiter"
+    )
+    max_attempts_factor: float = Field(
+        3.0, gt=0, description="drafts to try per label at most, as a multiple of its quota"
+    )
+
+
+class SynAlignConfig(_Strict):
+    """SynAlign (arXiv 2502.08661, synthloom.methods.text.synalign): GP-uncertainty clusters
+    of seeds, a JSON attribute summary per cluster, conditioned generation, then MMD^2
+    weights on the simplex (RBF, median heuristic) and resampling by those weights."""
+
+    name: Literal["synalign"]
+    task: str = Field(
+        "short texts", description='what the data is, for the prompt ("{n} examples of {task}")'
+    )
+    model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
+    num_examples: int = Field(3, gt=0, description="cluster size: GP pick + nearest neighbours")
+    samples_per_cluster: int = Field(8, gt=0, description="samples drawn per cluster's prompt")
+    temperature: float = Field(1.0, ge=0, description="generation temperature; 0 = greedy")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
+    attribute_temperature: float = Field(0.7, ge=0, description="for the JSON summary")
+    attribute_max_new_tokens: int = Field(48, gt=0, description="token budget per summary")
+    attribute_retries: int = Field(
+        2, ge=0, description="extra attempts at a valid JSON summary before a cluster is dropped"
+    )
+    gp_lengthscale: float | None = Field(
+        None, gt=0, description="RBF lengthscale of the GP; null = median heuristic"
+    )
+    gp_noise: float = Field(1e-8, gt=0, description="GP observation noise (jitter)")
+    oversample: float = Field(
+        2.0, ge=1, description="candidate pool size as a multiple of the requested samples"
+    )
+    match_per_label: bool = Field(
+        True, description="learn MMD weights per label against that label's seeds"
+    )
+    mmd_bandwidth: float | None = Field(
+        None, gt=0, description="RBF bandwidth for MMD; null = median heuristic"
+    )
+    mmd_iterations: int = Field(500, gt=0, description="exponentiated-gradient steps")
+    mmd_step: float = Field(0.5, gt=0, description="step size x 1 / max kernel value")
+    resample_with_replacement: bool = Field(
+        False, description="draw i.i.d. by weight (duplicates possible) instead of without"
+    )
+    max_attempts_factor: float = Field(
+        3.0, gt=0, description="clusters to try per label at most, x the clusters needed"
+    )
+
+
 MethodConfig = Annotated[
-    MarginalsConfig | DiffLMConfig | CorrSynthConfig | CFGConfig | FewGenConfig,
+    MarginalsConfig
+    | DiffLMConfig
+    | CorrSynthConfig
+    | CFGConfig
+    | FewGenConfig
+    | BAREConfig
+    | SynAlignConfig
+    | SmoteConfig
+    | GaussianCopulaConfig
+    | CTGANConfig
+    | TVAEConfig
+    | GReaTConfig
+    | SynthLLMConfig,
     Field(discriminator="name"),
 ]
 METHOD_CONFIGS: dict[str, type[BaseModel]] = {
@@ -233,6 +334,10 @@ METHOD_CONFIGS: dict[str, type[BaseModel]] = {
     "corrsynth": CorrSynthConfig,
     "cfg": CFGConfig,
     "fewgen": FewGenConfig,
+    "bare": BAREConfig,
+    "synalign": SynAlignConfig,
+    **PEER_CONFIGS,  # smote, gaussian_copula, ctgan, tvae, great (synthloom/peer_configs.py)
+    "synthllm": SynthLLMConfig,  # synthloom/concepts/config.py
 }
 
 
@@ -312,6 +417,11 @@ class EvaluateConfig(_Strict):
     max_rows: int = Field(5000, gt=0, description="row cap for the expensive metrics")
     plots: bool = True
     # suite: text (synthloom.metrics.text, synthloom.metrics.student)
+    encoder: str = Field(
+        "minilm-l6",
+        description="text methods: sentence encoder (alias, local dir or HF name) of the "
+        "filters, metrics, students and generators that embed",
+    )
     student: Literal["fast", "full", "both"] = Field(
         "fast",
         description="fast: logistic regression on frozen MiniLM embeddings; full: fine-tuned "
@@ -344,6 +454,33 @@ class RunConfig(_Strict):
     fail_at_stage: str | None = Field(
         None, description="raise an injected error in this stage (to test resume)"
     )
+    # Operations (issue 7): none of these change results, so none is part of config_hash.
+    fail_attempts: int = Field(
+        0,
+        ge=0,
+        description="with fail_at_stage: fail only the first N attempts of that stage (a "
+        "transient failure that retries recover from); 0 = every attempt",
+    )
+    retries: dict[str, int] = Field(
+        default_factory=dict,
+        description="Prefect task retries per stage, e.g. {generate: 2}; key `default` "
+        "applies to every stage not listed",
+    )
+    retry_delay_seconds: float = Field(
+        10.0, ge=0, description="delay before the first retry; doubles on each further retry"
+    )
+    executor: Literal["local", "dask", "ray"] = Field(
+        "local", description="where shard tasks run: this process, a Dask or a Ray cluster"
+    )
+    workers: int | None = Field(
+        None, gt=0, description="workers of a local Dask/Ray cluster (default: CPU count)"
+    )
+    address: str | None = Field(
+        None, description="an existing Dask scheduler (tcp://host:8786) or Ray cluster (ray://...)"
+    )
+    rerun_from: str | None = Field(
+        None, description="set by `synthloom rerun --from STAGE`: recompute it and later stages"
+    )
 
 
 class PipelineConfig(_Strict):
@@ -366,12 +503,23 @@ class PipelineConfig(_Strict):
                 f"run.fail_at_stage must name a stage of method {self.method.name}: "
                 + ", ".join(stages)
             )
+        if self.run.rerun_from is not None and self.run.rerun_from not in stages:
+            raise ValueError(
+                f"run.rerun_from must name a stage of method {self.method.name}: "
+                + ", ".join(stages)
+            )
+        unknown = sorted(set(self.run.retries) - {*stages, "default"})
+        if unknown or any(n < 0 for n in self.run.retries.values()):
+            raise ValueError(
+                f"run.retries maps stage names (or `default`) to retry counts >= 0; "
+                f"unknown {unknown}; stages of method {self.method.name}: " + ", ".join(stages)
+            )
         return self
 
     @model_validator(mode="after")
     def _text_methods_have_text_data(self) -> PipelineConfig:
         """Text methods need a text column and a label column; their suite is `text`."""
-        if self.method.name not in TEXT_METHODS:
+        if self.method.name not in (*TEXT_METHODS, "synthllm"):
             return self
         missing = [k for k in ("text_column", "target") if getattr(self.data, k) is None]
         if missing:
@@ -391,7 +539,20 @@ class PipelineConfig(_Strict):
 
 
 # Keys that cannot change a run's results: left out of its identity.
-_HASH_EXCLUDED = {("tracking",), ("run", "data_dir"), ("run", "fail_at_stage"), ("run", "name")}
+_HASH_EXCLUDED = {
+    ("tracking",),
+    ("run", "data_dir"),
+    ("run", "fail_at_stage"),
+    ("run", "name"),
+    # how and where a run executes, never what it computes (issue 7)
+    ("run", "fail_attempts"),
+    ("run", "retries"),
+    ("run", "retry_delay_seconds"),
+    ("run", "executor"),
+    ("run", "workers"),
+    ("run", "address"),
+    ("run", "rerun_from"),
+}
 
 
 def config_hash(config: PipelineConfig) -> str:

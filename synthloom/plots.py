@@ -173,3 +173,39 @@ def plot_dcr_histogram(
     ax.set_ylabel("synthetic rows")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_embedding_projection(
+    real_emb: np.ndarray,
+    real_labels: list[str],
+    syn_emb: np.ndarray,
+    syn_labels: list[str],
+    path: str | Path,
+) -> Path:
+    """Real and synthetic text embeddings on the first two principal axes of the real ones
+    (SVD of the centred real embeddings): circles real, crosses synthetic, one colour per
+    label, so a synthetic set that misses or blurs a label's region shows at a glance."""
+    real = np.asarray(real_emb, dtype=float)
+    syn = np.asarray(syn_emb, dtype=float).reshape(-1, real.shape[1] if real.ndim == 2 else 1)
+    fig = Figure(figsize=(7, 5.5))
+    ax = fig.subplots()
+    if len(real) >= 2:
+        mean = real.mean(axis=0)
+        _, _, vt = np.linalg.svd(real - mean, full_matrices=False)
+        axes = vt[:2].T  # (D, 2)
+        labels = sorted(set(real_labels) | set(syn_labels))
+        colors = [f"C{i % 10}" for i in range(len(labels))]
+        for label, color in zip(labels, colors, strict=True):
+            r = (real - mean)[np.asarray(real_labels) == label] @ axes
+            ax.scatter(r[:, 0], r[:, 1], s=10, alpha=0.35, color=color, label=f"real {label}")
+            if len(syn):
+                s = (syn - mean)[np.asarray(syn_labels) == label] @ axes
+                ax.scatter(
+                    s[:, 0], s[:, 1], s=18, marker="x", color=color, label=f"synthetic {label}"
+                )
+        ax.legend(fontsize=7, loc="best")
+    ax.set_title("Text embeddings, first two principal axes of the real texts")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -7,7 +7,11 @@ tracking step logs to MLflow as step metrics.
 
 from __future__ import annotations
 
+import json
+import math
 import time
+from collections import Counter
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +34,11 @@ from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionModel,
     train_latent_diffusion,
 )
-from synthloom.models.device import resolve_device, set_seed
+from synthloom.models.device import autocast_dtype, resolve_device, set_seed
+from synthloom.schema import TableSchema
 from synthloom.serialize import serialize_table
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
+from tasks.sharding import run_shards, shard_key, shard_sizes
 
 
 @task(name="serialize", **STAGE_TASK_OPTIONS)
@@ -203,6 +209,92 @@ def train_diffusion_stage(
     )
 
 
+@lru_cache(maxsize=2)
+def _load_decoding_models(
+    method_json: str,
+    device: str,
+    model_cache: str,
+    vae_path: str,
+    vae_sha256: str,
+    diffusion_path: str,
+    diffusion_sha256: str,
+) -> tuple[Any, Any, Any, torch.device]:
+    """(vae, base models, diffusion or None, device), loaded once per process / worker."""
+    method = json.loads(method_json)
+    torch_device = resolve_device(device)
+    # CPU decoding is fastest with bf16 weights (not autocast); on CUDA bf16 weights only
+    # where the GPU supports bf16 (else fp32). The VAE's injections are cast to the
+    # decoder's dtype by the decoding loop.
+    bf16 = torch_device.type == "cpu" or autocast_dtype(torch_device) == torch.bfloat16
+    dtype = torch.bfloat16 if method["bf16"] and bf16 else torch.float32
+    models = load_base_models(method, torch_device, Path(model_cache), decoder_dtype=dtype)
+    vae = load_trained_vae(Path(vae_path), models)
+    diffusion_dir = Path(diffusion_path)
+    diffusion = LatentDiffusionModel.load(diffusion_dir) if diffusion_dir.is_dir() else None
+    return vae, models, diffusion, torch_device
+
+
+def decode_shard(
+    method_json: str,
+    device: str,
+    model_cache: str,
+    vae: tuple[str, str],
+    diffusion: tuple[str, str],
+    schema_json: str,
+    max_attempts: int,
+    num_rows_total: int,
+    index: int,
+    seed: int,
+    rows: int,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Shard function: `rows` valid rows from latents seeded by `seed`, with this shard's
+    share of the attempt budget, ceil(max_attempts * rows / num_rows)."""
+    method = json.loads(method_json)
+    loaded = _load_decoding_models(method_json, device, model_cache, *vae, *diffusion)
+    vae_model, models, diffusion_model, torch_device = loaded
+    schema = TableSchema.from_json(schema_json)
+    frame, texts, stats = generate_valid_rows(
+        vae_model,
+        models,
+        diffusion_model,
+        schema,
+        method,
+        num_rows=rows,
+        max_attempts=max(1, math.ceil(max_attempts * rows / num_rows_total)),
+        seed=seed,
+        device=torch_device,
+    )
+    texts.insert(0, "shard", index)
+    stats["valid"] = int(round(stats["valid_rate"] * stats["attempts"]))
+    return {"synthetic": frame, "generations": texts}, stats
+
+
+def merge_decoding_stats(stats: list[dict[str, Any]], rows: int, wall: float) -> dict[str, Any]:
+    """Shard stats -> stage stats: counts add up; valid_rate = valid / attempts; tokens/s
+    per decoding process = tokens / summed shard seconds; valid rows/s = rows / stage wall."""
+    total = {k: sum(s[k] for s in stats) for k in _ADDITIVE_STATS}
+    invalid: Counter = Counter()
+    for s in stats:
+        invalid.update(s["invalid"])
+    return {
+        **{k: v for k, v in total.items() if k not in ("seconds", "valid")},
+        "valid_rate": total["valid"] / total["attempts"] if total["attempts"] else 0.0,
+        "valid_rows_per_second": rows / max(wall, 1e-9),
+        "tokens_per_second": total["generated_tokens"] / max(total["seconds"], 1e-9),
+        "invalid": dict(invalid),
+    }
+
+
+_ADDITIVE_STATS = (
+    "attempts",
+    "valid",
+    "generated_tokens",
+    "forward_passes",
+    "unfinished",
+    "seconds",
+)
+
+
 @task(name="generate", **STAGE_TASK_OPTIONS)
 def generate_records(
     generate: dict[str, Any],
@@ -217,39 +309,48 @@ def generate_records(
     code: str,
     inject_failure: bool = False,
 ) -> dict[str, Any]:
-    """Sample latents -> inject -> decode -> parse, until num_rows valid rows or the budget."""
-    logger = get_run_logger()
+    """Sample latents -> inject -> decode -> parse, until num_rows valid rows or the budget.
+
+    Sharded (tasks/sharding.py): shard i of `generate.batch_size` rows decodes with seed
+    seed * 100003 + i and its share of `generate.max_attempts`; parts merge in shard order."""
+    inputs = {
+        "vae": vae_files["vae"]["sha256"],
+        "diffusion": diffusion_files["diffusion"]["sha256"],
+        "seed": seed,
+    }
 
     def body(out: Path) -> StageOutput:
-        torch_device = resolve_device(device)
         _, schema = read_table(seed_files["test"]["path"])
-        # CPU decoding is fastest with bf16 weights (not autocast); the VAE's injections
-        # are cast to the decoder's dtype by the decoding loop.
-        dtype = torch.bfloat16 if method["bf16"] else torch.float32
-        models = load_base_models(method, torch_device, Path(model_cache), decoder_dtype=dtype)
-        vae = load_trained_vae(Path(vae_files["vae"]["path"]), models)
-        diffusion_dir = Path(diffusion_files["diffusion"]["path"])
-        diffusion = LatentDiffusionModel.load(diffusion_dir) if diffusion_dir.is_dir() else None
-        frame, texts, stats = generate_valid_rows(
-            vae,
-            models,
-            diffusion,
-            schema,
-            method,
-            num_rows=generate["num_rows"],
-            max_attempts=generate["max_attempts"] or 5 * generate["num_rows"],
-            seed=seed,
-            device=torch_device,
-            progress=lambda done, tried, rate: logger.info(
-                "generated %d/%d valid rows from %d attempts (%.2f valid rows/s)",
-                done,
-                generate["num_rows"],
-                tried,
-                rate,
+        total = generate["num_rows"]
+        sizes = shard_sizes(total, generate["batch_size"])
+        start = time.perf_counter()
+        shards = run_shards(
+            "generate",
+            stage_dir,
+            shard_key(config=generate, method=method, inputs=inputs, code=code, sizes=sizes),
+            sizes,
+            seed,
+            partial(
+                decode_shard,
+                json.dumps(method, sort_keys=True),
+                device,
+                model_cache,
+                (vae_files["vae"]["path"], vae_files["vae"]["sha256"]),
+                (diffusion_files["diffusion"]["path"], diffusion_files["diffusion"]["sha256"]),
+                schema.to_json(),
+                generate["max_attempts"] or 5 * total,
+                total,
             ),
+            progress=stage_progress("generate", total, "rows"),
         )
+        frame = shards.frame("synthetic")
+        texts = shards.frame("generations")
         write_table(frame, out / "synthetic.parquet", schema)
         texts.to_parquet(out / "generations.parquet")
+        shards.remove()
+        stats = merge_decoding_stats(
+            [r["stats"] for r in shards.records], len(frame), time.perf_counter() - start
+        )
         return StageOutput(
             files={
                 "synthetic": ("synthetic.parquet", len(frame)),
@@ -258,6 +359,7 @@ def generate_records(
             rows_out=len(frame),
             metrics={k: v for k, v in stats.items() if isinstance(v, int | float)},
             counts={f"invalid_{k.replace(' ', '_')}": v for k, v in stats["invalid"].items()},
+            info=shards.describe(),
         )
 
     return execute_stage(
@@ -265,12 +367,9 @@ def generate_records(
         stage_dir,
         body,
         config=generate | {"method": method},
-        inputs={
-            "vae": vae_files["vae"]["sha256"],
-            "diffusion": diffusion_files["diffusion"]["sha256"],
-            "seed": seed,
-        },
+        inputs=inputs,
         inject_failure=inject_failure,
+        fail_midway=True,
     )
 
 

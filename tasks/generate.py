@@ -1,17 +1,40 @@
-"""Task: sample synthetic rows from the fitted generator, in batches, with progress logs."""
+"""Task: sample synthetic rows from the fitted generator, in shards, with progress logs.
+
+`generate.num_rows` rows are cut into shards of `generate.batch_size` rows; shard i draws
+with seed `shard_seed(seed, i)` = seed * 100003 + i and is written as a Parquet part
+(tasks/sharding.py), so a failed attempt keeps its finished shards and the output is the
+same on any executor. The parts are merged in shard order into synthetic.parquet.
+"""
 
 from __future__ import annotations
 
 import time
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import task
 
 from synthloom.artifacts import read_table, write_table
 from synthloom.methods import generator_class
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
+from tasks.sharding import run_shards, shard_key, shard_sizes
+
+
+@lru_cache(maxsize=4)
+def _load_generator(method_name: str, model_path: str, model_sha256: str) -> Any:
+    """One loaded generator per process (and per Dask/Ray worker) for a fitted model."""
+    return generator_class(method_name).load(Path(model_path))
+
+
+def sample_shard(
+    method_name: str, model_path: str, model_sha256: str, index: int, seed: int, rows: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Shard function: `rows` rows drawn with `seed` (picklable: runs on any worker)."""
+    generator = _load_generator(method_name, model_path, model_sha256)
+    part = generator.sample(rows, seed=seed)
+    return {"synthetic": part}, {"attempts": int(getattr(generator, "last_attempts", len(part)))}
 
 
 @task(name="generate", **STAGE_TASK_OPTIONS)
@@ -25,35 +48,35 @@ def generate_rows(
     code: str,
     inject_failure: bool = False,
 ) -> dict[str, Any]:
-    """Draw `generate.num_rows` rows batch by batch (batch b uses seed + b)."""
-    logger = get_run_logger()
+    """Draw `generate.num_rows` rows shard by shard (shard i uses seed * 100003 + i)."""
+    inputs = {"model": model_files["model"]["sha256"], "seed": seed}
 
     def body(out: Path) -> StageOutput:
-        generator = generator_class(method_name).load(Path(model_files["model"]["path"]))
         _, schema = read_table(seed_files["test"]["path"])
-        total, batch = generate["num_rows"], generate["batch_size"]
-        parts, attempts, done, start = [], 0, 0, time.perf_counter()
-        for index, offset in enumerate(range(0, total, batch)):
-            part = generator.sample(min(batch, total - offset), seed=seed * 100_003 + index)
-            attempts += getattr(generator, "last_attempts", len(part))
-            parts.append(part)
-            done += len(part)
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            logger.info(
-                "generated %d/%d rows (%.0f rows/s, ETA %.1f s)",
-                done,
-                total,
-                rate,
-                (total - done) / rate,
-            )
-        frame = pd.concat(parts, ignore_index=True)
+        total = generate["num_rows"]
+        sizes = shard_sizes(total, generate["batch_size"])
+        model = model_files["model"]
+        start = time.perf_counter()
+        shards = run_shards(
+            "generate",
+            stage_dir,
+            shard_key(config=generate, method=method_name, inputs=inputs, code=code, sizes=sizes),
+            sizes,
+            seed,
+            partial(sample_shard, method_name, model["path"], model["sha256"]),
+            progress=stage_progress("generate", total, "rows"),
+        )
+        frame = shards.frame("synthetic")
         write_table(frame, out / "synthetic.parquet", schema)
+        shards.remove()
         seconds = time.perf_counter() - start
+        attempts = sum(r["stats"]["attempts"] for r in shards.records)
         return StageOutput(
             files={"synthetic": ("synthetic.parquet", len(frame))},
             rows_in=None,
             rows_out=len(frame),
             metrics={"rows_per_second": len(frame) / max(seconds, 1e-9), "attempts": attempts},
+            info=shards.describe(),
         )
 
     return execute_stage(
@@ -61,6 +84,7 @@ def generate_rows(
         stage_dir,
         body,
         config=generate,
-        inputs={"model": model_files["model"]["sha256"], "seed": seed},
+        inputs=inputs,
         inject_failure=inject_failure,
+        fail_midway=True,
     )

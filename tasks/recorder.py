@@ -1,8 +1,15 @@
 """RunRecorder: runs stage tasks for a flow and keeps `runs/<run_id>/summary.json` current.
 
 summary.json = {run_id, status, config_hash, artifact_dir, mlflow_run_id, stages: [{name,
-status, cached, seconds, rows_in, rows_out, ...}], metrics, error}. It is rewritten
-atomically after every stage, so a killed run still shows how far it got.
+status, cached, seconds, rows_in, rows_out, attempts, rerun, cpu_seconds, peak_rss_mb,
+stage_peak_rss_mb, gpu_peak_mb, ...}], metrics, error, rerun}. It is rewritten atomically
+after every stage, so a killed run still shows how far it got.
+
+Operations every flow gets from the config's `run` section (issue 7): Prefect task retries
+with exponential backoff per stage (`run.retries`, `run.retry_delay_seconds`; user errors
+are not retried), `run.rerun_from` (set by `synthloom rerun`: that stage and every later
+one ignore their cache, upstream stages are reused) and `run.fail_attempts` (an injected
+failure that only the first N attempts hit).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 from synthloom.artifacts import atomic_write_json
 from synthloom.config import STAGES
 from synthloom.errors import StageError, SynthloomError
+from tasks.runtime import retry_options, set_fault_budget
 
 SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.json"
@@ -41,8 +49,19 @@ class RunRecorder:
         self._started = time.perf_counter()
         self.results_dir = run_dir / ".prefect-results"
         self.fail_at_stage = fail_at_stage
+        self.stages = tuple(stages)
+        ops = config.get("run") or {}
+        self.retries: dict[str, int] = dict(ops.get("retries") or {})
+        self.retry_delay_seconds = float(ops.get("retry_delay_seconds", 10.0))
+        self.fail_attempts = int(ops.get("fail_attempts") or 0)
+        rerun_from = ops.get("rerun_from")
+        self.forced: tuple[str, ...] = (
+            self.stages[self.stages.index(rerun_from) :] if rerun_from in self.stages else ()
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(config, run_dir / CONFIG_NAME)
+        # The stored config is what `resume` continues: a rerun's forcing is not repeated.
+        stored = {**config, "run": {**ops, "rerun_from": None}} if "run" in config else config
+        atomic_write_json(stored, run_dir / CONFIG_NAME)
         previous = load_summary(run_dir)
         self.summary: dict[str, Any] = {
             "run_id": run_id,
@@ -61,12 +80,15 @@ class RunRecorder:
                     "seconds": None,
                     "rows_in": None,
                     "rows_out": None,
+                    "attempts": 0,
+                    "rerun": s in self.forced,
                 }
                 for s in stages
             ],
             "metrics": {},
             "counts": {},
             "error": None,
+            "rerun": {"from": rerun_from, "stages": list(self.forced)} if self.forced else None,
         }
         self._write()
 
@@ -78,13 +100,25 @@ class RunRecorder:
 
         Raises StageError when the task failed; the summary names the stage and the reason."""
         record = self._record(name)
-        record["status"] = "running"
+        record.update(status="running", attempts=1)
         self._write()
+        inject = self.fail_at_stage == name
+        if inject:
+            set_fault_budget(self.stage_dir(name), self.fail_attempts)
+
+        def count_retry(error: BaseException | None) -> None:
+            record["attempts"] += 1
+            record["last_retry_error"] = f"{type(error).__name__}: {error}"
+            self._write()
+
+        options = retry_options(name, self.retries, self.retry_delay_seconds, count_retry)
+        if name in self.forced:
+            options["refresh_cache"] = True  # recompute and overwrite the cache record
         start = time.perf_counter()
-        state = task.with_options(result_storage=self.results_dir)(
+        state = task.with_options(result_storage=self.results_dir, **options)(
             **kwargs,
             stage_dir=self.stage_dir(name),
-            inject_failure=self.fail_at_stage == name,
+            inject_failure=inject,
             return_state=True,
         )
         record["seconds"] = round(time.perf_counter() - start, 3)
@@ -102,9 +136,15 @@ class RunRecorder:
                 raise error  # a user-fixable error keeps its own message and exit code
             raise StageError(f"Stage {name!r} failed: {type(error).__name__}: {message}")
         manifest = state.result()
+        cached = state.name == "Cached"
+        info = manifest.get("info") or {}
         record.update(
             status="completed",
-            cached=state.name == "Cached",
+            cached=cached,
+            attempts=0 if cached else record["attempts"],
+            stage_peak_rss_mb=manifest.get("stage_peak_rss_mb"),
+            gpu_peak_mb=manifest.get("gpu_peak_mb"),
+            **{k: info[k] for k in ("shards", "shards_computed", "shards_reused") if k in info},
             rows_in=manifest["rows_in"],
             rows_out=manifest["rows_out"],
             compute_seconds=manifest["seconds"],

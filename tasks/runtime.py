@@ -9,11 +9,16 @@ their cache keys change exactly when an upstream artifact's bytes change.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
+import json
 import resource
+import sys
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,11 +26,13 @@ from typing import Any
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from synthloom.artifacts import MANIFEST_NAME, atomic_write_json, sha256_tree, staged_directory
-from synthloom.errors import StageError
+from synthloom.errors import StageError, SynthloomError
+from synthloom.progress import ProgressEvent, ProgressReporter
 
 # Declared once, used by every stage task: inputs (incl. upstream hashes, stage config and
-# `code_version`) + the task's own source.
-STAGE_CACHE_POLICY = INPUTS + TASK_SOURCE
+# `code_version`) + the task's own source. `inject_failure` is left out: a stage that
+# recovered from an injected failure (retries, resume) is reused like any other.
+STAGE_CACHE_POLICY = (INPUTS - "inject_failure") + TASK_SOURCE
 # Every stage task: `@task(name="...", **STAGE_TASK_OPTIONS)`; results persist as JSON so a
 # rerun in a new process finds them.
 STAGE_TASK_OPTIONS = {
@@ -53,6 +60,88 @@ class InjectedFailure(StageError):
     """Raised on purpose by `run.fail_at_stage` so resume can be tested and demonstrated."""
 
 
+FAULTS_DIR = ".faults"
+
+
+def fault_budget_path(stage_dir: str | Path) -> Path:
+    """`<run_dir>/.faults/<stage>.json`: how many more attempts an injected failure fails."""
+    stage_dir = Path(stage_dir)
+    return stage_dir.parent / FAULTS_DIR / f"{stage_dir.name}.json"
+
+
+def set_fault_budget(stage_dir: str | Path, attempts: int) -> None:
+    """Make the injected failure of this stage transient: only the next `attempts` fail
+    (0: no budget, every attempt fails)."""
+    path = fault_budget_path(stage_dir)
+    if attempts > 0:
+        atomic_write_json({"remaining": attempts}, path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _consume_fault(stage_dir: Path) -> bool:
+    """Whether this attempt fails: always without a budget file, else while it lasts."""
+    path = fault_budget_path(stage_dir)
+    if not path.is_file():
+        return True
+    remaining = json.loads(path.read_text(encoding="utf-8"))["remaining"]
+    if remaining <= 0:
+        return False
+    atomic_write_json({"remaining": remaining - 1}, path)
+    return True
+
+
+# Set while a stage body runs with a pending part-way failure (see `run_shards`).
+_MIDWAY_FAILURE: contextvars.ContextVar[dict[str, bool] | None] = contextvars.ContextVar(
+    "synthloom_midway_failure", default=None
+)
+
+
+def take_midway_failure() -> bool:
+    """True once if the running stage body should fail part way (the caller then raises)."""
+    pending = _MIDWAY_FAILURE.get()
+    if pending and pending["pending"]:
+        pending["pending"] = False
+        return True
+    return False
+
+
+def is_user_error(error: BaseException | None) -> bool:
+    """Bad input (config, data: exit code 2) is never retried; other failures may be."""
+    return isinstance(error, SynthloomError) and error.exit_code == 2
+
+
+def retry_options(
+    stage: str,
+    retries: dict[str, int],
+    delay_seconds: float,
+    on_retry: Callable[[BaseException | None], None] = lambda error: None,
+) -> dict[str, Any]:
+    """`Task.with_options` keywords for a stage's retries (run.retries / retry_delay_seconds).
+
+    Delays back off exponentially (prefect.tasks.exponential_backoff): delay, 2 x delay,
+    4 x delay, ... A user error (`is_user_error`) is not retried."""
+    from prefect.tasks import exponential_backoff
+
+    count = retries.get(stage, retries.get("default", 0))
+    if count <= 0:
+        return {"retries": 0}
+
+    def retry_unless_user_error(task, task_run, state) -> bool:  # noqa: ANN001, ARG001
+        error = state.result(raise_on_failure=False)
+        error = error if isinstance(error, BaseException) else None
+        if is_user_error(error):
+            return False
+        on_retry(error)
+        return True
+
+    return {
+        "retries": count,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=delay_seconds)(count),
+        "retry_condition_fn": retry_unless_user_error,
+    }
+
+
 @dataclass
 class StageOutput:
     """What a stage body reports: files as {key: (relative name, rows or None)}."""
@@ -65,9 +154,67 @@ class StageOutput:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+# Log records that carry a progress event have this attribute ({stage, done, total, unit,
+# elapsed}); the CLI's progress bar (flows/progress_bar.py) renders them.
+PROGRESS_EXTRA = "synthloom_progress"
+
+
+def stage_progress(
+    stage: str, total: int, unit: str, min_interval: float = 0.5
+) -> ProgressReporter:
+    """A ProgressReporter whose events go to the Prefect run log (counts, rate, ETA)."""
+    from prefect import get_run_logger
+
+    logger = get_run_logger()
+
+    def log_event(event: ProgressEvent) -> None:
+        logger.info(
+            "%s: %s",
+            stage,
+            event.describe(),
+            extra={PROGRESS_EXTRA: {**asdict(event), "rate": event.rate, "eta": event.eta}},
+        )
+
+    return ProgressReporter(stage, total, log_event, unit=unit, min_interval=min_interval)
+
+
 def peak_rss_mb() -> float:
     """The process's peak resident memory so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@contextlib.contextmanager
+def measure_resources(interval: float = 0.2) -> Iterator[dict[str, float]]:
+    """Measure a block: the dict it yields gets `stage_peak_rss_mb` (this block's own peak,
+    sampled every `interval` s) and, when the block used CUDA, `gpu_peak_mb`
+    (torch.cuda.max_memory_allocated over the block)."""
+    import psutil
+
+    process = psutil.Process()
+    found: dict[str, float] = {}
+    peak = [process.memory_info().rss]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    torch = sys.modules.get("torch")  # never import torch just to measure a stage
+    cuda = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        yield found
+    finally:
+        stop.set()
+        sampler.join()
+        peak[0] = max(peak[0], process.memory_info().rss)
+        found["stage_peak_rss_mb"] = round(peak[0] / 2**20, 1)
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            found["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def execute_stage(
@@ -78,39 +225,71 @@ def execute_stage(
     config: dict[str, Any],
     inputs: dict[str, Any],
     inject_failure: bool = False,
+    fail_midway: bool = False,
 ) -> dict[str, Any]:
-    """Run `body` into a staged directory and return the stage manifest (also on disk)."""
+    """Run `body` into a staged directory and return the stage manifest (also on disk).
+
+    `inject_failure` (run.fail_at_stage) fails the attempt up front, or part way through
+    when `fail_midway` (sharded stages: after half of the missing shards); with
+    run.fail_attempts only the first N attempts fail (see `set_fault_budget`)."""
     stage_dir = Path(stage_dir)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    if inject_failure:
+    injected = inject_failure and _consume_fault(stage_dir)
+    if injected and not fail_midway:
         raise InjectedFailure(
             f"Stage {name!r} failed: a failure was injected by run.fail_at_stage={name}. "
             "Fix: remove that setting and run the same config again (or `synthloom resume "
             "RUN_ID`); finished stages are reused."
         )
-    with staged_directory(stage_dir) as tmp:
-        out = body(tmp)
-        files = {
-            key: {"path": str(stage_dir / rel), "sha256": sha256_tree(tmp / rel), "rows": rows}
-            for key, (rel, rows) in out.files.items()
-        }
-        manifest = {
-            "stage": name,
-            "dir": str(stage_dir),
-            "files": files,
-            "rows_in": out.rows_in,
-            "rows_out": out.rows_out,
-            "metrics": out.metrics,
-            "counts": out.counts,
-            "info": out.info,
-            "config": config,
-            "inputs": inputs,
-            "seconds": round(time.perf_counter() - wall0, 3),
-            "cpu_seconds": round(time.process_time() - cpu0, 3),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-        }
-        atomic_write_json(manifest, tmp / MANIFEST_NAME)
+    midway = {"pending": injected}
+    token = _MIDWAY_FAILURE.set(midway)
+    try:
+        with staged_directory(stage_dir) as tmp:
+            with measure_resources() as used:
+                out = body(tmp)
+            if midway["pending"]:
+                raise InjectedFailure(
+                    f"Stage {name!r} failed: a failure was injected by "
+                    f"run.fail_at_stage={name} (it had no shards to fail between)."
+                )
+            manifest = _manifest(name, stage_dir, tmp, out, config, inputs, wall0, cpu0)
+            manifest.update(used)
+            atomic_write_json(manifest, tmp / MANIFEST_NAME)
+    finally:
+        _MIDWAY_FAILURE.reset(token)
     return manifest
+
+
+def _manifest(
+    name: str,
+    stage_dir: Path,
+    tmp: Path,
+    out: StageOutput,
+    config: dict[str, Any],
+    inputs: dict[str, Any],
+    wall0: float,
+    cpu0: float,
+) -> dict[str, Any]:
+    """The manifest of a finished stage body (its files are still in `tmp`)."""
+    files = {
+        key: {"path": str(stage_dir / rel), "sha256": sha256_tree(tmp / rel), "rows": rows}
+        for key, (rel, rows) in out.files.items()
+    }
+    return {
+        "stage": name,
+        "dir": str(stage_dir),
+        "files": files,
+        "rows_in": out.rows_in,
+        "rows_out": out.rows_out,
+        "metrics": out.metrics,
+        "counts": out.counts,
+        "info": out.info,
+        "config": config,
+        "inputs": inputs,
+        "seconds": round(time.perf_counter() - wall0, 3),
+        "cpu_seconds": round(time.process_time() - cpu0, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def file_refs(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:

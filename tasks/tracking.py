@@ -55,6 +55,49 @@ def _git_commit() -> str:
         return "unknown"
 
 
+# Method config keys that name a model (tagged as `model.<key>` on every run).
+MODEL_KEYS = ("encoder", "decoder", "model", "teacher", "student", "generator", "embedder")
+
+
+def model_tags(method: dict[str, Any]) -> dict[str, str]:
+    """`model.<key>` tags for the method's model names (decoder/encoder when present)."""
+    return {
+        f"model.{key}": str(value)
+        for key, value in method.items()
+        if (key in MODEL_KEYS or key.endswith("_model")) and isinstance(value, str) and value
+    }
+
+
+def machine_tags(device: str = "auto") -> dict[str, str]:
+    """`machine` (gpu/cpu), `machine.device` (the GPU's name or the CPU model) and
+    `machine.cpus`: where a run executed; CUDA is only asked when torch is already loaded
+    or the config may use it."""
+    import os
+    import platform
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None and device != "cpu":
+        import torch
+    gpu = device != "cpu" and torch is not None and torch.cuda.is_available()
+    if gpu:
+        name = torch.cuda.get_device_name(0)
+    else:
+        name = platform.processor() or platform.machine() or "unknown"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    return {
+        "machine": "gpu" if gpu else "cpu",
+        "machine.device": name,
+        "machine.cpus": str(os.cpu_count() or 0),
+    }
+
+
 def _metric_name(name: str) -> str:
     """MLflow accepts letters, digits, _ - . space / in metric names; map the rest to _."""
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
@@ -75,6 +118,8 @@ STAGE_ARTIFACTS = (
     "sample_rows.csv",
     "loss_curves.png",
     "latents.png",
+    "sample_texts.csv",
+    "embeddings.png",
 )
 
 
@@ -99,6 +144,21 @@ def _log_history(mlflow: Any, path: Path) -> None:
         client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
+RESOURCE_KEYS = ("seconds", "cpu_seconds", "stage_peak_rss_mb", "gpu_peak_mb", "attempts")
+
+
+def stage_resource_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """`stage_<name>_<key>` for the stages this attempt computed (cached ones cost nothing):
+    wall seconds, CPU seconds, the stage's own peak RSS, GPU peak memory and attempts."""
+    return {
+        f"stage_{stage['name']}_{key}": stage.get(key)
+        for stage in summary["stages"]
+        if stage["status"] == "completed" and not stage["cached"]
+        for key in RESOURCE_KEYS
+        if stage.get(key) is not None
+    }
+
+
 def log_pipeline_run(
     summary: dict[str, Any],
     config: dict[str, Any],
@@ -117,6 +177,9 @@ def log_pipeline_run(
         "config_hash": summary["config_hash"][:12],
         "git_commit": _git_commit(),
         "status": summary["status"],
+        **model_tags(config["method"]),
+        **machine_tags((config.get("run") or {}).get("device", "auto")),
+        "executor": str((config.get("run") or {}).get("executor", "local")),
     }
     with mlflow.start_run(
         run_id=summary.get("mlflow_run_id"),
@@ -132,6 +195,7 @@ def log_pipeline_run(
         mlflow.log_metrics(_finite(summary["metrics"]))
         mlflow.log_metrics(_finite(summary["counts"]))
         mlflow.log_metric("pipeline_wall_seconds", summary.get("wall_seconds") or 0.0)
+        mlflow.log_metrics(_finite(stage_resource_metrics(summary)))
         for stage in summary["stages"]:
             if stage["status"] != "completed" or stage.get("mlflow_logged"):
                 continue
@@ -148,6 +212,9 @@ def log_pipeline_run(
                             "compute_seconds": stage.get("compute_seconds"),
                             "cpu_seconds": stage.get("cpu_seconds"),
                             "peak_rss_mb": stage.get("peak_rss_mb"),
+                            "stage_peak_rss_mb": stage.get("stage_peak_rss_mb"),
+                            "gpu_peak_mb": stage.get("gpu_peak_mb"),
+                            "attempts": stage.get("attempts"),
                             "rows_in": stage["rows_in"],
                             "rows_out": stage["rows_out"],
                             "cached": 1.0 if stage["cached"] else 0.0,
@@ -230,3 +297,74 @@ def runs_table(uri: str, experiment: str | None, metrics: list[str] | None = Non
         if column in frame:
             out[name] = frame[column].round(4)
     return out.reset_index(drop=True)
+
+
+# Metrics where a smaller value is better; `dcr_share` is best at 0.5 (sorted by |x - 0.5|).
+_LOWER_IS_BETTER = ("error", "rmse", "copy", "gap", "seconds", "_std", "wall", "mb")
+
+
+def sort_runs(table, metric: str):  # noqa: ANN001, ANN201 - pandas frame in and out
+    """Best first: ascending for errors/costs, descending for scores, |x - 0.5| for DCR."""
+    if metric == "dcr_share":
+        return table.sort_values(metric, key=lambda s: (s - 0.5).abs(), na_position="last")
+    ascending = any(word in metric for word in _LOWER_IS_BETTER)
+    return table.sort_values(metric, ascending=ascending, na_position="last")
+
+
+def plot_comparison(table, metrics: list[str], path: str | Path) -> Path:  # noqa: ANN001
+    """A PNG with one horizontal bar chart per metric, one bar per run (table order)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [
+        f"{run} ({method})" for run, method in zip(table["run"], table["method"], strict=True)
+    ]
+    height = max(2.0, 0.35 * len(labels) + 1.2)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 2.5, height))
+    axes = [axes] if len(metrics) == 1 else list(axes)
+    positions = list(range(len(labels)))
+    for index, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
+        values = table[metric].astype(float).fillna(0.0).tolist()
+        ax.barh(positions, values, color="#4C72B0")
+        ax.set_yticks(positions, labels if index == 0 else [""] * len(labels))
+        ax.invert_yaxis()
+        ax.set_title(metric, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def log_comparison(
+    uri: str,
+    experiment: str | None,
+    png: Path,
+    table,
+    data_dir: str | Path,  # noqa: ANN001
+) -> str:
+    """Log the comparison PNG and table as a small MLflow run tagged `synthloom.comparison`
+    in the compared experiment (or `synthloom-comparisons`); returns its run id.
+
+    A separate run keeps finished pipeline runs unchanged; `runs_table` skips it (it has no
+    `synthloom.run_id` tag)."""
+    import tempfile
+
+    mlflow = _client(uri)
+    experiment_id = _experiment_id(mlflow, experiment or "synthloom-comparisons", data_dir)
+    name = time.strftime("comparison-%Y%m%dT%H%M%S")
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=name,
+        tags={"synthloom.comparison": "true", "compared_runs": ",".join(map(str, table["run"]))},
+    ) as run:
+        mlflow.log_artifact(str(png), artifact_path="comparison")
+        with tempfile.TemporaryDirectory() as tmp:
+            csv = Path(tmp) / "comparison.csv"
+            table.to_csv(csv, index=False)
+            mlflow.log_artifact(str(csv), artifact_path="comparison")
+        return run.info.run_id

@@ -30,6 +30,16 @@ def test_every_shipped_config_is_valid() -> None:
     configs = sorted((REPO / "pipeline_configs").glob("*.yaml"))
     assert configs, "pipeline_configs/ holds at least the quickstart"
     for path in configs:
+        if path.name.startswith("bench_"):  # `synthloom bench` configs: their own schema
+            from synthloom.bench.config import load_bench_config
+
+            assert load_bench_config(path).enabled()
+            continue
+        if path.name.startswith("scaling_"):  # `synthloom scaling` configs: their own schema
+            from synthloom.scaling.config import load_scaling_config
+
+            assert load_scaling_config(path).curves
+            continue
         assert load_config(path).generate.num_rows > 0
 
 

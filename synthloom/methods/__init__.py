@@ -7,8 +7,9 @@ from typing import Any
 
 from synthloom.methods.base import TabularGenerator
 from synthloom.methods.marginals import IndependentMarginals
+from synthloom.methods.peers import PEER_GENERATORS  # their packages load lazily (fit/load)
 
-GENERATORS: dict[str, type] = {IndependentMarginals.name: IndependentMarginals}
+GENERATORS: dict[str, type] = {IndependentMarginals.name: IndependentMarginals, **PEER_GENERATORS}
 
 
 def build_generator(method: dict[str, Any]) -> TabularGenerator:

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from synthloom.methods.difflm.beta import BetaSchedule, CyclicalBeta, DecreasingBeta
 from synthloom.methods.difflm.train_vae import batches, tokenize_records, train_vae
 from synthloom.models.causal_lm import load_causal_lm
+from synthloom.models.device import autocast_dtype
 from synthloom.models.encoder import load_encoder
 from synthloom.models.vae import DiffLMVAE, VAEConfig
 
@@ -111,8 +112,9 @@ def fit_vae(
         eval_every=method["eval_every"],
         early_stopping_patience=method["early_stopping_patience"],
         device=device,
-        # bf16 autocast trains 1.7x SLOWER than fp32 on the 2-core CPU (measured); GPU only.
-        autocast_dtype=torch.bfloat16 if method["bf16"] and device.type == "cuda" else None,
+        # bf16 autocast trains 1.7x SLOWER than fp32 on the 2-core CPU (measured); GPU only,
+        # and only on GPUs with bf16 support (autocast_dtype: None elsewhere -> fp32).
+        autocast_dtype=autocast_dtype(device) if method["bf16"] else None,
         log=log,
         seed=seed,
     )
