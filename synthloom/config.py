@@ -697,8 +697,11 @@ def load_raw_config(path: str | Path) -> dict[str, Any]:
     return raw if raw is not None else {}
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
-    """Load, override and validate a pipeline config. Run name defaults to the file stem."""
+def load_overridden(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str]:
+    """(raw config of a YAML file with `--set dotted.key=value` overrides applied, origin): the
+    origin names the file and the overrides, for error messages. Every config kind uses it."""
     raw = load_raw_config(path)
     origin = str(path)
     if overrides:
@@ -707,7 +710,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             raw = {}
         for assignment in overrides:
             apply_override(raw, assignment, origin)
-    config = validate_config(raw, origin)
+    return raw, origin
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Load, override and validate a pipeline config. Run name defaults to the file stem."""
+    config = validate_config(*load_overridden(path, overrides))
     if config.run.name is None:
         config.run.name = Path(path).stem
     return config

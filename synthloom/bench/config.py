@@ -36,8 +36,7 @@ from synthloom.config import (
     PipelineConfig,
     RunConfig,
     TrackingConfig,
-    apply_override,
-    load_raw_config,
+    load_overridden,
 )
 from synthloom.errors import ConfigError
 from synthloom.methods import GENERATORS
@@ -224,15 +223,7 @@ def validate_bench_config(raw: Any, origin: str) -> BenchConfig:
 
 def load_bench_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> BenchConfig:
     """Read, override (`dotted.key=value`) and validate a bench config; name = file stem."""
-    raw = load_raw_config(path)
-    origin = str(path)
-    if overrides:
-        origin += " (with --set " + " ".join(overrides) + ")"
-        if not isinstance(raw, dict):
-            raw = {}
-        for assignment in overrides:
-            apply_override(raw, assignment, origin)
-    config = validate_bench_config(raw, origin)
+    config = validate_bench_config(*load_overridden(path, overrides))
     if config.name is None:
         config.name = Path(path).stem
     return config

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from synthloom.config import TrackingConfig, apply_override, load_raw_config
+from synthloom.config import TrackingConfig, load_overridden
 from synthloom.errors import ConfigError
 from synthloom.scaling.law import log_spaced_sizes
 
@@ -169,13 +169,7 @@ def load_scaling_config(
     path: str | Path, overrides: list[str] | tuple[str, ...] = ()
 ) -> ScalingConfig:
     """Load, override (`dotted.key=value`) and validate a scaling study config."""
-    raw = load_raw_config(path)
-    origin = str(path)
-    if overrides:
-        origin += " (with --set " + " ".join(overrides) + ")"
-        for assignment in overrides:
-            apply_override(raw, assignment, origin)
-    config = validate_scaling_config(raw, origin)
+    config = validate_scaling_config(*load_overridden(path, overrides))
     if config.run.name is None:
         config.run.name = Path(path).stem
     return config
