@@ -38,6 +38,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.methods.text.prompts import CLOSE
+from synthloom.methods.text.sampling import StopWatch, encode_prompt, end_of_sequence_ids
 from synthloom.models.kv_cache import PreallocatedKVCache
 from synthloom.samplers.token_sampling import sample_next_token
 
@@ -174,7 +175,7 @@ def decode_lockstep(
         uniforms = uniforms.to(device)
 
     eos_ids = set(end_of_sequence_ids(model, tokenizer))
-    watch = _StopWatch(tokenizer, stop_strings)
+    watch = StopWatch(tokenizer, stop_strings)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out_ids: list[list[int]] = [[] for _ in range(num_streams)]
     texts: list[str | None] = [None] * num_streams
@@ -234,47 +235,3 @@ def decode_lockstep(
         sequence_steps=sequence_steps,
         generated_tokens=generated,
     )
-
-
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> torch.Tensor:
-    """(P,) token ids of a raw prompt; special tokens added unless it starts with BOS (the
-    convention of synthloom.methods.text.sampling)."""
-    bos = tokenizer.bos_token
-    add = not (bos and text.startswith(bos))
-    return tokenizer(text, return_tensors="pt", add_special_tokens=add).input_ids[0]
-
-
-def end_of_sequence_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The tokenizer's eos id plus the model's generation-config eos ids."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    return sorted(ids)
-
-
-class _StopWatch:
-    """Finds stop strings in a stream's text, decoding the stream only when its newest
-    token could complete one (its text holds a stop string's last character, or is an
-    incomplete multi-byte character)."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_strings: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stop_strings if s]
-        self.last_chars = {s[-1] for s in self.stops} | {"\ufffd"}
-        self._pieces: dict[int, str] = {}
-
-    def cut(self, ids: list[int], newest: int) -> str | None:
-        """The text before the first stop string when `ids` decodes to one, else None."""
-        if not self.stops:
-            return None
-        piece = self._pieces.get(newest)
-        if piece is None:
-            piece = self._pieces[newest] = self.tokenizer.decode([newest])
-        if not any(c in piece for c in self.last_chars):
-            return None
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
-        return text[: min(hits)] if hits else None

@@ -78,7 +78,7 @@ def sample_continuations(
     generator: torch.Generator,
 ) -> Continuations:
     """`num` sampled continuations of `prompt`, sharing its prefill (see the module doc)."""
-    ids = _encode(tokenizer, prompt).to(model.device)  # (1, P)
+    ids = encode_prompt(tokenizer, prompt)[None].to(model.device)  # (1, P)
     prompt_len = ids.shape[1]
     if num <= 0 or max_new_tokens <= 0:
         return Continuations([""] * max(num, 0), [False] * max(num, 0), 0, 0, prompt_len)
@@ -118,7 +118,7 @@ def sample_prompts(
     num = len(prompts)
     if num == 0 or max_new_tokens <= 0:
         return Continuations([""] * num, [False] * num, 0, 0, 0)
-    encoded = [_encode(tokenizer, p)[0] for p in prompts]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
     lengths = torch.tensor([len(e) for e in encoded], device=model.device)  # (B,)
     width = int(lengths.max())
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -178,8 +178,8 @@ def _decode(
     """
     device = first_logits.device
     batch = first_logits.shape[0]
-    stops = _stop_token_ids(model, tokenizer).to(device)
-    watch = _StopWatch(tokenizer, stop_strings)
+    stops = torch.tensor(end_of_sequence_ids(model, tokenizer), dtype=torch.long, device=device)
+    watch = StopWatch(tokenizer, stop_strings)
     rng_device = generator.device if generator is not None else "cpu"
     uniforms = None
     if temperature > 0:  # one uniform per (row, step), independent of compaction
@@ -241,7 +241,7 @@ def _decode(
     )
 
 
-class _StopWatch:
+class StopWatch:
     """Finds stop strings in a row's decoded text, decoding the row only when the newest
     token could have completed one (its text holds a stop string's last character, or is
     an incomplete multi-byte character)."""
@@ -266,12 +266,12 @@ class _StopWatch:
         return text[: min(hits)] if hits else None
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> torch.Tensor:
-    """(1, P) token ids; the tokenizer's special tokens are added unless the text already
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> torch.Tensor:
+    """(P,) token ids; the tokenizer's special tokens are added unless the text already
     starts with the BOS token (a rendered chat template may)."""
     bos = tokenizer.bos_token
     add = not (bos and text.startswith(bos))
-    return tokenizer(text, return_tensors="pt", add_special_tokens=add).input_ids
+    return tokenizer(text, return_tensors="pt", add_special_tokens=add).input_ids[0]
 
 
 def _new_cache(model: PreTrainedModel, max_len: int) -> PreallocatedKVCache:
@@ -279,7 +279,7 @@ def _new_cache(model: PreTrainedModel, max_len: int) -> PreallocatedKVCache:
     return PreallocatedKVCache(config.num_hidden_layers, max_len)
 
 
-def _stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+def end_of_sequence_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """End-of-sequence ids: the tokenizer's eos plus the model's generation-config eos ids."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     configured = getattr(model.generation_config, "eos_token_id", None)
@@ -287,4 +287,4 @@ def _stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) 
         ids.add(configured)
     elif configured:
         ids.update(configured)
-    return torch.tensor(sorted(ids), dtype=torch.long)
+    return sorted(ids)
