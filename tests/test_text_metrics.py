@@ -100,6 +100,13 @@ def test_finetuned_student_learns_a_keyword_task():
         encoder, train, labels, test, ["fox", "dog", "fox", "dog"], epochs=6, learning_rate=3e-3
     )
     assert scores["accuracy"] == 1.0
+    # seeded inside (dropout included) and the global RNG is left as it was
+    state = torch.random.get_rng_state()
+    again = finetuned_student_scores(
+        encoder, train, labels, test, ["fox", "dog", "fox", "dog"], epochs=6, learning_rate=3e-3
+    )
+    assert again == scores
+    assert torch.equal(torch.random.get_rng_state(), state)
     # the caller's encoder is untouched (a copy was trained)
     for p, q in zip(encoder[0].parameters(), before, strict=True):
         assert torch.equal(p, q)

@@ -76,7 +76,9 @@ def finetuned_student_scores(
 ) -> dict[str, float]:
     """Fine-tune a COPY of `encoder` (the caller's weights stay frozen) with a linear head on
     mean-pooled token states: logits = W mean_pool(h) + b, cross-entropy, AdamW
-    (weight decay 0.01), shuffled batches; then predict the test texts."""
+    (weight decay 0.01), shuffled batches; then predict the test texts. Deterministic in
+    `seed`: head init, batch order and dropout masks all come from it, and the global torch
+    RNG is left as it was."""
     train_labels = [str(t) for t in train_labels]
     names = sorted(set(train_labels))
     if len(names) < 2:
@@ -86,6 +88,37 @@ def finetuned_student_scores(
             np.zeros((len(test_texts), 1)),
             test_labels,
         )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # dropout masks
+        return _finetune_and_predict(
+            encoder,
+            names,
+            train_labels,
+            train_texts,
+            test_texts,
+            test_labels,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+        )
+
+
+def _finetune_and_predict(
+    encoder: tuple[PreTrainedModel, PreTrainedTokenizerBase],
+    names: list[str],
+    train_labels: list[str],
+    train_texts: Sequence[str],
+    test_texts: Sequence[str],
+    test_labels: Sequence[str],
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    max_length: int,
+    seed: int,
+) -> dict[str, float]:
     base, tokenizer = encoder
     generator = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(base).train()
