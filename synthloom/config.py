@@ -154,6 +154,12 @@ class DiffLMConfig(_Strict):
         description="schema-constrained decoding (json/compact): only valid records can be "
         "written; false = the paper's free decoding + filtering (ablation)",
     )
+    range_widening: float = Field(
+        0.1,
+        ge=0,
+        description="constrained decoding: numbers stay inside the training range widened by "
+        "this fraction of its span on each side (match filter.numeric_range_widening)",
+    )
     decode_batch_size: int = Field(64, gt=0)
     bf16: bool = Field(True, description="bf16 autocast for the frozen decoder where supported")
 

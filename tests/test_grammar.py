@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 
 import pandas as pd
 import pytest
@@ -62,6 +64,10 @@ def test_grammar_accepts_every_serialized_training_row(mixed_table, mixed_schema
         ('{"x": 1.5, "k": 3.5, "c": "a", "t": "x", "b": true}', False),  # fraction in int column
         ('{"x": 01, "k": 3, "c": "a", "t": "x", "b": true}', False),  # leading zero
         ('{"x": 12345, "k": 3, "c": "a", "t": "x", "b": true}', False),  # too many digits
+        ('{"x": 276, "k": 3, "c": "a", "t": "x", "b": true}', False),  # above 250 + 10% span
+        ('{"x": 275.5, "k": 3, "c": "a", "t": "x", "b": true}', True),  # int part 275 in
+        ('{"x": -31, "k": 3, "c": "a", "t": "x", "b": true}', False),  # below -5 - 10% span
+        ('{"x": 1, "k": 11, "c": "a", "t": "x", "b": true}', False),  # k above 9 + 0.9
         ('{"x": null, "k": 3, "c": "a", "t": "x", "b": true}', False),  # x is not nullable
         ('{"k": 3, "x": 1, "c": "a", "t": "x", "b": true}', False),  # keys out of order
         ('{"x": 1, "k": 3, "c": "a", "t": "x"}', False),  # missing column
@@ -71,6 +77,59 @@ def test_grammar_accepts_every_serialized_training_row(mixed_table, mixed_schema
 )
 def test_grammar_decides_membership(text, ok):
     assert RecordGrammar.for_schema(_schema_with_text(), "json").accepts(text) is ok
+
+
+def _in_widened_range(text: str, lo: float, hi: float, widening: float) -> bool:
+    """The documented rule: the integer part of the magnitude within the floors of the
+    widened bounds of its sign."""
+    pad = (hi - lo) * widening
+    lo, hi = lo - pad, hi + pad
+    magnitude = int(text.lstrip("-").split(".")[0])
+    if text.startswith("-"):
+        return lo < 0 and math.floor(max(-hi, 0)) <= magnitude <= math.floor(-lo)
+    return hi >= 0 and math.floor(max(lo, 0)) <= magnitude <= math.floor(hi)
+
+
+def test_numbers_are_bounded_by_the_widened_training_range():
+    rng = random.Random(0)
+    for _ in range(300):
+        lo = rng.choice([-1, 1]) * rng.choice([0, 0.5, 3, 18, 250, 4000.5])
+        hi = lo + rng.choice([0.2, 1, 50, 700, 12000])
+        widening = rng.choice([0.0, 0.1, 0.5])
+        column = ColumnSchema("v", ColumnKind.NUMERIC, minimum=lo, maximum=hi)
+        grammar = RecordGrammar.for_schema(TableSchema((column,)), "compact", widening=widening)
+        for _ in range(20):
+            value = rng.choice([0, rng.uniform(lo - hi, 2 * hi - lo), rng.uniform(lo, hi)])
+            text = rng.choice([f"{value:.0f}", f"{value:.2f}"]).replace("-0.00", "-0.01")
+            text = "0" if text in ("-0", "-0.00") else text
+            assert grammar.accepts(f"[{text}]") is _in_widened_range(text, lo, hi, widening), (
+                lo,
+                hi,
+                widening,
+                text,
+            )
+
+
+def test_every_reachable_number_state_can_still_finish():
+    """No dead ends: from each state a random walk reaches END (so masked decoding never
+    runs out of allowed tokens inside a number)."""
+    rng = random.Random(1)
+    alphabet = "0123456789.-e]n"
+    for lo, hi in [(18, 68), (-300, -100), (0, 11140), (-5, 5), (950, 1050), (0.001, 0.02)]:
+        column = ColumnSchema("v", ColumnKind.NUMERIC, minimum=lo, maximum=hi)
+        grammar = RecordGrammar.for_schema(TableSchema((column,)), "compact")
+        for _ in range(200):
+            state, text = grammar.step(grammar.start(), "["), "["
+            while state != END:
+                options = [c for c in alphabet if grammar.step(state, c) is not None]
+                assert options, (lo, hi, text)
+                # prefer digits to explore long prefixes, then close
+                ch = rng.choice(options) if rng.random() < 0.8 or "]" not in options else "]"
+                state, text = grammar.step(state, ch), text + ch
+                assert len(text) < 40, text
+            value = float(text[1:-1])
+            pad = (hi - lo) * 0.1
+            assert lo - pad - 1 < value < hi + pad + 1, (lo, hi, text)
 
 
 def test_grammar_agrees_with_the_strict_parser_on_accepted_records():

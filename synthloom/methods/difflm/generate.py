@@ -6,7 +6,8 @@ offsets) for the frozen decoder, which writes one serialized record per latent. 
 that do not parse into the schema are counted by reason and retried with new latents
 until `num_rows` valid rows exist or `max_attempts` latents were spent. With
 `constrained` (default) the decoder can only write records of the schema's grammar
-(`grammar.py`): keys in order, known categories, well-formed numbers.
+(`grammar.py`): keys in order, known categories, well-formed numbers inside the widened
+training range.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def generate_valid_rows(
     fmt = method["serialization"]
     constraint = None
     if method.get("constrained", True) and fmt in ("json", "compact"):
-        grammar = RecordGrammar.for_schema(schema, fmt, method["float_digits"])
+        grammar = RecordGrammar.for_schema(
+            schema, fmt, method["float_digits"], method.get("range_widening", 0.1)
+        )
         vocab_size = models.decoder.get_input_embeddings().weight.shape[0]
         constraint = TokenConstraint.build(
             grammar, models.decoder_tokenizer, vocab_size, models.decoder.device

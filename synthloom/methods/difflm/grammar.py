@@ -5,10 +5,15 @@ segments: literal text (braces, quoted keys, separators) and one slot per column
 language the schema fixes:
 - categorical -> one of the training categories as a JSON string (or null if nullable),
 - boolean -> true / false,
-- numeric -> -?(0|[1-9][0-9]*)(.[0-9]+)?(e-[0-9]{1,2})? with at most `max_int_digits`
-  integer and `max_frac_digits` fraction digits, integers only for integer columns (the
-  only exponents `encode_value` writes inside a training range of < 10^float_digits are
-  the negative ones of tiny magnitudes; a positive one would leave the range),
+- numeric -> -?(0|[1-9][0-9]*)(.[0-9]+)?(e-[0-9]{1,2})? with at most `max_frac_digits`
+  fraction digits, integers only for integer columns (the only exponents `encode_value`
+  writes inside a training range of < 10^float_digits are the negative ones of tiny
+  magnitudes; a positive one would leave the range), and an integer part inside the
+  training range widened by `widening` of its span on each side: per sign, the magnitude's
+  integer part m must satisfy floor(lo) <= m <= floor(hi) for that sign's magnitude bounds
+  (a fraction may overshoot by < 1). The digits are read left to right, so the automaton
+  keeps, beside the digit count, how the prefix compares (<, =, >) with the bounds' digits,
+  and admits a digit only while some completion stays within them,
 - datetime / text -> a JSON string without escapes, quotes or newlines.
 `RecordGrammar` is that language as a character automaton with a small, finite state set
 (literal offsets, category prefixes, number phases). `TokenConstraint` lifts it to the
@@ -35,8 +40,8 @@ from transformers import PreTrainedTokenizerBase
 
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
 
-State = tuple  # ("lit", seg, offset) | ("choice", seg, prefix) | ("num", seg, phase, n)
-#                | ("str", seg, phase) | END
+State = tuple  # ("lit", seg, offset) | ("choice", seg, prefix) | ("str", seg, phase) | END
+#                | ("num", seg, phase, n[, negative, vs_high, vs_low])
 END: State = ("end",)
 _DIGITS = frozenset("0123456789")
 
@@ -54,11 +59,45 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class IntRange:
+    """Inclusive bounds on the integer part of a number's magnitude, as digit strings."""
+
+    low: str
+    high: str
+
+    @classmethod
+    def of(cls, low: int, high: int) -> IntRange:
+        return cls(str(max(low, 0)), str(max(high, 0)))
+
+    def can_end(self, n: int, above_low: str) -> bool:
+        """An integer part of n digits whose prefix compares `above_low` with `low`."""
+        return n > len(self.low) or (n == len(self.low) and above_low != "<")
+
+    def viable(self, n: int, vs_high: str, vs_low: str) -> bool:
+        """Some integer part of n' >= n digits extending this prefix lies in the range."""
+        for total in range(n, len(self.high) + 1):
+            fits_high = total < len(self.high) or vs_high != ">"
+            fits_low = total > len(self.low) or (total == len(self.low) and vs_low != "<")
+            if fits_high and fits_low and (total > n or self.can_end(n, vs_low)):
+                return True
+        return False
+
+
+UNBOUNDED = IntRange("0", "9" * 15)
+
+
+@dataclass(frozen=True)
 class Number:
     integer: bool
-    max_int_digits: int
     max_frac_digits: int
     nullable: bool
+    positive: IntRange | None = UNBOUNDED  # None: no value >= 0 is in range
+    negative: IntRange | None = UNBOUNDED  # None: no value < 0 is in range
+
+    @property
+    def tiny_in_range(self) -> bool:
+        """Magnitudes below 1 are in range (exponents e-NN write only those)."""
+        return all(b is None or b.low == "0" for b in (self.positive, self.negative))
 
 
 @dataclass(frozen=True)
@@ -69,18 +108,21 @@ class String:
 Segment = Literal | Choice | Number | String
 
 
-def _int_digits(column: ColumnSchema, widening: float) -> int:
-    """Integer digits enough for the training range widened by `widening` of its span."""
+def _int_ranges(column: ColumnSchema, widening: float) -> tuple[IntRange | None, ...]:
+    """(positive, negative) integer-part ranges of [lo - w, hi + w], w = widening * span."""
     lo, hi = column.minimum, column.maximum
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        return 15
-    span = (hi - lo) * widening
-    bound = max(abs(lo - span), abs(hi + span), 1.0)
-    return len(str(int(bound)))
+        return UNBOUNDED, UNBOUNDED
+    pad = (hi - lo) * widening
+    lo, hi = lo - pad, hi + pad
+    positive = IntRange.of(math.floor(max(lo, 0.0)), math.floor(hi)) if hi >= 0 else None
+    negative = IntRange.of(math.floor(max(-hi, 0.0)), math.floor(-lo)) if lo < 0 else None
+    return positive, negative
 
 
-def column_segment(column: ColumnSchema, float_digits: int, widening: float = 0.5) -> Segment:
-    """The slot of one column, matching `serialize.encode_value`'s output."""
+def column_segment(column: ColumnSchema, float_digits: int, widening: float = 0.1) -> Segment:
+    """The slot of one column, matching `serialize.encode_value`'s output; numbers stay
+    inside the training range widened by `widening` of its span on each side."""
     null = ("null",) if column.nullable else ()
     if column.kind is ColumnKind.CATEGORICAL and column.categories:
         quoted = tuple(json.dumps(c, ensure_ascii=False) for c in column.categories)
@@ -88,12 +130,8 @@ def column_segment(column: ColumnSchema, float_digits: int, widening: float = 0.
     if column.kind is ColumnKind.BOOLEAN:
         return Choice(("true", "false") + null)
     if column.kind is ColumnKind.NUMERIC:
-        return Number(
-            integer=column.integer,
-            max_int_digits=_int_digits(column, widening),
-            max_frac_digits=float_digits,
-            nullable=column.nullable,
-        )
+        positive, negative = _int_ranges(column, widening)
+        return Number(column.integer, float_digits, column.nullable, positive, negative)
     return String(nullable=column.nullable)
 
 
@@ -105,7 +143,7 @@ class RecordGrammar:
 
     @classmethod
     def for_schema(
-        cls, schema: TableSchema, fmt: str, float_digits: int = 6, widening: float = 0.5
+        cls, schema: TableSchema, fmt: str, float_digits: int = 6, widening: float = 0.1
     ) -> RecordGrammar:
         if fmt not in ("json", "compact"):
             raise ValueError(f"constrained decoding needs the json or compact format, not {fmt!r}")
@@ -161,25 +199,30 @@ class RecordGrammar:
                 return None
             return self._enter(seg + 1) if prefix in alive else ("choice", seg, prefix)
         if kind == "num":
-            return self._number_step(part, seg, state[2], state[3], ch)
+            return self._number(part, state, ch)
         return self._string_step(part, seg, state[2], ch)
 
-    def _number_step(self, part: Number, seg: int, phase: str, n: int, ch: str) -> State | None:
-        """Phases: start, sign, zero, int(n digits), dot, frac(n), e, esign, exp(n), null(n)."""
+    def _number(self, part: Number, state: State, ch: str) -> State | None:
+        """Phases: start, sign, null(n), zero, int(n digits), dot, frac(n), e, esign, exp(n).
+        zero and int states also carry (negative, prefix vs high, prefix vs low) for the
+        integer-part bounds of their sign."""
+        seg, phase, n = state[1], state[2], state[3]
         if phase == "null":
             if "null"[n] != ch:
                 return None
             return ("num", seg, "null", n + 1) if n + 1 < 4 else self._enter(seg + 1)
         if phase in ("start", "sign"):
-            if phase == "start" and ch == "-":
+            negative = phase == "sign"
+            if phase == "start" and ch == "-" and part.negative is not None:
                 return ("num", seg, "sign", 0)
             if phase == "start" and ch == "n" and part.nullable:
                 return ("num", seg, "null", 1)
+            bounds = part.negative if negative else part.positive
+            if bounds is None or ch not in _DIGITS:
+                return None
             if ch == "0":
-                return ("num", seg, "zero", 1)
-            if ch in _DIGITS:
-                return ("num", seg, "int", 1)
-            return None
+                return ("num", seg, "zero", 1, negative, "<", "=") if bounds.low == "0" else None
+            return _digit(("num", seg, "int", 0, negative, "=", "="), bounds, ch)
         if phase == "dot":
             return ("num", seg, "frac", 1) if ch in _DIGITS else None
         if phase == "e":
@@ -188,13 +231,19 @@ class RecordGrammar:
             return ("num", seg, "exp", 1) if ch in _DIGITS else None
         # Accepting phases: zero, int, frac, exp. Continue the number, or end it and let the
         # next segment read `ch`.
-        if phase == "int" and ch in _DIGITS and n < part.max_int_digits:
-            return ("num", seg, "int", n + 1)
+        if phase == "int":
+            bounds = part.negative if state[4] else part.positive
+            if ch in _DIGITS:
+                return _digit(state, bounds, ch)
+            if not bounds.can_end(n, state[6]):
+                return None  # too few digits for the low bound yet
         if phase in ("zero", "int") and ch == "." and not part.integer:
             return ("num", seg, "dot", 0)
         if phase == "frac" and ch in _DIGITS and n < part.max_frac_digits:
             return ("num", seg, "frac", n + 1)
         if phase in ("zero", "int", "frac") and ch == "e" and not part.integer:
+            if not part.tiny_in_range:
+                return None
             return ("num", seg, "e", 0)
         if phase == "exp" and ch in _DIGITS and n < 2:
             return ("num", seg, "exp", n + 1)
@@ -227,6 +276,26 @@ class RecordGrammar:
             if state is None:
                 return False
         return state == END
+
+
+def _compare(prefix_vs: str, digit: str, bound: str, position: int) -> str:
+    """How a prefix compares with `bound` after appending `digit` at `position`."""
+    if prefix_vs != "=" or position >= len(bound):
+        return prefix_vs
+    return "<" if digit < bound[position] else (">" if digit > bound[position] else "=")
+
+
+def _digit(state: State, bounds: IntRange, ch: str) -> State | None:
+    """The int state after appending digit `ch`, or None when no completion is in range.
+
+    States whose integer part cannot end yet (too few digits for the low bound) are still
+    returned when a longer part can; `_number` refuses to end them."""
+    seg, n, negative, vs_high, vs_low = state[1], state[3], state[4], state[5], state[6]
+    vs_high = _compare(vs_high, ch, bounds.high, n)
+    vs_low = _compare(vs_low, ch, bounds.low, n)
+    if n + 1 > len(bounds.high) or not bounds.viable(n + 1, vs_high, vs_low):
+        return None
+    return ("num", seg, "int", n + 1, negative, vs_high, vs_low)
 
 
 def state_in_string(seg: int) -> State:
