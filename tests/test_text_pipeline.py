@@ -81,31 +81,36 @@ def test_text_splits_errors_name_the_field_and_fix(kwargs, expected):
 
 
 def scripted_sampler(calls: list[str]):
-    """Stands in for `sample_continuations`: per prompt, an echo of the prompt, a copy of a
-    shown seed, topical texts for the prompt's label and (last) one unfinished row."""
+    """Stands in for `sample_prompts`: per prompt, an echo of the prompt, a copy of a shown
+    seed, topical texts for the prompt's label and (last) one unfinished row."""
 
-    def sample(model, tokenizer, prompt, num, *, generator, **kw):
-        calls.append(prompt)
-        label = re.search(r'label "([^"]+)"', prompt).group(1)
-        words = TOPICS[label]
-        shown = re.findall(r"<text>\n(.*?)\n</text>", prompt)
-        k = len(calls)
-        texts = [
-            f"Wow {words[(k + i) % 8]} and {words[(k + 2 * i + 1) % 8]} again, call {k} row {i}"
-            for i in range(num)
-        ]
-        finished = [True] * num
-        texts[0] = f"Example 1: {label} text"
-        texts[1] = shown[0]
-        texts[-1], finished[-1] = "an unfinished sample that ran out of tok", False
-        return Continuations(texts, finished, 10 * num, 10, len(prompt))
+    def sample(model, tokenizer, prompts, *, copies, generator, **kw):
+        texts: list[str] = []
+        finished: list[bool] = []
+        for prompt, num in zip(prompts, copies, strict=True):
+            calls.append(prompt)
+            label = re.search(r'label "([^"]+)"', prompt).group(1)
+            words = TOPICS[label]
+            shown = re.findall(r"<text>\n(.*?)\n</text>", prompt)
+            k = len(calls)
+            rows = [
+                f"Wow {words[(k + i) % 8]} and {words[(k + 2 * i + 1) % 8]} again, call {k} row {i}"
+                for i in range(num)
+            ]
+            done = [True] * num
+            rows[0] = f"Example 1: {label} text"
+            rows[1] = shown[0]
+            rows[-1], done[-1] = "an unfinished sample that ran out of tok", False
+            texts += rows
+            finished += done
+        return Continuations(texts, finished, 10 * len(texts), 10, sum(map(len, prompts)))
 
     return sample
 
 
 def test_fewgen_balances_labels_drops_unfinished_and_records_provenance(monkeypatch):
     calls: list[str] = []
-    monkeypatch.setattr(fewgen, "sample_continuations", scripted_sampler(calls))
+    monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler(calls))
     table = topic_table()
     seeds = SeedSet(tuple(table["tweet"]), tuple(table["kind"]))
     generator = fewgen.FewGenGenerator(
@@ -119,13 +124,38 @@ def test_fewgen_balances_labels_drops_unfinished_and_records_provenance(monkeypa
     assert len(calls) == 3 and batch.stats.counts["unfinished"] == 3
     assert batch.stats.metrics["prompts"] == 3
     assert "surplus" not in batch.stats.counts
-    assert batch.stats.forward_passes == 30
+    assert batch.stats.metrics["rounds"] == 1  # the three prompts decode in one batch
+    assert batch.stats.forward_passes == 10
     for sample in batch.samples:
         assert len(sample.info["seeds_shown"]) == 2
         assert all(
             seeds.labels[seeds.texts.index(t)] == sample.label for t in sample.info["seeds_shown"]
         )
     assert 'examples of posts, all with label "food"' in calls[0]
+
+
+def test_fewgen_rounds_are_capped_at_batch_rows(monkeypatch):
+    calls: list[str] = []
+    widths: list[int] = []
+    sampler = scripted_sampler(calls)
+
+    def recording(model, tokenizer, prompts, *, copies, **kw):
+        widths.append(sum(copies))
+        return sampler(model, tokenizer, prompts, copies=copies, **kw)
+
+    monkeypatch.setattr(fewgen, "sample_prompts", recording)
+    table = topic_table()
+    seeds = SeedSet(tuple(table["tweet"]), tuple(table["kind"]))
+    generator = fewgen.FewGenGenerator(
+        {"num_examples": 2, "samples_per_prompt": 4, "batch_rows": 7, "task": "posts"}
+    )
+    batch = generator.generate(seeds, 12, models=ModelBox(lambda name: (None, None)), seed=0)
+    assert max(widths) <= 7 and len(widths) >= 3
+    labels = [s.label for s in batch.samples]
+    assert {lab: labels.count(lab) for lab in TOPICS} == dict.fromkeys(TOPICS, 4)
+    # labels take turns within a round: the first round holds more than one label
+    first = [re.search(r'label "([^"]+)"', c).group(1) for c in calls[:2]]
+    assert len(set(first)) == 2
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +204,7 @@ def text_config(tmp_path: Path, checkpoints, data_dir: Path, **data) -> Path:
 @pytest.mark.integration
 def test_text_flow_runs_every_stage_and_tracks(tmp_path, tiny_checkpoints, data_dir, monkeypatch):
     torch.set_num_threads(1)
-    monkeypatch.setattr(fewgen, "sample_continuations", scripted_sampler([]))
+    monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler([]))
     path = text_config(tmp_path, tiny_checkpoints, data_dir)
     assert main(["run", str(path)]) == 0
     cfg = load_config(path)

@@ -133,6 +133,41 @@ def test_per_prompt_batch_equals_each_prompt_alone(lm):
     assert batched.prompt_tokens == sum(len(tok(p).input_ids) for p in prompts)
 
 
+def test_copies_share_a_prompt_and_equal_it_decoded_alone(lm):
+    model, tok = lm
+    prompts = [PROMPT, "Generate one new record"]
+    greedy = sample_prompts(
+        model,
+        tok,
+        prompts,
+        copies=[3, 2],
+        max_new_tokens=8,
+        temperature=0.0,
+        stop_strings=(),
+        generator=gen(),
+    )
+    alone = [reference_greedy(model, tok, p, 8) for p in prompts]
+    expected = [tok.decode(alone[0], skip_special_tokens=True)] * 3
+    expected += [tok.decode(alone[1], skip_special_tokens=True)] * 2
+    assert greedy.texts == expected
+    assert greedy.prompt_tokens == sum(len(tok(p).input_ids) for p in prompts)  # prefilled once
+    sampled = sample_prompts(
+        model,
+        tok,
+        prompts,
+        copies=[4, 0],
+        max_new_tokens=8,
+        temperature=1.0,
+        stop_strings=(),
+        generator=gen(5),
+    )
+    assert len(sampled.texts) == 4 and len(set(sampled.texts)) > 1  # independent samples
+    with pytest.raises(ValueError, match="copies"):
+        sample_prompts(
+            model, tok, prompts, copies=[1], max_new_tokens=4, temperature=0.0, generator=gen()
+        )
+
+
 def test_chat_prompt_uses_template_or_falls_back():
     _, tok = tiny_causal_lm()
     rendered = chat_prompt(tok, "hello")

@@ -5,7 +5,7 @@ the sizes D_1 < ... < D_n, the seeds, the students' settings and tracking. Every
 raises ConfigError naming the file, the dotted key and the fix.
 
     curves:
-      - {label: marginals, run: quickstart-b13e191b88}
+      - {label: marginals, run: marginals_credit-b13e191b88}
       - {label: difflm, config: pipeline_configs/difflm_credit.yaml, set: [generate.num_rows=2000]}
     real_curve: true          # the student on nested subsets of the real train split too
     sizes: [50, 100, 200, 400, 800, 1600]     # or size_range: {smallest, largest, num}

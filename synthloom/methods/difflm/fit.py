@@ -100,12 +100,15 @@ def fit_vae(
     """Train the VAE on the serialized records; returns it (best weights) and its history."""
     vae = build_vae(method, models)
     train = _tokenized(train_texts, models, method)
-    val = _tokenized(val_texts or train_texts[: max(1, len(train_texts) // 10)], models, method)
+    val_texts = val_texts or train_texts[: max(1, len(train_texts) // 10)]
+    # a fixed sample: every evaluation scores the same records (no-grad, 4x larger batches)
+    val_texts = val_texts[: method.get("val_records", len(val_texts))]
+    val = _tokenized(val_texts, models, method)
     size = method["vae_batch_size"]
     history = train_vae(
         vae,
         lambda epoch: batches(train, size, shuffle=True, seed=seed + epoch),
-        lambda: batches(val, size, shuffle=False),
+        lambda: batches(val, 4 * size, shuffle=False),
         steps=method["vae_steps"],
         lr=method["vae_lr"],
         beta_schedule=beta_schedule(method),

@@ -1,16 +1,18 @@
 """FewGen: the few-shot baseline. Per label, a raw-completion prompt with k random seed
-examples of that label; several independent samples per prompt share its prefill.
+examples of that label; several independent samples per prompt share its prefill, and the
+prompts of a round decode together in one batch.
 
 Each prompt is `fewshot_prompt(label, k examples, task=...)` (delimited examples, then an
-open delimiter), decoded by `sample_continuations` with stop string `</text>`: the sample is
-the text before it. A prompt samples min(samples_per_prompt, ceil(1.25 x the samples its
-label still misses)) continuations. Labels take turns (one prompt each, round robin) until every label has
-its share of `num_samples` (balanced; the first labels get the remainder) or `max_prompts`
-prompts were tried. Continuations that never close within `max_new_tokens` are dropped
-(count ``unfinished``), as are empty ones (``empty``); samples beyond a label's share are
-not kept (``surplus``). Each sample's `info` records the seeds shown and its prompt;
-`stats.metrics["prompts"]` is the number of prompts decoded, `stats.metrics["sampled"]` the
-number of continuations sampled from them.
+open delimiter), decoded by `sample_prompts` with stop string `</text>`: the sample is the
+text before it. A round plans prompts label by label in turn (one prompt per label per
+turn) until the round holds `batch_rows` continuations or every label's plan covers
+ceil(1.25 x the samples it still misses); a prompt samples at most `samples_per_prompt`.
+Rounds repeat until every label has its share of `num_samples` (balanced; the first labels
+get the remainder) or `max_prompts` prompts were tried. Continuations that never close
+within `max_new_tokens` are dropped (count ``unfinished``), as are empty ones (``empty``);
+samples beyond a label's share are not kept (``surplus``). Each sample's `info` records the
+seeds shown and its prompt; `stats.metrics["prompts"]` is the number of prompts decoded,
+`stats.metrics["sampled"]` the number of continuations sampled from them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
 from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
-from synthloom.methods.text.sampling import sample_continuations
+from synthloom.methods.text.sampling import sample_prompts
 
 # A prompt samples up to this many times the rows its label still misses (some get dropped).
 _MARGIN = 1.25
@@ -47,6 +49,7 @@ class FewGenGenerator:
         self.top_p: float = method.get("top_p", 0.95)
         self.max_new_tokens: int = method.get("max_new_tokens", 64)
         self.max_prompts: int | None = method.get("max_prompts")
+        self.batch_rows: int = method.get("batch_rows", 64)
 
     def generate(
         self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
@@ -61,33 +64,50 @@ class FewGenGenerator:
         samples: list[TextSample] = []
         have = dict.fromkeys(labels, 0)
         stats = GenerationStats()
-        prompts = sampled = 0
+        prompts = sampled = rounds = 0
         while prompts < max_prompts and any(have[lab] < quotas[lab] for lab in labels):
-            for label in labels:
-                if have[label] >= quotas[label] or prompts >= max_prompts:
-                    continue
-                pool = seeds.for_label(label)
-                shown = rng.choice(len(pool), min(self.num_examples, len(pool)), replace=False)
-                prompt = fewshot_prompt(label, [pool[i] for i in shown], task=self.task)
-                # no more rows than the label still needs, plus a margin for dropped ones
-                missing = quotas[label] - have[label]
-                rows = min(self.samples_per_prompt, math.ceil(_MARGIN * missing))
-                out = sample_continuations(
-                    model,
-                    tokenizer,
-                    prompt,
-                    rows,
-                    max_new_tokens=self.max_new_tokens,
-                    temperature=self.temperature,
-                    top_p=self.top_p,
-                    stop_strings=(CLOSE,),
-                    generator=generator,
-                )
-                sampled += rows
-                stats.forward_passes += out.forward_passes
-                stats.prompt_tokens += out.prompt_tokens
-                stats.generated_tokens += out.generated_tokens
-                for text, finished in zip(out.texts, out.finished, strict=True):
+            # plan a round: one prompt per label in turn until the batch is full
+            plan: list[tuple[str, str, list[str], int]] = []  # label, prompt, shown, rows
+            wanted = {
+                lab: math.ceil(_MARGIN * (quotas[lab] - have[lab]))
+                for lab in labels
+                if have[lab] < quotas[lab]
+            }
+            width = 0
+            while wanted and width < self.batch_rows and prompts + len(plan) < max_prompts:
+                for label in list(wanted):
+                    if width >= self.batch_rows or prompts + len(plan) >= max_prompts:
+                        break
+                    rows = min(self.samples_per_prompt, wanted[label], self.batch_rows - width)
+                    pool = seeds.for_label(label)
+                    pick = rng.choice(len(pool), min(self.num_examples, len(pool)), replace=False)
+                    shown = [pool[i] for i in pick]
+                    plan.append((label, fewshot_prompt(label, shown, task=self.task), shown, rows))
+                    width += rows
+                    wanted[label] -= rows
+                    if wanted[label] <= 0:
+                        del wanted[label]
+            out = sample_prompts(
+                model,
+                tokenizer,
+                [prompt for _, prompt, _, _ in plan],
+                copies=[rows for *_, rows in plan],
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                stop_strings=(CLOSE,),
+                generator=generator,
+            )
+            sampled += width
+            rounds += 1
+            stats.forward_passes += out.forward_passes
+            stats.prompt_tokens += out.prompt_tokens
+            stats.generated_tokens += out.generated_tokens
+            row = 0
+            for label, _, shown, rows in plan:
+                for text, finished in zip(
+                    out.texts[row : row + rows], out.finished[row : row + rows], strict=True
+                ):
                     text = text.strip()
                     if not finished:
                         stats.count("unfinished")
@@ -97,9 +117,11 @@ class FewGenGenerator:
                         stats.count("surplus")
                     else:
                         have[label] += 1
-                        info = {"prompt_index": prompts, "seeds_shown": [pool[i] for i in shown]}
+                        info = {"prompt_index": prompts, "seeds_shown": shown}
                         samples.append(TextSample(text=text, label=label, info=info))
+                row += rows
                 prompts += 1
         stats.metrics["prompts"] = float(prompts)
         stats.metrics["sampled"] = float(sampled)
+        stats.metrics["rounds"] = float(rounds)
         return TextBatch(samples=samples, stats=stats)

@@ -6,8 +6,10 @@ then copied to `num` rows (`PreallocatedKVCache.select_rows` with a zero index) 
 decode in lockstep. Few-shot prompts are long (hundreds of tokens) and samples short, so
 the prefill is most of the work that per-sample `generate()` calls would repeat.
 
-`sample_prompts(model, tokenizer, prompts, ...)`: one continuation per prompt, different
-prompts per row (left padding + attention mask in the prefill and in every step).
+`sample_prompts(model, tokenizer, prompts, copies=...)`: `copies[i]` continuations of
+prompts[i] (default one each), all prompts in one batch: the distinct prompts are prefilled
+once, left padded with an attention mask, and each prompt's cache row is then copied to its
+continuations, so several few-shot prompts decode together in one wide batch.
 
 Both stop a row when its decoded continuation contains one of `stop_strings` (the text is
 cut before the first one; finished=True) or when it samples an end-of-sequence token
@@ -113,17 +115,26 @@ def sample_prompts(
     top_p: float = 1.0,
     stop_strings: Sequence[str] = (CLOSE,),
     generator: torch.Generator,
+    copies: Sequence[int] | None = None,
 ) -> Continuations:
-    """One continuation per prompt, row i for prompts[i], in one left-padded batch."""
-    num = len(prompts)
+    """`copies[i]` continuations of prompts[i] (default 1), rows grouped by prompt in order,
+    in one left-padded batch; each prompt is prefilled once."""
+    copies = [1] * len(prompts) if copies is None else [int(c) for c in copies]
+    if len(copies) != len(prompts) or any(c < 0 for c in copies):
+        raise ValueError("copies: one count >= 0 per prompt")
+    keep = [i for i, c in enumerate(copies) if c > 0]
+    prompts, copies = [prompts[i] for i in keep], [copies[i] for i in keep]
+    num = sum(copies)
     if num == 0 or max_new_tokens <= 0:
         return Continuations([""] * num, [False] * num, 0, 0, 0)
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
-    lengths = torch.tensor([len(e) for e in encoded], device=model.device)  # (B,)
+    lengths = torch.tensor([len(e) for e in encoded], device=model.device)  # (P,)
     width = int(lengths.max())
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.full((num, width), pad, dtype=torch.long, device=model.device)
-    mask = torch.zeros((num, width + max_new_tokens), dtype=torch.long, device=model.device)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long, device=model.device)
+    mask = torch.zeros(
+        (len(prompts), width + max_new_tokens), dtype=torch.long, device=model.device
+    )
     for row, tokens in enumerate(encoded):  # left padding
         ids[row, width - len(tokens) :] = tokens.to(model.device)
         mask[row, width - len(tokens) : width] = 1
@@ -139,13 +150,19 @@ def sample_prompts(
             use_cache=True,
             logits_to_keep=1,
         ).logits
+    rows = torch.repeat_interleave(
+        torch.arange(len(prompts), device=model.device),
+        torch.tensor(copies, device=model.device),
+    )  # (B,) the prompt of each row
+    if num != len(prompts):
+        kv.select_rows(rows)
     return _decode(
         model,
         tokenizer,
         kv,
-        logits[:, -1],
-        lengths,
-        mask,
+        logits[rows, -1],
+        lengths[rows],
+        mask[rows],
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
