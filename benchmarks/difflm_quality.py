@@ -8,8 +8,14 @@ reference from the same run), DCR share, exact-copy rate, C2ST and wall time per
 Targets (issue): valid-rate >= 95%, shape error < 9%, MLE AUC within 0.03 of real,
 DCR share 45-55%, exact copies < 1%.
 
-    .venv/bin/python benchmarks/difflm_quality.py [--datasets credit default] [--ablations]
-        [--vae-steps 400] [--rows 500] [--max-rows N] [--data-dir DIR]
+    .venv/bin/python benchmarks/difflm_quality.py [--datasets credit default]
+        [--ablations [NAME ...]] [--config pipeline_configs/difflm_credit.yaml]
+        [--vae-steps 400] [--rows 500] [--max-rows N] [--set KEY=VALUE ...] [--data-dir DIR]
+
+Ablations (each changes one thing of the DiffLM run): kv_memory, input_embedding (injection),
+cyclical_beta, no_diffusion (z from N(0, I); reuses the trained VAE from the cache),
+compact (keyless serialization), free_decoding (the paper's unconstrained decoding).
+Rows are printed as each run finishes.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ ABLATIONS = {
     "input_embedding": ["method.injection=input_embedding"],
     "cyclical_beta": ["method.beta_schedule=cyclical"],
     "no_diffusion": ["method.diffusion=false"],
+    "compact": ["method.serialization=compact"],
+    "free_decoding": ["method.constrained=false"],
 }
 
 
@@ -84,7 +92,11 @@ def row(label: str, summary: dict, real: bool = False) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--ablations", action="store_true")
+    parser.add_argument(
+        "--ablations", nargs="*", choices=list(ABLATIONS), help="none given: all of them"
+    )
+    parser.add_argument("--config", default=DIFFLM_CONFIG, help="the DiffLM config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--vae-steps", type=int, default=400)
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--max-rows", type=int, default=None, help="sample the source")
@@ -101,17 +113,18 @@ def main() -> int:
         data = [f"data.source={source}", f"data.target={target}", f"generate.num_rows={args.rows}"]
         if args.max_rows:
             data.append(f"data.max_rows={args.max_rows}")
-        difflm = [*data, f"method.vae_steps={args.vae_steps}"]
-        lines = [f"\n### {key} ({source}), {args.rows} rows, {args.vae_steps} VAE steps\n", header]
+        difflm = [*data, f"method.vae_steps={args.vae_steps}", *args.overrides]
+        print(f"\n### {key} ({source}), {args.rows} rows, {args.vae_steps} VAE steps\n")
+        print(f"DiffLM config: {args.config} {' '.join(args.overrides)}\n\n{header}", flush=True)
         marginals = run(f"{key}-marginals", BASELINE_CONFIG, data, data_dir)
-        lines.append(row("real data (reference)", marginals, real=True))
-        lines.append(row("independent marginals", marginals))
-        lines.append(row("DiffLM", run(f"{key}-difflm", DIFFLM_CONFIG, difflm, data_dir)))
-        if args.ablations:
-            for name, extra in ABLATIONS.items():
-                summary = run(f"{key}-{name}", DIFFLM_CONFIG, [*difflm, *extra], data_dir)
-                lines.append(row(f"DiffLM {name}", summary))
-        print("\n".join(lines), flush=True)
+        print(row("real data (reference)", marginals, real=True), flush=True)
+        print(row("independent marginals", marginals), flush=True)
+        summary = run(f"{key}-difflm", args.config, difflm, data_dir)
+        print(row("DiffLM", summary), flush=True)
+        ablations = ABLATIONS if args.ablations == [] else (args.ablations or [])
+        for name in ablations:
+            summary = run(f"{key}-{name}", args.config, [*difflm, *ABLATIONS[name]], data_dir)
+            print(row(f"DiffLM {name}", summary), flush=True)
     return 0
 
 

@@ -190,6 +190,11 @@ class _GuidedTextConfig(_Strict):
     temperature: float = Field(0.8, ge=0, description="applied after guidance; 0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus, applied after guidance")
     max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
+    end_passthrough: bool = Field(
+        True,
+        description="end tokens (eos, newline) keep the sequence's own probability instead "
+        "of the guided score, so guidance cannot keep a sample from closing",
+    )
     max_rounds: int | None = Field(
         None, gt=0, description="lockstep groups to decode at most; default 2 x the rounds needed"
     )

@@ -11,6 +11,7 @@ from synthloom.methods.text.guidance import (
     cfg_scores,
     corrsynth_scores,
     corrsynth_weights,
+    end_passthrough,
     mixture_log_probs,
     plausible_tokens,
 )
@@ -126,3 +127,24 @@ def test_top_p_applies_to_guided_scores() -> None:
     for u in (0.0, 0.5, 0.999):
         token = sample_next_token(scores, 1.0, 1e-6, torch.tensor([u, u]))
         assert int(token[0]) == 1
+
+
+def test_end_passthrough_keeps_end_tokens_at_their_own_probability() -> None:
+    own = torch.tensor([[0.4, 0.3, 0.1, 0.2], [0.1, 0.2, 0.3, 0.4]]).log()
+    guided = torch.tensor([[0.0, 1.0, 2.0, -50.0], [3.0, 0.0, 0.0, 0.0]])
+    end = torch.tensor([False, False, False, True])
+    out = end_passthrough(guided, own, end, inside=torch.tensor([False, True]))
+    probs = out.softmax(dim=-1)
+    # row 0: the end token keeps p = 0.2; the rest share 0.8 in the guided proportions
+    assert probs[0, 3].item() == pytest.approx(0.2, abs=1e-6)
+    rest = torch.tensor([0.0, 1.0, 2.0]).softmax(dim=0) * 0.8
+    assert torch.allclose(probs[0, :3], rest, atol=1e-6)
+    # row 1 is inside the delimiter: its own distribution, unguided
+    assert torch.allclose(probs[1], own[1].exp(), atol=1e-6)
+
+
+def test_end_passthrough_with_every_token_an_end_token_is_plain_sampling() -> None:
+    own = torch.randn(3, 7).log_softmax(dim=-1)
+    guided = torch.randn(3, 7) * 5
+    out = end_passthrough(guided, own, torch.ones(7, dtype=torch.bool), torch.zeros(3, dtype=bool))
+    assert torch.allclose(out, own)

@@ -23,6 +23,7 @@ from synthloom.methods.text.lockstep import (
     decode_lockstep,
     encode_prompt,
     end_of_sequence_ids,
+    end_token_mask,
     prefill_prompts,
 )
 from synthloom.models.tiny import tiny_causal_lm
@@ -165,6 +166,33 @@ def test_finished_streams_are_dropped_from_the_contrast_set(tiny) -> None:
         assert all(s not in step for step in seen[n + 1 :])
 
 
+def test_end_passthrough_in_the_loop(tiny) -> None:
+    """With every token an end token the guidance is bypassed (own distribution), so an
+    adversarial guidance changes nothing; with none, the adversarial guidance decides."""
+    model, tokenizer = tiny
+    pool = prefill_prompts(model, tokenizer, PROMPTS[:4])
+
+    def anti(log_probs: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
+        return -log_probs  # the least likely token wins
+
+    def own(log_probs: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
+        return log_probs
+
+    vocab = model.get_output_embeddings().weight.shape[0]
+
+    def run(guidance, end_tokens):
+        return decode_lockstep(
+            model, tokenizer, pool, [0, 1, 2, 3], [0, 1, 2, 3], guidance,
+            max_new_tokens=6, temperature=0.0, end_tokens=end_tokens,
+        ).token_ids  # fmt: skip
+
+    plain = run(own, None)
+    assert run(anti, torch.ones(vocab, dtype=torch.bool)) == plain
+    assert run(anti, torch.zeros(vocab, dtype=torch.bool)) != plain
+    mask = end_token_mask(model, tokenizer)
+    assert mask[tokenizer.eos_token_id] and mask.sum() < vocab
+
+
 def test_sampling_is_reproducible_and_seed_dependent(tiny) -> None:
     model, tokenizer = tiny
     pool = prefill_prompts(model, tokenizer, PROMPTS[:4])
@@ -211,9 +239,10 @@ def test_forward_passes_corrsynth_needs_k_times_fewer_sequence_steps_than_cfg(ti
 
 @pytest.mark.parametrize("name", ["corrsynth", "cfg"])
 def test_generators_return_balanced_labelled_samples_with_provenance(name) -> None:
-    # CorrSynth's contrast flattens the EOS preference (about sqrt of p), CFG's barely: the
-    # biases give both a few percent chance of ending per step.
-    model, tokenizer = _eos_biased_tiny(0, bias={"corrsynth": 7.0, "cfg": 3.5}[name])
+    # EOS keeps its own probability under both guidances (end passthrough): the bias gives
+    # a few percent chance of ending per step. (Without passthrough CorrSynth's contrast
+    # flattened EOS to about sqrt(p) and needed bias 7.)
+    model, tokenizer = _eos_biased_tiny(0, bias=3.5)
     box = ModelBox(lambda _: (model, tokenizer))
     generator = build_text_generator(
         {"name": name, "sequences_per_label": 3, "prompts_per_label": 2, "max_new_tokens": 12,

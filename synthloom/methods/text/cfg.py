@@ -46,6 +46,7 @@ from synthloom.methods.text.lockstep import (
     Guidance,
     LockstepOutput,
     decode_lockstep,
+    end_token_mask,
     prefill_prompts,
 )
 from synthloom.methods.text.prompts import fewshot_prompt
@@ -115,6 +116,7 @@ class CFGGenerator:
                 for p in range(per_label)
             ]
         pool = prefill_prompts(model, tokenizer, prompts)
+        end_tokens = end_token_mask(model, tokenizer) if cfg.end_passthrough else None
         rows_per_stream = 2 if joint else k_labels
 
         guidance = cfg_guidance(rows_per_stream, gamma=cfg.gamma, alpha=cfg.alpha)
@@ -148,6 +150,7 @@ class CFGGenerator:
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
                 generator=generator,
+                end_tokens=end_tokens,
             )
             outputs.append((out, infos))
             decode_passes += out.forward_passes

@@ -46,6 +46,7 @@ from synthloom.methods.text.lockstep import (
     Guidance,
     LockstepOutput,
     decode_lockstep,
+    end_token_mask,
     prefill_prompts,
 )
 from synthloom.methods.text.prompts import fewshot_prompt
@@ -203,6 +204,7 @@ class CorrSynthGenerator:
             for p in range(per_label)
         ]
         pool = prefill_prompts(model, tokenizer, prompts)
+        end_tokens = end_token_mask(model, tokenizer) if cfg.end_passthrough else None
         stream_labels = torch.arange(len(labels)).repeat_interleave(m_per)  # (K*M,)
         guidance = corrsynth_guidance(stream_labels, cfg)
 
@@ -230,6 +232,7 @@ class CorrSynthGenerator:
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
                 generator=generator,
+                end_tokens=end_tokens,
             )
             outputs.append((out, infos))
             decode_passes += out.forward_passes

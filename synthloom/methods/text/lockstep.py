@@ -24,6 +24,10 @@ enough of them pile up (until then they are fed the pad token and their outputs 
 Its distribution after the delimiter would only describe the next example block, which is
 no useful contrast.
 
+With `end_tokens` (a (V,) bool mask) the guided scores go through
+`guidance.end_passthrough`: end tokens keep the stream's own log-probs (its first row's),
+and a stream inside the closing delimiter is decoded from its own distribution.
+
 Costs are counted: `forward_passes` = model calls, `sequence_steps` = rows fed to those
 calls (one row = one sequence evaluated for one step; the paper's count of model
 evaluations), excluding the prompt prefill, which `PromptPool` counts itself.
@@ -37,6 +41,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from synthloom.methods.text.guidance import end_passthrough
 from synthloom.methods.text.prompts import CLOSE
 from synthloom.methods.text.sampling import StopWatch, encode_prompt, end_of_sequence_ids
 from synthloom.models.kv_cache import PreallocatedKVCache
@@ -45,7 +50,24 @@ from synthloom.samplers.token_sampling import sample_next_token
 # guidance(log_probs of the live rows (R', V), live stream ids (S',)) -> scores (S', V)
 Guidance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-__all__ = ["Guidance", "LockstepOutput", "PromptPool", "decode_lockstep", "prefill_prompts"]
+__all__ = [
+    "Guidance",
+    "LockstepOutput",
+    "PromptPool",
+    "decode_lockstep",
+    "end_token_mask",
+    "prefill_prompts",
+]
+
+
+def end_token_mask(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """(V,) bool: end-of-sequence ids and every token whose text contains a newline."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    texts = tokenizer.batch_decode([[i] for i in range(min(vocab, len(tokenizer)))])
+    mask = torch.zeros(vocab, dtype=torch.bool)
+    mask[[i for i, t in enumerate(texts) if "\n" in t]] = True
+    mask[end_of_sequence_ids(model, tokenizer)] = True
+    return mask
 
 
 @dataclass
@@ -142,6 +164,7 @@ def decode_lockstep(
     generator: torch.Generator | None = None,
     stop_strings: Sequence[str] = (CLOSE,),
     compact_fraction: float = 0.25,
+    end_tokens: torch.Tensor | None = None,
 ) -> LockstepOutput:
     """Decode streams 0..S-1 in lockstep (see the module doc).
 
@@ -188,7 +211,17 @@ def decode_lockstep(
             batch_streams = row_stream_t[rows]  # (R',)
             live_rows = live[batch_streams]  # (R',)
             streams = batch_streams[live_rows].unique_consecutive()  # (S',)
-            scores = guidance(log_probs[live_rows], streams)  # (S', V)
+            live_log_probs = log_probs[live_rows]  # (R'', V)
+            scores = guidance(live_log_probs, streams)  # (S', V)
+            if end_tokens is not None:
+                owner = batch_streams[live_rows]
+                first = torch.ones_like(owner, dtype=torch.bool)
+                first[1:] = owner[1:] != owner[:-1]  # each stream's first (own) row
+                inside = torch.tensor(
+                    [_inside_delimiter(tokenizer, out_ids[s], stop_strings) for s in streams],
+                    dtype=torch.bool,
+                )
+                scores = end_passthrough(scores, live_log_probs[first], end_tokens, inside)
             u = uniforms[streams, step] if uniforms is not None else None
             tokens = sample_next_token(scores, temperature, top_p, u)  # (S',)
             generated += len(streams)
@@ -235,3 +268,17 @@ def decode_lockstep(
         sequence_steps=sequence_steps,
         generated_tokens=generated,
     )
+
+
+def _inside_delimiter(
+    tokenizer: PreTrainedTokenizerBase, ids: list[int], stop_strings: Sequence[str]
+) -> bool:
+    """The text ends with a proper, non-empty prefix of "\n" + a stop string."""
+    if not ids:
+        return False
+    tail = tokenizer.decode(ids[-4:], skip_special_tokens=True)
+    for stop in stop_strings:
+        line = "\n" + stop
+        if any(tail.endswith(line[:i]) for i in range(1, len(line))):
+            return True
+    return False
