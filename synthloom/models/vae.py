@@ -413,7 +413,8 @@ class DiffLMVAE(nn.Module):
                 f"{meta['decoder_shape']}, not this one {_decoder_shape(decoder)}. "
                 f"Fix: load it with the decoder it was trained with."
             )
-        if meta["decoder_name"] != str(getattr(decoder, "name_or_path", "")):
+        loaded = str(getattr(decoder, "name_or_path", ""))
+        if meta["decoder_name"] not in (loaded, Path(loaded).name):  # alias -> its local copy
             log.warning(
                 "VAE trained against decoder %r, loading it with %r",
                 meta["decoder_name"],
