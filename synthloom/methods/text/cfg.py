@@ -24,7 +24,6 @@ streams: that is the cost CorrSynth avoids by contrasting sequences with each ot
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from typing import Any, ClassVar
 
@@ -34,18 +33,13 @@ import torch
 from synthloom.config import CFGConfig
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch
 from synthloom.methods.text.corrsynth import (
-    StreamInfo,
     check_seeds,
-    collect_samples,
-    label_quotas,
-    record_costs,
+    decode_rounds,
     seed_example_slots,
 )
 from synthloom.methods.text.guidance import cfg_scores, mixture_log_probs
 from synthloom.methods.text.lockstep import (
     Guidance,
-    LockstepOutput,
-    decode_lockstep,
     end_token_mask,
     prefill_prompts,
 )
@@ -92,7 +86,7 @@ class CFGGenerator:
         start = time.perf_counter()
         stats = GenerationStats()
         labels = seeds.label_names
-        k_labels, m_per, per_label = len(labels), cfg.sequences_per_label, cfg.prompts_per_label
+        k_labels, per_label = len(labels), cfg.prompts_per_label
         if num_samples <= 0:
             return TextBatch([], stats)
         model, tokenizer = models.causal_lm(cfg.model)
@@ -121,54 +115,26 @@ class CFGGenerator:
 
         guidance = cfg_guidance(rows_per_stream, gamma=cfg.gamma, alpha=cfg.alpha)
 
-        needed = math.ceil(num_samples / (k_labels * m_per))
-        max_rounds = cfg.max_rounds or 2 * needed
-        quota = label_quotas(labels, num_samples)
-        kept = {lab: 0 for lab in labels}
-        outputs: list[tuple[LockstepOutput, list[StreamInfo]]] = []
-        decode_passes = sequence_steps = 0
-        for rnd in range(max_rounds):
-            infos, row_prompt, row_stream = [], [], []
-            for k, lab in enumerate(labels):
-                for m in range(m_per):
-                    slot = (rnd * m_per + m) % per_label
-                    infos.append(StreamInfo(lab, rnd, m, slot, slots[lab][slot]))
-                    if joint:
-                        contrast = [k_labels * per_label + k * per_label + slot]
-                    else:
-                        contrast = [j * per_label + slot for j in range(k_labels) if j != k]
-                    row_prompt += [k * per_label + slot, *contrast]
-                    row_stream += [len(infos) - 1] * rows_per_stream
-            out = decode_lockstep(
-                model,
-                tokenizer,
-                pool,
-                row_prompt,
-                row_stream,
-                guidance,
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                generator=generator,
-                end_tokens=end_tokens,
-            )
-            outputs.append((out, infos))
-            decode_passes += out.forward_passes
-            sequence_steps += out.sequence_steps
-            stats.generated_tokens += out.generated_tokens
-            for info, text, ok in zip(infos, out.texts, out.finished, strict=True):
-                kept[info.label] += int(ok and bool(text.strip()))
-            if all(kept[lab] >= quota[lab] for lab in labels):
-                break
-        samples = collect_samples(outputs, labels, num_samples, stats, self.name)
-        record_costs(
-            stats,
-            pool.forward_passes,
-            pool.prompt_tokens,
-            decode_passes,
-            sequence_steps,
-            len(outputs),
-            len(samples),
-            start,
+        def rows_of(k: int, slot: int) -> list[int]:
+            if joint:  # the stream's prompt, then its "not label k" prompt
+                return [k * per_label + slot, k_labels * per_label + k * per_label + slot]
+            others = [j * per_label + slot for j in range(k_labels) if j != k]
+            return [k * per_label + slot, *others]
+
+        samples = decode_rounds(
+            model,
+            tokenizer,
+            pool,
+            guidance,
+            cfg,
+            slots,
+            labels,
+            num_samples,
+            rows_of,
+            generator=generator,
+            end_tokens=end_tokens,
+            stats=stats,
+            method=self.name,
+            start=start,
         )
         return TextBatch(samples, stats)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,6 +45,7 @@ from synthloom.methods.text.guidance import corrsynth_scores
 from synthloom.methods.text.lockstep import (
     Guidance,
     LockstepOutput,
+    PromptPool,
     decode_lockstep,
     end_token_mask,
     prefill_prompts,
@@ -208,52 +209,95 @@ class CorrSynthGenerator:
         stream_labels = torch.arange(len(labels)).repeat_interleave(m_per)  # (K*M,)
         guidance = corrsynth_guidance(stream_labels, cfg)
 
-        needed = math.ceil(num_samples / (len(labels) * m_per))
-        max_rounds = cfg.max_rounds or 2 * needed
-        outputs: list[tuple[LockstepOutput, list[StreamInfo]]] = []
-        kept = {lab: 0 for lab in labels}
-        quota = label_quotas(labels, num_samples)
-        decode_passes = sequence_steps = 0
-        for rnd in range(max_rounds):
-            infos, row_prompt = [], []
-            for k, lab in enumerate(labels):
-                for m in range(m_per):
-                    slot = (rnd * m_per + m) % per_label
-                    infos.append(StreamInfo(lab, rnd, m, slot, slots[lab][slot]))
-                    row_prompt.append(k * per_label + slot)
-            out = decode_lockstep(
-                model,
-                tokenizer,
-                pool,
-                row_prompt,
-                range(len(row_prompt)),
-                guidance,
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                generator=generator,
-                end_tokens=end_tokens,
-            )
-            outputs.append((out, infos))
-            decode_passes += out.forward_passes
-            sequence_steps += out.sequence_steps
-            stats.generated_tokens += out.generated_tokens
-            for info, text, ok in zip(infos, out.texts, out.finished, strict=True):
-                kept[info.label] += int(ok and bool(text.strip()))
-            if all(kept[lab] >= quota[lab] for lab in labels):
-                break
-        samples = collect_samples(outputs, labels, num_samples, stats, self.name)
-        record_costs(
-            stats,
-            pool.forward_passes,
-            pool.prompt_tokens,
-            decode_passes,
-            sequence_steps,
-            len(outputs),
-            len(samples),
-            start,
+        samples = decode_rounds(
+            model,
+            tokenizer,
+            pool,
+            guidance,
+            cfg,
+            slots,
+            labels,
+            num_samples,
+            lambda k, slot: [k * per_label + slot],  # one row: the stream's own prompt
+            generator=generator,
+            end_tokens=end_tokens,
+            stats=stats,
+            method=self.name,
+            start=start,
         )
         return TextBatch(samples, stats)
+
+
+def decode_rounds(
+    model: Any,
+    tokenizer: Any,
+    pool: PromptPool,
+    guidance: Guidance,
+    cfg: Any,
+    slots: dict[str, list[tuple[str, ...]]],
+    labels: Sequence[str],
+    num_samples: int,
+    rows_of: Callable[[int, int], list[int]],
+    *,
+    generator: torch.Generator,
+    end_tokens: torch.Tensor | None,
+    stats: GenerationStats,
+    method: str,
+    start: float,
+) -> list[TextSample]:
+    """Lockstep rounds of K labels x M streams until every label's quota is met or
+    `cfg.max_rounds` (default twice the rounds needed) were decoded; costs go to `stats`.
+
+    Stream m of label k in round r uses prompt slot (r * M + m) mod prompts_per_label and
+    the pool rows `rows_of(k, slot)` (its own prompt first, then any contrast prompts)."""
+    m_per, per_label = cfg.sequences_per_label, cfg.prompts_per_label
+    max_rounds = cfg.max_rounds or 2 * math.ceil(num_samples / (len(labels) * m_per))
+    quota = label_quotas(labels, num_samples)
+    kept = dict.fromkeys(labels, 0)
+    outputs: list[tuple[LockstepOutput, list[StreamInfo]]] = []
+    decode_passes = sequence_steps = 0
+    for rnd in range(max_rounds):
+        infos, row_prompt, row_stream = [], [], []
+        for k, lab in enumerate(labels):
+            for m in range(m_per):
+                slot = (rnd * m_per + m) % per_label
+                infos.append(StreamInfo(lab, rnd, m, slot, slots[lab][slot]))
+                rows = rows_of(k, slot)
+                row_prompt += rows
+                row_stream += [len(infos) - 1] * len(rows)
+        out = decode_lockstep(
+            model,
+            tokenizer,
+            pool,
+            row_prompt,
+            row_stream,
+            guidance,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            generator=generator,
+            end_tokens=end_tokens,
+        )
+        outputs.append((out, infos))
+        decode_passes += out.forward_passes
+        sequence_steps += out.sequence_steps
+        stats.generated_tokens += out.generated_tokens
+        for info, text, ok in zip(infos, out.texts, out.finished, strict=True):
+            kept[info.label] += int(ok and bool(text.strip()))
+        if all(kept[lab] >= quota[lab] for lab in labels):
+            break
+    samples = collect_samples(outputs, labels, num_samples, stats, method)
+    record_costs(
+        stats,
+        pool.forward_passes,
+        pool.prompt_tokens,
+        decode_passes,
+        sequence_steps,
+        len(outputs),
+        len(samples),
+        start,
+    )
+    return samples
 
 
 def record_costs(
