@@ -13,7 +13,7 @@ DCR share 45-55%, exact copies < 1%.
         [--vae-steps 400] [--rows 500] [--max-rows N] [--set KEY=VALUE ...] [--data-dir DIR]
 
 Ablations (each changes one thing of the DiffLM run): kv_memory, input_embedding (injection),
-cyclical_beta, no_diffusion (z from N(0, I); reuses the trained VAE from the cache),
+cyclical_beta, no_diffusion (z from N(0, I) instead of the latent diffusion),
 compact (keyless serialization), free_decoding (the paper's unconstrained decoding).
 Rows are printed as each run finishes.
 """

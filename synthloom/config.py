@@ -117,7 +117,8 @@ class DiffLMConfig(_Strict):
     """DiffLM (arXiv 2411.03250): VAE + latent diffusion steering a frozen LM via soft prompts.
 
     Defaults follow the paper's code where it is specific (beta 0.1 -> x0.7 on plateau ->
-    1e-3, decoding temperature 0.5, EDM with 50 Heun steps), scaled to a 2-core CPU."""
+    1e-3, EDM with 50 Heun steps), scaled to a 2-core CPU; decoding temperature is 1.0, not
+    the paper's 0.5 (measured, see `temperature`)."""
 
     name: Literal["difflm"]
     encoder: str = Field(
@@ -153,7 +154,12 @@ class DiffLMConfig(_Strict):
     diffusion_hidden: int = Field(512, gt=0, description="denoiser width (TabSyn: 1024)")
     diffusion_batch_size: int = Field(256, gt=0)
     sampler_steps: int = Field(50, gt=0)
-    temperature: float = Field(0.5, ge=0)
+    temperature: float = Field(
+        1.0,
+        ge=0,
+        description="decoding temperature; the paper's 0.5 (7B decoder) collapses the "
+        "135M decoder's distributions (measured on credit_data: shape error 25% vs 15%)",
+    )
     top_p: float = Field(1.0, gt=0, le=1)
     constrained: bool = Field(
         True,

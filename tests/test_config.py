@@ -119,7 +119,7 @@ def test_method_is_chosen_by_name_with_its_own_keys(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     cfg = load_config(path, ["method.name=difflm", "method.latent_dim=32"])
     assert cfg.method.name == "difflm" and cfg.method.latent_dim == 32
-    assert cfg.method.beta_start == 0.1 and cfg.method.temperature == 0.5
+    assert cfg.method.beta_start == 0.1 and cfg.method.temperature == 1.0
     with pytest.raises(ConfigError, match="Did you mean `difflm`"):
         load_config(path, ["method.name=diflm"])
     with pytest.raises(
