@@ -58,7 +58,8 @@ def tiny_box() -> ModelBox:
 
 
 class ScriptedSamplers:
-    """Stand-ins for sample_continuations / sample_prompts with fixed replies.
+    """Stand-in for sample_prompts (drafts: with copies; refinements: without) with fixed
+    replies.
 
     Base call c returns drafts ["draft c-0", "", "draft c-2", "draft c-3"][:num] with
     finished [True, True, False, True]: one kept, one empty, one unclosed, one kept.
@@ -70,15 +71,16 @@ class ScriptedSamplers:
         self.refine_prompts: list[str] = []
         self.refine_c3 = refine_c3
 
-    def sample_continuations(self, model, tokenizer, prompt, num, **kw):
-        assert kw["stop_strings"] == (CLOSE,) and kw["temperature"] == 1.0
-        c = len(self.base_prompts)
-        self.base_prompts.append(prompt)
-        texts = [f"draft {c}-0", "", f"draft {c}-2", f"draft {c}-3"][:num]
-        finished = [True, True, False, True][:num]
-        return Continuations(texts, finished, 5 * num, 5, 100)
-
-    def sample_prompts(self, model, tokenizer, prompts, **kw):
+    def sample_prompts(self, model, tokenizer, prompts, copies=None, **kw):
+        if copies is not None:  # base step: drafts, `copies[i]` of prompts[i]
+            assert kw["stop_strings"] == (CLOSE,) and kw["temperature"] == 1.0
+            texts, finished = [], []
+            for prompt, num in zip(prompts, copies, strict=True):
+                c = len(self.base_prompts)
+                self.base_prompts.append(prompt)
+                texts += [f"draft {c}-0", "", f"draft {c}-2", f"draft {c}-3"][:num]
+                finished += [True, True, False, True][:num]
+            return Continuations(texts, finished, 5 * len(texts), 5, 100 * len(prompts))
         assert kw["stop_strings"] == (CLOSE, "\n\n")  # one-paragraph seeds and drafts
         replies = []
         for prompt in prompts:
@@ -95,7 +97,6 @@ class ScriptedSamplers:
 
 def _run(monkeypatch, box, refine_c3, num_samples=4, **method):
     fake = ScriptedSamplers(refine_c3)
-    monkeypatch.setattr(bare_module, "sample_continuations", fake.sample_continuations)
     monkeypatch.setattr(bare_module, "sample_prompts", fake.sample_prompts)
     config = {"name": "bare", "task": "sentences", "max_attempts_factor": 2.0, **method}
     batch = BAREGenerator(config).generate(SEEDS, num_samples, models=box, seed=0)
@@ -166,13 +167,14 @@ def test_unclosed_unchanged_and_surplus_refinements_are_counted(monkeypatch, tin
 
 def test_real_sampler_on_a_tiny_model_accounts_for_every_draft(monkeypatch, tiny_box):
     drafted: list[int] = []
-    real = bare_module.sample_continuations
+    real = bare_module.sample_prompts
 
-    def counting(model, tokenizer, prompt, num, **kw):
-        drafted.append(num)
-        return real(model, tokenizer, prompt, num, **kw)
+    def counting(model, tokenizer, prompts, copies=None, **kw):
+        if copies is not None:  # the base step
+            drafted.append(sum(copies))
+        return real(model, tokenizer, prompts, copies=copies, **kw)
 
-    monkeypatch.setattr(bare_module, "sample_continuations", counting)
+    monkeypatch.setattr(bare_module, "sample_prompts", counting)
     method = {"name": "bare", "max_new_tokens": 6, "refine_max_new_tokens": 6}
     first = BAREGenerator(method).generate(SEEDS, 4, models=tiny_box, seed=3)
     n_drafts = sum(drafted)

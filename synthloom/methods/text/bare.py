@@ -4,7 +4,8 @@ pgasawa/BARE): a base model drafts, an instruct model refines.
 1. Base step. `method.base_model` continues a raw few-shot prompt (no chat template):
    `fewshot_prompt(label, examples, task=...)` with `num_examples` (3) seed examples of the
    label between delimiters and an open delimiter at the end; `drafts_per_prompt`
-   continuations share the prompt's KV cache (`sample_continuations`), temperature
+   continuations share the prompt's KV cache, and a round's prompts decode in one batch
+   (`sample_prompts` with copies), temperature
    `base_temperature` (1.0), stop at the closing delimiter. A draft that never closes
    (token limit) or is empty is dropped: counts "draft_unfinished", "draft_empty".
 2. Refine step. `method.instruct_model`, through its chat template, gets the same examples
@@ -51,7 +52,6 @@ from synthloom.methods.text.prompts import CLOSE, OPEN, fewshot_prompt
 from synthloom.methods.text.sampling import (
     Continuations,
     chat_prompt,
-    sample_continuations,
     sample_prompts,
 )
 
@@ -196,31 +196,35 @@ class BAREGenerator:
         fresh random set of examples per prompt, up to `drafts_per_prompt` drafts each."""
         cfg = self.cfg
         model, tokenizer = lm
-        out: list[tuple[str, list[int]]] = []
+        plan: list[tuple[str, list[int], int]] = []  # prompt, seeds shown, drafts
         for start in range(0, want, cfg["drafts_per_prompt"]):
-            per_prompt = min(cfg["drafts_per_prompt"], want - start)
             shown = [int(i) for i in rng.permutation(pool)[: cfg["num_examples"]]]
             prompt = fewshot_prompt(label, [seeds.texts[i] for i in shown], task=cfg["task"])
-            cont = sample_continuations(
-                model,
-                tokenizer,
-                prompt,
-                per_prompt,
-                max_new_tokens=cfg["max_new_tokens"],
-                temperature=cfg["base_temperature"],
-                top_p=cfg["base_top_p"],
-                stop_strings=(CLOSE,),
-                generator=generator,
-            )
-            add_sampling_cost(stats, cont)
-            for text, finished in zip(cont.texts, cont.finished, strict=True):
-                draft = text.strip()
-                if not finished:
-                    stats.count("draft_unfinished")
-                elif not draft:
-                    stats.count("draft_empty")
-                else:
-                    out.append((draft, shown))
+            plan.append((prompt, shown, min(cfg["drafts_per_prompt"], want - start)))
+        out: list[tuple[str, list[int]]] = []
+        if not plan:
+            return out
+        cont = sample_prompts(  # all prompts in one batch, each prefilled once
+            model,
+            tokenizer,
+            [prompt for prompt, _, _ in plan],
+            copies=[n for _, _, n in plan],
+            max_new_tokens=cfg["max_new_tokens"],
+            temperature=cfg["base_temperature"],
+            top_p=cfg["base_top_p"],
+            stop_strings=(CLOSE,),
+            generator=generator,
+        )
+        add_sampling_cost(stats, cont)
+        owners = [shown for _, shown, n in plan for _ in range(n)]
+        for text, finished, shown in zip(cont.texts, cont.finished, owners, strict=True):
+            draft = text.strip()
+            if not finished:
+                stats.count("draft_unfinished")
+            elif not draft:
+                stats.count("draft_empty")
+            else:
+                out.append((draft, shown))
         return out
 
     def _refine(
