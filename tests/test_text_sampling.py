@@ -136,36 +136,23 @@ def test_per_prompt_batch_equals_each_prompt_alone(lm):
 def test_copies_share_a_prompt_and_equal_it_decoded_alone(lm):
     model, tok = lm
     prompts = [PROMPT, "Generate one new record"]
-    greedy = sample_prompts(
-        model,
-        tok,
-        prompts,
-        copies=[3, 2],
-        max_new_tokens=8,
-        temperature=0.0,
-        stop_strings=(),
-        generator=gen(),
-    )
+
+    def run(copies, temperature, seed=0):
+        return sample_prompts(
+            model, tok, prompts, copies=copies, max_new_tokens=8, temperature=temperature,
+            stop_strings=(), generator=gen(seed),
+        )  # fmt: skip
+
+    greedy = run([3, 2], 0.0)
     alone = [reference_greedy(model, tok, p, 8) for p in prompts]
     expected = [tok.decode(alone[0], skip_special_tokens=True)] * 3
     expected += [tok.decode(alone[1], skip_special_tokens=True)] * 2
     assert greedy.texts == expected
     assert greedy.prompt_tokens == sum(len(tok(p).input_ids) for p in prompts)  # prefilled once
-    sampled = sample_prompts(
-        model,
-        tok,
-        prompts,
-        copies=[4, 0],
-        max_new_tokens=8,
-        temperature=1.0,
-        stop_strings=(),
-        generator=gen(5),
-    )
+    sampled = run([4, 0], 1.0, seed=5)
     assert len(sampled.texts) == 4 and len(set(sampled.texts)) > 1  # independent samples
     with pytest.raises(ValueError, match="copies"):
-        sample_prompts(
-            model, tok, prompts, copies=[1], max_new_tokens=4, temperature=0.0, generator=gen()
-        )
+        run([1], 0.0)
 
 
 def test_chat_prompt_uses_template_or_falls_back():
