@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,26 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ["SYNTHLOOM_MODEL_CACHE"] = str(_SESSION_HOME / "models")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_torch_modes(request):
+    """A test should leave torch's global modes as it found them: an autocast or no-grad
+    context left open (e.g. by an unfinished generator) silently changes every later test
+    (a leaked bf16 autocast is the likely cause of a fine-tuning test failing far away).
+    Warns with the test's id, and restores the modes so later tests run as written."""
+    import torch
+
+    yield
+    leaked = []
+    if torch.is_autocast_enabled("cpu"):
+        leaked.append("CPU autocast")
+        torch.set_autocast_enabled("cpu", False)
+    if not torch.is_grad_enabled():
+        leaked.append("no-grad mode")
+        torch.set_grad_enabled(True)
+    if leaked:
+        warnings.warn(f"{request.node.nodeid} leaked {' and '.join(leaked)}", stacklevel=1)
 
 
 @pytest.fixture

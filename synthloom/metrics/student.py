@@ -78,7 +78,8 @@ def finetuned_student_scores(
     mean-pooled token states: logits = W mean_pool(h) + b, cross-entropy, AdamW
     (weight decay 0.01), shuffled batches; then predict the test texts. Deterministic in
     `seed`: head init, batch order and dropout masks all come from it, and the global torch
-    RNG is left as it was."""
+    RNG is left as it was. Runs in fp32 with gradients even inside a caller's autocast or
+    no-grad context."""
     train_labels = [str(t) for t in train_labels]
     names = sorted(set(train_labels))
     if len(names) < 2:
@@ -88,7 +89,14 @@ def finetuned_student_scores(
             np.zeros((len(test_texts), 1)),
             test_labels,
         )
-    with torch.random.fork_rng(devices=[]):
+    device_type = encoder[0].device.type
+    # fp32 and gradients whatever the caller's context (an enclosing autocast would train in
+    # bf16 and change the scores); the global RNG is restored afterwards
+    with (
+        torch.random.fork_rng(devices=[]),
+        torch.autocast(device_type, enabled=False),
+        torch.enable_grad(),
+    ):
         torch.manual_seed(seed)  # dropout masks
         return _finetune_and_predict(
             encoder,
