@@ -54,10 +54,11 @@ def _data_dir(cli_value: str | None, config: PipelineConfig | None = None) -> Pa
     return default_data_dir()
 
 
-def run_id_for(config: PipelineConfig, fresh: bool = False) -> str:
-    """`<name>-<config hash[:10]>`: the same config continues the same run; --fresh adds a time."""
+def run_id_for(config: PipelineConfig, fresh: bool = False, given: str | None = None) -> str:
+    """`given` or `<name>-<config hash[:10]>`: the same id continues the same run (finished
+    stages are reused); --fresh appends the time, so it starts a new run even with --run-id."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.run.name or "run").strip("-") or "run"
-    run_id = f"{name}-{config_hash(config)[:10]}"
+    run_id = given or f"{name}-{config_hash(config)[:10]}"
     return run_id + time.strftime("-%Y%m%dT%H%M%S") if fresh else run_id
 
 
@@ -124,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set or [])
     return _execute(
         config.model_dump(mode="json"),
-        args.run_id or run_id_for(config, args.fresh),
+        run_id_for(config, args.fresh, args.run_id),
         _data_dir(args.data_dir, config),
     )
 
@@ -280,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. --set generate.num_rows=500 (repeatable)",
     )
     run.add_argument(
-        "--fresh", action="store_true", help="start a new run id instead of continuing"
+        "--fresh",
+        action="store_true",
+        help="start a new run (the run id gets the time appended) instead of continuing",
     )
     run.add_argument("--run-id", help="use this run id instead of <name>-<config hash>")
     run.add_argument("--data-dir", help="where runs/, prefect/ and mlflow/ live (default: data)")

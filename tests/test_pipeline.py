@@ -49,6 +49,15 @@ def stage(summary: dict, name: str) -> dict:
     return next(s for s in summary["stages"] if s["name"] == name)
 
 
+def test_fresh_starts_a_new_run_id_even_when_one_is_given(tmp_path: Path, mixed_table) -> None:
+    config = load_config(small_config(tmp_path, mixed_table))
+    derived = run_id_for(config)
+    assert run_id_for(config, given="mine") == "mine"
+    assert run_id_for(config, fresh=True).startswith(derived + "-")
+    fresh = run_id_for(config, fresh=True, given="mine")
+    assert fresh.startswith("mine-") and len(fresh) > len("mine-")
+
+
 @pytest.mark.integration
 def test_run_then_rerun_reuses_every_stage(tmp_path: Path, mixed_table, capsys) -> None:
     path = small_config(tmp_path, mixed_table)
