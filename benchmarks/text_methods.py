@@ -7,8 +7,9 @@ Data, seeds, filter rules and student come from `--config` (a text pipeline conf
 method runs with its own `pipeline_configs/text_<method>.yaml` method section when that file
 exists, else with its config class's defaults (plus the base config's `task`). A method whose
 module does not exist yet is skipped, and the table says so. For each method: generation wall
-time, samples/s, forward passes, what generation dropped, what the filter removed (prompt
-echoes and seed near-copies before filtering), then on the filtered set diversity
+time, samples/s, forward passes (model calls) and, for CorrSynth and CFG, sequence steps
+(rows fed to those calls: the model evaluations), what generation dropped, what the filter
+removed (prompt echoes and seed near-copies before filtering), then on the filtered set diversity
 (distinct-2, self-BLEU, Vendi), fidelity (MMD^2 to real embeddings) and the fast student's
 accuracy on the real test split, beside the seeds-only and real-train students.
 Timings on a shared machine are pessimistic.
@@ -106,6 +107,8 @@ def main() -> None:
             "wall_s": wall,
             "samples_per_s": len(frame) / wall,
             "forward_passes": stats["metrics"]["forward_passes"],
+            # rows fed to decoding calls (CorrSynth / CFG report it): the model evaluations
+            "sequence_steps": stats["metrics"].get("sequence_steps", math.nan),
             "dropped": stats["counts"],
             "removed": filtered.counts,
             "echo_rate_before": filtered.counts["prompt_leakage"] / n,
@@ -125,6 +128,7 @@ def print_table(results: dict[str, dict]) -> None:
         ("wall_s", lambda r: r["wall_s"], "{:.1f}"),
         ("samp/s", lambda r: r["samples_per_s"], "{:.2f}"),
         ("fwd", lambda r: r["forward_passes"], "{:.0f}"),
+        ("seq_steps", lambda r: r["sequence_steps"], "{:.0f}"),
         ("echo%", lambda r: 100 * r["echo_rate_before"], "{:.1f}"),
         ("copy%", lambda r: 100 * r["seed_copy_rate_before"], "{:.1f}"),
         ("dist2", lambda r: r["metrics"].get("distinct_2", math.nan), "{:.3f}"),
