@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/text_methods.py [--num-samples 60] [--methods fewgen corrsynth]
         [--config pipeline_configs/text_fewgen.yaml] [--threads 2] [--out results.json]
+        [--samples-dir DIR [--reuse]] [--filter-set label_consistency=true ...]
 
 Data, seeds, filter rules and student come from `--config` (a text pipeline config); each
 method runs with its own `pipeline_configs/text_<method>.yaml` method section when that file
@@ -11,8 +12,15 @@ time, samples/s, forward passes (model calls) and, for CorrSynth and CFG, sequen
 (rows fed to those calls: the model evaluations), what generation dropped, what the filter
 removed (prompt echoes and seed near-copies before filtering), then on the filtered set diversity
 (distinct-2, self-BLEU, Vendi), fidelity (MMD^2 to real embeddings) and the fast student's
-accuracy on the real test split, beside the seeds-only and real-train students.
-Timings on a shared machine are pessimistic.
+accuracy on the real test split, beside the seeds-only and real-train students. After the
+filter it reports the share of kept samples that still echo the prompt or copy a seed by the
+filter's own rules (0 unless those rules are switched off) and, as an independent check, the
+share whose MiniLM cosine to the nearest seed is >= 0.95 (`near%`).
+
+`--samples-dir` writes each method's generated samples and generation stats there;
+with `--reuse` a method whose files exist is not generated again, so filter variants
+(`--filter-set`, YAML values, applied over the config's `text_filter`) compare on the same
+samples. Timings on a shared machine are pessimistic.
 """
 
 from __future__ import annotations
@@ -27,14 +35,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from synthloom.config import METHOD_CONFIGS, load_config, load_raw_config  # noqa: E402
-from synthloom.filters.text import filter_texts  # noqa: E402
+from synthloom.filters.text import filter_texts, leaks_prompt, word_tokens  # noqa: E402
 from synthloom.ingest import load_source  # noqa: E402
 from synthloom.methods.text import TEXT_GENERATORS, text_generator_class  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
-from synthloom.models.encoder import load_encoder  # noqa: E402
+from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits  # noqa: E402
 from tasks.text import run_generator, text_model_box  # noqa: E402
 
@@ -57,6 +68,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-cache", default=str(REPO / "data" / "models"))
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--samples-dir", default=None, help="save generated samples here")
+    parser.add_argument("--reuse", action="store_true", help="reuse samples in --samples-dir")
+    parser.add_argument("--filter-set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -82,8 +96,17 @@ def main() -> None:
         f"{len(splits.seeds)}, test {len(splits.test)}, real train {len(splits.real_train)}; "
         f"budget {args.num_samples} samples per method; torch threads {args.threads}"
     )
+    rules = dict(base["text_filter"])
+    for assignment in args.filter_set:
+        key, _, value = assignment.partition("=")
+        rules[key] = yaml.safe_load(value)
+    samples_dir = Path(args.samples_dir) if args.samples_dir else None
     models = text_model_box("cpu", args.model_cache, base["evaluate"]["encoder"])
     encoder = load_encoder(base["evaluate"]["encoder"], device="cpu")
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return encode_texts(*encoder, texts)
+
     results: dict[str, dict] = {}
     for name in args.methods:
         try:
@@ -92,14 +115,13 @@ def main() -> None:
             print(f"{name}: skipped, its generator is not importable yet ({exc})")
             continue
         method = method_config(name, base)
-        start = time.perf_counter()
-        frame, stats = run_generator(method, splits.seeds, args.num_samples, models, args.seed)
-        wall = time.perf_counter() - start
+        frame, stats, wall = generated(name, method, splits.seeds, models, args, samples_dir)
         task = method.get("task")
-        filtered = filter_texts(frame, splits.seeds, base["text_filter"], task=task)
-        metrics, _ = evaluate_text_sets(
+        filtered = filter_texts(frame, splits.seeds, rules, task=task, embed=embed)
+        metrics, emb = evaluate_text_sets(
             filtered.kept, real, encoder, base["evaluate"], seed=args.seed, task_description=task
         )
+        after = after_filter_rates(filtered.kept, splits.seeds, rules, task, emb)
         n = max(len(frame), 1)
         results[name] = {
             "generated": len(frame),
@@ -113,12 +135,59 @@ def main() -> None:
             "removed": filtered.counts,
             "echo_rate_before": filtered.counts["prompt_leakage"] / n,
             "seed_copy_rate_before": filtered.counts["seed_copy"] / n,
+            **after,
             "metrics": metrics,
         }
         print(f"{name}: done in {wall:.1f} s; dropped {stats['counts']}; removed {filtered.counts}")
     print_table(results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, default=float))
+
+
+def generated(name, method, seeds, models, args, samples_dir):
+    """(samples frame, generation stats, wall seconds): from `samples_dir` with --reuse when
+    saved there before, else generated now (and saved when `samples_dir` is given)."""
+    frame_path = samples_dir / f"{name}.parquet" if samples_dir else None
+    stats_path = samples_dir / f"{name}.json" if samples_dir else None
+    if args.reuse and frame_path is not None and frame_path.is_file() and stats_path.is_file():
+        saved = json.loads(stats_path.read_text())
+        print(f"{name}: reusing {frame_path} (generated in {saved['wall_s']:.1f} s)")
+        return pd.read_parquet(frame_path), saved["stats"], saved["wall_s"]
+    start = time.perf_counter()
+    frame, stats = run_generator(method, seeds, args.num_samples, models, args.seed)
+    wall = time.perf_counter() - start
+    if samples_dir is not None:
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(frame_path)
+        stats_path.write_text(json.dumps({"wall_s": wall, "stats": stats}, default=float))
+    return frame, stats, wall
+
+
+def after_filter_rates(kept, seeds, rules, task, emb) -> dict[str, float]:
+    """Shares of the KEPT samples that echo the prompt, share a word `seed_ngram`-gram with a
+    seed (the filter's rules), or have MiniLM cosine >= 0.95 to their nearest seed."""
+    n = max(len(kept), 1)
+    texts = kept["text"].astype(str).tolist()
+    size = rules.get("seed_ngram") or 8
+    grams = {
+        tuple(t[i : i + size])
+        for t in map(word_tokens, seeds["text"].astype(str))
+        for i in range(len(t) - size + 1)
+    }
+    copies = sum(
+        any(tuple(t[i : i + size]) in grams for i in range(len(t) - size + 1))
+        for t in map(word_tokens, texts)
+    )
+    near = 0
+    if len(texts):
+        a = emb["synthetic"] / np.linalg.norm(emb["synthetic"], axis=1, keepdims=True)
+        b = emb["seeds"] / np.linalg.norm(emb["seeds"], axis=1, keepdims=True)
+        near = int(((a @ b.T).max(axis=1) >= 0.95).sum())
+    return {
+        "echo_rate_after": sum(leaks_prompt(t, task) for t in texts) / n,
+        "seed_copy_rate_after": copies / n,
+        "seed_cosine_095_after": near / n,
+    }
 
 
 def print_table(results: dict[str, dict]) -> None:
@@ -131,6 +200,9 @@ def print_table(results: dict[str, dict]) -> None:
         ("seq_steps", lambda r: r["sequence_steps"], "{:.0f}"),
         ("echo%", lambda r: 100 * r["echo_rate_before"], "{:.1f}"),
         ("copy%", lambda r: 100 * r["seed_copy_rate_before"], "{:.1f}"),
+        ("echo%_after", lambda r: 100 * r["echo_rate_after"], "{:.1f}"),
+        ("copy%_after", lambda r: 100 * r["seed_copy_rate_after"], "{:.1f}"),
+        ("near%_after", lambda r: 100 * r["seed_cosine_095_after"], "{:.1f}"),
         ("dist2", lambda r: r["metrics"].get("distinct_2", math.nan), "{:.3f}"),
         ("sbleu", lambda r: r["metrics"].get("self_bleu", math.nan), "{:.3f}"),
         ("vendi", lambda r: r["metrics"].get("vendi_score", math.nan), "{:.1f}"),
