@@ -15,7 +15,7 @@ removed (prompt echoes and seed near-copies before filtering), then on the filte
 accuracy on the real test split, beside the seeds-only and real-train students. After the
 filter it reports the share of kept samples that still echo the prompt or copy a seed by the
 filter's own rules (0 unless those rules are switched off) and, as an independent check, the
-share whose MiniLM cosine to the nearest seed is >= 0.95 (`near%`).
+share whose MiniLM cosine to the nearest seed is >= 0.9 (`near%`, stricter than the filter's default 0.95).
 
 `--samples-dir` writes each method's generated samples and generation stats there;
 with `--reuse` a method whose files exist is not generated again, so filter variants
@@ -165,7 +165,7 @@ def generated(name, method, seeds, models, args, samples_dir):
 
 def after_filter_rates(kept, seeds, rules, task, emb) -> dict[str, float]:
     """Shares of the KEPT samples that echo the prompt, share a word `seed_ngram`-gram with a
-    seed (the filter's rules), or have MiniLM cosine >= 0.95 to their nearest seed."""
+    seed (the filter's rules), or have MiniLM cosine >= 0.9 to their nearest seed."""
     n = max(len(kept), 1)
     texts = kept["text"].astype(str).tolist()
     size = rules.get("seed_ngram") or 8
@@ -182,11 +182,11 @@ def after_filter_rates(kept, seeds, rules, task, emb) -> dict[str, float]:
     if len(texts):
         a = emb["synthetic"] / np.linalg.norm(emb["synthetic"], axis=1, keepdims=True)
         b = emb["seeds"] / np.linalg.norm(emb["seeds"], axis=1, keepdims=True)
-        near = int(((a @ b.T).max(axis=1) >= 0.95).sum())
+        near = int(((a @ b.T).max(axis=1) >= 0.9).sum())
     return {
         "echo_rate_after": sum(leaks_prompt(t, task) for t in texts) / n,
         "seed_copy_rate_after": copies / n,
-        "seed_cosine_095_after": near / n,
+        "seed_cosine_09_after": near / n,
     }
 
 
@@ -202,7 +202,7 @@ def print_table(results: dict[str, dict]) -> None:
         ("copy%", lambda r: 100 * r["seed_copy_rate_before"], "{:.1f}"),
         ("echo%_after", lambda r: 100 * r["echo_rate_after"], "{:.1f}"),
         ("copy%_after", lambda r: 100 * r["seed_copy_rate_after"], "{:.1f}"),
-        ("near%_after", lambda r: 100 * r["seed_cosine_095_after"], "{:.1f}"),
+        ("near%_after", lambda r: 100 * r["seed_cosine_09_after"], "{:.1f}"),
         ("dist2", lambda r: r["metrics"].get("distinct_2", math.nan), "{:.3f}"),
         ("sbleu", lambda r: r["metrics"].get("self_bleu", math.nan), "{:.3f}"),
         ("vendi", lambda r: r["metrics"].get("vendi_score", math.nan), "{:.1f}"),

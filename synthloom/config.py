@@ -410,6 +410,13 @@ class TextFilterConfig(_Strict):
     seed_ngram: int | None = Field(
         8, gt=1, description="drop texts sharing a word n-gram of this length with a seed"
     )
+    seed_cosine: float | None = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="drop texts whose sentence-embedding cosine to a seed reaches this "
+        "(paraphrased seed copies)",
+    )
     exact_duplicates: bool = Field(True, description="drop repeats (case/space-insensitive)")
     near_duplicates: Literal["minhash", "embedding"] | None = Field(
         "minhash", description="near-duplicate removal among the synthetic texts"

@@ -26,6 +26,7 @@ GOOD = [
 
 
 def run(texts, labels=None, **overrides):
+    overrides.setdefault("seed_cosine", None)  # the paraphrase check has its own tests
     rules = TextFilterConfig(**overrides).model_dump()
     frame = pd.DataFrame({"text": texts, "label": labels or ["android"] * len(texts)})
     return filter_texts(frame, SEEDS, rules, task="tweets by Donald Trump")
@@ -77,10 +78,30 @@ def test_embedding_near_duplicates_use_cosine():
     vectors = {GOOD[0]: [1.0, 0.0], GOOD[1]: [0.99, 0.05], GOOD[2]: [0.0, 1.0]}
     embed = lambda texts: np.array([vectors[t] for t in texts])  # noqa: E731
     frame = pd.DataFrame({"text": GOOD, "label": ["a"] * 3})
-    rules = TextFilterConfig(near_duplicates="embedding", embedding_threshold=0.95).model_dump()
+    rules = TextFilterConfig(
+        near_duplicates="embedding", embedding_threshold=0.95, seed_cosine=None
+    ).model_dump()
     result = filter_texts(frame, SEEDS, rules, embed=embed)
     assert result.kept["text"].tolist() == [GOOD[0], GOOD[2]]
     assert result.counts["near_duplicate"] == 1
+
+
+def test_paraphrased_seed_copies_are_seed_copies_by_cosine():
+    paraphrase = "Dishonest politicians never keep their word to Americans"
+    vectors = {SEEDS["text"][0]: [1.0, 0.0, 0.0], SEEDS["text"][1]: [0.0, 1.0, 0.0]}
+    vectors |= {paraphrase: [0.96, 0.28, 0.0], GOOD[0]: [0.6, 0.0, 0.8], GOOD[1]: [0.0, 0.0, 1.0]}
+    embed = lambda texts: np.array([vectors[t] for t in texts])  # noqa: E731
+    frame = pd.DataFrame({"text": [GOOD[0], paraphrase, GOOD[1]], "label": ["android"] * 3})
+    rules = TextFilterConfig(seed_cosine=0.95).model_dump()
+    result = filter_texts(frame, SEEDS, rules, embed=embed)
+    assert result.kept["text"].tolist() == [GOOD[0], GOOD[1]]  # cosine 0.96 >= 0.95 > 0.6
+    assert result.counts["seed_copy"] == 1
+    looser = filter_texts(
+        frame, SEEDS, TextFilterConfig(seed_cosine=0.97).model_dump(), embed=embed
+    )
+    assert looser.counts["seed_copy"] == 0
+    with pytest.raises(ValueError, match="seed_cosine: null"):
+        filter_texts(frame, SEEDS, rules)  # the rule is on by default and needs embeddings
 
 
 def test_label_consistency_drops_samples_closer_to_another_label():
@@ -93,7 +114,7 @@ def test_label_consistency_drops_samples_closer_to_another_label():
         )
 
     frame = pd.DataFrame({"text": GOOD, "label": ["android", "android", "android"]})
-    rules = TextFilterConfig(label_consistency=True).model_dump()
+    rules = TextFilterConfig(label_consistency=True, seed_cosine=None).model_dump()
     result = filter_texts(frame, SEEDS, rules, embed=embed)
     assert result.removed["text"].tolist() == [GOOD[1]]  # the Ohio one looks like "iphone"
     assert result.counts["label_inconsistent"] == 1

@@ -13,6 +13,7 @@ from synthloom.filters.text import filter_texts
 from synthloom.ingest import load_source
 from synthloom.methods.text.fewgen import FewGenGenerator
 from synthloom.methods.text.prompts import CLOSE, OPEN
+from synthloom.models.encoder import encode_texts
 from synthloom.text_splits import text_splits
 from tasks.text import model_cache_dir, run_generator, seed_set, text_model_box
 
@@ -42,5 +43,6 @@ def test_fewgen_writes_closed_tweets_with_the_real_model(tmp_path):
     assert stats["metrics"]["forward_passes"] <= stats["metrics"]["prompts"] * 48
     seeds = seed_set(splits.seeds)
     assert len(seeds.label_names) == 2
-    kept = filter_texts(frame, splits.seeds, TextFilterConfig().model_dump()).kept
-    assert len(kept) >= 1
+    embed = lambda texts: encode_texts(*models.encoder(), texts)  # noqa: E731
+    result = filter_texts(frame, splits.seeds, TextFilterConfig().model_dump(), embed=embed)
+    assert len(result.kept) >= 1 and len(result.kept) + sum(result.counts.values()) == len(frame)

@@ -13,7 +13,8 @@ first rule that removes it; null/false switches a rule off; keys of TextFilterCo
    ``/text>``), "Example(s) N:", "examples of", 'with label "', a chat-style preamble
    ("Here's/Here is/Sure/Certainly/Below is/As an AI"), or the task description itself;
 5. ``seed_copy``: shares a word `seed_ngram`-gram (lower-cased ``\\w+`` tokens) with a seed,
-   or equals a seed;
+   equals a seed, or (`seed_cosine`, needs `embed`) has cosine >= `seed_cosine` between its
+   unit embedding and a seed's: a paraphrased copy that shares no long n-gram;
 6. ``exact_duplicate``: same text as an earlier kept sample after lower-casing and collapsing
    whitespace;
 7. ``near_duplicate``: MinHash (datasketch, 128 permutations, character 5-gram shingles)
@@ -119,14 +120,19 @@ def filter_texts(
         apply("repetitive", lambda i: repeated_ngram_share(word_tokens(texts[i]), 3) > share)
     if rules.get("prompt_leakage", True):
         apply("prompt_leakage", lambda i: leaks_prompt(texts[i], task))
-    n = rules.get("seed_ngram")
-    if n is not None:
+    n, cosine = rules.get("seed_ngram"), rules.get("seed_cosine")
+    if n is not None or cosine is not None:
         seed_texts = seeds["text"].astype(str).tolist()
-        grams = {g for t in seed_texts for g in _ngrams(word_tokens(t), n)}
+        grams = {g for t in seed_texts for g in _ngrams(word_tokens(t), n)} if n else set()
         exact = {_normal(t) for t in seed_texts}
+        close = _close_to_seeds(texts, reason, seed_texts, embed, cosine) if cosine else set()
         apply(
             "seed_copy",
-            lambda i: _normal(texts[i]) in exact or bool(_ngrams(word_tokens(texts[i]), n) & grams),
+            lambda i: (
+                i in close
+                or _normal(texts[i]) in exact
+                or bool(n and _ngrams(word_tokens(texts[i]), n) & grams)
+            ),
         )
     if rules.get("exact_duplicates", True):
         seen: set[str] = set()
@@ -199,6 +205,26 @@ def _minhash_duplicates(texts: list[str], reason: list[str | None], threshold: f
         key = str(i)
         lsh.insert(key, mh)
         hashes[key] = mh
+
+
+def _close_to_seeds(
+    texts: list[str],
+    reason: list[str | None],
+    seed_texts: list[str],
+    embed: Embed | None,
+    threshold: float,
+) -> set[int]:
+    """Indices of the not-yet-removed samples whose cosine with some seed is >= threshold."""
+    if embed is None:
+        raise ValueError(
+            "text_filter.seed_cosine needs sentence embeddings: pass `embed` to filter_texts, "
+            "or set text_filter.seed_cosine: null to switch the paraphrase check off"
+        )
+    alive = [i for i, r in enumerate(reason) if r is None]
+    if not alive or not seed_texts:
+        return set()
+    nearest = (_unit(embed([texts[i] for i in alive])) @ _unit(embed(seed_texts)).T).max(axis=1)
+    return {i for i, c in zip(alive, nearest, strict=True) if c >= threshold}
 
 
 def _embedding_duplicates(
