@@ -218,6 +218,29 @@ def test_great_fits_and_samples_with_a_tiny_lm(tmp_path: Path, mixed_table, mixe
     pd.testing.assert_frame_equal(again.sample(4, seed=1), again.sample(4, seed=1))
 
 
+def test_great_state_with_integer_keys_survives_json() -> None:
+    # be-great keeps an integer target's distribution as {np.int64 value: share}; json.dumps
+    # refused it (diamonds' price) after the whole fine-tuning had run
+    import json
+
+    from synthloom.methods.peers.great import from_json, to_json
+
+    state = {
+        "conditional_col_dist": {np.int64(326): np.float64(0.25), np.int64(2757): 0.75},
+        "num_cols": ["carat", "price"],
+        "col_stats": {"carat": {"mean": np.float32(0.5), "nulls": np.int64(0)}},
+        "max_length": 60,
+        "values": np.array([1.5, 2.0]),
+    }
+    back = from_json(json.loads(json.dumps(to_json(state))))
+    assert back["conditional_col_dist"] == {326: 0.25, 2757: 0.75}
+    assert all(type(k) is int for k in back["conditional_col_dist"])
+    assert back["col_stats"] == {"carat": {"mean": 0.5, "nulls": 0}} and back["max_length"] == 60
+    assert back["values"] == [1.5, 2.0] and back["num_cols"] == ["carat", "price"]
+    with pytest.raises(TypeError):
+        json.dumps(state)  # what save() used to do
+
+
 @needs("great")
 def test_great_keeps_only_complete_rows_and_counts_tries(
     tmp_path: Path, mixed_table, mixed_schema

@@ -41,6 +41,33 @@ STATE_FILE = "great.json"
 _STATE_KEYS = ("columns", "num_cols", "conditional_col", "conditional_col_dist", "col_stats")
 
 
+def to_json(value: Any) -> Any:
+    """`value` as JSON-ready data that `from_json` turns back into an equal value: numpy
+    scalars and arrays become Python numbers and lists, and a dict with a non-string key
+    (be-great's target distribution of an integer column, e.g. diamonds' price) becomes
+    {"__items__": [[key, value], ...]} so its keys keep their type."""
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and "__items__" not in value:
+            return {k: to_json(v) for k, v in value.items()}
+        return {"__items__": [[to_json(k), to_json(v)] for k, v in value.items()]}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def from_json(value: Any) -> Any:
+    """The inverse of `to_json` (lists stay lists)."""
+    if isinstance(value, dict):
+        if set(value) == {"__items__"}:
+            return {from_json(k): from_json(v) for k, v in value["__items__"]}
+        return {k: from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    return value
+
+
 def model_cache_dir() -> Path:
     """Where converted built-in models live (the same rule as the pipeline flows)."""
     cache = os.environ.get("SYNTHLOOM_MODEL_CACHE")
@@ -190,14 +217,14 @@ class GReaTGenerator:
             "state": self.state,
             "history": self.history,
         }
-        (directory / STATE_FILE).write_text(json.dumps(payload), encoding="utf-8")
+        (directory / STATE_FILE).write_text(json.dumps(to_json(payload)), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> GReaTGenerator:
         require_peer(cls.name)
         from be_great import GReaT
 
-        payload = json.loads((Path(directory) / STATE_FILE).read_text(encoding="utf-8"))
+        payload = from_json(json.loads((Path(directory) / STATE_FILE).read_text(encoding="utf-8")))
         model = cls(**payload["params"])
         model.schema = TableSchema.from_dict(payload["schema"])
         model.state = payload["state"]
