@@ -41,7 +41,13 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from synthloom.config import METHOD_CONFIGS, load_config, load_raw_config  # noqa: E402
-from synthloom.filters.text import filter_texts, leaks_prompt, word_tokens  # noqa: E402
+from synthloom.filters.text import (  # noqa: E402
+    filter_texts,
+    leaks_prompt,
+    nearest_seed_cosine,
+    word_ngrams,
+    word_tokens,
+)
 from synthloom.ingest import load_source  # noqa: E402
 from synthloom.methods.text import TEXT_GENERATORS, text_generator_class  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
@@ -169,20 +175,9 @@ def after_filter_rates(kept, seeds, rules, task, emb) -> dict[str, float]:
     n = max(len(kept), 1)
     texts = kept["text"].astype(str).tolist()
     size = rules.get("seed_ngram") or 8
-    grams = {
-        tuple(t[i : i + size])
-        for t in map(word_tokens, seeds["text"].astype(str))
-        for i in range(len(t) - size + 1)
-    }
-    copies = sum(
-        any(tuple(t[i : i + size]) in grams for i in range(len(t) - size + 1))
-        for t in map(word_tokens, texts)
-    )
-    near = 0
-    if len(texts):
-        a = emb["synthetic"] / np.linalg.norm(emb["synthetic"], axis=1, keepdims=True)
-        b = emb["seeds"] / np.linalg.norm(emb["seeds"], axis=1, keepdims=True)
-        near = int(((a @ b.T).max(axis=1) >= 0.9).sum())
+    grams = set().union(*(word_ngrams(word_tokens(t), size) for t in seeds["text"].astype(str)))
+    copies = sum(bool(word_ngrams(word_tokens(t), size) & grams) for t in texts)
+    near = int((nearest_seed_cosine(emb["synthetic"], emb["seeds"]) >= 0.9).sum()) if texts else 0
     return {
         "echo_rate_after": sum(leaks_prompt(t, task) for t in texts) / n,
         "seed_copy_rate_after": copies / n,

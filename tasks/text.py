@@ -223,8 +223,11 @@ def filter_text(
         samples = read_table(generated_files["samples"]["path"])[0]
         seeds = read_table(seed_files["seeds"]["path"])[0]
         embed = None
-        needs_embeddings = (rules.get("near_duplicates") == "embedding", rules.get("seed_cosine"))
-        if any(needs_embeddings) or rules.get("label_consistency"):
+        if (
+            rules.get("near_duplicates") == "embedding"
+            or rules.get("seed_cosine")
+            or rules.get("label_consistency")
+        ):
             model = load_encoder(encoder, device=resolve_device(device))
             embed = lambda texts: encode_texts(*model, texts)  # noqa: E731
         result = filter_texts(samples, seeds, rules, task=task_description, embed=embed)

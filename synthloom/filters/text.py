@@ -36,7 +36,15 @@ import pandas as pd
 
 from synthloom.methods.text.prompts import CLOSE, OPEN
 
-__all__ = ["RULES", "TextFilterResult", "filter_texts", "leaks_prompt", "word_tokens"]
+__all__ = [
+    "RULES",
+    "TextFilterResult",
+    "filter_texts",
+    "leaks_prompt",
+    "nearest_seed_cosine",
+    "word_ngrams",
+    "word_tokens",
+]
 
 RULES = (
     "too_short",
@@ -123,7 +131,7 @@ def filter_texts(
     n, cosine = rules.get("seed_ngram"), rules.get("seed_cosine")
     if n is not None or cosine is not None:
         seed_texts = seeds["text"].astype(str).tolist()
-        grams = {g for t in seed_texts for g in _ngrams(word_tokens(t), n)} if n else set()
+        grams = {g for t in seed_texts for g in word_ngrams(word_tokens(t), n)} if n else set()
         exact = {_normal(t) for t in seed_texts}
         close = _close_to_seeds(texts, reason, seed_texts, embed, cosine) if cosine else set()
         apply(
@@ -131,7 +139,7 @@ def filter_texts(
             lambda i: (
                 i in close
                 or _normal(texts[i]) in exact
-                or bool(n and _ngrams(word_tokens(texts[i]), n) & grams)
+                or bool(n and word_ngrams(word_tokens(texts[i]), n) & grams)
             ),
         )
     if rules.get("exact_duplicates", True):
@@ -177,7 +185,8 @@ def _degenerate(text: str) -> bool:
     return sum(c.isalnum() for c in visible) < 0.5 * len(visible)
 
 
-def _ngrams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
+def word_ngrams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    """The set of n-grams (tuples) of a token list; empty when it is shorter than n."""
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 
@@ -207,6 +216,11 @@ def _minhash_duplicates(texts: list[str], reason: list[str | None], threshold: f
         hashes[key] = mh
 
 
+def nearest_seed_cosine(sample_emb: np.ndarray, seed_emb: np.ndarray) -> np.ndarray:
+    """(N,) max_j cos(sample_i, seed_j): each sample's cosine to its nearest seed."""
+    return (_unit(sample_emb) @ _unit(seed_emb).T).max(axis=1)
+
+
 def _close_to_seeds(
     texts: list[str],
     reason: list[str | None],
@@ -223,7 +237,7 @@ def _close_to_seeds(
     alive = [i for i, r in enumerate(reason) if r is None]
     if not alive or not seed_texts:
         return set()
-    nearest = (_unit(embed([texts[i] for i in alive])) @ _unit(embed(seed_texts)).T).max(axis=1)
+    nearest = nearest_seed_cosine(embed([texts[i] for i in alive]), embed(seed_texts))
     return {i for i, c in zip(alive, nearest, strict=True) if c >= threshold}
 
 
