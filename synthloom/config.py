@@ -127,7 +127,16 @@ class DiffLMConfig(_Strict):
     decoder: str = Field("smollm2-135m-instruct", description="frozen causal LM: alias or HF name")
     serialization: Literal["json", "compact", "raw"] = "json"
     float_digits: int = Field(6, ge=1, le=12)
-    max_record_tokens: int = Field(160, gt=8)
+    max_record_tokens: int = Field(
+        160, gt=8, description="decoder tokens per record, BOS and EOS included"
+    )
+    max_truncated_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="training fails early when more records than this share are longer "
+        "than max_record_tokens (a cut record has no EOS); 1 accepts any number",
+    )
     latent_dim: int = Field(64, gt=0)
     num_prompts: int = Field(16, gt=0, description="k soft-prompt vectors (or KV-memory slots)")
     injection: Literal["soft_prompt", "kv_memory", "input_embedding"] = "soft_prompt"

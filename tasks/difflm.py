@@ -119,6 +119,13 @@ def train_vae_stage(
             log=_progress_logger(logger, method["vae_steps"]),
         )
         seconds = time.perf_counter() - start
+        if history["truncated_records"]:
+            logger.warning(
+                "%d training records are longer than method.max_record_tokens = %d and were "
+                "cut (no EOS); raise it to keep them",
+                history["truncated_records"],
+                method["max_record_tokens"],
+            )
         vae.save(out / "vae")
         means = encode_means(vae, models, train["text"].tolist(), method, device=torch_device)
         means_frame = pd.DataFrame(means, columns=[f"z{i}" for i in range(means.shape[1])])

@@ -15,9 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synthloom.errors import SynthloomError
+from synthloom.errors import ConfigError, SynthloomError
 from synthloom.methods.difflm import train_vae as train_vae_mod
 from synthloom.methods.difflm.beta import CyclicalBeta, DecreasingBeta
+from synthloom.methods.difflm.fit import check_record_lengths
 from synthloom.methods.difflm.train_vae import batches, tokenize_records, train_vae
 from synthloom.models import tiny_causal_lm, tiny_encoder
 from synthloom.models.injection import INJECTION_MODES, Injection
@@ -111,6 +112,26 @@ def test_tokenize_records_bos_eos_truncation_and_trimmed_batches():
     assert first["dec_ids"].shape[1] == len(body) + 2 and first["dec_mask"].all()
     rows = [b["enc_ids"][:, 1] for b in batches(tokenized(), 5, shuffle=True, seed=3)]
     assert sum(len(r) for r in rows) == len(RECORDS)  # every row once, last batch smaller
+
+
+def test_records_longer_than_max_record_tokens_fail_early_with_the_fix():
+    data = tokenized(["short", RECORDS[0]], max_dec_len=64)
+    lengths = data["dec_full_length"]
+    assert lengths.tolist() == data["dec_mask"].sum(dim=1).tolist()  # nothing cut at 64
+    longest = int(lengths.max())
+    ok = {"max_record_tokens": longest, "serialization": "json"}
+    assert check_record_lengths(lengths, ok) == 0
+    tight = ok | {"max_record_tokens": longest - 1}
+    with pytest.raises(ConfigError) as err:  # 1 of 2 records (50%) does not fit
+        check_record_lengths(lengths, tight)
+    message = str(err.value)
+    assert "max_record_tokens" in message and f"longest has {longest}" in message
+    assert "serialization: compact" in message
+    suggested = int(message.split("config to ")[1].split()[0])
+    assert suggested >= longest and suggested % 16 == 0
+    # one cut record among many is tolerated (and counted): the share is the test
+    many = torch.cat([lengths.new_full((200,), 5), lengths])
+    assert check_record_lengths(many, tight) == 1
 
 
 # ---------------------------------------------------------------- shapes and exact losses

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from synthloom.errors import ConfigError
 from synthloom.methods.difflm.beta import BetaSchedule, CyclicalBeta, DecreasingBeta
 from synthloom.methods.difflm.train_vae import batches, tokenize_records, train_vae
 from synthloom.models.causal_lm import load_causal_lm
@@ -23,6 +24,7 @@ from synthloom.models.encoder import load_encoder
 from synthloom.models.vae import DiffLMVAE, VAEConfig
 
 ENCODER_MAX_TOKENS = 256
+MAX_TRUNCATED_SHARE = 0.10
 
 
 @dataclass
@@ -87,6 +89,38 @@ def _tokenized(texts: list[str], models: BaseModels, method: dict[str, Any]) -> 
     )
 
 
+def check_record_lengths(full_lengths: torch.Tensor, method: dict[str, Any]) -> int:
+    """Raise ConfigError when more than `method.max_truncated_share` of the records do not fit in
+    `method.max_record_tokens` decoder tokens (BOS + record + EOS); returns how many do not.
+
+    A record cut short has no EOS, so a decoder trained on many of them never learns to end
+    a record and generation writes no valid row; the records that do not fit cannot be
+    generated either (decoding stops at the same limit). The message gives the longest
+    record's length and a limit that fits every record."""
+    limit = method["max_record_tokens"]
+    max_share = method.get("max_truncated_share", MAX_TRUNCATED_SHARE)
+    over = int((full_lengths > limit).sum())
+    if over > max_share * max(len(full_lengths), 1):
+        longest = int(full_lengths.max())
+        suggested = -(-(longest + 8) // 16) * 16  # a little headroom, a multiple of 16
+        raise ConfigError(
+            f"DiffLM: {over} of {len(full_lengths)} serialized training records "
+            f"({over / len(full_lengths):.0%}) are longer than method.max_record_tokens = "
+            f"{limit} decoder tokens (the longest has {longest}, counting BOS and EOS); a cut "
+            "record has no end, so the model would never learn to finish one and would write "
+            f"no valid row. Fix: set max_record_tokens in the DiffLM method section of the "
+            f"config to {suggested} or more (training and decoding cost grow with it)"
+            + (
+                ", or use method.serialization: compact, which drops the column names from "
+                "every record (about half the tokens)"
+                if method.get("serialization") == "json"
+                else ""
+            )
+            + f"; or raise method.max_truncated_share (now {max_share}) to train on cut records."
+        )
+    return over
+
+
 def fit_vae(
     models: BaseModels,
     train_texts: list[str],
@@ -100,6 +134,7 @@ def fit_vae(
     """Train the VAE on the serialized records; returns it (best weights) and its history."""
     vae = build_vae(method, models)
     train = _tokenized(train_texts, models, method)
+    truncated = check_record_lengths(train["dec_full_length"], method)
     val_texts = val_texts or train_texts[: max(1, len(train_texts) // 10)]
     # a fixed sample: every evaluation scores the same records (no-grad, 4x larger batches)
     val_texts = val_texts[: method.get("val_records", len(val_texts))]
@@ -121,7 +156,7 @@ def fit_vae(
         log=log,
         seed=seed,
     )
-    history["truncated_records"] = int(train["dec_truncated"].sum())
+    history["truncated_records"] = truncated
     return vae, history
 
 

@@ -40,7 +40,8 @@ def tokenize_records(
     enc_ids / enc_mask: the encoder tokenizer's own format ([CLS] text [SEP] for BERT),
     truncated to max_enc_len. dec_ids / dec_mask: BOS, the record tokens, EOS, at most
     max_dec_len tokens; a record that does not fit is cut and gets no EOS (it does not end
-    there), and `dec_truncated` (N,) is True for it. BOS is the decoder tokenizer's bos
+    there), and `dec_truncated` (N,) is True for it; `dec_full_length` (N,) is every record's
+    length with BOS and EOS before any cut. BOS is the decoder tokenizer's bos
     token (SmolLM2: <|im_start|>), EOS its eos token: decoding starts at BOS, stops at EOS.
     """
     bos, eos = dec_tokenizer.bos_token_id, dec_tokenizer.eos_token_id
@@ -61,6 +62,7 @@ def tokenize_records(
         "dec_ids": dec_ids,
         "dec_mask": dec_mask,
         "dec_truncated": torch.tensor(truncated, dtype=torch.bool),
+        "dec_full_length": torch.tensor([len(ids) + 2 for ids in body], dtype=torch.long),
     }
 
 
