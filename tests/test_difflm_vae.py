@@ -106,7 +106,7 @@ def test_tokenize_records_bos_eos_truncation_and_trimmed_batches():
     body = dec_tok("short", add_special_tokens=False)["input_ids"]
     assert ids[0, : len(body) + 2].tolist() == [dec_tok.bos_token_id, *body, dec_tok.eos_token_id]
     assert mask[0].sum() == len(body) + 2 and mask[1].sum() == 8  # right padded; cut at 8
-    assert data["dec_truncated"].tolist() == [False, True]
+    assert (data["dec_full_length"] > 8).tolist() == [False, True]
     assert ids[1, -1] != dec_tok.eos_token_id  # a cut record gets no EOS
     first = next(batches(data, 1, shuffle=False))  # padding columns trimmed per batch
     assert first["dec_ids"].shape[1] == len(body) + 2 and first["dec_mask"].all()
@@ -119,7 +119,7 @@ def test_records_longer_than_max_record_tokens_fail_early_with_the_fix():
     lengths = data["dec_full_length"]
     assert lengths.tolist() == data["dec_mask"].sum(dim=1).tolist()  # nothing cut at 64
     longest = int(lengths.max())
-    ok = {"max_record_tokens": longest, "serialization": "json"}
+    ok = {"max_record_tokens": longest, "max_truncated_share": 0.1, "serialization": "json"}
     assert check_record_lengths(lengths, ok) == 0
     tight = ok | {"max_record_tokens": longest - 1}
     with pytest.raises(ConfigError) as err:  # 1 of 2 records (50%) does not fit

@@ -24,7 +24,6 @@ from synthloom.models.encoder import load_encoder
 from synthloom.models.vae import DiffLMVAE, VAEConfig
 
 ENCODER_MAX_TOKENS = 256
-MAX_TRUNCATED_SHARE = 0.10
 
 
 @dataclass
@@ -98,7 +97,7 @@ def check_record_lengths(full_lengths: torch.Tensor, method: dict[str, Any]) -> 
     generated either (decoding stops at the same limit). The message gives the longest
     record's length and a limit that fits every record."""
     limit = method["max_record_tokens"]
-    max_share = method.get("max_truncated_share", MAX_TRUNCATED_SHARE)
+    max_share = method["max_truncated_share"]
     over = int((full_lengths > limit).sum())
     if over > max_share * max(len(full_lengths), 1):
         longest = int(full_lengths.max())

@@ -40,8 +40,8 @@ def tokenize_records(
     enc_ids / enc_mask: the encoder tokenizer's own format ([CLS] text [SEP] for BERT),
     truncated to max_enc_len. dec_ids / dec_mask: BOS, the record tokens, EOS, at most
     max_dec_len tokens; a record that does not fit is cut and gets no EOS (it does not end
-    there), and `dec_truncated` (N,) is True for it; `dec_full_length` (N,) is every record's
-    length with BOS and EOS before any cut. BOS is the decoder tokenizer's bos
+    there). `dec_full_length` (N,) is every record's length with BOS and EOS before any cut,
+    so a record was cut exactly when it exceeds max_dec_len. BOS is the decoder tokenizer's bos
     token (SmolLM2: <|im_start|>), EOS its eos token: decoding starts at BOS, stops at EOS.
     """
     bos, eos = dec_tokenizer.bos_token_id, dec_tokenizer.eos_token_id
@@ -49,11 +49,10 @@ def tokenize_records(
         raise ValueError("the decoder tokenizer needs both a BOS and an EOS token")
     enc = enc_tokenizer(list(texts), truncation=True, max_length=max_enc_len)["input_ids"]
     body = dec_tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    dec, truncated = [], []
-    for ids in body:
-        fits = len(ids) + 2 <= max_dec_len
-        dec.append([bos, *ids, eos] if fits else [bos, *ids[: max_dec_len - 1]])
-        truncated.append(not fits)
+    dec = [
+        [bos, *ids, eos] if len(ids) + 2 <= max_dec_len else [bos, *ids[: max_dec_len - 1]]
+        for ids in body
+    ]
     enc_ids, enc_mask = _pad_right(enc, enc_tokenizer.pad_token_id or 0)
     dec_ids, dec_mask = _pad_right(dec, dec_tokenizer.pad_token_id or eos)
     return {
@@ -61,7 +60,6 @@ def tokenize_records(
         "enc_mask": enc_mask,
         "dec_ids": dec_ids,
         "dec_mask": dec_mask,
-        "dec_truncated": torch.tensor(truncated, dtype=torch.bool),
         "dec_full_length": torch.tensor([len(ids) + 2 for ids in body], dtype=torch.long),
     }
 
