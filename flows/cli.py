@@ -64,7 +64,10 @@ def run_id_for(config: PipelineConfig, fresh: bool = False, given: str | None = 
 
 def _execute(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
     from flows.environment import configure_runtime, reap_orphaned_servers
+    from synthloom.ingest import source_files
 
+    # Refused before Prefect starts: a data.source directory that is no dataset is not walked.
+    source_files(config["data"]["source"], config["data"].get("format"))
     data_dir = configure_runtime(data_dir)
     for pid in reap_orphaned_servers():
         print(f"synthloom: stopped an orphaned Prefect server (pid {pid}) of a killed run")
@@ -339,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_scaling_parser(sub)
     add_serve_command(sub)
     add_ui_command(sub)
+    from flows.export_cli import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 

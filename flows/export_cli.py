@@ -1,0 +1,40 @@
+"""`synthloom export RUN_ID --out PATH`: a finished run's kept rows as CSV, Parquet, JSONL or
+a `datasets` folder (synthloom.export does the work; this module only parses and prints)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synthloom.export import FORMATS, export_run
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="write a finished run's kept rows as csv, parquet, jsonl or a datasets folder",
+        description="Write the kept rows (the filter stage's output) of a finished run. The "
+        "format comes from --format or the suffix of --out (.csv, .parquet, .jsonl; a path "
+        "without a suffix is a datasets save_to_disk folder). The run id, config hash and "
+        "metrics go into the Parquet metadata, the dataset info (hf) or a sidecar "
+        "<out>.metadata.json (csv, jsonl). Text runs export text and label.",
+    )
+    parser.add_argument("run_id", help="a run id, as `synthloom run` printed it")
+    parser.add_argument("--out", required=True, metavar="PATH", help="file or folder to write")
+    parser.add_argument("--format", choices=FORMATS, help="default: from the suffix of --out")
+    parser.add_argument("--data-dir", help="where runs/ lives (default: data)")
+    parser.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from flows.environment import default_data_dir
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    result = export_run(args.run_id, args.out, args.format, data_dir)
+    print(
+        f"synthloom: exported {result.rows} rows ({', '.join(result.columns)}) of run "
+        f"{args.run_id} as {result.format} to {result.path}"
+    )
+    if result.metadata_path is not None:
+        print(f"  run metadata (config hash, metrics): {result.metadata_path}")
+    return 0
