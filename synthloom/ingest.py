@@ -692,6 +692,18 @@ def prepare_seed_table(
             "no columns are left after data.drop_columns.",
             "drop fewer columns.",
         )
+    if target is not None and list(df.columns) == [target]:
+        raise data_error(
+            source,
+            f"the only column{' left after data.drop_columns' if drop else ''} is the target "
+            f"{target!r}: there are no feature columns to predict it from, so no model can "
+            "learn it and machine-learning efficacy cannot be measured.",
+            "add feature columns to the table"
+            + (" (or drop fewer with data.drop_columns)" if drop else "")
+            + ", or leave data.target unset to synthesize the single column without a "
+            "prediction task.",
+            column=target,
+        )
     if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
         raise data_error(
             source,

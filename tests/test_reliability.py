@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from flows.cli import main
 from synthloom.artifacts import sha256_files
 from synthloom.errors import DataError
-from synthloom.ingest import load_source, source_files
+from synthloom.ingest import load_source, prepare_seed_table, source_files
 
 
 def write_config(tmp_path: Path, source: str, name: str = "hostile", **sections) -> Path:
@@ -95,3 +96,29 @@ def test_hashing_reads_at_most_max_bytes(tmp_path, monkeypatch) -> None:
     assert read == ["a.bin"]  # the big file past the budget is described, not read
     big.write_bytes(b"2" * 1001)
     assert sha256_files(tmp_path, [small, big], max_bytes=100) != first  # its size counts
+
+
+# ---------------------------------------------------------------- 4. only the target column
+
+
+def test_table_of_only_the_target_is_refused_at_ingest() -> None:
+    df = pd.DataFrame({"status": ["good", "bad"] * 20, "id": range(40)})
+    with pytest.raises(DataError, match=r"only column left after data.drop_columns is the target"):
+        prepare_seed_table(df, source="t.csv", target="status", drop_columns=["id"])
+    with pytest.raises(DataError, match=r"no feature columns.*Fix: add feature columns"):
+        prepare_seed_table(df[["status"]], source="t.csv", target="status")
+    frame, schema = prepare_seed_table(df[["status"]], source="t.csv", target=None)
+    assert schema.task is None and list(frame.columns) == ["status"]
+
+
+def test_only_target_csv_run_stops_at_ingest_with_the_fix(tmp_path, capsys) -> None:
+    csv = tmp_path / "only_target.csv"
+    pd.DataFrame({"status": ["good", "bad"] * 30}).to_csv(csv, index=False)
+    assert main(["run", str(write_config(tmp_path, str(csv)))]) == 2
+    err = capsys.readouterr().err
+    assert "no feature columns" in err and "XGBoost" not in err and "Traceback" not in err
+    run = next((tmp_path / "data" / "runs").iterdir())
+    stages = {
+        s["name"]: s["status"] for s in json.loads((run / "summary.json").read_text())["stages"]
+    }
+    assert stages["ingest"] == "failed" and stages["evaluate"] == "pending"
