@@ -8,8 +8,13 @@ from typing import Any
 from synthloom.methods.base import TabularGenerator
 from synthloom.methods.marginals import IndependentMarginals
 from synthloom.methods.peers import PEER_GENERATORS  # their packages load lazily (fit/load)
+from synthloom.methods.tabsyn import TabSynGenerator
 
-GENERATORS: dict[str, type] = {IndependentMarginals.name: IndependentMarginals, **PEER_GENERATORS}
+GENERATORS: dict[str, type] = {
+    IndependentMarginals.name: IndependentMarginals,
+    TabSynGenerator.name: TabSynGenerator,
+    **PEER_GENERATORS,
+}
 
 
 def build_generator(method: dict[str, Any]) -> TabularGenerator:

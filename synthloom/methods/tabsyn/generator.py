@@ -1,0 +1,356 @@
+"""TabSyn as a `TabularGenerator`: column codec -> per-column-token VAE -> latent diffusion.
+
+Our implementation of TabSyn (Zhang et al. 2024, arXiv 2310.09656), not the authors' code:
+
+    fit:    codec = ColumnCodec.fit(train)                 (quantile-normal numbers, codes)
+            VAE on (x_num, x_cat), beta 1e-2 -> 1e-5 on plateaus, best validation epoch
+            z_i = mu(x_i) flattened to (n_columns * d_token,)
+            EDM latent diffusion on {z_i} (shared with DiffLM: `train_latent_diffusion`)
+    sample: z ~ Heun sampler; x_hat_num, logits = VAE.decode(z); argmax categories;
+            inverse quantile transform, rounding, gaps from the missingness indicators
+
+Conditions (`sample(..., conditions={column: {value: count}})`): exact counts for one
+categorical or boolean column, by rejection: unconditional rows are drawn in rounds and a
+row is kept while its value's quota is open. A kept row is an exact draw from
+p(x | column = value) of the model; a quota still open after `max_condition_factor` times
+the requested rows raises `DataError` naming the value (it is too rare in the model).
+
+Training state lives in the directory given as `checkpoint_dir` (the pipeline passes one
+outside the stage's staged output), so a killed fit resumes from its last checkpoint: the
+VAE from its training state, and a finished VAE is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from synthloom.errors import DataError
+from synthloom.methods.difflm.latent_diffusion import (
+    LatentDiffusionConfig,
+    LatentDiffusionModel,
+    train_latent_diffusion,
+)
+from synthloom.methods.tabsyn.columns import ColumnCodec
+from synthloom.methods.tabsyn.train import (
+    VAETraining,
+    evaluate_reconstruction,
+    train_tabular_vae,
+)
+from synthloom.methods.tabsyn.vae import TabularVAE
+from synthloom.schema import ColumnKind, TableSchema
+
+STATE_FILE = "tabsyn.json"
+VAE_FILE = "vae.safetensors"
+DIFFUSION_DIR = "diffusion"
+VAE_CHECKPOINT = "vae_training.pt"
+VAE_DONE = "vae_trained.safetensors"
+
+
+class TabSynGenerator:
+    """See the module docstring; keyword arguments are the keys of `method:` (TabSynConfig)."""
+
+    name: ClassVar[str] = "tabsyn"
+
+    def __init__(self, **params: Any) -> None:
+        from synthloom.config import TabSynConfig
+
+        self.config = TabSynConfig.model_validate({"name": "tabsyn", **params})
+        self.schema: TableSchema | None = None
+        self.codec: ColumnCodec | None = None
+        self.vae: TabularVAE | None = None
+        self.diffusion: LatentDiffusionModel | None = None
+        self.training: dict[str, Any] = {}
+        self.last_attempts = 0
+
+    # ----------------------------------------------------------------------------- fit
+    def fit(
+        self,
+        train: pd.DataFrame,
+        schema: TableSchema,
+        *,
+        seed: int = 0,
+        validation: pd.DataFrame | None = None,
+        checkpoint_dir: Path | None = None,
+        log: Any = None,
+    ) -> TabSynGenerator:
+        """Fit codec, VAE and diffusion on `train`; `validation` rows (default: a seeded 10%
+        of `train`, then not trained on) pick the VAE's best epoch and drive its beta."""
+        c = self.config
+        log = log or (lambda record: None)
+        if len(train) < 10:
+            raise DataError(
+                f"tabsyn needs at least 10 training rows, got {len(train)}. Fix: bring more "
+                "seed rows or lower data.validation_fraction / data.test_fraction."
+            )
+        if validation is None or len(validation) == 0:
+            order = np.random.default_rng(seed).permutation(len(train))
+            cut = max(1, len(train) // 10)
+            validation = train.iloc[order[:cut]]
+            train = train.iloc[order[cut:]]
+        self.schema = schema
+        self.codec = ColumnCodec.fit(train, schema, max_decimals=c.max_decimals)
+        if self.codec.n_modelled == 0:
+            raise DataError(
+                "tabsyn found no column to model: every column is constant or empty. "
+                "Fix: check data.source and data.drop_columns."
+            )
+        x_train = _tensors(*self.codec.encode(train, seed=seed))
+        x_val = _tensors(*self.codec.encode(validation, seed=seed + 1))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.vae = TabularVAE(
+                self.codec.n_num,
+                self.codec.cardinalities,
+                d_token=c.d_token,
+                layers=c.layers,
+                ffn_factor=c.ffn_factor,
+            )
+        done = checkpoint_dir / VAE_DONE if checkpoint_dir is not None else None
+        t0 = time.perf_counter()
+        if done is not None and done.is_file():
+            self.vae.load_state_dict(load_file(str(done)))
+            vae_summary = json.loads(done.with_suffix(".json").read_text(encoding="utf-8"))
+        else:
+            vae_summary = train_tabular_vae(
+                self.vae,
+                x_train,
+                x_val,
+                self.vae_training(seed),
+                checkpoint=None if checkpoint_dir is None else checkpoint_dir / VAE_CHECKPOINT,
+                log=lambda r: log({"phase": "vae", **r}),
+            )
+            if done is not None:
+                _atomic_save(self.vae, done)
+                done.with_suffix(".json").write_text(json.dumps(vae_summary), encoding="utf-8")
+        vae_seconds = time.perf_counter() - t0
+        self.vae.eval()
+        with torch.no_grad():
+            mu, _ = self.vae.encode(*x_train)
+        latents = mu.reshape(len(mu), -1).numpy()
+        diffusion_config = LatentDiffusionConfig(
+            hidden=c.diffusion_hidden,
+            epochs=c.diffusion_epochs,
+            max_steps=c.diffusion_steps,
+            batch_size=c.diffusion_batch_size,
+            lr=c.diffusion_lr,
+            patience=c.diffusion_patience,
+            sampler_steps=c.sampler_steps,
+            sampler_churn=c.sampler_churn,
+            normalization=c.latent_normalization,
+            seed=seed,
+        )
+        t1 = time.perf_counter()
+        self.diffusion = train_latent_diffusion(
+            latents, diffusion_config, log=lambda r: log({"phase": "diffusion", **r})
+        )
+        recon_train = evaluate_reconstruction(self.vae, *x_train)
+        recon_val = evaluate_reconstruction(self.vae, *x_val)
+        self.training = {
+            "vae": {k: v for k, v in vae_summary.items() if k != "history"},
+            "vae_history": vae_summary.get("history", []),
+            "vae_seconds": vae_seconds,
+            "diffusion": self.diffusion.training,
+            "diffusion_seconds": time.perf_counter() - t1,
+            "reconstruction_train": recon_train,
+            "reconstruction_validation": recon_val,
+            "n_train": len(train),
+            "n_validation": len(validation),
+        }
+        return self
+
+    def vae_training(self, seed: int) -> VAETraining:
+        c = self.config
+        return VAETraining(
+            epochs=c.vae_epochs,
+            batch_size=c.vae_batch_size,
+            lr=c.vae_lr,
+            weight_decay=c.vae_weight_decay,
+            beta_max=c.beta_max,
+            beta_min=c.beta_min,
+            beta_decay=c.beta_decay,
+            beta_patience=c.beta_patience,
+            early_stopping_patience=c.early_stopping_patience,
+            max_minutes=c.vae_minutes,
+            checkpoint_seconds=c.checkpoint_seconds,
+            seed=seed,
+        )
+
+    # -------------------------------------------------------------------------- sample
+    @torch.no_grad()
+    def sample(
+        self,
+        num_rows: int,
+        *,
+        seed: int = 0,
+        conditions: dict[str, dict[Any, int]] | None = None,
+    ) -> pd.DataFrame:
+        """`num_rows` rows in the schema's columns (see the module docstring for conditions)."""
+        assert self.codec is not None and self.vae is not None and self.diffusion is not None
+        if conditions:
+            return self._sample_conditioned(num_rows, seed, conditions)
+        self.last_attempts = num_rows
+        return self._decode(self.diffusion.sample(num_rows, seed=seed))
+
+    def decode_latents(self, latents: np.ndarray) -> pd.DataFrame:
+        """Flattened latents (N, n_columns * d_token) -> rows (argmax categories)."""
+        return self._decode(latents)
+
+    def encode_rows(self, frame: pd.DataFrame, *, seed: int = 0) -> np.ndarray:
+        """Rows -> their flattened latent means (N, n_columns * d_token)."""
+        assert self.codec is not None and self.vae is not None
+        with torch.no_grad():
+            mu, _ = self.vae.encode(*_tensors(*self.codec.encode(frame, seed=seed)))
+        return mu.reshape(len(mu), -1).numpy()
+
+    def _decode(self, latents: np.ndarray) -> pd.DataFrame:
+        assert self.codec is not None and self.vae is not None
+        z = torch.as_tensor(latents, dtype=torch.float32)
+        z = z.reshape(len(z), self.vae.n_columns, self.vae.d_token)
+        x_num, logits = self.vae.decode(z)
+        codes = (
+            torch.stack([lg.argmax(-1) for lg in logits], dim=1)
+            if logits
+            else torch.zeros((len(z), 0), dtype=torch.long)
+        )
+        return self.codec.decode(x_num.numpy(), codes.numpy())
+
+    def _sample_conditioned(
+        self, num_rows: int, seed: int, conditions: dict[str, dict[Any, int]]
+    ) -> pd.DataFrame:
+        assert self.schema is not None
+        column, quotas = check_conditions(conditions, self.schema, num_rows)
+        wanted = {str(k): int(v) for k, v in quotas.items()}
+        kept: list[pd.DataFrame] = []
+        attempts, round_index = 0, 0
+        limit = int(self.config.max_condition_factor * max(num_rows, 1))
+        while any(v > 0 for v in wanted.values()):
+            if attempts >= limit:
+                open_ = {k: v for k, v in wanted.items() if v > 0}
+                raise DataError(
+                    f"tabsyn could not fill the quota {open_} of generate.conditions."
+                    f"{column} after {attempts} rows ({self.config.max_condition_factor}x "
+                    "the request): the value is too rare in the fitted model. Fix: lower "
+                    "its count, or raise method.max_condition_factor."
+                )
+            batch = max(2 * sum(wanted.values()), 64)
+            rows = self._decode(self.diffusion.sample(batch, seed=seed * 7919 + round_index))
+            attempts += batch
+            round_index += 1
+            values = rows[column].map(lambda v: None if pd.isna(v) else str(v))
+            take = np.zeros(len(rows), dtype=bool)
+            for i, value in enumerate(values):
+                if value in wanted and wanted[value] > 0:
+                    wanted[value] -= 1
+                    take[i] = True
+            kept.append(rows[take])
+        self.last_attempts = attempts
+        out = pd.concat(kept, ignore_index=True)
+        order = np.random.default_rng(seed).permutation(len(out))
+        return out.iloc[order].reset_index(drop=True)
+
+    # ------------------------------------------------------------------------ save/load
+    def save(self, directory: Path) -> None:
+        assert self.codec is not None and self.vae is not None and self.diffusion is not None
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(_cpu_state(self.vae), str(directory / VAE_FILE))
+        self.diffusion.save(directory / DIFFUSION_DIR)
+        state = {
+            "config": self.config.model_dump(),
+            "codec": self.codec.to_dict(),
+            "training": self.training,
+        }
+        (directory / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> TabSynGenerator:
+        directory = Path(directory)
+        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        params = {k: v for k, v in state["config"].items() if k != "name"}
+        model = cls(**params)
+        model.codec = ColumnCodec.from_dict(state["codec"])
+        model.schema = model.codec.schema
+        c = model.config
+        model.vae = TabularVAE(
+            model.codec.n_num,
+            model.codec.cardinalities,
+            d_token=c.d_token,
+            layers=c.layers,
+            ffn_factor=c.ffn_factor,
+        )
+        model.vae.load_state_dict(load_file(str(directory / VAE_FILE)))
+        model.vae.eval()
+        model.diffusion = LatentDiffusionModel.load(directory / DIFFUSION_DIR)
+        model.training = state["training"]
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"config": self.config.model_dump()}
+        if self.vae is not None:
+            info["vae_parameters"] = sum(p.numel() for p in self.vae.parameters())
+            info["latent_dim"] = self.vae.n_columns * self.vae.d_token
+        if self.training:
+            info["training"] = {k: v for k, v in self.training.items() if k != "vae_history"}
+        return info
+
+
+def check_conditions(
+    conditions: dict[str, dict[Any, int]], schema: TableSchema, num_rows: int
+) -> tuple[str, dict[Any, int]]:
+    """The one conditioned column and its quotas, checked: a categorical or boolean column of
+    the schema, known values, counts >= 0 summing to `num_rows`; else `DataError` with the fix."""
+    if len(conditions) != 1:
+        raise DataError(
+            f"generate.conditions names {len(conditions)} columns ({sorted(conditions)}); "
+            "tabsyn conditions on exactly one. Fix: keep one column, e.g. the target."
+        )
+    ((column, quotas),) = conditions.items()
+    if column not in schema.names:
+        raise DataError(
+            f"generate.conditions.{column}: no such column. Fix: use one of {schema.names}."
+        )
+    col = schema.column(column)
+    if col.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+        raise DataError(
+            f"generate.conditions.{column}: a {col.kind.value} column; exact counts need a "
+            "categorical or boolean column. Fix: condition on a categorical column."
+        )
+    known = set(col.categories or ())
+    unknown = [str(v) for v in quotas if str(v) not in known]
+    if unknown:
+        raise DataError(
+            f"generate.conditions.{column}: unknown value(s) {unknown}. Fix: use the "
+            f"training values {sorted(known)}."
+        )
+    if any(int(n) < 0 for n in quotas.values()) or sum(int(n) for n in quotas.values()) != num_rows:
+        raise DataError(
+            f"generate.conditions.{column}: counts {dict(quotas)} must be >= 0 and sum to the "
+            f"rows requested ({num_rows}). Fix: make them add up to generate.num_rows."
+        )
+    return column, quotas
+
+
+def _tensors(x_num: np.ndarray, x_cat: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.as_tensor(x_num, dtype=torch.float32), torch.as_tensor(x_cat, dtype=torch.long)
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def _atomic_save(module: torch.nn.Module, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(_cpu_state(module), str(tmp))
+    tmp.replace(path)
+
+
+__all__ = ["TabSynGenerator", "check_conditions"]
