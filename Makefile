@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := $(VENV)/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format docs clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ test: lint
 format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# docs/config_reference.md from the pydantic config models (tests/test_docs.py checks it).
+docs: setup
+	$(PY) -m synthloom.config_reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
