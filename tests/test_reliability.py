@@ -12,7 +12,7 @@ import yaml
 from flows.cli import main
 from synthloom.artifacts import sha256_files
 from synthloom.errors import DataError
-from synthloom.ingest import load_source, prepare_seed_table, source_files
+from synthloom.ingest import load_source, prepare_seed_table, sniff_delimiter, source_files
 
 
 def write_config(tmp_path: Path, source: str, name: str = "hostile", **sections) -> Path:
@@ -122,3 +122,77 @@ def test_only_target_csv_run_stops_at_ingest_with_the_fix(tmp_path, capsys) -> N
         s["name"]: s["status"] for s in json.loads((run / "summary.json").read_text())["stages"]
     }
     assert stages["ingest"] == "failed" and stages["evaluate"] == "pending"
+
+
+# ---------------------------------------------------------------- 5. delimiters and BOM
+
+
+def test_sniff_delimiter_picks_the_consistent_split() -> None:
+    assert sniff_delimiter("age;job\n41;x,y\n") == ";"
+    assert sniff_delimiter('a,b\n1,"x;y"\n') == ","
+    assert sniff_delimiter("a\tb\tc\n1\t2\t3\n") == "\t"
+    assert sniff_delimiter("a|b\n1|2\n") == "|"
+    assert sniff_delimiter("only\n1\n2\n") == ","  # one column: the default
+    assert sniff_delimiter("a;b\n1;2\n3;4\n5", complete=False) == ";"  # cut last record
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_delimited_csv_with_byte_order_mark_is_read_and_recorded(tmp_path, sep) -> None:
+    rows = [["age", "job", "income", "target"]] + [
+        [str(20 + i), ["smith", "baker"][i % 2], str(1000 + 10 * i), ["yes", "no"][i % 3 == 0]]
+        for i in range(30)
+    ]
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(sep.join(r) for r in rows).encode("utf-8"))
+    raw = load_source(str(path))
+    assert list(raw.columns) == ["age", "job", "income", "target"]
+    frame, schema = prepare_seed_table(raw, source=str(path), target="target")
+    assert schema.extra["csv"] == {"delimiter": sep, "byte_order_mark": True}
+    assert schema.column("income").kind.value == "numeric" and frame["age"].iloc[0] == 20.0
+
+
+def test_comma_csv_is_read_as_before(tmp_path) -> None:
+    path = tmp_path / "plain.csv"
+    path.write_text('a,b\n1,"x;y"\n2,z\n', encoding="utf-8")
+    raw = load_source(str(path))
+    assert raw["b"].tolist() == ["x;y", "z"]
+    assert raw.attrs["synthloom.csv"] == {"delimiter": ",", "byte_order_mark": False}
+
+
+# ---------------------------------------------------------------- 6. separators in numbers
+
+
+def test_thousands_separators_are_numbers_and_recorded(tmp_path) -> None:
+    path = tmp_path / "money.csv"
+    lines = ["id,amount,price,status"] + [
+        f'{i},"{1000 + 7 * i:,}","{12345.6 + i:,.1f}",{["a", "b"][i % 2]}' for i in range(60)
+    ]
+    path.write_text("\n".join(lines) + '\n60,950,"7.5",a\n', encoding="utf-8")
+    frame, schema = prepare_seed_table(load_source(str(path)), source=str(path), target="status")
+    assert schema.column("amount").kind.value == "numeric"
+    assert frame["amount"].iloc[1] == 1007.0 and frame["amount"].iloc[-1] == 950.0
+    assert frame["price"].iloc[0] == pytest.approx(12345.6)
+    assert schema.extra["coerced_numbers"]["amount"]["values"] == 60  # 950 had no separator
+    assert "thousands" in schema.extra["coerced_numbers"]["price"]["as"]
+
+
+def test_decimal_commas_in_a_semicolon_file(tmp_path) -> None:
+    path = tmp_path / "eu.csv"
+    lines = ["pi;big;n;status"] + [f"3,{14 + i};1.{234 + i},5;{i};{'ab'[i % 2]}" for i in range(30)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame, schema = prepare_seed_table(load_source(str(path)), source=str(path), target="status")
+    assert frame["pi"].iloc[0] == pytest.approx(3.14)
+    assert frame["big"].iloc[0] == pytest.approx(1234.5)
+    assert frame["n"].tolist() == list(map(float, range(30)))  # plain integers untouched
+    assert "decimal comma" in schema.extra["coerced_numbers"]["pi"]["as"]
+    assert "n" not in schema.extra["coerced_numbers"]
+
+
+def test_declared_numeric_reads_separators_and_comma_lists_stay_categorical() -> None:
+    df = pd.DataFrame({"v": ["1,007", "2,500,000", "3"] * 10, "tags": ["1,2", "3,4", "5"] * 10})
+    frame, schema = prepare_seed_table(
+        df, source="t.csv", target=None, column_types={"v": "numeric"}
+    )
+    assert frame["v"].iloc[:3].tolist() == [1007.0, 2_500_000.0, 3.0]
+    assert schema.extra["coerced_numbers"]["v"]["values"] == 20
+    assert schema.column("tags").kind.value == "categorical"  # "1,2" is not 1 thousand 2
