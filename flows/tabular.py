@@ -53,6 +53,7 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
             source_id=source_fingerprint(cfg.data.source),
             code=code,
         )
+        recorder.check_output_fits("generate", seed, cfg.generate.num_rows)
         if cfg.method.name == "difflm":
             generated = _difflm_stages(recorder, config, cfg, seed, data_dir, code)
         else:

@@ -434,6 +434,22 @@ class GenerateConfig(_Strict):
     max_attempts: int | None = Field(
         None, gt=0, description="rows to try before giving up; default 5 x num_rows"
     )
+    max_rows: int = Field(
+        10_000_000,
+        gt=0,
+        description="the most rows a run may ask for; raise it to mean a larger num_rows",
+    )
+
+    @model_validator(mode="after")
+    def _num_rows_within_limit(self) -> GenerateConfig:
+        if self.num_rows > self.max_rows:
+            raise ValueError(
+                f"generate.num_rows is {self.num_rows:,}, above generate.max_rows "
+                f"({self.max_rows:,}); a request that large is refused before anything runs. "
+                f"Fix: lower generate.num_rows, or if you mean it set generate.max_rows: "
+                f"{self.num_rows} (the disk space it needs is checked after ingest)"
+            )
+        return self
 
 
 class FilterConfig(_Strict):
@@ -635,6 +651,7 @@ class PipelineConfig(_Strict):
 # Keys that cannot change a run's results: left out of its identity.
 _HASH_EXCLUDED = {
     ("tracking",),
+    ("generate", "max_rows"),  # a limit on the request, not part of it
     ("run", "data_dir"),
     ("run", "fail_at_stage"),
     ("run", "name"),

@@ -2,7 +2,8 @@
 
 summary.json = {run_id, status, config_hash, artifact_dir, mlflow_run_id, stages: [{name,
 status, cached, seconds, rows_in, rows_out, attempts, rerun, cpu_seconds, peak_rss_mb,
-stage_peak_rss_mb, gpu_peak_mb, ...}], metrics, error, rerun}. It is rewritten atomically
+stage_peak_rss_mb, gpu_peak_mb, ...}], metrics, error, rerun, estimates}; `estimates` holds
+the disk estimate checked before generation (`check_output_fits`). It is rewritten atomically
 after every stage, so a killed run still shows how far it got.
 
 Operations every flow gets from the config's `run` section (issue 7): Prefect task retries
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.artifacts import atomic_write_json
+from synthloom.budget import check_output_fits, estimate_output, parquet_bytes_per_row
 from synthloom.config import STAGES
-from synthloom.errors import StageError, SynthloomError
+from synthloom.errors import ConfigError, StageError, SynthloomError
 from tasks.runtime import retry_options, set_fault_budget
 
 SUMMARY_NAME = "summary.json"
@@ -158,6 +160,22 @@ class RunRecorder:
         self.summary["counts"].update(manifest["counts"])
         self._write()
         return manifest
+
+    def check_output_fits(self, stage: str, seed: dict[str, Any], num_rows: int) -> None:
+        """Before `stage` starts: refuse `num_rows` rows that would not fit on this run's disk
+        (`synthloom.budget`; bytes per row from the seed manifest's train split). The estimate
+        is kept in summary["estimates"][stage]; a refusal marks the stage `refused`."""
+        per_row = parquet_bytes_per_row(seed["files"]["train"]["path"])
+        estimate = estimate_output(num_rows, per_row, self.run_dir)
+        self.summary.setdefault("estimates", {})[stage] = estimate.to_dict()
+        try:
+            check_output_fits(estimate)
+        except ConfigError as err:
+            self._record(stage).update(status="refused", error=str(err))
+            self.summary["error"] = {"stage": stage, "message": str(err), "type": "ConfigError"}
+            raise
+        finally:
+            self._write()
 
     def skip(self, name: str, reason: str) -> None:
         self._record(name).update(status="skipped", reason=reason)

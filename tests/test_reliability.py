@@ -11,7 +11,9 @@ import yaml
 
 from flows.cli import main
 from synthloom.artifacts import sha256_files
-from synthloom.errors import DataError
+from synthloom.budget import OutputEstimate, check_output_fits
+from synthloom.config import config_hash, load_config
+from synthloom.errors import ConfigError, DataError
 from synthloom.ingest import load_source, prepare_seed_table, sniff_delimiter, source_files
 
 
@@ -196,3 +198,65 @@ def test_declared_numeric_reads_separators_and_comma_lists_stay_categorical() ->
     assert frame["v"].iloc[:3].tolist() == [1007.0, 2_500_000.0, 3.0]
     assert schema.extra["coerced_numbers"]["v"]["values"] == 20
     assert schema.column("tags").kind.value == "categorical"  # "1,2" is not 1 thousand 2
+
+
+# ---------------------------------------------------------------- 2. absurd requests
+
+
+def test_absurd_num_rows_is_refused_by_the_config_with_the_limit_key(tmp_path, capsys) -> None:
+    csv = tmp_path / "seed.csv"
+    pd.DataFrame({"x": range(40), "status": ["a", "b"] * 20}).to_csv(csv, index=False)
+    path = write_config(tmp_path, str(csv), generate={"num_rows": 100_000_000_000_000})
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "100,000,000,000,000" in err and "generate.max_rows" in err and "10,000,000" in err
+    assert not (tmp_path / "data").exists()
+    raised = ["--set", "generate.max_rows=100000000000000"]
+    assert main(["validate", str(path), *raised]) == 0
+    same = ["generate.num_rows=200"]
+    assert config_hash(load_config(path, same)) == config_hash(
+        load_config(path, [*same, "generate.max_rows=999"])  # a limit, not part of the run
+    )
+
+
+def test_output_estimate_and_refusal_name_the_numbers() -> None:
+    estimate = OutputEstimate(
+        num_rows=10**9,
+        bytes_per_row=20.0,
+        estimated_bytes=4 * 10**10,
+        free_bytes=10**9,
+        directory="/d",
+    )
+    assert not estimate.fits and estimate.max_rows_that_fit == 22_500_000
+    with pytest.raises(
+        ConfigError,
+        match=r"1,000,000,000 rows x 20.0 bytes per row.*"
+        r"37.3 GiB.*/d has 953.7 MiB free.*at most 22,500,000",
+    ):
+        check_output_fits(estimate)
+
+
+def test_request_that_does_not_fit_the_disk_stops_before_fit(tmp_path, monkeypatch, capsys) -> None:
+    import shutil
+
+    import synthloom.budget as budget
+
+    csv = tmp_path / "seed.csv"
+    pd.DataFrame({"x": range(40), "status": ["a", "b"] * 20}).to_csv(csv, index=False)
+    path = write_config(tmp_path, str(csv), generate={"num_rows": 5_000_000})
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(budget.shutil, "disk_usage", lambda _: usage._replace(free=10**6))
+    assert main(["run", str(path), "--run-id", "big"]) == 2
+    assert "does not fit on the disk" in capsys.readouterr().err
+    run = tmp_path / "data" / "runs" / "big"
+    summary = json.loads((run / "summary.json").read_text())
+    stages = {s["name"]: s["status"] for s in summary["stages"]}
+    assert stages == {
+        "ingest": "completed",
+        "fit": "pending",
+        "generate": "refused",
+        "filter": "pending",
+        "evaluate": "pending",
+    }
+    assert summary["estimates"]["generate"]["free_bytes"] == 10**6
+    assert summary["error"]["stage"] == "generate" and not (run / "generate").exists()
