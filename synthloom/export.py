@@ -192,9 +192,15 @@ def _write_hf(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
         )
     info = datasets.DatasetInfo(description=json.dumps(meta, default=str))
     dataset = datasets.Dataset.from_pandas(frame, preserve_index=False, info=info)
-    with staged_directory(out) as tmp:
-        dataset.save_to_disk(str(tmp))
-        atomic_write_bytes(_json_bytes(meta), tmp / HF_METADATA_NAME)
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one line of output, not a bar per shard
+    try:
+        with staged_directory(out) as tmp:
+            dataset.save_to_disk(str(tmp))
+            atomic_write_bytes(_json_bytes(meta), tmp / HF_METADATA_NAME)
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     return out / HF_METADATA_NAME
 
 

@@ -164,3 +164,19 @@ def test_format_from_suffix() -> None:
     assert export_format("a.csv", "parquet") == "parquet"
     with pytest.raises(ConfigError, match="unknown format"):
         export_format("a.csv", "excel")
+
+
+@pytest.mark.parametrize("name", ["k.csv", "k.parquet", "k.jsonl", "k_hf"])
+def test_every_column_kind_exports(tmp_path: Path, name: str) -> None:
+    kept = pd.DataFrame(
+        {
+            "when": pd.to_datetime(["2024-01-02", None, "2024-03-04"]),
+            "flag": pd.array([True, None, False], dtype="boolean"),
+            "kind": pd.Categorical(["a", "b", None]),
+            "x": [1.5, None, 3.0],
+        }
+    )
+    _fake_run(tmp_path, "kinds", "marginals", "completed", kept)
+    result = export_run("kinds", tmp_path / name, data_dir=tmp_path)
+    assert result.rows == 3 and result.columns == ("when", "flag", "kind", "x")
+    assert read_export_metadata(tmp_path / name)["run_id"] == "kinds"
