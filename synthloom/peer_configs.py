@@ -3,7 +3,7 @@ great); `synthloom.config` adds them to the method union. Pydantic only: no peer
 imported here, so configs validate (and `synthloom validate` works) without the extra.
 
 Defaults are the packages' own (SMOTE k = 5; SDV's CTGAN/TVAE 300 epochs, batch 500) except
-GReaT's step budget, which is sized for a CPU (see README, "Peers").
+GReaT's step budget, which is sized for a CPU (see docs/benchmarks.md, "Peers").
 """
 
 from __future__ import annotations

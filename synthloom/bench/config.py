@@ -206,8 +206,8 @@ def validate_bench_config(raw: Any, origin: str) -> BenchConfig:
         listed = " ".join(f"({i}) {_describe(e)}" for i, e in enumerate(exc.errors(), 1))
         raise ConfigError(
             f"Bench config error in {origin}: {listed} Fix the file or the --set override; "
-            "README.md ('Benchmark') lists the keys, pipeline_configs/bench_credit.yaml is an "
-            "example."
+            "docs/benchmarks.md ('Benchmark') lists the keys, pipeline_configs/bench_credit.yaml "
+            "is an example."
         ) from None
     for label in config.enabled():
         try:
