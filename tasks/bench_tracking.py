@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.config import flatten
-from tasks.tracking import _client, _experiment_id, _finite, _git_commit
+from tasks.tracking import ensure_experiment, finite_metrics, git_commit, mlflow_at
 
 PARENT_TAG = "mlflow.parentRunId"
 BENCH_TAG = "synthloom.bench_id"
@@ -25,15 +25,15 @@ def start_bench_run(
     uri: str, experiment: str, data_dir: str | Path, bench_id: str, config: dict[str, Any]
 ) -> str:
     """Create the bench's parent run (status RUNNING) with the flattened config as params."""
-    mlflow = _client(uri)
+    mlflow = mlflow_at(uri)
     client = mlflow.tracking.MlflowClient()
     run = client.create_run(
-        _experiment_id(mlflow, experiment, data_dir),
+        ensure_experiment(mlflow, experiment, data_dir),
         run_name=bench_id,
         tags={
             BENCH_TAG: bench_id,
             "dataset": config["data"]["source"],
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "kind": "bench",
         },
     )
@@ -48,7 +48,7 @@ def start_bench_run(
 
 def adopt_run(uri: str, parent_id: str, child_id: str, bench_id: str, label: str) -> None:
     """Nest a finished pipeline run under the bench run and label it with its generator."""
-    client = _client(uri).tracking.MlflowClient()
+    client = mlflow_at(uri).tracking.MlflowClient()
     client.set_tag(child_id, PARENT_TAG, parent_id)
     client.set_tag(child_id, BENCH_TAG, bench_id)
     client.set_tag(child_id, "bench.generator", label)
@@ -58,7 +58,7 @@ def log_reference_run(
     uri: str, parent_id: str, bench_id: str, metrics: dict[str, Any], files: list[Path]
 ) -> str:
     """A nested run holding the real-data reference metrics; returns its id."""
-    client = _client(uri).tracking.MlflowClient()
+    client = mlflow_at(uri).tracking.MlflowClient()
     experiment_id = client.get_run(parent_id).info.experiment_id
     run = client.create_run(
         experiment_id,
@@ -81,7 +81,7 @@ def finish_bench_run(
     status: str,
 ) -> None:
     """Log `<generator>.<metric>` metrics and the comparison files; end the parent run."""
-    client = _client(uri).tracking.MlflowClient()
+    client = mlflow_at(uri).tracking.MlflowClient()
     flat = {
         f"{label}.{key}": value
         for label, metrics in metrics_by_generator.items()
@@ -101,6 +101,6 @@ def _log_metrics(client: Any, run_id: str, metrics: dict[str, Any]) -> None:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    items = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+    items = [Metric(k, v, now, 0) for k, v in finite_metrics(metrics).items()]
     for start in range(0, len(items), 1000):
         client.log_batch(run_id, metrics=items[start : start + 1000])

@@ -18,7 +18,7 @@ import pandas as pd
 
 from synthloom.config import flatten
 from tasks.scaling import FIT_KEYS
-from tasks.tracking import _client, _experiment_id, _finite, _git_commit
+from tasks.tracking import ensure_experiment, finite_metrics, git_commit, mlflow_at
 
 
 def log_scaling_study(
@@ -33,8 +33,8 @@ def log_scaling_study(
     """Log the study (or append to its earlier MLflow run); returns the parent run id."""
     from mlflow.entities import Metric
 
-    mlflow = _client(uri)
-    experiment_id = _experiment_id(mlflow, experiment, data_dir)
+    mlflow = mlflow_at(uri)
+    experiment_id = ensure_experiment(mlflow, experiment, data_dir)
     fit_dir = Path(fit_dir)
     fits = json.loads((fit_dir / "fits.json").read_text(encoding="utf-8"))
     points = pd.read_csv(fit_dir / "points.csv")
@@ -42,7 +42,7 @@ def log_scaling_study(
         "synthloom.study_id": summary["run_id"],
         "kind": "scaling",
         "curves": ",".join(fits),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "status": summary["status"],
     }
     client = mlflow.tracking.MlflowClient()
@@ -57,9 +57,9 @@ def log_scaling_study(
         params = {k: str(v)[:500] for k, v in flatten(config).items() if k not in existing}
         if params:
             mlflow.log_params(params)
-        mlflow.log_metrics(_finite(summary["metrics"]))
+        mlflow.log_metrics(finite_metrics(summary["metrics"]))
         mlflow.log_metrics(
-            _finite(
+            finite_metrics(
                 {
                     f"{label}_{key}": fit[key]
                     for label, fit in fits.items()
@@ -93,7 +93,7 @@ def log_scaling_study(
                     client.log_batch(child.info.run_id, metrics=metrics[start : start + 1000])
                 mlflow.set_tag("metric", fit.get("metric", ""))
                 if fit.get("fitted"):
-                    mlflow.log_metrics(_finite({k: fit[k] for k in FIT_KEYS}))
+                    mlflow.log_metrics(finite_metrics({k: fit[k] for k in FIT_KEYS}))
                 else:
                     mlflow.set_tag("fit_failed", fit.get("reason", ""))
                 plot = fit_dir / f"curve_{label}.png"

@@ -26,14 +26,16 @@ def _artifact_root(data_dir: str | Path) -> str:
     return (Path(data_dir) / "mlflow" / "artifacts").resolve().as_uri()
 
 
-def _client(uri: str):  # noqa: ANN202 - mlflow is imported lazily (slow import)
+def mlflow_at(uri: str):  # noqa: ANN202 - mlflow is imported lazily (slow import)
+    """The `mlflow` module with its tracking URI set to `uri`."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     return mlflow
 
 
-def _experiment_id(mlflow: Any, name: str, data_dir: str | Path) -> str:
+def ensure_experiment(mlflow: Any, name: str, data_dir: str | Path) -> str:
+    """The id of experiment `name`, created with its artifacts under `data_dir` if absent."""
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
@@ -41,7 +43,8 @@ def _experiment_id(mlflow: Any, name: str, data_dir: str | Path) -> str:
     return mlflow.create_experiment(name, artifact_location=f"{_artifact_root(data_dir)}/{name}")
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """The short commit hash of the checkout holding this code, or "unknown"."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -103,7 +106,8 @@ def _metric_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
 
 
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+def finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of `metrics` as floats, keys made valid MLflow metric names."""
     return {
         _metric_name(k): float(v)
         for k, v in metrics.items()
@@ -168,14 +172,14 @@ def log_pipeline_run(
     data_dir: str | Path,
 ) -> str:
     """Log (or append to) the MLflow run of a pipeline run; returns the MLflow run id."""
-    mlflow = _client(uri)
-    experiment_id = _experiment_id(mlflow, experiment, data_dir)
+    mlflow = mlflow_at(uri)
+    experiment_id = ensure_experiment(mlflow, experiment, data_dir)
     tags = {
         "synthloom.run_id": summary["run_id"],
         "method": config["method"]["name"],
         "dataset": config["data"]["source"],
         "config_hash": summary["config_hash"][:12],
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "status": summary["status"],
         **model_tags(config["method"]),
         **machine_tags((config.get("run") or {}).get("device", "auto")),
@@ -192,10 +196,10 @@ def log_pipeline_run(
         params = {k: str(v)[:500] for k, v in flatten(config).items() if k not in existing}
         if params:
             mlflow.log_params(params)
-        mlflow.log_metrics(_finite(summary["metrics"]))
-        mlflow.log_metrics(_finite(summary["counts"]))
+        mlflow.log_metrics(finite_metrics(summary["metrics"]))
+        mlflow.log_metrics(finite_metrics(summary["counts"]))
         mlflow.log_metric("pipeline_wall_seconds", summary.get("wall_seconds") or 0.0)
-        mlflow.log_metrics(_finite(stage_resource_metrics(summary)))
+        mlflow.log_metrics(finite_metrics(stage_resource_metrics(summary)))
         for stage in summary["stages"]:
             if stage["status"] != "completed" or stage.get("mlflow_logged"):
                 continue
@@ -206,7 +210,7 @@ def log_pipeline_run(
                 tags={"stage": stage["name"], **tags},
             ):
                 mlflow.log_metrics(
-                    _finite(
+                    finite_metrics(
                         {
                             "seconds": stage["seconds"],
                             "compute_seconds": stage.get("compute_seconds"),
@@ -241,7 +245,7 @@ def log_pipeline_run(
 
 def end_status(mlflow_run_id: str, uri: str, status: str) -> None:
     """Mark the MLflow run FINISHED or FAILED after the final summary is written."""
-    mlflow = _client(uri)
+    mlflow = mlflow_at(uri)
     mlflow.tracking.MlflowClient().set_terminated(
         mlflow_run_id, status="FINISHED" if status == "completed" else "FAILED"
     )
@@ -264,7 +268,7 @@ def runs_table(uri: str, experiment: str | None, metrics: list[str] | None = Non
     """A pandas frame of pipeline runs (parent runs only), newest first."""
     import pandas as pd
 
-    mlflow = _client(uri)
+    mlflow = mlflow_at(uri)
     if experiment:
         if mlflow.get_experiment_by_name(experiment) is None:
             return pd.DataFrame()
@@ -354,8 +358,8 @@ def log_comparison(
     `synthloom.run_id` tag)."""
     import tempfile
 
-    mlflow = _client(uri)
-    experiment_id = _experiment_id(mlflow, experiment or "synthloom-comparisons", data_dir)
+    mlflow = mlflow_at(uri)
+    experiment_id = ensure_experiment(mlflow, experiment or "synthloom-comparisons", data_dir)
     name = time.strftime("comparison-%Y%m%dT%H%M%S")
     with mlflow.start_run(
         experiment_id=experiment_id,
