@@ -88,31 +88,56 @@ def test_student_edge_cases():
     assert scores["accuracy"] == 0.5 and scores["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
 
 
+KEYWORDS = {"fox": ["fox", "quick", "brown", "jumps"], "dog": ["dog", "lazy", "sleeps", "barks"]}
+FILLER = ["the", "a", "is", "very", "today", "over", "there", "and"]
+
+
+def keyword_texts(n_per_label: int, seed: int) -> tuple[list[str], list[str]]:
+    """Four-word texts: two of the label's keywords and two shared filler words, shuffled."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for label, words in KEYWORDS.items():
+        for _ in range(n_per_label):
+            words_of_text = [*rng.choice(words, 2, replace=False), *rng.choice(FILLER, 2)]
+            texts.append(" ".join(rng.permutation(words_of_text)))
+            labels.append(label)
+    return texts, labels
+
+
 def test_finetuned_student_learns_a_keyword_task():
+    """Fine-tuning beats the untrained student by a wide margin for every seed.
+
+    Not an exact score on four test texts, as this test once asserted: on so few texts one
+    flip is 0.25, and which texts flip depends on the seed (4 of seeds 0-11 scored 0.75
+    there). It also failed by chance while the tiny encoder's tokenizer was trained, because
+    each build learned a different vocabulary (see `synthloom.models.tiny`). On 40 held-out
+    texts every seed scores 0.9 at 1, 2 or 4 threads and the untrained student at most 0.55.
+    """
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     encoder = tiny_encoder()
     before = [p.detach().clone() for p in encoder[0].parameters()]
-    train = ["the fox is quick", "a quick brown fox", "lazy dog sleeps", "the dog is lazy"] * 4
-    labels = ["fox", "fox", "dog", "dog"] * 4
-    test = ["quick fox", "lazy dog", "brown fox jumps", "dog is lazy"]
-    scores = finetuned_student_scores(
-        encoder, train, labels, test, ["fox", "dog", "fox", "dog"], epochs=6, learning_rate=3e-3
-    )
-    assert scores["accuracy"] == 1.0
+    train, labels = keyword_texts(16, seed=0)
+    test, test_labels = keyword_texts(20, seed=1)
+    assert not set(train) & set(test)
+
+    def student(seed: int, epochs: int = 6) -> dict[str, float]:
+        return finetuned_student_scores(
+            encoder, train, labels, test, test_labels, epochs=epochs, learning_rate=3e-3,
+            seed=seed,
+        )  # fmt: skip
+
+    for seed in (0, 1, 2):
+        trained, untrained = student(seed)["accuracy"], student(seed, epochs=0)["accuracy"]
+        assert trained >= 0.8 and trained >= untrained + 0.25, (seed, trained, untrained)
+    scores = student(0)
     # seeded inside (dropout included) and the global RNG is left as it was
     state = torch.random.get_rng_state()
-    again = finetuned_student_scores(
-        encoder, train, labels, test, ["fox", "dog", "fox", "dog"], epochs=6, learning_rate=3e-3
-    )
-    assert again == scores
+    assert student(0) == scores
     assert torch.equal(torch.random.get_rng_state(), state)
     # a caller's bf16 autocast does not leak into the fine-tuning (it used to: 0.5-0.75)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inside = finetuned_student_scores(
-            encoder, train, labels, test, ["fox", "dog", "fox", "dog"], epochs=6,
-            learning_rate=3e-3,
-        )  # fmt: skip
+        inside = student(0)
     assert inside == scores
     # the caller's encoder is untouched (a copy was trained)
     for p, q in zip(encoder[0].parameters(), before, strict=True):

@@ -1,8 +1,9 @@
 """Tiny randomly initialised models for unit tests, built offline in well under a second.
 
-Same classes as the real models (LlamaForCausalLM, BertModel) with fast tokenizers trained
-in memory on a fixed corpus, so code under test cannot tell them apart except by quality.
-No network, no model packages. The global torch RNG is left untouched.
+Same classes as the real models (LlamaForCausalLM, BertModel) with fast tokenizers built
+in memory from a fixed corpus, so code under test cannot tell them apart except by quality.
+No network, no model packages. The global torch RNG is left untouched, and every process
+builds the same tokenizers and weights for the same seed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import string
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from tokenizers.trainers import BpeTrainer, WordPieceTrainer
+from tokenizers.trainers import BpeTrainer
 from transformers import (
     BertConfig,
     BertModel,
@@ -81,20 +82,16 @@ def tiny_causal_lm(seed: int = 0) -> tuple[LlamaForCausalLM, PreTrainedTokenizer
 def tiny_encoder(seed: int = 0) -> tuple[BertModel, PreTrainedTokenizerFast]:
     """A 2-layer, 32-wide BERT and a lower-casing WordPiece tokenizer ([CLS] text [SEP]).
 
-    Eval mode, CPU, fp32, hidden_size 32, up to 512 positions.
+    Eval mode, CPU, fp32, hidden_size 32, up to 512 positions. The vocabulary is fixed
+    (see `_wordpiece_vocab`), so token ids and the embedding size are the same in every
+    process.
     """
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    tok = Tokenizer(models.WordPiece(_wordpiece_vocab(normalizer, splitter), unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = splitter
     tok.decoder = decoders.WordPiece()
-    trainer = WordPieceTrainer(
-        vocab_size=400,
-        special_tokens=specials,
-        initial_alphabet=list(string.printable),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS, trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -119,6 +116,28 @@ def tiny_encoder(seed: int = 0) -> tuple[BertModel, PreTrainedTokenizerFast]:
         pad_token_id=tokenizer.pad_token_id,
     )
     return _seeded(BertModel, config, seed), tokenizer
+
+
+def _wordpiece_vocab(
+    normalizer: normalizers.Normalizer, splitter: pre_tokenizers.PreTokenizer
+) -> dict[str, int]:
+    """Specials, every printable character, its `##` continuation, then the corpus's words.
+
+    Built by hand, not by `WordPieceTrainer`: the trainer breaks ties between equally
+    frequent merges in Rust hash-map order, which is randomly seeded for every map, so it
+    learned a different vocabulary (273 or 274 tokens, different ids) on each call and every
+    model built on it trained to different weights (a fine-tuning test passed or failed by
+    chance). Any lower-cased text encodes: an unseen word is spelled from characters.
+    """
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted(set(string.printable.lower()) - set(string.whitespace))
+    words = {
+        word
+        for text in _CORPUS
+        for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))
+    }
+    tokens = [*specials, *chars, *(f"##{c}" for c in chars), *sorted(words - set(chars))]
+    return {token: i for i, token in enumerate(tokens)}
 
 
 def _seeded(model_cls, config, seed: int):
