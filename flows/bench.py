@@ -23,7 +23,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.cli import run_id_for
 from flows.tabular import tabular_pipeline
 from synthloom.artifacts import read_manifest
 from synthloom.bench.config import BenchConfig, GeneratorEntry, pipeline_config_for
@@ -34,6 +33,7 @@ from synthloom.bench.table import (
     unavailable_row,
 )
 from synthloom.methods.peers import missing_peer
+from synthloom.runs import run_id_for
 from synthloom.splits import SPLIT_NAMES
 from tasks.bench import (
     generator_peak_rss,

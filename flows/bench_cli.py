@@ -47,9 +47,9 @@ def bench_id_for(name: str, digest: str, suffix: str = "") -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from flows.cli import _data_dir
     from flows.environment import configure_runtime, quiet_user_error_tracebacks
     from synthloom.bench.config import bench_hash, load_bench_config
+    from synthloom.runs import resolve_data_dir
 
     config = load_bench_config(args.config, args.set or [])
     if args.only:
@@ -61,7 +61,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             )
         for label, entry in config.generators.items():
             entry.enabled = label in args.only
-    data_dir = configure_runtime(_data_dir(args.data_dir or config.run.data_dir))
+    data_dir = configure_runtime(resolve_data_dir(args.data_dir or config.run.data_dir))
     suffix = time.strftime("-%Y%m%dT%H%M%S") if args.fresh else ""
     bench_id = bench_id_for(config.name or "bench", bench_hash(config), suffix)
     print(f"synthloom: bench {bench_id}\n  output: {data_dir / 'bench' / bench_id}", flush=True)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from synthloom.config import PipelineConfig, config_hash, load_config, validate_config
+from synthloom.config import load_config, validate_config
 from synthloom.errors import ConfigError, SynthloomError
+from synthloom.runs import resolve_data_dir, run_id_for, stored_run, summary_stages
 
 KEY_METRICS = (
     "column_shape_error_pct",
@@ -42,24 +41,6 @@ KEY_METRICS = (
     "student_seeds_plus_synthetic_accuracy",
     "student_real_train_accuracy",
 )
-
-
-def _data_dir(cli_value: str | None, config: PipelineConfig | None = None) -> Path:
-    from flows.environment import default_data_dir
-
-    if cli_value:
-        return Path(cli_value)
-    if config is not None and config.run.data_dir:
-        return Path(config.run.data_dir)
-    return default_data_dir()
-
-
-def run_id_for(config: PipelineConfig, fresh: bool = False, given: str | None = None) -> str:
-    """`given` or `<name>-<config hash[:10]>`: the same id continues the same run (finished
-    stages are reused); --fresh appends the time, so it starts a new run even with --run-id."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.run.name or "run").strip("-") or "run"
-    run_id = given or f"{name}-{config_hash(config)[:10]}"
-    return run_id + time.strftime("-%Y%m%dT%H%M%S") if fresh else run_id
 
 
 def _execute(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
@@ -129,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _execute(
         config.model_dump(mode="json"),
         run_id_for(config, args.fresh, args.run_id),
-        _data_dir(args.data_dir, config),
+        resolve_data_dir(args.data_dir, config),
     )
 
 
@@ -147,39 +128,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    data_dir = _data_dir(args.data_dir)
-    run_dir = data_dir / "runs" / args.run_id
-    stored = run_dir / "config.json"
-    if not stored.is_file():
-        runs = sorted(
-            p.name for p in (data_dir / "runs").glob("*") if (p / "config.json").is_file()
-        )
-        listed = ", ".join(runs[-10:]) or "none"
-        raise ConfigError(
-            f"Cannot resume {args.run_id!r}: {stored} does not exist. Runs under {data_dir / 'runs'}: "
-            f"{listed}. Fix: pass one of those ids, or --data-dir where the run lives."
-        )
-    raw = json.loads(stored.read_text(encoding="utf-8"))
+    data_dir = resolve_data_dir(args.data_dir)
+    run_dir, raw = stored_run(args.run_id, data_dir, "resume")
     raw.setdefault("run", {})["fail_at_stage"] = None  # an injected failure is not resumed
-    config = validate_config(raw, str(stored))
+    config = validate_config(raw, str(run_dir / "config.json"))
     return _execute(config.model_dump(mode="json"), args.run_id, data_dir)
-
-
-def _stored_run(run_id: str, data_dir: Path, verb: str) -> tuple[Path, dict[str, Any]]:
-    """The run directory and stored config.json of `run_id`, or a ConfigError listing runs."""
-    run_dir = data_dir / "runs" / run_id
-    stored = run_dir / "config.json"
-    if not stored.is_file():
-        runs = sorted(
-            p.name for p in (data_dir / "runs").glob("*") if (p / "config.json").is_file()
-        )
-        listed = ", ".join(runs[-10:]) or "none"
-        raise ConfigError(
-            f"Cannot {verb} {run_id!r}: {stored} does not exist. Runs under "
-            f"{data_dir / 'runs'}: {listed}. Fix: pass one of those ids, or --data-dir where "
-            "the run lives."
-        )
-    return run_dir, json.loads(stored.read_text(encoding="utf-8"))
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
@@ -190,14 +143,14 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     stages were rerun)."""
     from synthloom.config import apply_override, stages_for
 
-    data_dir = _data_dir(args.data_dir)
-    run_dir, raw = _stored_run(args.run_id, data_dir, "rerun")
+    data_dir = resolve_data_dir(args.data_dir)
+    run_dir, raw = stored_run(args.run_id, data_dir, "rerun")
     origin = str(run_dir / "config.json")
     for assignment in args.set or []:
         apply_override(raw, assignment, origin)
     if not any(a.split("=", 1)[0].strip() == "run.fail_at_stage" for a in args.set or []):
         raw.setdefault("run", {})["fail_at_stage"] = None  # an injected failure is not rerun
-    previous = load_summary_stages(run_dir) or stages_for(raw.get("method", {}).get("name", ""))
+    previous = summary_stages(run_dir) or stages_for(raw.get("method", {}).get("name", ""))
     if args.from_stage not in previous:
         raise ConfigError(
             f"Cannot rerun {args.run_id!r} from {args.from_stage!r}: it has no such stage. "
@@ -208,14 +161,6 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         origin += " (with --set " + " ".join(args.set) + ")"
     config = validate_config(raw, origin)
     return _execute(config.model_dump(mode="json"), args.run_id, data_dir)
-
-
-def load_summary_stages(run_dir: Path) -> tuple[str, ...]:
-    """The stage names a run's summary.json lists, in order (empty when there is none)."""
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return ()
-    return tuple(s["name"] for s in json.loads(path.read_text(encoding="utf-8"))["stages"])
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -230,7 +175,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sort_runs,
     )
 
-    data_dir = configure_runtime(_data_dir(args.data_dir))
+    data_dir = configure_runtime(resolve_data_dir(args.data_dir))
     uri = args.tracking_uri or default_tracking_uri(data_dir)
     wanted = list(args.metric or COMPARE_COLUMNS)
     if args.sort and args.sort not in wanted:

@@ -317,10 +317,10 @@ def run_ui(
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from flows.cli import _data_dir
+    from synthloom.runs import resolve_data_dir
 
     return run_ui(
-        _data_dir(args.data_dir),
+        resolve_data_dir(args.data_dir),
         host=args.host,
         prefect_port=args.prefect_port,
         mlflow_port=args.mlflow_port,

@@ -1,18 +1,14 @@
 """Where a run's state lives, set up BEFORE Prefect is imported (it reads env at import).
 
-data_dir (default ./data, or SYNTHLOOM_DATA_DIR) holds runs/, prefect/ (the ephemeral API's
-SQLite database), mlflow/ and models/. When PREFECT_API_URL is already set (a `prefect
-server start`), flows report there instead of the ephemeral API.
+data_dir (default ./data, or SYNTHLOOM_DATA_DIR: synthloom/runs.py) holds runs/, prefect/
+(the ephemeral API's SQLite database), mlflow/ and models/. When PREFECT_API_URL is already
+set (a `prefect server start`), flows report there instead of the ephemeral API.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("SYNTHLOOM_DATA_DIR", "data"))
 
 
 def configure_runtime(data_dir: str | Path) -> Path:

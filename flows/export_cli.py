@@ -27,7 +27,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from flows.environment import default_data_dir
+    from synthloom.runs import default_data_dir
 
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     result = export_run(args.run_id, args.out, args.format, data_dir)

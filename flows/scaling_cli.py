@@ -35,14 +35,15 @@ def add_scaling_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
-    from flows.cli import _data_dir, _execute, run_id_for
+    from flows.cli import _execute
     from flows.environment import configure_runtime
     from synthloom.config import load_config
+    from synthloom.runs import resolve_data_dir, run_id_for
     from synthloom.scaling.config import load_scaling_config, study_hash
 
     study = load_scaling_config(args.config, args.set or [])
     data_dir = configure_runtime(
-        Path(args.data_dir) if args.data_dir else _data_dir(study.run.data_dir)
+        Path(args.data_dir) if args.data_dir else resolve_data_dir(study.run.data_dir)
     )
     runs: dict[str, str] = {}
     largest = max(study.size_list())

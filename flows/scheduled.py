@@ -27,14 +27,14 @@ def resolve_config_run(
     {config: validated config, run_id: `<name>-<config hash>` unless given, data_dir: the
     argument, run.data_dir, SYNTHLOOM_DATA_DIR or ./data}. Bad configs raise ConfigError
     naming file and key."""
-    from flows.cli import _data_dir, run_id_for
     from synthloom.config import load_config
+    from synthloom.runs import resolve_data_dir, run_id_for
 
     config = load_config(config_path, list(overrides or []))
     return {
         "config": config.model_dump(mode="json"),
         "run_id": run_id or run_id_for(config),
-        "data_dir": str(Path(_data_dir(data_dir, config)).resolve()),
+        "data_dir": str(Path(resolve_data_dir(data_dir, config)).resolve()),
     }
 
 

@@ -198,8 +198,8 @@ def _serve(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from flows.cli import _data_dir, run_id_for
     from synthloom.config import load_config
+    from synthloom.runs import resolve_data_dir, run_id_for
 
     config = load_config(args.config, args.set or [])
     if args.limit < 1:
@@ -207,7 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve_config(
         config,
         run_id=args.run_id or run_id_for(config),
-        data_dir=_data_dir(args.data_dir, config),
+        data_dir=resolve_data_dir(args.data_dir, config),
         cron=args.cron,
         interval=args.interval,
         timezone=args.timezone,

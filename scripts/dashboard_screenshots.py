@@ -181,8 +181,8 @@ def run_pipeline(
     config: Path, overrides: list[str], data_dir: Path, prefect_api_url: str, timeout_s: float
 ) -> dict[str, Any]:
     """`synthloom run CONFIG --set ...` reporting to the given Prefect server; its summary."""
-    from flows.cli import run_id_for
     from synthloom.config import load_config
+    from synthloom.runs import run_id_for
 
     run_id = run_id_for(load_config(config, overrides))
     sets = [arg for value in overrides for arg in ("--set", value)]

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main, run_id_for
+from flows.cli import main
 from synthloom.config import DIFFLM_STAGES, load_config
 from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
+from synthloom.runs import run_id_for
 
 
 @pytest.fixture(scope="module")

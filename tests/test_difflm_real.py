@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main, run_id_for
+from flows.cli import main
 from synthloom.config import DIFFLM_STAGES, load_config
+from synthloom.runs import run_id_for
 
 
 @pytest.mark.integration

@@ -14,8 +14,9 @@ import psutil
 import pytest
 import yaml
 
-from flows.cli import main, run_id_for
+from flows.cli import main
 from synthloom.config import load_config
+from synthloom.runs import run_id_for
 
 REPO = Path(__file__).resolve().parent.parent
 

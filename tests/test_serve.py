@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import main, run_id_for
+from flows.cli import main
 from flows.dashboard import (
     free_port,
     sigterm_raises_keyboard_interrupt,
@@ -31,6 +31,7 @@ from flows.dashboard import (
 from flows.serve import build_schedule, deployment_parameters
 from synthloom.config import load_config
 from synthloom.errors import ConfigError
+from synthloom.runs import run_id_for
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "pipeline_configs" / "marginals_credit.yaml"

@@ -20,12 +20,13 @@ import torch
 import yaml
 
 import synthloom.methods.text.fewgen as fewgen
-from flows.cli import main, run_id_for
+from flows.cli import main
 from synthloom.config import TEXT_STAGES, load_config
 from synthloom.errors import DataError
 from synthloom.methods.text.base import ModelBox, SeedSet
 from synthloom.methods.text.sampling import Continuations
 from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
+from synthloom.runs import run_id_for
 from synthloom.text_splits import text_splits
 
 TOPICS = {

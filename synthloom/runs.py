@@ -1,0 +1,77 @@
+"""Run ids and the data directory: what a pipeline run is called and where its state lives.
+
+A run id is `<name>-<config hash[:10]>`, so the same config continues the same run. The data
+directory (holding runs/, prefect/, mlflow/, models/) is the command line's value, else the
+config's run.data_dir, else $SYNTHLOOM_DATA_DIR, else ./data. A stored run is
+`<data_dir>/runs/<run_id>/` with its config.json and summary.json. Plain Python: no Prefect or
+MLflow, so every command, flow and script resolves runs the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from synthloom.config import PipelineConfig, config_hash
+from synthloom.errors import ConfigError
+
+__all__ = [
+    "default_data_dir",
+    "resolve_data_dir",
+    "run_id_for",
+    "stored_run",
+    "summary_stages",
+]
+
+
+def default_data_dir() -> Path:
+    """$SYNTHLOOM_DATA_DIR, or ./data (relative to the working directory)."""
+    return Path(os.environ.get("SYNTHLOOM_DATA_DIR", "data"))
+
+
+def resolve_data_dir(cli_value: str | None, config: PipelineConfig | None = None) -> Path:
+    """The data directory: `cli_value` if given, else `config.run.data_dir` if set, else
+    `default_data_dir()`. Not resolved to an absolute path (configure_runtime does that)."""
+    if cli_value:
+        return Path(cli_value)
+    if config is not None and config.run.data_dir:
+        return Path(config.run.data_dir)
+    return default_data_dir()
+
+
+def run_id_for(config: PipelineConfig, fresh: bool = False, given: str | None = None) -> str:
+    """`given` or `<name>-<config hash[:10]>`: the same id continues the same run (finished
+    stages are reused); --fresh appends the time, so it starts a new run even with --run-id."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.run.name or "run").strip("-") or "run"
+    run_id = given or f"{name}-{config_hash(config)[:10]}"
+    return run_id + time.strftime("-%Y%m%dT%H%M%S") if fresh else run_id
+
+
+def stored_run(run_id: str, data_dir: Path, verb: str) -> tuple[Path, dict[str, Any]]:
+    """The run directory and stored config.json of `run_id` under `data_dir`; a ConfigError
+    ("Cannot <verb> ...") listing the last ten stored runs when it has none."""
+    run_dir = data_dir / "runs" / run_id
+    stored = run_dir / "config.json"
+    if not stored.is_file():
+        runs = sorted(
+            p.name for p in (data_dir / "runs").glob("*") if (p / "config.json").is_file()
+        )
+        listed = ", ".join(runs[-10:]) or "none"
+        raise ConfigError(
+            f"Cannot {verb} {run_id!r}: {stored} does not exist. Runs under "
+            f"{data_dir / 'runs'}: {listed}. Fix: pass one of those ids, or --data-dir where "
+            "the run lives."
+        )
+    return run_dir, json.loads(stored.read_text(encoding="utf-8"))
+
+
+def summary_stages(run_dir: Path) -> tuple[str, ...]:
+    """The stage names a run's summary.json lists, in order (empty when there is none)."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return ()
+    return tuple(s["name"] for s in json.loads(path.read_text(encoding="utf-8"))["stages"])
