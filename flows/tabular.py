@@ -99,7 +99,7 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
     finally:
         summary = recorder.finish(status)
         if cfg.tracking.enabled:
-            _track(recorder, summary, config, cfg, data_dir)
+            track_pipeline_run(recorder, summary, config, cfg, data_dir)
     return summary
 
 
@@ -151,7 +151,7 @@ def _difflm_stages(
     )
 
 
-def _track(
+def track_pipeline_run(
     recorder: RunRecorder,
     summary: dict[str, Any],
     config: dict[str, Any],

@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.tabular import _track as track_run  # one MLflow logging path for every flow
+from flows.tabular import track_pipeline_run  # one MLflow logging path for every flow
 from synthloom.config import PipelineConfig, config_hash, stages_for
 from tasks.ingest import source_fingerprint
 from tasks.recorder import RunRecorder
@@ -86,7 +86,7 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
     finally:
         summary = recorder.finish(status)
         if cfg.tracking.enabled:
-            track_run(recorder, summary, config, cfg, data_dir)
+            track_pipeline_run(recorder, summary, config, cfg, data_dir)
     return summary
 
 
