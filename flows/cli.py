@@ -57,6 +57,19 @@ def _execute(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
         f"synthloom: run {run_id}\n  artifacts: {run_dir}\n  summary:   {run_dir / 'summary.json'}",
         flush=True,
     )
+    from flows.signals import exit_after_signal, stop_on_signals
+
+    with stop_on_signals(run_id, run_dir):
+        try:
+            code = _run_flow(config, run_id, data_dir, run_dir)
+        except BaseException as exc:
+            exit_after_signal(exc, run_id, run_dir)  # SIGTERM/SIGINT: record, stop, exit now
+            raise
+        exit_after_signal(None, run_id, run_dir)  # a signal Prefect turned into a failure
+        return code
+
+
+def _run_flow(config: dict[str, Any], run_id: str, data_dir: Path, run_dir: Path) -> int:
     from flows.environment import quiet_user_error_tracebacks
     from flows.executors import with_executor
     from flows.progress_bar import install_progress_bar

@@ -158,7 +158,13 @@ def track_pipeline_run(
     cfg: PipelineConfig,
     data_dir: str,
 ) -> None:
-    """Log to MLflow; a tracking failure is reported but never loses the run's artifacts."""
+    """Log to MLflow; a tracking failure is reported but never loses the run's artifacts.
+
+    A run cancelled by a signal is not logged (the process is leaving within seconds); its
+    resume logs it."""
+    if summary["status"] == "cancelled":
+        get_run_logger().warning("MLflow not updated: %s", summary["error"]["message"])
+        return
     uri = cfg.tracking.uri or default_tracking_uri(data_dir)
     try:
         run_id = log_pipeline_run(

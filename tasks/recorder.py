@@ -3,7 +3,8 @@
 summary.json = {run_id, status, config_hash, artifact_dir, mlflow_run_id, stages: [{name,
 status, cached, seconds, rows_in, rows_out, attempts, rerun, cpu_seconds, peak_rss_mb,
 stage_peak_rss_mb, gpu_peak_mb, ...}], metrics, error, rerun, estimates}; `estimates` holds
-the disk estimate checked before generation (`check_output_fits`). It is rewritten atomically
+the disk estimate checked before generation (`check_output_fits`). A run stopped by a signal
+ends `cancelled`: `signal` names it, `error` says where, the interrupted stage is `cancelled`. It is rewritten atomically
 after every stage, so a killed run still shows how far it got.
 
 Operations every flow gets from the config's `run` section (issue 7): Prefect task retries
@@ -25,7 +26,8 @@ from synthloom.artifacts import atomic_write_json
 from synthloom.budget import check_output_fits, estimate_output, parquet_bytes_per_row
 from synthloom.config import STAGES
 from synthloom.errors import ConfigError, StageError, SynthloomError
-from tasks.runtime import retry_options, set_fault_budget
+from synthloom.stopping import RunInterrupted, stop_signal
+from tasks.runtime import interruption_signal, retry_options, set_fault_budget
 
 SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.json"
@@ -49,6 +51,7 @@ class RunRecorder:
     ) -> None:
         self.run_dir = run_dir
         self._started = time.perf_counter()
+        self.cancelled_by: str | None = None
         self.results_dir = run_dir / ".prefect-results"
         self.fail_at_stage = fail_at_stage
         self.stages = tuple(stages)
@@ -101,6 +104,10 @@ class RunRecorder:
         """Run one stage task (cached when its inputs are unchanged) and record the outcome.
 
         Raises StageError when the task failed; the summary names the stage and the reason."""
+        received = stop_signal()
+        if received is not None:  # stopping: start nothing new
+            self.cancel(None, received.name)
+            raise RunInterrupted(received)
         record = self._record(name)
         record.update(status="running", attempts=1)
         self._write()
@@ -117,15 +124,27 @@ class RunRecorder:
         if name in self.forced:
             options["refresh_cache"] = True  # recompute and overwrite the cache record
         start = time.perf_counter()
-        state = task.with_options(result_storage=self.results_dir, **options)(
-            **kwargs,
-            stage_dir=self.stage_dir(name),
-            inject_failure=inject,
-            return_state=True,
-        )
+        try:
+            state = task.with_options(result_storage=self.results_dir, **options)(
+                **kwargs,
+                stage_dir=self.stage_dir(name),
+                inject_failure=inject,
+                return_state=True,
+            )
+        except BaseException as exc:
+            received = interruption_signal(exc)
+            if received is not None:
+                record["seconds"] = round(time.perf_counter() - start, 3)
+                self.cancel(name, received.name)
+            raise
         record["seconds"] = round(time.perf_counter() - start, 3)
         if not state.is_completed():
             error = state.result(raise_on_failure=False)
+            received = interruption_signal(error if isinstance(error, BaseException) else None)
+            if received is not None:  # the failure is the signal, however Prefect put it
+                self.cancel(name, received.name)
+                cause = error if isinstance(error, BaseException) else None
+                raise RunInterrupted(received) from cause
             message = str(error) if isinstance(error, BaseException) else str(state.message)
             record.update(status="failed", error=message)
             self.summary["error"] = {
@@ -181,7 +200,16 @@ class RunRecorder:
         self._record(name).update(status="skipped", reason=reason)
         self._write()
 
+    def cancel(self, stage: str | None, signal_name: str) -> None:
+        """Record that `signal_name` stopped the run (during `stage`, marked `cancelled`)."""
+        self.cancelled_by = signal_name
+        _mark_cancelled(self.summary, signal_name, stage)
+        self._write()
+
     def finish(self, status: str) -> dict[str, Any]:
+        """End the summary with `status`; a run stopped by a signal ends `cancelled`."""
+        if self.cancelled_by is not None:
+            status = "cancelled"
         self.summary["status"] = status
         self.summary["finished"] = _now()
         self.summary["wall_seconds"] = round(time.perf_counter() - self._started, 3)
@@ -197,6 +225,36 @@ class RunRecorder:
 
     def _write(self) -> None:
         atomic_write_json(self.summary, self.run_dir / SUMMARY_NAME)
+
+
+def _mark_cancelled(summary: dict[str, Any], signal_name: str, stage: str | None) -> None:
+    """Status `cancelled`, the error naming the signal, the interrupted stage `cancelled`."""
+    running = [s for s in summary["stages"] if s["status"] == "running"]
+    stage = stage or (running[0]["name"] if running else None)
+    where = f" during stage {stage!r}" if stage else ""
+    message = (
+        f"cancelled by {signal_name}{where}; finished stages and generation shards are kept. "
+        f"Fix: `synthloom resume {summary['run_id']}` continues from there."
+    )
+    for record in summary["stages"]:
+        if record["status"] == "running" or record["name"] == stage:
+            record.update(status="cancelled", error=message)
+    summary["status"] = "cancelled"
+    summary["error"] = {"stage": stage, "message": message, "type": "Cancelled"}
+    summary["signal"] = signal_name
+
+
+def record_cancellation(run_dir: Path, signal_name: str) -> dict[str, Any] | None:
+    """Make `run_dir`'s summary.json say `signal_name` cancelled the run, whatever the flow
+    managed to write (a signal between stages, or before the recorder existed)."""
+    summary = load_summary(run_dir)
+    if summary is None:
+        return None
+    if summary.get("status") != "cancelled" or summary.get("signal") != signal_name:
+        _mark_cancelled(summary, signal_name, (summary.get("error") or {}).get("stage"))
+        summary["finished"] = summary.get("finished") or _now()
+        atomic_write_json(summary, run_dir / SUMMARY_NAME)
+    return summary
 
 
 def load_summary(run_dir: Path) -> dict[str, Any] | None:

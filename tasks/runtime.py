@@ -14,6 +14,7 @@ import contextvars
 import hashlib
 import json
 import resource
+import signal
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 from synthloom.artifacts import MANIFEST_NAME, atomic_write_json, sha256_tree, staged_directory
 from synthloom.errors import StageError, SynthloomError
 from synthloom.progress import ProgressEvent, ProgressReporter
+from synthloom.stopping import RunInterrupted, stop_signal
 
 # Declared once, used by every stage task: inputs (incl. upstream hashes, stage config and
 # `code_version`) + the task's own source. `inject_failure` is left out: a stage that
@@ -104,6 +106,27 @@ def take_midway_failure() -> bool:
         pending["pending"] = False
         return True
     return False
+
+
+def interruption_signal(error: BaseException | None) -> signal.Signals | None:
+    """The signal that stopped the run, when `error` stands for one or a stop signal has
+    been received (`synthloom.stopping`); else None.
+
+    Looks through the exception's cause/context chain: Prefect can turn a TerminationSignal
+    raised at an awkward moment into another error (e.g. "Task run is not set")."""
+    from prefect.exceptions import TerminationSignal
+
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, RunInterrupted):
+            return error.signum
+        if isinstance(error, TerminationSignal):
+            return signal.Signals(error.signal)
+        if isinstance(error, KeyboardInterrupt):
+            return signal.SIGINT
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return stop_signal()
 
 
 def is_user_error(error: BaseException | None) -> bool:

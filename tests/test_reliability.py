@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +20,8 @@ from synthloom.budget import OutputEstimate, check_output_fits
 from synthloom.config import config_hash, load_config
 from synthloom.errors import ConfigError, DataError
 from synthloom.ingest import load_source, prepare_seed_table, sniff_delimiter, source_files
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def write_config(tmp_path: Path, source: str, name: str = "hostile", **sections) -> Path:
@@ -260,3 +267,107 @@ def test_request_that_does_not_fit_the_disk_stops_before_fit(tmp_path, monkeypat
     }
     assert summary["estimates"]["generate"]["free_bytes"] == 10**6
     assert summary["error"]["stage"] == "generate" and not (run / "generate").exists()
+
+
+# ---------------------------------------------------------------- 3. SIGTERM
+
+
+def test_a_signal_that_prefect_turned_into_another_error_is_still_found() -> None:
+    from prefect.exceptions import TerminationSignal
+
+    from tasks.runtime import interruption_signal
+
+    try:
+        try:
+            raise TerminationSignal(signal.SIGTERM)
+        except TerminationSignal:
+            raise ValueError("Task run is not set")  # noqa: B904 - what Prefect 3.8 does
+    except ValueError as err:
+        assert interruption_signal(err) is signal.SIGTERM
+    assert interruption_signal(KeyboardInterrupt()) is signal.SIGINT
+    assert interruption_signal(RuntimeError("plain")) is None
+
+
+def test_record_cancellation_marks_the_running_stage(tmp_path) -> None:
+    from tasks.recorder import RunRecorder, record_cancellation
+
+    recorder = RunRecorder(tmp_path / "r", "r", {"run": {}}, "hash")
+    recorder._record("fit").update(status="running")
+    recorder._write()
+    summary = record_cancellation(tmp_path / "r", "SIGTERM")
+    assert summary["status"] == "cancelled" and summary["signal"] == "SIGTERM"
+    assert "SIGTERM" in summary["error"]["message"] and summary["error"]["stage"] == "fit"
+    stages = {s["name"]: s["status"] for s in summary["stages"]}
+    assert stages["fit"] == "cancelled" and "running" not in stages.values()
+    assert recorder.finish("failed")["status"] == "failed"  # this recorder saw no signal
+    recorder.cancel("generate", "SIGTERM")
+    assert recorder.finish("failed")["status"] == "cancelled"
+
+
+def _part_files(run_dir: Path) -> int:
+    return len(list((run_dir / "shards" / "generate").glob("*/part-*.json")))
+
+
+def test_sigterm_during_generation_exits_fast_records_cancelled_and_resumes(
+    tmp_path, mixed_table
+) -> None:
+    """A real `synthloom run` in a subprocess, SIGTERM while shards are being written."""
+    import psutil
+
+    csv = tmp_path / "seed.csv"
+    mixed_table.to_csv(csv, index=False)
+    path = write_config(tmp_path, str(csv), generate={"num_rows": 40_000, "batch_size": 100})
+    data_dir = tmp_path / "data"
+    run_dir = data_dir / "runs" / "sig"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("PREFECT_HOME", None)
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", str(path), "--run-id", "sig"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _part_files(run_dir) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None and _part_files(run_dir) >= 3, (tmp_path / "run.log").read_text()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children  # the temporary Prefect API server
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+        assert time.monotonic() - sent < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert rc == 128 + signal.SIGTERM, output
+    assert "cancelled by SIGTERM" in output and "synthloom resume sig" in output
+    _, alive = psutil.wait_procs(children, timeout=2)
+    assert not alive, f"orphaned: {[c.cmdline() for c in alive]}"
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    stages = {s["name"]: s["status"] for s in summary["stages"]}
+    assert summary["status"] == "cancelled" and summary["signal"] == "SIGTERM"
+    assert "SIGTERM" in summary["error"]["message"] and summary["error"]["stage"] == "generate"
+    assert stages["generate"] == "cancelled" and "running" not in stages.values()
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "resume", "sig", "--data-dir", str(data_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = json.loads((run_dir / "summary.json").read_text())
+    records = {s["name"]: s for s in after["stages"]}
+    assert after["status"] == "completed" and after["error"] is None
+    assert records["ingest"]["cached"] and records["fit"]["cached"]
+    assert records["generate"]["shards_reused"], "the shards written before SIGTERM were redone"
+    assert records["generate"]["rows_out"] == 40_000
