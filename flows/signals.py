@@ -98,18 +98,23 @@ def _leave(received: signal.Signals, run_id: str, run_dir: Path, forced: bool) -
     with contextlib.suppress(Exception):
         for s in STOP_SIGNALS:  # a second signal only shortens the cleanup
             signal.signal(s, lambda *_: os._exit(code))
+    summary = None
     with contextlib.suppress(Exception):
         from tasks.recorder import record_cancellation
 
-        record_cancellation(run_dir, received.name)
+        summary = record_cancellation(run_dir, received.name)
     _drain_prefect_logs(LOG_DRAIN_SECONDS)
     stop_child_processes(CHILD_STOP_SECONDS)
     late = f" (the run had not stopped {FORCE_EXIT_SECONDS:.0f} s after it)" if forced else ""
+    where = (
+        f"finished stages are kept.\n  summary: {run_dir / 'summary.json'}\n  resume:  "
+        f"synthloom resume {run_id}"
+        if summary is not None
+        else "no stage had started; run the same command again."
+    )
     with contextlib.suppress(Exception):
         print(
-            f"\nsynthloom: run {run_id} cancelled by {received.name}{late}; finished stages "
-            f"are kept.\n  summary: {run_dir / 'summary.json'}\n  resume:  synthloom resume "
-            f"{run_id}",
+            f"\nsynthloom: run {run_id} cancelled by {received.name}{late}; {where}",
             file=sys.stderr,
             flush=True,
         )

@@ -371,3 +371,48 @@ def test_sigterm_during_generation_exits_fast_records_cancelled_and_resumes(
     assert records["ingest"]["cached"] and records["fit"]["cached"]
     assert records["generate"]["shards_reused"], "the shards written before SIGTERM were redone"
     assert records["generate"]["rows_out"] == 40_000
+
+
+SWALLOWING_RUN = """
+import sys, time
+from pathlib import Path
+from flows.signals import stop_on_signals
+from tasks.recorder import RunRecorder
+
+run_dir = Path(sys.argv[1])
+recorder = RunRecorder(run_dir, "swallow", {"run": {}}, "hash")
+recorder._record("fit").update(status="running")
+recorder._write()
+with stop_on_signals("swallow", run_dir):
+    print("ready", flush=True)
+    while True:  # a library that catches everything, as Prefect sometimes does
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+"""
+
+
+def test_watcher_ends_a_run_whose_signal_was_swallowed(tmp_path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING_RUN, str(tmp_path / "r")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+        waited = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.stdout.read()
+    assert rc == 128 + signal.SIGTERM and 4.5 < waited < 15, (rc, waited, output)
+    assert "had not stopped 5 s after it" in output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "cancelled" and summary["signal"] == "SIGTERM"
+    assert {s["name"]: s["status"] for s in summary["stages"]}["fit"] == "cancelled"
