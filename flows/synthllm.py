@@ -131,7 +131,12 @@ def _track(
     cfg: PipelineConfig,
     data_dir: str,
 ) -> None:
-    """The shared pipeline logging, plus the concept graph's artifacts on the parent run."""
+    """The shared pipeline logging, plus the concept graph's artifacts on the parent run.
+
+    A run cancelled by a signal is not logged (the process is leaving); its resume logs it."""
+    if summary["status"] == "cancelled":
+        get_run_logger().warning("MLflow not updated: %s", summary["error"]["message"])
+        return
     uri = cfg.tracking.uri or default_tracking_uri(data_dir)
     try:
         run_id = log_pipeline_run(

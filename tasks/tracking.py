@@ -244,11 +244,11 @@ def log_pipeline_run(
 
 
 def end_status(mlflow_run_id: str, uri: str, status: str) -> None:
-    """Mark the MLflow run FINISHED or FAILED after the final summary is written."""
+    """Mark the MLflow run FINISHED, KILLED (cancelled by a signal) or FAILED after the final
+    summary is written."""
     mlflow = mlflow_at(uri)
-    mlflow.tracking.MlflowClient().set_terminated(
-        mlflow_run_id, status="FINISHED" if status == "completed" else "FAILED"
-    )
+    ended = {"completed": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
+    mlflow.tracking.MlflowClient().set_terminated(mlflow_run_id, status=ended)
 
 
 COMPARE_COLUMNS = (

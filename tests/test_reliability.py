@@ -416,3 +416,17 @@ def test_watcher_ends_a_run_whose_signal_was_swallowed(tmp_path) -> None:
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["status"] == "cancelled" and summary["signal"] == "SIGTERM"
     assert {s["name"]: s["status"] for s in summary["stages"]}["fit"] == "cancelled"
+
+
+def test_a_cancelled_run_ends_killed_in_mlflow(tmp_path) -> None:
+    from tasks.tracking import default_tracking_uri, end_status, mlflow_at
+
+    (tmp_path / "mlflow").mkdir()
+    uri = default_tracking_uri(tmp_path)
+    client = mlflow_at(uri).tracking.MlflowClient()
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    runs = {status: client.create_run(experiment).info.run_id for status in ("cancelled", "x")}
+    for status, run_id in runs.items():
+        end_status(run_id, uri, status)
+    assert client.get_run(runs["cancelled"]).info.status == "KILLED"
+    assert client.get_run(runs["x"]).info.status == "FAILED"
