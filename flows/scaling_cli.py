@@ -35,8 +35,8 @@ def add_scaling_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
-    from flows.cli import _execute
     from flows.environment import configure_runtime
+    from flows.execute import execute_run
     from synthloom.config import load_config
     from synthloom.runs import resolve_data_dir, run_id_for
     from synthloom.scaling.config import load_scaling_config, study_hash
@@ -57,7 +57,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
             pipeline = load_config(curve.config, [*overrides, f"generate.num_rows={largest}"])
         run_id = run_id_for(pipeline)
         print(f"synthloom scaling: curve {curve.label!r} needs run {run_id}", flush=True)
-        code = _execute(pipeline.model_dump(mode="json"), run_id, data_dir)
+        code = execute_run(pipeline.model_dump(mode="json"), run_id, data_dir)
         if code != 0:
             raise StageError(
                 f"Scaling study: the pipeline run {run_id} of curve {curve.label!r} failed "

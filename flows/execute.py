@@ -1,0 +1,120 @@
+"""One pipeline run in this process, as `synthloom run`, `resume`, `rerun` and `scaling` run it.
+
+`execute_run` refuses a bad data source before Prefect starts, points Prefect at the data
+dir, runs the method's flow (flows/registry.py) on the configured executor with signals
+handled, and prints the stage table and KEY_METRICS from summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from synthloom.errors import SynthloomError
+
+KEY_METRICS = (
+    "column_shape_error_pct",
+    "pair_trend_error_pct",
+    "mle_auc_mean",
+    "mle_auc_std",
+    "mle_rmse_mean",
+    "real_mle_auc_mean",
+    "real_mle_rmse_mean",
+    "dcr_share",
+    "exact_copy_rate",
+    "c2st",
+    "filter_valid_row_rate",
+    "generate_rows_per_second",
+    # labelled text (flows/text.py)
+    "generate_samples_per_second",
+    "filter_kept_rate",
+    "distinct_2",
+    "self_bleu",
+    "vendi_score",
+    "mmd2_to_real",
+    "student_synthetic_accuracy",
+    "student_seeds_accuracy",
+    "student_seeds_plus_synthetic_accuracy",
+    "student_real_train_accuracy",
+)
+
+
+def execute_run(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
+    """Run the pipeline `config` (a validated config dumped to JSON) as run `run_id` under
+    `data_dir`, printing where it writes and, at the end, its stage table and key metrics.
+    Returns the exit code: 0 finished, the error's exit code when a stage failed
+    (summary.json says which); on SIGTERM or SIGINT the process exits (flows/signals.py)."""
+    from flows.environment import configure_runtime, reap_orphaned_servers
+    from synthloom.ingest import source_files
+
+    # Refused before Prefect starts: a data.source directory that is no dataset is not walked.
+    source_files(config["data"]["source"], config["data"].get("format"))
+    data_dir = configure_runtime(data_dir)
+    for pid in reap_orphaned_servers():
+        print(f"synthloom: stopped an orphaned Prefect server (pid {pid}) of a killed run")
+    run_dir = data_dir / "runs" / run_id
+    print(
+        f"synthloom: run {run_id}\n  artifacts: {run_dir}\n  summary:   {run_dir / 'summary.json'}",
+        flush=True,
+    )
+    from flows.signals import exit_after_signal, stop_on_signals
+
+    with stop_on_signals(run_id, run_dir):
+        try:
+            code = _run_flow(config, run_id, data_dir, run_dir)
+        except BaseException as exc:
+            exit_after_signal(exc, run_id, run_dir)  # SIGTERM/SIGINT: record, stop, exit now
+            raise
+        exit_after_signal(None, run_id, run_dir)  # a signal Prefect turned into a failure
+        return code
+
+
+def _run_flow(config: dict[str, Any], run_id: str, data_dir: Path, run_dir: Path) -> int:
+    from flows.environment import quiet_user_error_tracebacks
+    from flows.executors import with_executor
+    from flows.progress_bar import install_progress_bar
+    from flows.registry import flow_for
+
+    pipeline = flow_for(config["method"]["name"])  # imports Prefect: after configure_runtime
+    pipeline = with_executor(pipeline, config)  # run.executor: local, dask or ray
+    quiet_user_error_tracebacks()
+    install_progress_bar()
+
+    try:
+        summary = pipeline(config=config, run_id=run_id, data_dir=str(data_dir))
+    except SynthloomError as err:
+        _print_summary(run_dir)
+        print(
+            f"\nsynthloom: run {run_id} FAILED. {err}\n  summary: {run_dir / 'summary.json'}\n"
+            f"  resume:  synthloom resume {run_id}",
+            file=sys.stderr,
+        )
+        return err.exit_code
+    _print_summary(run_dir)
+    print(f"\nsynthloom: run {run_id} {summary['status']}. Artifacts in {run_dir}")
+    return 0
+
+
+def _print_summary(run_dir: Path) -> None:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    print(f"\n{'stage':<16}{'status':<11}{'cached':<8}{'seconds':>9}{'rows_in':>9}{'rows_out':>10}")
+    for s in summary["stages"]:
+        seconds = "" if s["seconds"] is None else f"{s['seconds']:.1f}"
+        rows_in = "" if s["rows_in"] is None else s["rows_in"]
+        rows_out = "" if s["rows_out"] is None else s["rows_out"]
+        print(
+            f"{s['name']:<16}{s['status']:<11}{str(s['cached']).lower():<8}{seconds:>9}"
+            f"{rows_in!s:>9}{rows_out!s:>10}"
+        )
+    shown = {k: summary["metrics"][k] for k in KEY_METRICS if summary["metrics"].get(k) is not None}
+    if shown:
+        print("\nmetrics:")
+        for key, value in shown.items():
+            print(f"  {key:<28}{value:.4f}" if isinstance(value, float) else f"  {key:<28}{value}")
+    if summary.get("mlflow_run_id"):
+        print(f"\nMLflow run: {summary['mlflow_run_id']}")
