@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synthloom.concepts.config import SYNTHLLM_STAGES, SynthLLMConfig
 from synthloom.errors import ConfigError
@@ -44,6 +51,8 @@ DIFFLM_STAGES = (
 # Labelled-text generators (synthloom.methods.text): they run in flows/text.py.
 TEXT_METHODS = ("fewgen", "cfg", "corrsynth", "bare", "synalign")
 TEXT_STAGES = ("ingest", "generate", "filter", "evaluate")
+# Tabular methods whose `sample` takes `conditions` (generate.conditions).
+CONDITIONAL_METHODS = ("tabsyn",)
 
 
 def stages_for(method_name: str) -> tuple[str, ...]:
@@ -439,6 +448,36 @@ class GenerateConfig(_Strict):
         gt=0,
         description="the most rows a run may ask for; raise it to mean a larger num_rows",
     )
+    conditions: dict[str, dict[str, int]] | None = Field(
+        None,
+        description="exact row counts per value of one categorical column, summing to "
+        "num_rows, e.g. {Status: {good: 600, bad: 400}}; methods: "
+        + ", ".join(CONDITIONAL_METHODS),
+    )
+
+    @field_validator("conditions", mode="before")
+    @classmethod
+    def _condition_values_as_strings(cls, value: Any) -> Any:
+        """YAML reads `True:` and `1:` as a bool and an int: compare them as the schema's
+        category strings."""
+        if isinstance(value, dict):
+            return {
+                column: {str(k): n for k, n in counts.items()}
+                if isinstance(counts, dict)
+                else counts
+                for column, counts in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _conditions_sum_to_num_rows(self) -> GenerateConfig:
+        for column, counts in (self.conditions or {}).items():
+            if any(n < 0 for n in counts.values()) or sum(counts.values()) != self.num_rows:
+                raise ValueError(
+                    f"generate.conditions.{column}: counts {counts} must be >= 0 and sum to "
+                    f"generate.num_rows ({self.num_rows})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _num_rows_within_limit(self) -> GenerateConfig:
@@ -627,6 +666,16 @@ class PipelineConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _conditions_need_a_conditional_method(self) -> PipelineConfig:
+        if self.generate.conditions and self.method.name not in CONDITIONAL_METHODS:
+            raise ValueError(
+                f"generate.conditions: method {self.method.name} cannot generate under "
+                "conditions; remove the key, or use a method that can: "
+                + ", ".join(CONDITIONAL_METHODS)
+            )
+        return self
+
+    @model_validator(mode="after")
     def _text_methods_have_text_data(self) -> PipelineConfig:
         """Text methods need a text column and a label column; their suite is `text`."""
         if self.method.name not in (*TEXT_METHODS, "synthllm"):
@@ -669,6 +718,8 @@ _HASH_EXCLUDED = {
 def config_hash(config: PipelineConfig) -> str:
     """sha256 of the canonical JSON of the config, without keys that cannot change results."""
     dumped = config.model_dump(mode="json")
+    if dumped["generate"].get("conditions") is None:  # unset: the identity runs had before
+        dumped["generate"].pop("conditions", None)
     for path in _HASH_EXCLUDED:
         node = dumped
         for key in path[:-1]:

@@ -1,7 +1,15 @@
-"""Task: fit the configured generator on the train split; save it under fit/model/."""
+"""Task: fit the configured generator on the train split; save it under fit/model/.
+
+A generator whose `fit` takes `validation` gets the validation split (for early stopping
+and schedules; never the test split); one whose `fit` takes `checkpoint_dir` gets
+`<run>/.checkpoints/fit/`, outside the staged output, so a killed fit resumes from its
+last checkpoint. That directory is removed once the stage's output is in place."""
 
 from __future__ import annotations
 
+import inspect
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +40,15 @@ def fit_generator(
         assert schema is not None, "the ingest stage stores the schema with every split"
         generator = build_generator(method)
         logger.info("fitting %s on %d rows", method["name"], len(train))
-        generator.fit(train, schema, seed=seed)
+        accepts = inspect.signature(generator.fit).parameters
+        extra: dict[str, Any] = {}
+        if "validation" in accepts and "validation" in seed_files:
+            extra["validation"], _ = read_table(seed_files["validation"]["path"])
+        if "checkpoint_dir" in accepts:
+            extra["checkpoint_dir"] = checkpoints
+        if "log" in accepts:
+            extra["log"] = _training_logger(logger)
+        generator.fit(train, schema, seed=seed, **extra)
         generator.save(out / "model")
         return StageOutput(
             files={"model": ("model", None)},
@@ -41,7 +57,8 @@ def fit_generator(
             info={"method": method["name"], "device": device, **generator.describe()},
         )
 
-    return execute_stage(
+    checkpoints = Path(stage_dir).parent / ".checkpoints" / "fit"
+    manifest = execute_stage(
         "fit",
         stage_dir,
         body,
@@ -49,3 +66,19 @@ def fit_generator(
         inputs={"train": seed_files["train"]["sha256"], "seed": seed},
         inject_failure=inject_failure,
     )
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return manifest
+
+
+def _training_logger(logger: Any, every_seconds: float = 30.0) -> Any:
+    """A `log(record)` callback that writes a training record at most every `every_seconds`."""
+    last = [float("-inf")]
+
+    def log(record: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every_seconds:
+            last[0] = now
+            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}
+            logger.info("fit: %s", shown)
+
+    return log

@@ -1,7 +1,8 @@
 """Task: sample synthetic rows from the fitted generator, in shards, with progress logs.
 
 `generate.num_rows` rows are cut into shards of `generate.batch_size` rows; shard i draws
-with seed `shard_seed(seed, i)` = seed * 100003 + i and is written as a Parquet part
+with seed `shard_seed(seed, i)` = seed * 100003 + i (and its share of `generate.conditions`,
+synthloom/conditions.py) and is written as a Parquet part
 (tasks/sharding.py), so a failed attempt keeps its finished shards and the output is the
 same on any executor. The parts are merged in shard order into synthetic.parquet.
 """
@@ -17,7 +18,9 @@ import pandas as pd
 from prefect import task
 
 from synthloom.artifacts import read_table, write_table
+from synthloom.conditions import shard_conditions
 from synthloom.methods import generator_class
+from synthloom.methods.tabsyn.generator import check_conditions
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
 
@@ -29,11 +32,21 @@ def _load_generator(method_name: str, model_path: str, model_sha256: str) -> Any
 
 
 def sample_shard(
-    method_name: str, model_path: str, model_sha256: str, index: int, seed: int, rows: int
+    method_name: str,
+    model_path: str,
+    model_sha256: str,
+    conditions: list[dict[str, dict[str, int]]] | None,
+    index: int,
+    seed: int,
+    rows: int,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Shard function: `rows` rows drawn with `seed` (picklable: runs on any worker)."""
+    """Shard function: `rows` rows drawn with `seed`, under shard `index`'s share of the
+    conditions if any (picklable: runs on any worker)."""
     generator = _load_generator(method_name, model_path, model_sha256)
-    part = generator.sample(rows, seed=seed)
+    if conditions is None:
+        part = generator.sample(rows, seed=seed)
+    else:
+        part = generator.sample(rows, seed=seed, conditions=conditions[index])
     return {"synthetic": part}, {"attempts": int(getattr(generator, "last_attempts", len(part)))}
 
 
@@ -56,6 +69,13 @@ def generate_rows(
         total = generate["num_rows"]
         sizes = shard_sizes(total, generate["batch_size"])
         model = model_files["model"]
+        conditions = generate.get("conditions")
+        if conditions:
+            for column, counts in conditions.items():  # the schema's checks, before any shard
+                check_conditions({column: counts}, schema, total)
+            conditions = shard_conditions(
+                {c: {str(k): int(n) for k, n in v.items()} for c, v in conditions.items()}, sizes
+            )
         start = time.perf_counter()
         shards = run_shards(
             "generate",
@@ -63,7 +83,7 @@ def generate_rows(
             shard_key(config=generate, method=method_name, inputs=inputs, code=code, sizes=sizes),
             sizes,
             seed,
-            partial(sample_shard, method_name, model["path"], model["sha256"]),
+            partial(sample_shard, method_name, model["path"], model["sha256"], conditions or None),
             progress=stage_progress("generate", total, "rows"),
         )
         frame = shards.frame("synthetic")

@@ -3,7 +3,7 @@
 `ColumnCodec.fit(train, schema)` learns, per column (TabSyn, arXiv 2310.09656, section 3.1):
 - numeric and datetime (epoch seconds): a quantile-normal transform on the observed values,
       u = F_n(x) (empirical CDF on a grid of at most 1,000 quantiles, ties averaged as in
-      scikit-learn's QuantileTransformer), x_num = Phi^-1(clip(u, 1e-7, 1 - 1e-7)),
+      scikit-learn's QuantileTransformer), x_num = Phi^-1(eps + (1 - 2 eps) u), eps = 1e-7,
   inverted by x = F_n^-1(Phi(x_num)), so a decoded value never leaves the training range;
   the decoded number is rounded to the column's observed precision (whole numbers for
   integer columns, at most `max_decimals` decimals otherwise);
@@ -55,11 +55,12 @@ class QuantileNormal:
         x = np.asarray(x, dtype=np.float64)
         up = np.interp(x, self.quantiles, self.references)
         down = -np.interp(-x, -self.quantiles[::-1], -self.references[::-1])
-        return ndtri(np.clip(0.5 * (up + down), _EPS, 1 - _EPS))
+        return ndtri(_EPS + (1 - 2 * _EPS) * 0.5 * (up + down))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """(N,) scores -> (N,) values inside [quantiles[0], quantiles[-1]]."""
-        return np.interp(ndtr(np.asarray(z, dtype=np.float64)), self.references, self.quantiles)
+        u = (ndtr(np.asarray(z, dtype=np.float64)) - _EPS) / (1 - 2 * _EPS)
+        return np.interp(np.clip(u, 0.0, 1.0), self.references, self.quantiles)
 
     def to_dict(self) -> dict[str, Any]:
         return {"quantiles": self.quantiles.tolist(), "references": self.references.tolist()}

@@ -109,9 +109,9 @@ def train_tabular_vae(
             optimizer.step()
             state["step"] += 1
             share = len(idx) / n
-            sums["loss"] += float(loss) * share
+            sums["loss"] += float(loss.detach()) * share
             for key in ("mse", "ce", "kl"):
-                sums[key] += float(terms[key]) * share
+                sums[key] += float(terms[key].detach()) * share
         state["epoch"] += 1
         val = evaluate_reconstruction(model, *validation)
         record = {

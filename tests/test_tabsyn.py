@@ -1,0 +1,391 @@
+"""TabSyn (synthloom.methods.tabsyn) on tiny shapes: codec round trips, latent shapes, the
+trainer's resume, conditions, dirty tables, and save/load."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from synthloom.errors import DataError
+from synthloom.methods import build_generator
+from synthloom.methods.tabsyn import TabSynGenerator
+from synthloom.methods.tabsyn.columns import MISSING_SUFFIX, ColumnCodec, QuantileNormal
+from synthloom.methods.tabsyn.generator import check_conditions
+from synthloom.methods.tabsyn.train import VAETraining, train_tabular_vae
+from synthloom.methods.tabsyn.vae import TabularVAE
+from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {
+    "vae_epochs": 30,
+    "vae_batch_size": 64,
+    "diffusion_hidden": 32,
+    "diffusion_steps": 30,
+    "diffusion_batch_size": 64,
+    "sampler_steps": 4,
+    "ffn_factor": 4,
+}
+
+
+def dirty_table(n: int = 120, seed: int = 0) -> tuple[pd.DataFrame, TableSchema]:
+    """Every column kind, gaps in numbers and categories, an integer and a constant column."""
+    rng = np.random.default_rng(seed)
+    income = rng.normal(50, 15, n).round(2)
+    income[::9] = np.nan
+    city = rng.choice(["a", "b", "c"], n).astype(object)
+    city[::11] = None
+    frame = pd.DataFrame(
+        {
+            "income": income,
+            "age": rng.integers(18, 80, n).astype(float),
+            "city": city,
+            "owner": pd.array(rng.random(n) < 0.4, dtype="boolean"),
+            "seen": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 90, n), "D"),
+            "const": np.full(n, 7.0),
+            "status": np.where(rng.random(n) < 0.3, "bad", "good").astype(object),
+        }
+    )
+    schema = TableSchema(
+        columns=(
+            ColumnSchema("income", ColumnKind.NUMERIC, nullable=True, minimum=0, maximum=120),
+            ColumnSchema("age", ColumnKind.NUMERIC, integer=True, minimum=18, maximum=79),
+            ColumnSchema("city", ColumnKind.CATEGORICAL, nullable=True, categories=("a", "b", "c")),
+            ColumnSchema("owner", ColumnKind.BOOLEAN, categories=("False", "True")),
+            ColumnSchema("seen", ColumnKind.DATETIME),
+            ColumnSchema("const", ColumnKind.NUMERIC, minimum=7, maximum=7),
+            ColumnSchema("status", ColumnKind.CATEGORICAL, categories=("bad", "good")),
+        ),
+        target="status",
+        task="classification",
+    )
+    return frame, schema
+
+
+def test_quantile_normal_inverts_on_the_training_values_and_stays_in_range() -> None:
+    values = np.random.default_rng(0).exponential(3.0, 500)
+    qn = QuantileNormal.fit(values)
+    z = qn.transform(values)
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05  # standard normal scores
+    np.testing.assert_allclose(qn.inverse(z), values, rtol=1e-6, atol=1e-9)
+    far = qn.inverse(np.array([-50.0, 50.0]))
+    assert far[0] == pytest.approx(values.min()) and far[1] == pytest.approx(values.max())
+
+
+def test_codec_round_trip_restores_every_kind_gaps_and_constants() -> None:
+    frame, schema = dirty_table()
+    codec = ColumnCodec.fit(frame, schema)
+    assert codec.numeric == ["income", "age", "seen"]
+    assert codec.categorical == ["income" + MISSING_SUFFIX, "city", "owner", "status"]
+    assert codec.constants == {"const": 7.0}
+    x_num, x_cat = codec.encode(frame)
+    assert x_num.shape == (120, 3) and x_cat.shape == (120, 4)
+    back = codec.decode(x_num, x_cat)
+    assert list(back.columns) == schema.names
+    np.testing.assert_allclose(back["income"], frame["income"], equal_nan=True, atol=1e-9)
+    assert back["age"].tolist() == frame["age"].tolist()
+    assert back["city"].tolist() == frame["city"].tolist()
+    assert back["owner"].tolist() == frame["owner"].tolist()
+    assert (back["seen"] == frame["seen"]).all()
+    assert (back["const"] == 7.0).all()
+    again = ColumnCodec.from_dict(json.loads(json.dumps(codec.to_dict())))
+    assert again.decode(x_num, x_cat).equals(back)
+
+
+def test_a_text_column_is_refused_with_the_column_and_the_fix() -> None:
+    schema = TableSchema(
+        columns=(
+            ColumnSchema("x", ColumnKind.NUMERIC),
+            ColumnSchema("note", ColumnKind.TEXT),
+        )
+    )
+    frame = pd.DataFrame({"x": np.arange(20.0), "note": [f"text {i}" for i in range(20)]})
+    with pytest.raises(DataError, match=r"'note'.*data.drop_columns"):
+        ColumnCodec.fit(frame, schema)
+
+
+def test_vae_gives_one_latent_token_per_modelled_column() -> None:
+    vae = TabularVAE(n_num=3, cardinalities=[2, 5], d_token=4, layers=1, ffn_factor=2)
+    x_num = torch.randn(8, 3)
+    x_cat = torch.stack([torch.randint(0, 2, (8,)), torch.randint(0, 5, (8,))], dim=1)
+    mu, logvar = vae.encode(x_num, x_cat)
+    assert mu.shape == logvar.shape == (8, 5, 4)
+    x_hat, logits = vae.decode(mu)
+    assert x_hat.shape == (8, 3) and [lg.shape for lg in logits] == [(8, 2), (8, 5)]
+
+
+def _tiny_data(n: int = 64) -> tuple[tuple[torch.Tensor, torch.Tensor], TabularVAE]:
+    g = torch.Generator().manual_seed(0)
+    x_num = torch.randn(n, 2, generator=g)
+    x_cat = (x_num[:, :1] > 0).long()
+    torch.manual_seed(0)
+    return (x_num, x_cat), TabularVAE(2, [2], d_token=4, layers=1, ffn_factor=2)
+
+
+def test_vae_training_learns_the_reconstruction() -> None:
+    data, vae = _tiny_data()
+    summary = train_tabular_vae(vae, data, data, VAETraining(epochs=150, batch_size=32))
+    first, last = summary["history"][0], summary["history"][-1]
+    assert last["val_recon"] < 0.5 * first["val_recon"]
+    assert summary["best_val_recon"] == min(r["val_recon"] for r in summary["history"])
+
+
+def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+    settings = VAETraining(epochs=40, batch_size=16, checkpoint_seconds=1e-9)
+    data, reference = _tiny_data()
+    train_tabular_vae(reference, data, data, settings)
+
+    data, vae = _tiny_data()
+    checkpoint = tmp_path / "vae.pt"
+
+    def stop_at_25(record: dict) -> None:
+        if record["epoch"] == 25:
+            raise KeyboardInterrupt  # a kill between epochs; the checkpoint has epoch 24
+
+    with pytest.raises(KeyboardInterrupt):
+        train_tabular_vae(vae, data, data, settings, checkpoint=checkpoint, log=stop_at_25)
+    data, resumed = _tiny_data()
+    summary = train_tabular_vae(resumed, data, data, settings, checkpoint=checkpoint)
+    assert summary["resumed_from_epoch"] == 24 and summary["epochs"] == 40
+    expected, got = reference.state_dict(), resumed.state_dict()
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+_KILL_SCRIPT = """
+import sys, torch
+sys.path[:0] = [{repo!r}, {tests!r}]
+from pathlib import Path
+from test_tabsyn import _tiny_data
+from synthloom.methods.tabsyn.train import VAETraining, train_tabular_vae
+from safetensors.torch import save_file
+torch.set_num_threads(1)
+data, vae = _tiny_data()
+settings = VAETraining(epochs=150, batch_size=8, checkpoint_seconds=1e-9)
+summary = train_tabular_vae(vae, data, data, settings, checkpoint=Path(sys.argv[1]))
+save_file(vae.state_dict(), sys.argv[2])
+print("resumed_from", summary["resumed_from_epoch"])
+"""
+
+
+def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    """A real SIGKILL part way: the rerun starts from the last checkpoint, not from zero,
+    and ends with the weights of an uninterrupted run (same thread count: exact)."""
+    from safetensors.torch import load_file
+
+    script = tmp_path / "train.py"
+    script.write_text(_KILL_SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ref.pt"), str(tmp_path / "ref.st")],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert "resumed_from 0" in ref.stdout
+    checkpoint = tmp_path / "run.pt"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(checkpoint), str(tmp_path / "run.st")], env=env
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.is_file():
+            epoch = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+            if epoch >= 20:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+    assert 20 <= killed_at < 150
+    rerun = subprocess.run(
+        [sys.executable, str(script), str(checkpoint), str(tmp_path / "run.st")],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert f"resumed_from {killed_at}" in rerun.stdout
+    a, b = load_file(str(tmp_path / "ref.st")), load_file(str(tmp_path / "run.st"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[TabSynGenerator, pd.DataFrame, TableSchema]:
+    frame, schema = dirty_table(n=200)
+    generator = build_generator({"name": "tabsyn", **TINY})
+    generator.fit(frame, schema, seed=0)
+    return generator, frame, schema
+
+
+def test_sample_gives_schema_columns_gaps_and_is_deterministic(fitted) -> None:
+    generator, frame, schema = fitted
+    rows = generator.sample(150, seed=3)
+    assert list(rows.columns) == schema.names and len(rows) == 150
+    assert rows["age"].dropna().mod(1).eq(0).all()  # integer column stays whole
+    assert (rows["const"] == 7.0).all()
+    assert set(rows["city"].dropna()) <= {"a", "b", "c"}
+    assert rows["income"].dropna().between(frame["income"].min(), frame["income"].max()).all()
+    assert generator.sample(150, seed=3).equals(rows)
+
+
+def test_conditions_give_exact_counts(fitted) -> None:
+    generator, _, _ = fitted
+    rows = generator.sample(50, seed=1, conditions={"status": {"good": 30, "bad": 20}})
+    assert rows["status"].value_counts().to_dict() == {"good": 30, "bad": 20}
+    assert generator.last_attempts >= 50
+
+
+@pytest.mark.parametrize(
+    ("conditions", "message"),
+    [
+        ({"nope": {"a": 1}}, "no such column"),
+        ({"income": {"1": 1}}, "categorical or boolean"),
+        ({"status": {"ugly": 1}}, "unknown value"),
+        ({"status": {"good": 3}}, "sum to the rows requested"),
+        ({"status": {"good": 1}, "city": {"a": 1}}, "exactly one"),
+    ],
+)
+def test_bad_conditions_name_the_key_and_the_fix(conditions, message) -> None:
+    _, schema = dirty_table(n=20)
+    with pytest.raises(DataError, match=message):
+        check_conditions(conditions, schema, 2 if len(conditions) == 2 else 1)
+
+
+def test_save_and_load_sample_the_same_rows(fitted, tmp_path: Path) -> None:
+    generator, _, _ = fitted
+    generator.save(tmp_path / "model")
+    loaded = TabSynGenerator.load(tmp_path / "model")
+    assert loaded.sample(40, seed=5).equals(generator.sample(40, seed=5))
+    info = loaded.describe()
+    assert info["latent_dim"] == 7 * 4  # income, age, seen + income flag, city, owner, status
+
+
+def test_all_categorical_and_all_numeric_tables_fit_and_sample() -> None:
+    rng = np.random.default_rng(0)
+    cats = pd.DataFrame({"a": rng.choice(["x", "y"], 80), "b": rng.choice(["p", "q", "r"], 80)})
+    cat_schema = TableSchema(
+        columns=(
+            ColumnSchema("a", ColumnKind.CATEGORICAL, categories=("x", "y")),
+            ColumnSchema("b", ColumnKind.CATEGORICAL, categories=("p", "q", "r")),
+        )
+    )
+    nums = pd.DataFrame({"u": rng.normal(size=80), "v": rng.exponential(size=80)})
+    num_schema = TableSchema(
+        columns=(ColumnSchema("u", ColumnKind.NUMERIC), ColumnSchema("v", ColumnKind.NUMERIC))
+    )
+    for frame, schema in ((cats, cat_schema), (nums, num_schema)):
+        rows = TabSynGenerator(**TINY).fit(frame, schema, seed=0).sample(30, seed=0)
+        assert list(rows.columns) == schema.names and rows.notna().all().all()
+
+
+def test_an_all_constant_table_is_refused_with_the_fix() -> None:
+    frame = pd.DataFrame({"a": np.ones(30), "b": ["k"] * 30})
+    schema = TableSchema(
+        columns=(
+            ColumnSchema("a", ColumnKind.NUMERIC),
+            ColumnSchema("b", ColumnKind.CATEGORICAL, categories=("k",)),
+        )
+    )
+    with pytest.raises(DataError, match="no column to model"):
+        TabSynGenerator(**TINY).fit(frame, schema, seed=0)
+
+
+def test_a_rare_class_and_high_cardinality_categories_are_kept_in_the_domain() -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "code": [f"c{i}" for i in rng.integers(0, 120, n)],
+            "x": rng.normal(size=n),
+            "y": np.where(np.arange(n) < 6, "rare", "common"),
+        }
+    )
+    schema = TableSchema(
+        columns=(
+            ColumnSchema(
+                "code", ColumnKind.CATEGORICAL, categories=tuple(sorted(set(frame["code"])))
+            ),
+            ColumnSchema("x", ColumnKind.NUMERIC),
+            ColumnSchema("y", ColumnKind.CATEGORICAL, categories=("common", "rare")),
+        ),
+        target="y",
+        task="classification",
+    )
+    rows = TabSynGenerator(**TINY).fit(frame, schema, seed=0).sample(100, seed=0)
+    assert set(rows["code"]) <= set(frame["code"]) and set(rows["y"]) <= {"common", "rare"}
+
+
+def test_shard_conditions_split_exact_counts_in_proportion() -> None:
+    from synthloom.conditions import shard_conditions
+
+    shards = shard_conditions({"y": {"good": 600, "bad": 400}}, [256, 256, 256, 232])
+    assert [sum(s["y"].values()) for s in shards] == [256, 256, 256, 232]
+    assert sum(s["y"]["good"] for s in shards) == 600
+    assert all(abs(s["y"]["good"] - 0.6 * sum(s["y"].values())) <= 1 for s in shards)
+    assert shard_conditions({"y": {"a": 0, "b": 3}}, [2, 1]) == [
+        {"y": {"a": 0, "b": 2}},
+        {"y": {"a": 0, "b": 1}},
+    ]
+    with pytest.raises(ValueError, match="sum to 3"):
+        shard_conditions({"y": {"a": 3}}, [2])
+
+
+def test_conditions_are_validated_with_the_config(tmp_path: Path) -> None:
+    from synthloom.config import PipelineConfig
+
+    base = {
+        "data": {"source": "x.csv", "target": "y"},
+        "method": {"name": "tabsyn"},
+        "generate": {"num_rows": 10, "conditions": {"y": {True: 4, "no": 6}}},
+    }
+    cfg = PipelineConfig.model_validate(base)
+    assert cfg.generate.conditions == {"y": {"True": 4, "no": 6}}
+    with pytest.raises(ValueError, match="sum to generate.num_rows"):
+        PipelineConfig.model_validate({**base, "generate": {**base["generate"], "num_rows": 11}})
+    with pytest.raises(ValueError, match="method marginals cannot generate under conditions"):
+        PipelineConfig.model_validate({**base, "method": {"name": "marginals"}})
+
+
+@pytest.mark.integration
+def test_tabsyn_pipeline_runs_under_conditions_and_resumes_cached(
+    tmp_path: Path, mixed_table
+) -> None:
+    """The tabular flow with method tabsyn on a small table: exact class counts through the
+    sharded generate stage, checkpoints cleaned up, a rerun reuses every stage."""
+    import yaml
+
+    from flows.cli import main
+
+    csv = tmp_path / "seed.csv"
+    mixed_table.to_csv(csv, index=False)
+    config = {
+        "data": {"source": str(csv), "target": "status"},
+        "method": {"name": "tabsyn", **TINY},
+        "generate": {"num_rows": 90, "batch_size": 40, "conditions": {"status": {"good": 60, "bad": 30}}},
+        "evaluate": {"mle_seeds": [0], "mle_grid": "small"},
+        "tracking": {"experiment": "tests"},
+        "run": {"seed": 0, "data_dir": str(tmp_path / "data")},
+    }  # fmt: skip
+    path = tmp_path / "tabsyn.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--run-id", "t"]) == 0
+    run_dir = tmp_path / "data" / "runs" / "t"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == [
+        "ingest", "fit", "generate", "filter", "evaluate"
+    ]  # fmt: skip
+    assert all(s["status"] == "completed" for s in summary["stages"])
+    rows = pd.read_parquet(run_dir / "generate" / "synthetic.parquet")
+    assert rows["status"].value_counts().to_dict() == {"good": 60, "bad": 30}
+    assert not (run_dir / ".checkpoints" / "fit").exists()
+    fit = json.loads((run_dir / "fit" / "manifest.json").read_text())
+    assert fit["info"]["training"]["n_validation"] > 0  # the pipeline's validation split
+    assert main(["run", str(path), "--run-id", "t"]) == 0
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert all(s["cached"] for s in again["stages"])
