@@ -54,6 +54,11 @@ def peak_rss_since_reset_mb() -> float | None:
     return _status_mb("VmHWM")
 
 
+def current_rss_mb() -> float | None:
+    """This process's resident memory now, MiB (None where /proc cannot be read)."""
+    return _status_mb("VmRSS")
+
+
 def generator_peak_rss(
     costs_dir: Path, summary: dict[str, Any], measured: float | None
 ) -> float | None:

@@ -178,7 +178,12 @@ def test_table_has_every_column_and_markdown_every_row() -> None:
 
 
 def test_peak_rss_is_recorded_when_computed_and_reused_when_cached(tmp_path: Path) -> None:
-    from tasks.bench import generator_peak_rss, peak_rss_since_reset_mb, reset_peak_rss
+    from tasks.bench import (
+        current_rss_mb,
+        generator_peak_rss,
+        peak_rss_since_reset_mb,
+        reset_peak_rss,
+    )
 
     assert generator_peak_rss(tmp_path, fake_summary({"fit": 1.0}), 1234.0) == 1234.0
     # a rerun whose stages all came from the cache reports the figure measured when they ran
@@ -194,9 +199,7 @@ def test_peak_rss_is_recorded_when_computed_and_reused_when_cached(tmp_path: Pat
         # After a reset the mark restarts from the current size: never above the old mark,
         # never below what the process holds now (whether freed pages went back to the OS
         # depends on the allocator's state, so a strict drop is not guaranteed in a long run).
-        from tasks.bench import _status_mb
-
-        assert _status_mb("VmRSS") - 1 <= peak_rss_since_reset_mb() <= high
+        assert current_rss_mb() - 1 <= peak_rss_since_reset_mb() <= high
 
 
 @pytest.mark.integration
