@@ -60,8 +60,10 @@ def execute_run(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
         flush=True,
     )
     from flows.signals import exit_after_signal, stop_on_signals
+    from synthloom.runlock import run_lock
 
-    with stop_on_signals(run_id, run_dir):
+    # One process per run: a second `synthloom run` of the same run id is refused.
+    with run_lock(run_dir, run_id), stop_on_signals(run_id, run_dir):
         try:
             code = _run_flow(config, run_id, data_dir, run_dir)
         except BaseException as exc:

@@ -430,3 +430,41 @@ def test_a_cancelled_run_ends_killed_in_mlflow(tmp_path) -> None:
         end_status(run_id, uri, status)
     assert client.get_run(runs["cancelled"]).info.status == "KILLED"
     assert client.get_run(runs["x"]).info.status == "FAILED"
+
+
+# ---------------------------------------------------------------- Also: one process per run
+
+HOLDING_RUN = """
+import sys, time
+from synthloom.runlock import run_lock
+
+with run_lock(sys.argv[1], "busy"):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_second_process_on_the_same_run_is_refused_and_names_the_holder(tmp_path, capsys) -> None:
+    from synthloom.runlock import run_lock
+
+    csv = tmp_path / "seed.csv"
+    pd.DataFrame({"x": range(40), "status": ["a", "b"] * 20}).to_csv(csv, index=False)
+    path = write_config(tmp_path, str(csv))
+    run_dir = tmp_path / "data" / "runs" / "busy"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_RUN, str(run_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert main(["run", str(path), "--run-id", "busy"]) == 2
+        err = capsys.readouterr().err
+        assert f"already running in process {holder.pid}" in err and "--fresh" in err
+        assert not (run_dir / "summary.json").exists()  # nothing was touched
+    finally:
+        holder.kill()  # kill -9: the kernel releases the lock with the process
+        holder.wait()
+    with run_lock(run_dir, "busy") as lock:
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
