@@ -8,6 +8,7 @@ whose estimate exceeds DISK_SHARE of the free space of the data directory is ref
 
 from __future__ import annotations
 
+import errno
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,6 +82,29 @@ def check_output_fits(estimate: OutputEstimate) -> OutputEstimate:
         f"{_size(estimate.free_bytes)} free (at most {DISK_SHARE:.0%} of it is used). Fix: "
         f"lower generate.num_rows to at most {estimate.max_rows_that_fit:,}, free disk space, "
         "or run with --data-dir on a larger disk."
+    )
+
+
+def disk_full_error(error: BaseException | None) -> OSError | None:
+    """The "no space left on device" OSError in `error`'s cause/context chain, or None."""
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
+def disk_full_message(stage: str, directory: str | Path, error: OSError, run_id: str) -> str:
+    """What to tell a user whose stage ran out of disk: where, how much is free, the fix."""
+    free = _size(shutil.disk_usage(directory).free) if Path(directory).exists() else "?"
+    return (
+        f"Stage {stage!r} ran out of disk space ({error.strerror or error}) writing under "
+        f"{directory} ({free} free now). The stage's partial output was removed; earlier "
+        "stages are intact. Fix: free disk space (or lower generate.num_rows), then "
+        f"`synthloom resume {run_id}` continues from this stage; or use --data-dir on a larger "
+        "disk."
     )
 
 

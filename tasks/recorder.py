@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.artifacts import atomic_write_json
-from synthloom.budget import check_output_fits, estimate_output, parquet_bytes_per_row
+from synthloom.budget import (
+    check_output_fits,
+    disk_full_error,
+    disk_full_message,
+    estimate_output,
+    parquet_bytes_per_row,
+)
 from synthloom.config import STAGES
 from synthloom.errors import ConfigError, StageError, SynthloomError
 from synthloom.stopping import RunInterrupted, stop_signal
@@ -146,6 +152,10 @@ class RunRecorder:
                 cause = error if isinstance(error, BaseException) else None
                 raise RunInterrupted(received) from cause
             message = str(error) if isinstance(error, BaseException) else str(state.message)
+            full = disk_full_error(error if isinstance(error, BaseException) else None)
+            if full is not None:
+                message = disk_full_message(name, self.run_dir, full, self.summary["run_id"])
+                error = StageError(message)
             record.update(status="failed", error=message)
             self.summary["error"] = {
                 "stage": name,

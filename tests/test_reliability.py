@@ -468,3 +468,34 @@ def test_second_process_on_the_same_run_is_refused_and_names_the_holder(tmp_path
         holder.wait()
     with run_lock(run_dir, "busy") as lock:
         assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+# ---------------------------------------------------------------- Also: a full disk
+
+
+def test_full_disk_in_a_stage_is_a_clear_error_and_keeps_earlier_stages(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import errno
+
+    import tasks.filter
+
+    csv = tmp_path / "seed.csv"
+    pd.DataFrame({"x": range(40), "status": ["a", "b"] * 20}).to_csv(csv, index=False)
+    path = write_config(tmp_path, str(csv))
+
+    def disk_full(frame, out, schema=None):  # noqa: ARG001
+        Path(out).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    monkeypatch.setattr(tasks.filter, "write_table", disk_full)
+    assert main(["run", str(path), "--run-id", "full"]) == 1
+    err = capsys.readouterr().err
+    assert "Stage 'filter' ran out of disk space" in err and "synthloom resume full" in err
+    assert "Traceback" not in err.split("FAILED")[-1]
+    run_dir = tmp_path / "data" / "runs" / "full"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    stages = {s["name"]: s["status"] for s in summary["stages"]}
+    assert stages["generate"] == "completed" and stages["filter"] == "failed"
+    assert (run_dir / "generate" / "manifest.json").is_file()  # the previous stage is intact
+    assert not (run_dir / "filter").exists() and not list(run_dir.glob(".filter.tmp-*"))
