@@ -499,3 +499,63 @@ def test_full_disk_in_a_stage_is_a_clear_error_and_keeps_earlier_stages(
     assert stages["generate"] == "completed" and stages["filter"] == "failed"
     assert (run_dir / "generate" / "manifest.json").is_file()  # the previous stage is intact
     assert not (run_dir / "filter").exists() and not list(run_dir.glob(".filter.tmp-*"))
+
+
+# ---------------------------------------------------------------- Also: kill -9
+
+
+def test_kill_9_during_generation_resumes_to_the_uninterrupted_result(
+    tmp_path, mixed_table
+) -> None:
+    """SIGKILL cannot be handled: the next start reaps the orphaned API server, resume reuses
+    the finished stages and shards, and the output equals an uninterrupted run's."""
+    import psutil
+
+    from synthloom.artifacts import read_table
+
+    csv = tmp_path / "seed.csv"
+    mixed_table.to_csv(csv, index=False)
+    path = write_config(tmp_path, str(csv), generate={"num_rows": 20_000, "batch_size": 100})
+    data_dir = tmp_path / "data"
+    run_dir = data_dir / "runs" / "k9"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("PREFECT_HOME", None)
+    cli = [sys.executable, "-m", "flows.cli"]
+    proc = subprocess.Popen(
+        [*cli, "run", str(path), "--run-id", "k9"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _part_files(run_dir) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None and _part_files(run_dir) >= 3
+        children = psutil.Process(proc.pid).children(recursive=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    shards_before = _part_files(run_dir)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [*cli, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=400
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    resumed = run("resume", "k9", "--data-dir", str(data_dir))
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, resumed.stdout  # the orphaned Prefect server was stopped
+    records = {s["name"]: s for s in json.loads((run_dir / "summary.json").read_text())["stages"]}
+    assert records["ingest"]["cached"] and records["fit"]["cached"]
+    assert len(records["generate"]["shards_reused"]) >= shards_before
+    assert records["generate"]["rows_out"] == 20_000
+
+    run("run", str(path), "--run-id", "ref", "--data-dir", str(tmp_path / "ref"))
+    for stage in ("generate", "filter"):
+        got, _ = read_table(run_dir / stage / "synthetic.parquet")
+        want, _ = read_table(tmp_path / "ref" / "runs" / "ref" / stage / "synthetic.parquet")
+        pd.testing.assert_frame_equal(got, want, obj=stage)
