@@ -389,3 +389,14 @@ def test_tabsyn_pipeline_runs_under_conditions_and_resumes_cached(
     assert main(["run", str(path), "--run-id", "t"]) == 0
     again = json.loads((run_dir / "summary.json").read_text())
     assert all(s["cached"] for s in again["stages"])
+
+
+def test_training_rows_decode_from_their_own_latents(fitted) -> None:
+    """The reconstruction diagnostic: rows -> mu -> rows, in the schema's columns and domain
+    (how much it keeps is measured by benchmarks/tabsyn_vs_peers.py, not at this size)."""
+    generator, frame, schema = fitted
+    latents = generator.encode_rows(frame)
+    assert latents.shape == (len(frame), 7 * 4)
+    rebuilt = generator.decode_latents(latents)
+    assert list(rebuilt.columns) == schema.names and len(rebuilt) == len(frame)
+    assert set(rebuilt["status"]) <= {"good", "bad"} and (rebuilt["const"] == 7.0).all()

@@ -210,6 +210,7 @@ class TabSynGenerator:
             mu, _ = self.vae.encode(*_tensors(*self.codec.encode(frame, seed=seed)))
         return mu.reshape(len(mu), -1).numpy()
 
+    @torch.no_grad()
     def _decode(self, latents: np.ndarray) -> pd.DataFrame:
         assert self.codec is not None and self.vae is not None
         z = torch.as_tensor(latents, dtype=torch.float32)

@@ -1,0 +1,149 @@
+"""TabSyn beside SMOTE and TVAE on one bench table, in ONE process: fit time, rows/s, quality.
+
+    .venv/bin/python benchmarks/tabsyn_vs_peers.py pipeline_configs/bench_credit.yaml \
+        [--seeds 0 1 2] [--rows 1000] [--set method.vae_epochs=50 ...] [--validation]
+
+For every generator seed: ingest and split the bench config's data exactly as the pipeline
+does (split seed = run.seed), fit each generator on the train split, sample `--rows` rows
+and evaluate them with the pipeline's metrics (column shapes, pair trends, MLE with the
+XGBoost grid over mle seeds 0-2, DCR share, exact copies). Scores are on the TEST split
+unless `--validation` (use that while choosing settings: never tune on the test split).
+Prints one line per generator and seed, then mean +- std over seeds and TabSyn's ratio to
+each peer (fit seconds, rows/s, MLE). Timings taken beside another job are not
+measurements: run it alone, or read only the ratios, which share the contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from synthloom.bench.config import load_bench_config  # noqa: E402
+from synthloom.ingest import load_source, prepare_seed_table  # noqa: E402
+from synthloom.methods import build_generator  # noqa: E402
+from synthloom.metrics.tabular import evaluate_tabular  # noqa: E402
+from synthloom.splits import split_table  # noqa: E402
+
+PEERS = ("smote", "tvae")
+
+
+def splits_of(data: dict, seed: int):
+    """The pipeline's ingest stage without Prefect: load, type, split (tasks/ingest.py)."""
+    raw = load_source(data["source"], data.get("format"), hf_split=data.get("hf_split", "train"))
+    table, schema = prepare_seed_table(
+        raw,
+        source=data["source"],
+        target=data.get("target"),
+        drop_columns=data.get("drop_columns") or [],
+        column_types=data.get("column_types") or {},
+        max_categories=data.get("max_categories"),
+        max_rows=data.get("max_rows"),
+        seed=seed,
+    )
+    splits = split_table(
+        table,
+        schema,
+        seed=seed,
+        validation=data.get("validation_fraction", 0.1),
+        test=data.get("test_fraction", 0.2),
+    )
+    return splits, schema
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", type=int, default=None, help="default: generate.num_rows")
+    parser.add_argument("--set", action="append", default=[], help="tabsyn method key=value")
+    parser.add_argument("--validation", action="store_true", help="score on validation")
+    parser.add_argument("--only", nargs="+", default=["tabsyn", *PEERS])
+    args = parser.parse_args()
+    bench = load_bench_config(args.config)
+    data = bench.data.model_dump()
+    rows = args.rows or bench.generate.num_rows
+    methods = {}
+    for label in args.only:
+        spec = bench.generators[label].method.model_dump()
+        if label == "tabsyn":
+            for assignment in args.set:
+                key, _, value = assignment.partition("=")
+                spec[key.removeprefix("method.")] = _parse(value)
+        methods[label] = spec
+    results: dict[str, list[dict]] = {label: [] for label in methods}
+    for seed in args.seeds:
+        splits, schema = splits_of(data, bench.run.seed)
+        reference = splits.validation if args.validation else splits.test
+        for label, spec in methods.items():
+            generator = build_generator(spec)
+            t0 = time.perf_counter()
+            if label == "tabsyn":
+                generator.fit(splits.train, schema, seed=seed, validation=splits.validation)
+            else:
+                generator.fit(splits.train, schema, seed=seed)
+            fit_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            synthetic = generator.sample(rows, seed=seed)
+            sample_s = time.perf_counter() - t0
+            m = evaluate_tabular(
+                synthetic,
+                train=splits.train,
+                test=reference,
+                dcr_train=splits.dcr_train,
+                dcr_holdout=splits.dcr_holdout,
+                schema=schema,
+                include=("quality", "mle", "privacy"),
+            )
+            metric = m.get("mle_metric", "auc")
+            row = {
+                "fit_s": fit_s,
+                "rows_per_s": rows / max(sample_s, 1e-9),
+                "mle": m.get(f"mle_{metric}_mean"),
+                "real_mle": m.get(f"real_mle_{metric}_mean"),
+                "shape": m["column_shape_error_pct"],
+                "trend": m["pair_trend_error_pct"],
+                "dcr": m.get("dcr_share"),
+                "copies": m.get("exact_copy_rate"),
+            }
+            results[label].append(row)
+            shown = " ".join(f"{k} {_fmt(v)}" for k, v in row.items())
+            print(f"{label:8s} seed {seed} {metric}: {shown}", flush=True)
+    split = "validation" if args.validation else "test"
+    print(f"\nmean +- std over generator seeds {args.seeds} ({split} split, {rows} rows)")
+    means = {}
+    for label, runs in results.items():
+        stats = {}
+        for key in runs[0]:
+            values = [r[key] for r in runs if r[key] is not None]
+            mean = statistics.fmean(values) if values else float("nan")
+            std = statistics.pstdev(values) if len(values) > 1 else 0.0
+            stats[key] = (mean, std)
+        means[label] = stats
+        print(f"{label:8s} " + "  ".join(f"{k} {m:.4g}+-{s:.2g}" for k, (m, s) in stats.items()))
+    if "tabsyn" in means:
+        for peer in (p for p in means if p != "tabsyn"):
+            ratios = {
+                k: means["tabsyn"][k][0] / means[peer][k][0]
+                for k in ("fit_s", "rows_per_s", "mle")
+                if means[peer][k][0]
+            }
+            print(f"tabsyn / {peer}: " + "  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+
+
+def _parse(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _fmt(value) -> str:
+    return "nan" if value is None else f"{value:.4g}"
+
+
+if __name__ == "__main__":
+    main()
