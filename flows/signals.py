@@ -9,8 +9,8 @@ interrupted stage `cancelled` and starts nothing new, and if the main thread has
 within `FORCE_EXIT_SECONDS` the watcher leaves for it.
 
 Leaving (`exit_after_signal`): summary.json says `cancelled` with the signal, Prefect's
-queued logs get at most `LOG_DRAIN_SECONDS`, this process's children (the ephemeral Prefect
-API server, local cluster workers) are stopped, and the process ends with
+queued logs and events get at most `LOG_DRAIN_SECONDS`, this process's children (the
+ephemeral Prefect API server, local cluster workers) are stopped, and the process ends with
 os._exit(128 + signal number), so interpreter shutdown cannot wait on worker threads or on a
 log queue whose API server is already gone. Finished stages and generation shards are on
 disk; `synthloom resume RUN_ID` continues from there.
@@ -125,17 +125,28 @@ def _leave(received: signal.Signals, run_id: str, run_dir: Path, forced: bool) -
 
 
 def _drain_prefect_logs(timeout: float) -> None:
+    """Send Prefect's queued logs and events to the API server for at most `timeout` s."""
     if "prefect.logging.handlers" not in sys.modules:
         return
     with contextlib.suppress(Exception):
+        from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
 
+        start = time.monotonic()
         APILogWorker.drain_all(timeout=timeout)
+        EventsWorker.drain_all(timeout=max(0.1, timeout - (time.monotonic() - start)))
+
+
+PREFECT_SERVER_APP = "prefect.server.api.server:create_app"
 
 
 def stop_child_processes(timeout: float) -> list[int]:
-    """Terminate every child process of this one (recursively), kill what outlives
-    `timeout` seconds; returns their pids."""
+    """Stop every child process of this one (recursively), kill what outlives `timeout`
+    seconds; returns their pids.
+
+    The ephemeral Prefect API server is killed outright: its SQLite database survives that
+    (transactions), and a graceful stop while it is behind on recording task-run events
+    prints the server's own tracebacks over the run's last lines. Others get SIGTERM."""
     import psutil
 
     try:
@@ -144,7 +155,10 @@ def stop_child_processes(timeout: float) -> list[int]:
         return []
     for child in children:
         with contextlib.suppress(psutil.Error):
-            child.terminate()
+            if PREFECT_SERVER_APP in child.cmdline():
+                child.kill()
+            else:
+                child.terminate()
     _, alive = psutil.wait_procs(children, timeout=timeout)
     for child in alive:
         with contextlib.suppress(psutil.Error):
