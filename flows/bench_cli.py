@@ -69,12 +69,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from flows.bench import bench_flow  # imports Prefect: after configure_runtime
 
     quiet_user_error_tracebacks()
-    result = bench_flow(
-        bench=config.model_dump(mode="json"),
-        bench_id=bench_id,
-        data_dir=str(data_dir),
-        run_suffix=suffix,
-    )
+    from flows.signals import exit_after_signal, stop_on_signals
+
+    out_dir = data_dir / "bench" / bench_id
+    with stop_on_signals(bench_id, out_dir):  # SIGTERM: each run records `cancelled`, exit now
+        try:
+            result = bench_flow(
+                bench=config.model_dump(mode="json"),
+                bench_id=bench_id,
+                data_dir=str(data_dir),
+                run_suffix=suffix,
+            )
+        except BaseException as exc:
+            exit_after_signal(exc, bench_id, out_dir)
+            raise
+        exit_after_signal(None, bench_id, out_dir)
     failed = [r["generator"] for r in result["rows"] if r["status"] == "failed"]
     print(f"synthloom: table in {result['comparison']} and {result['parquet']}")
     if result["mlflow_run_id"]:

@@ -110,7 +110,7 @@ def _leave(received: signal.Signals, run_id: str, run_dir: Path, forced: bool) -
         f"finished stages are kept.\n  summary: {run_dir / 'summary.json'}\n  resume:  "
         f"synthloom resume {run_id}"
         if summary is not None
-        else "no stage had started; run the same command again."
+        else "run the same command again to continue (finished work is reused)."
     )
     with contextlib.suppress(Exception):
         print(
