@@ -25,11 +25,7 @@ CORE = "synthloom"
 FORBIDDEN_IN_CORE = ("prefect", "mlflow", "tasks", "flows")
 
 # Private imports that stay for now, each with the reason; a fixed one must leave the list.
-KNOWN_PRIVATE_IMPORTS = {
-    # synthloom/methods/** is owned by the methods work (issue 15): make causal_lm's
-    # `_builtin_copy` public there, then drop this entry.
-    ("synthloom.methods.peers.great", "synthloom.models.causal_lm._builtin_copy"),
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def module_files(root: Path, top_dirs: Iterable[str]) -> dict[str, Path]:

@@ -173,8 +173,8 @@ def test_builtin_copy_converts_once_and_leaves_no_temp_dirs(tmp_path, monkeypatc
     )
     alias = "smollm2-135m-instruct"
     (tmp_path / f".{alias}.tmp-killed").mkdir()  # left behind by a killed conversion
-    assert causal_lm_mod._builtin_copy(alias, tmp_path) == tmp_path / alias
-    assert causal_lm_mod._builtin_copy(alias, tmp_path) == tmp_path / alias
+    assert causal_lm_mod.builtin_copy(alias, tmp_path) == tmp_path / alias
+    assert causal_lm_mod.builtin_copy(alias, tmp_path) == tmp_path / alias
     assert calls == [alias]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".{alias}.lock", alias]
 
@@ -187,7 +187,7 @@ def test_builtin_copy_failed_conversion_leaves_nothing_loadable(tmp_path, monkey
     monkeypatch.setattr(causal_lm_mod, "_convert_gguf", broken)
     alias = "smollm2-135m-instruct"
     with pytest.raises(KeyboardInterrupt):
-        causal_lm_mod._builtin_copy(alias, tmp_path)
+        causal_lm_mod.builtin_copy(alias, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [f".{alias}.lock"]
 
 
@@ -200,7 +200,7 @@ def test_builtin_copy_accepts_losing_the_rename_race(tmp_path, monkeypatch):
         _fake_convert(a, tmp_path / alias)
 
     monkeypatch.setattr(causal_lm_mod, "_convert_gguf", convert_then_lose)
-    assert causal_lm_mod._builtin_copy(alias, tmp_path) == tmp_path / alias
+    assert causal_lm_mod.builtin_copy(alias, tmp_path) == tmp_path / alias
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".{alias}.lock", alias]
 
 

@@ -55,7 +55,7 @@ def load_causal_lm(
     device = resolve_device(device) if isinstance(device, str) else device
     if dtype is None:
         dtype = autocast_dtype(device) or torch.float32
-    source = _builtin_copy(name, Path(cache_dir)) if name in BUILTIN_CAUSAL_LMS else name
+    source = builtin_copy(name, Path(cache_dir)) if name in BUILTIN_CAUSAL_LMS else name
     aliases = ", ".join(BUILTIN_CAUSAL_LMS)
     tokenizer = from_pretrained_checked(AutoTokenizer.from_pretrained, source, name, aliases)
     model = from_pretrained_checked(
@@ -115,7 +115,7 @@ def _prepare_for_generation(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def _builtin_copy(alias: str, cache_dir: Path) -> Path:
+def builtin_copy(alias: str, cache_dir: Path) -> Path:
     """Return `cache_dir/alias`, converting the packaged GGUF into it first if needed.
 
     The conversion writes into a temporary sibling and renames it into place, so a killed

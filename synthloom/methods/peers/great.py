@@ -78,10 +78,10 @@ def model_cache_dir() -> Path:
 
 def resolve_llm(llm: str) -> str:
     """A built-in alias -> its converted safetensors directory; anything else unchanged."""
-    from synthloom.models.causal_lm import BUILTIN_CAUSAL_LMS, _builtin_copy
+    from synthloom.models.causal_lm import BUILTIN_CAUSAL_LMS, builtin_copy
 
     if llm in BUILTIN_CAUSAL_LMS:
-        return str(_builtin_copy(llm, model_cache_dir()))
+        return str(builtin_copy(llm, model_cache_dir()))
     return llm
 
 
