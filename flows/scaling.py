@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.run_artifacts import publish_run_artifacts
 from synthloom.config import TrackingConfig
 from synthloom.scaling.config import REAL_LABEL, ScalingConfig, study_hash
 from tasks.recorder import RunRecorder
@@ -108,6 +109,7 @@ def scaling_study(
         summary = recorder.finish(status)
         if cfg.tracking.enabled and status == "completed":
             _track(recorder, summary, config, cfg.tracking, data_dir)
+        publish_run_artifacts(summary)
     return summary
 
 

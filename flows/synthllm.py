@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.run_artifacts import publish_run_artifacts
 from synthloom.config import PipelineConfig, config_hash, stages_for
 from tasks.ingest import source_fingerprint
 from tasks.recorder import RunRecorder
@@ -121,6 +122,7 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
         summary = recorder.finish(status)
         if cfg.tracking.enabled:
             _track(recorder, summary, config, cfg, data_dir)
+        publish_run_artifacts(summary)
     return summary
 
 

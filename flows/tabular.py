@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.run_artifacts import publish_run_artifacts
 from synthloom.config import PipelineConfig, config_hash, stages_for
 from synthloom.errors import StageError
 from tasks.difflm import (
@@ -100,6 +101,7 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
         summary = recorder.finish(status)
         if cfg.tracking.enabled:
             track_pipeline_run(recorder, summary, config, cfg, data_dir)
+        publish_run_artifacts(summary)
     return summary
 
 

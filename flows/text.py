@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.run_artifacts import publish_run_artifacts
 from flows.tabular import track_pipeline_run  # one MLflow logging path for every flow
 from synthloom.config import PipelineConfig, config_hash, stages_for
 from tasks.ingest import source_fingerprint
@@ -87,6 +88,7 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
         summary = recorder.finish(status)
         if cfg.tracking.enabled:
             track_pipeline_run(recorder, summary, config, cfg, data_dir)
+        publish_run_artifacts(summary)
     return summary
 
 
