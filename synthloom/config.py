@@ -205,8 +205,10 @@ class TabSynConfig(_Strict):
     d_token: int = Field(4, gt=0, description="latent width per column (TabSyn: 4)")
     layers: int = Field(2, gt=0, description="transformer blocks in each of the three stacks")
     ffn_factor: int = Field(32, gt=0, description="feed-forward width = d_token x this")
-    vae_epochs: int = Field(4000, gt=0, description="VAE passes over the training rows")
-    vae_batch_size: int = Field(4096, gt=0)
+    vae_epochs: int = Field(
+        100, gt=0, description="VAE passes over the training rows (TabSyn: 4000 at batch 4096)"
+    )
+    vae_batch_size: int = Field(256, gt=0, description="rows per VAE step (TabSyn: 4096)")
     vae_lr: float = Field(1e-3, gt=0)
     vae_weight_decay: float = Field(0.0, ge=0)
     vae_minutes: float | None = Field(
@@ -222,12 +224,15 @@ class TabSynConfig(_Strict):
     checkpoint_seconds: float = Field(
         120.0, gt=0, description="VAE training state saved this often (resume after a kill)"
     )
-    diffusion_hidden: int = Field(1024, gt=0, description="denoiser MLP width (TabSyn: 1024)")
+    diffusion_hidden: int = Field(256, gt=0, description="denoiser MLP width (TabSyn: 1024)")
     diffusion_epochs: int = Field(10_000, gt=0, description="passes over the latents")
     diffusion_steps: int | None = Field(
-        None, gt=0, description="cap on the denoiser's optimiser steps (null: epochs decide)"
+        4000,
+        gt=0,
+        description="cap on the denoiser's optimiser steps (null: epochs decide; TabSyn: "
+        "10,000 epochs of one full batch)",
     )
-    diffusion_batch_size: int = Field(4096, gt=0)
+    diffusion_batch_size: int = Field(1024, gt=0, description="latents per step (TabSyn: 4096)")
     diffusion_lr: float = Field(1e-3, gt=0)
     diffusion_patience: int = Field(
         500, gt=0, description="stop after this many epochs without a lower EDM loss"
@@ -238,6 +243,17 @@ class TabSynConfig(_Strict):
     sampler_steps: int = Field(50, gt=0, description="Heun steps per sample")
     sampler_churn: float = Field(0.0, ge=0, description="EDM s_churn (TabSyn samples with 1)")
     max_decimals: int = Field(6, ge=0, le=12, description="decimals kept at most on decoding")
+    calibrate_decoder: bool = Field(
+        True,
+        description="map each decoded numeric score through the training rows' decoded "
+        "distribution, restoring the tails an MSE decoder shrinks (false: the paper)",
+    )
+    max_grid_values: int = Field(
+        64,
+        ge=0,
+        description="a numeric column with at most this many distinct values decodes to the "
+        "nearest of them (0: never)",
+    )
     max_condition_factor: float = Field(
         50.0, ge=1, description="conditions: rows drawn at most, as a multiple of the request"
     )

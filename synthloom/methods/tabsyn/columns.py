@@ -6,7 +6,9 @@
       scikit-learn's QuantileTransformer), x_num = Phi^-1(eps + (1 - 2 eps) u), eps = 1e-7,
   inverted by x = F_n^-1(Phi(x_num)), so a decoded value never leaves the training range;
   the decoded number is rounded to the column's observed precision (whole numbers for
-  integer columns, at most `max_decimals` decimals otherwise);
+  integer columns, at most `max_decimals` decimals otherwise), and a column with at most
+  `max_grid_values` distinct observed values (a loan term in months, a count) is snapped
+  to the nearest of them, so a term of 48 or 60 months never decodes as 47 or 59;
 - a numeric column with missing values also gets a missingness indicator, modelled as a
   two-category column `<name>` + MISSING_SUFFIX; its gaps are filled with values drawn
   from the observed ones (seeded), so the fill adds no spike to the quantile transform;
@@ -86,9 +88,16 @@ class ColumnCodec:
     categories: dict[str, list[str]] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
     missing_rates: dict[str, float] = field(default_factory=dict)
+    grids: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, schema: TableSchema, max_decimals: int = 6) -> ColumnCodec:
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        schema: TableSchema,
+        max_decimals: int = 6,
+        max_grid_values: int = 64,
+    ) -> ColumnCodec:
         frame = to_peer_frame(train, schema)
         codec = cls(schema)
         for col in schema.columns:
@@ -113,6 +122,9 @@ class ColumnCodec:
                 observed = numbers[~np.isnan(numbers)]
                 codec.numeric.append(col.name)
                 codec.transforms[col.name] = QuantileNormal.fit(observed)
+                distinct = np.unique(observed)
+                if len(distinct) <= max_grid_values:
+                    codec.grids[col.name] = distinct.tolist()
                 codec.decimals[col.name] = (
                     0 if col.integer or col.kind is ColumnKind.DATETIME else
                     _observed_decimals(observed, max_decimals)
@@ -183,6 +195,8 @@ class ColumnCodec:
             decimals = self.decimals[name]
             if decimals is not None:
                 values = np.round(values, decimals)
+            if name in self.grids:
+                values = _snap(values, np.asarray(self.grids[name]))
             flag = name + MISSING_SUFFIX
             if flag in codes:
                 values = np.where(codes[flag] == 1, np.nan, values)
@@ -212,6 +226,7 @@ class ColumnCodec:
             "categories": self.categories,
             "constants": {k: _json_value(v) for k, v in self.constants.items()},
             "missing_rates": self.missing_rates,
+            "grids": self.grids,
         }
 
     @classmethod
@@ -225,6 +240,7 @@ class ColumnCodec:
             categories={k: list(v) for k, v in d["categories"].items()},
             constants=dict(d["constants"]),
             missing_rates=dict(d["missing_rates"]),
+            grids={k: list(v) for k, v in d.get("grids", {}).items()},
         )
 
 
@@ -235,6 +251,16 @@ def _as_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
         ns = stamps.to_numpy("datetime64[ns]").astype("int64").astype("float64")
         return np.where(stamps.isna().to_numpy(), np.nan, ns / 1e9)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _snap(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Each value replaced by the nearest grid value (grid sorted ascending)."""
+    right = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1) if len(grid) > 1 else None
+    if right is None:
+        return np.full_like(values, grid[0])
+    left = right - 1
+    nearer_left = np.abs(values - grid[left]) <= np.abs(grid[right] - values)
+    return np.where(nearer_left, grid[left], grid[right])
 
 
 def _observed_decimals(values: np.ndarray, limit: int) -> int | None:
