@@ -24,35 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from synthloom.bench.config import load_bench_config  # noqa: E402
-from synthloom.ingest import load_source, prepare_seed_table  # noqa: E402
 from synthloom.methods import build_generator  # noqa: E402
 from synthloom.metrics.tabular import evaluate_tabular  # noqa: E402
-from synthloom.splits import split_table  # noqa: E402
+from synthloom.seed_splits import seed_splits  # noqa: E402
 
 PEERS = ("smote", "tvae")
-
-
-def splits_of(data: dict, seed: int):
-    """The pipeline's ingest stage without Prefect: load, type, split (tasks/ingest.py)."""
-    raw = load_source(data["source"], data.get("format"), hf_split=data.get("hf_split", "train"))
-    table, schema = prepare_seed_table(
-        raw,
-        source=data["source"],
-        target=data.get("target"),
-        drop_columns=data.get("drop_columns") or [],
-        column_types=data.get("column_types") or {},
-        max_categories=data.get("max_categories"),
-        max_rows=data.get("max_rows"),
-        seed=seed,
-    )
-    splits = split_table(
-        table,
-        schema,
-        seed=seed,
-        validation=data.get("validation_fraction", 0.1),
-        test=data.get("test_fraction", 0.2),
-    )
-    return splits, schema
 
 
 def main() -> None:
@@ -77,7 +53,8 @@ def main() -> None:
         methods[label] = spec
     results: dict[str, list[dict]] = {label: [] for label in methods}
     for seed in args.seeds:
-        splits, schema = splits_of(data, bench.run.seed)
+        seeded = seed_splits(data, bench.run.seed)
+        splits, schema = seeded.splits, seeded.schema
         reference = splits.validation if args.validation else splits.test
         for label, spec in methods.items():
             generator = build_generator(spec)

@@ -9,8 +9,9 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from synthloom.artifacts import sha256_files, write_table
-from synthloom.ingest import load_source, prepare_seed_table, source_files
-from synthloom.splits import SPLIT_NAMES, split_table
+from synthloom.ingest import source_files
+from synthloom.seed_splits import seed_splits
+from synthloom.splits import SPLIT_NAMES
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
@@ -42,26 +43,8 @@ def ingest_seed(
     logger = get_run_logger()
 
     def body(out: Path) -> StageOutput:
-        raw = load_source(
-            data["source"], data.get("format"), hf_split=data.get("hf_split", "train")
-        )
-        table, schema = prepare_seed_table(
-            raw,
-            source=data["source"],
-            target=data.get("target"),
-            drop_columns=data.get("drop_columns") or [],
-            column_types=data.get("column_types") or {},
-            max_categories=data.get("max_categories"),
-            max_rows=data.get("max_rows"),
-            seed=seed,
-        )
-        splits = split_table(
-            table,
-            schema,
-            seed=seed,
-            validation=data.get("validation_fraction", 0.1),
-            test=data.get("test_fraction", 0.2),
-        )
+        seeded = seed_splits(data, seed)
+        table, schema, splits = seeded.table, seeded.schema, seeded.splits
         files = {}
         for name in SPLIT_NAMES:
             frame = getattr(splits, name)
@@ -94,7 +77,7 @@ def ingest_seed(
             )
         return StageOutput(
             files=files,
-            rows_in=len(raw),
+            rows_in=seeded.raw_rows,
             rows_out=len(table),
             info={"columns": kinds, "target": schema.target, "task": schema.task, **read},
         )

@@ -118,13 +118,7 @@ class TabSynGenerator:
         x_val = _tensors(*self.codec.encode(validation, seed=seed + 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.vae = TabularVAE(
-                self.codec.n_num,
-                self.codec.cardinalities,
-                d_token=c.d_token,
-                layers=c.layers,
-                ffn_factor=c.ffn_factor,
-            )
+            self.vae = self._build_vae()
         done = checkpoint_dir / VAE_DONE if checkpoint_dir is not None else None
         t0 = time.perf_counter()
         if done is not None and done.is_file():
@@ -183,6 +177,18 @@ class TabSynGenerator:
             "n_validation": len(validation),
         }
         return self
+
+    def _build_vae(self) -> TabularVAE:
+        """A fresh VAE for the fitted codec's columns (weights from torch's current RNG)."""
+        assert self.codec is not None
+        c = self.config
+        return TabularVAE(
+            self.codec.n_num,
+            self.codec.cardinalities,
+            d_token=c.d_token,
+            layers=c.layers,
+            ffn_factor=c.ffn_factor,
+        )
 
     def vae_training(self, seed: int) -> VAETraining:
         c = self.config
@@ -305,14 +311,7 @@ class TabSynGenerator:
         model = cls(**params)
         model.codec = ColumnCodec.from_dict(state["codec"])
         model.schema = model.codec.schema
-        c = model.config
-        model.vae = TabularVAE(
-            model.codec.n_num,
-            model.codec.cardinalities,
-            d_token=c.d_token,
-            layers=c.layers,
-            ffn_factor=c.ffn_factor,
-        )
+        model.vae = model._build_vae()
         model.vae.load_state_dict(load_file(str(directory / VAE_FILE)))
         model.vae.eval()
         model.diffusion = LatentDiffusionModel.load(directory / DIFFUSION_DIR)
