@@ -1,8 +1,8 @@
 """What a finished run made, on its Prefect flow-run page (the Artifacts tab).
 
 `publish_run_artifacts(summary)` is called by every pipeline flow once its summary is final
-(after MLflow tracking): a markdown overview (status, rows kept, wall time, the MLflow run id
-and where to open it, the error of a failed run) and three tables read from summary.json:
+(after MLflow tracking): a markdown overview (status, rows kept, wall time, a link to the
+MLflow run, the error of a failed run) and three tables read from summary.json:
 the stages (status, cached, seconds, rows in and out), the counts each stage recorded (the
 filter's rows removed by rule), and the metrics. Keys are `<run id>-overview` etc.
 (lowercased, other characters as dashes), so a resumed run adds a version of the same
@@ -18,7 +18,7 @@ from typing import Any
 from flows.execute import KEY_METRICS
 
 ARTIFACTS = ("overview", "stages", "counts", "metrics")  # the key suffixes, in order
-MLFLOW_UI = "http://127.0.0.1:5000"  # where `synthloom ui` serves MLflow
+MLFLOW_UI = "http://127.0.0.1:5000"  # `synthloom ui`'s MLflow; a run: /#/runs/<id>
 
 
 def artifact_key(run_id: str, part: str) -> str:
@@ -82,8 +82,8 @@ def overview_markdown(summary: dict[str, Any]) -> str:
     mlflow_run = summary.get("mlflow_run_id")
     if mlflow_run:
         lines.append(
-            f"| MLflow run | `{mlflow_run}`: `synthloom ui`, then {MLFLOW_UI} and search "
-            f"`attributes.run_id = '{mlflow_run}'` |"
+            f"| MLflow run | [`{mlflow_run}`]({MLFLOW_UI}/#/runs/{mlflow_run}) "
+            "(with `synthloom ui` running) |"
         )
     else:
         lines.append("| MLflow run | not logged (tracking off, or it failed: see the log) |")
