@@ -5,8 +5,11 @@ as the CLI; `import synthloom` loads no Prefect."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +192,56 @@ def test_run_again_reuses_every_stage_and_errors_like_the_cli(api_run, monkeypat
         synthloom.run(bad, data_dir=data_dir, echo=False)
     assert "in stage 'ingest'" in str(failed.value) and "no_such_column" in str(failed.value)
     assert "Fix:" in str(failed.value)
+
+
+@pytest.mark.integration
+def test_an_interrupt_cancels_the_run_and_leaves_nothing_running(tmp_path: Path):
+    """Ctrl-C in the caller (a notebook's interrupt): the child records the run cancelled,
+    `synthloom.run` re-raises KeyboardInterrupt, and no process of the run is left."""
+    config = _config(tmp_path, _seed_table())
+    config["generate"] = {"num_rows": 3_000_000, "batch_size": 500}  # a long generate stage
+    config["data"]["max_rows"] = 200
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    script = (
+        "import json, sys, synthloom\n"
+        "config = json.load(open(sys.argv[1]))\n"
+        "try:\n"
+        "    synthloom.run(config, data_dir=sys.argv[2], echo=False)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt raised', flush=True)\n"
+    )
+    env = dict(os.environ)
+    env.pop("PREFECT_HOME", None)
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "config.json"), str(tmp_path / "data")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    summary: dict = {}
+    while time.monotonic() < deadline:
+        paths = list((tmp_path / "data" / "runs").glob("*/summary.json"))
+        if paths:
+            try:
+                summary = json.loads(paths[0].read_text())
+            except json.JSONDecodeError:
+                summary = {}
+            if any(
+                s["name"] == "generate" and s["status"] == "running"
+                for s in summary.get("stages", [])
+            ):
+                break
+        time.sleep(0.5)
+    else:
+        caller.kill()
+        pytest.fail(f"generate never started: {summary}")
+    descendants = psutil.Process(caller.pid).children(recursive=True)
+    assert descendants  # the run's child process (and Prefect's server)
+    caller.send_signal(signal.SIGINT)
+    out = caller.communicate(timeout=60)[0]
+    assert "KeyboardInterrupt raised" in out
+    assert json.loads(paths[0].read_text())["status"] == "cancelled"
+    time.sleep(1)
+    assert [p.pid for p in descendants if p.is_running() and p.status() != "zombie"] == []
