@@ -252,6 +252,8 @@ def run_step(
         peak_rss_mb=max(rss) if rss else None,
         metrics={k: metrics[k] for k in step.metrics if k in metrics},
     )
+    if device == "cuda" and result["status"] == "completed" and not result["gpu_peak_mb"]:
+        print(f"  note: {step.name} recorded no GPU memory: it ran on the CPU despite run.device")
     if result["status"] != "completed":
         error = (summary.get("error") or {}).get("message")
         print(f"  {step.name} {result['status']}" + (f": {error}" if error else ""))
