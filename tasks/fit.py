@@ -48,6 +48,8 @@ def fit_generator(
             extra["checkpoint_dir"] = checkpoints
         if "log" in accepts:
             extra["log"] = _training_logger(logger)
+        if "device" in accepts:
+            extra["device"] = device
         generator.fit(train, schema, seed=seed, **extra)
         generator.save(out / "model")
         return StageOutput(

@@ -90,10 +90,16 @@ class TabSynGenerator:
         validation: pd.DataFrame | None = None,
         checkpoint_dir: Path | None = None,
         log: Any = None,
+        device: str = "cpu",
     ) -> TabSynGenerator:
         """Fit codec, VAE and diffusion on `train`; `validation` rows (default: a seeded 10%
-        of `train`, then not trained on) pick the VAE's best epoch and drive its beta."""
+        of `train`, then not trained on) pick the VAE's best epoch and drive its beta.
+        Training runs on `device` ("auto": CUDA where available); the fitted model is kept
+        on the CPU, where the generate stage samples."""
+        from synthloom.models.device import resolve_device
+
         c = self.config
+        where = resolve_device(device)
         log = log or (lambda record: None)
         if len(train) < 10:
             raise DataError(
@@ -114,15 +120,15 @@ class TabSynGenerator:
                 "tabsyn found no column to model: every column is constant or empty. "
                 "Fix: check data.source and data.drop_columns."
             )
-        x_train = _tensors(*self.codec.encode(train, seed=seed))
-        x_val = _tensors(*self.codec.encode(validation, seed=seed + 1))
+        x_train = _tensors(*self.codec.encode(train, seed=seed), device=where)
+        x_val = _tensors(*self.codec.encode(validation, seed=seed + 1), device=where)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.vae = self._build_vae()
+            self.vae = self._build_vae().to(where)
         done = checkpoint_dir / VAE_DONE if checkpoint_dir is not None else None
         t0 = time.perf_counter()
         if done is not None and done.is_file():
-            self.vae.load_state_dict(load_file(str(done)))
+            self.vae.load_state_dict(load_file(str(done), device=str(where)))
             vae_summary = json.loads(done.with_suffix(".json").read_text(encoding="utf-8"))
         else:
             vae_summary = train_tabular_vae(
@@ -140,7 +146,7 @@ class TabSynGenerator:
         self.vae.eval()
         with torch.no_grad():
             mu, _ = self.vae.encode(*x_train)
-        latents = mu.reshape(len(mu), -1).numpy()
+        latents = mu.reshape(len(mu), -1).cpu().numpy()
         diffusion_config = LatentDiffusionConfig(
             hidden=c.diffusion_hidden,
             epochs=c.diffusion_epochs,
@@ -155,16 +161,20 @@ class TabSynGenerator:
         )
         t1 = time.perf_counter()
         self.diffusion = train_latent_diffusion(
-            latents, diffusion_config, log=lambda r: log({"phase": "diffusion", **r})
-        )
+            latents,
+            diffusion_config,
+            device=where,
+            log=lambda r: log({"phase": "diffusion", **r}),
+        ).to("cpu")
         self.calibration = None
         if c.calibrate_decoder and self.codec.n_num:
             with torch.no_grad():
                 decoded, _ = self.vae.decode(mu)
-            scores = decoded.numpy().astype(np.float64)
+            scores = decoded.cpu().numpy().astype(np.float64)
             self.calibration = [QuantileNormal.fit(scores[:, j]) for j in range(scores.shape[1])]
         recon_train = evaluate_reconstruction(self.vae, *x_train)
         recon_val = evaluate_reconstruction(self.vae, *x_val)
+        self.vae.to("cpu")
         self.training = {
             "vae": {k: v for k, v in vae_summary.items() if k != "history"},
             "vae_history": vae_summary.get("history", []),
@@ -175,6 +185,7 @@ class TabSynGenerator:
             "reconstruction_validation": recon_val,
             "n_train": len(train),
             "n_validation": len(validation),
+            "device": str(where),
         }
         return self
 
@@ -366,8 +377,13 @@ def check_conditions(
     return column, quotas
 
 
-def _tensors(x_num: np.ndarray, x_cat: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.as_tensor(x_num, dtype=torch.float32), torch.as_tensor(x_cat, dtype=torch.long)
+def _tensors(
+    x_num: np.ndarray, x_cat: np.ndarray, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        torch.as_tensor(x_num, dtype=torch.float32, device=device),
+        torch.as_tensor(x_cat, dtype=torch.long, device=device),
+    )
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

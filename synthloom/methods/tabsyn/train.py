@@ -84,7 +84,7 @@ def train_tabular_vae(
     best_weights = copy.deepcopy(model.state_dict())
     resumed_from = 0
     if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = torch.load(checkpoint, weights_only=False, map_location=x_num.device)
         if saved.get("version") == CHECKPOINT_VERSION and saved["settings"] == asdict(settings):
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -97,7 +97,7 @@ def train_tabular_vae(
     stopped = "epochs"
     while state["epoch"] < settings.epochs:
         model.train()
-        perm = torch.randperm(n, generator=generator)
+        perm = torch.randperm(n, generator=generator).to(x_num.device)
         sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "kl": 0.0}
         for i in range(0, n, batch):
             idx = perm[i : i + batch]

@@ -107,7 +107,10 @@ class TabularVAE(nn.Module):
     ) -> tuple[Tensor, list[Tensor], Tensor, Tensor]:
         """-> (x_hat_num, logits, mu, logvar) with z = mu + sigma * eps (eps from `generator`)."""
         mu, logvar = self.encode(x_num, x_cat)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        # eps from `generator` on its own device (the trainer's is a CPU one), then moved
+        source = generator.device if generator is not None else mu.device
+        eps = torch.randn(mu.shape, generator=generator, device=source, dtype=mu.dtype)
+        eps = eps.to(mu.device)
         x_hat, logits = self.decode(mu + eps * (0.5 * logvar).exp())
         return x_hat, logits, mu, logvar
 
