@@ -12,6 +12,7 @@ training range.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthloom.methods.difflm.decode import decode_records
+from synthloom.methods.difflm.decode import DecodeResult, decode_records
 from synthloom.methods.difflm.grammar import RecordGrammar, TokenConstraint
 from synthloom.schema import TableSchema
 from synthloom.serialize import parse_record
@@ -32,6 +33,52 @@ def sample_latents(diffusion: Any | None, n: int, latent_dim: int, seed: int) ->
     if diffusion is None:
         return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
     return np.asarray(diffusion.sample(n, seed=seed), dtype=np.float32)
+
+
+def record_constraint(
+    schema: TableSchema, method: dict[str, Any], models: Any
+) -> TokenConstraint | None:
+    """The schema's token constraint for `models`' decoder, or None where decoding is free
+    (`method.constrained` false, or the raw format). Its per-state tables fill lazily and
+    stay in the object: build it once and pass it to every batch and shard."""
+    fmt = method["serialization"]
+    if not method.get("constrained", True) or fmt not in ("json", "compact"):
+        return None
+    grammar = RecordGrammar.for_schema(
+        schema, fmt, method["float_digits"], method.get("range_widening", 0.1)
+    )
+    vocab_size = models.decoder.get_input_embeddings().weight.shape[0]
+    return TokenConstraint.build(
+        grammar, models.decoder_tokenizer, vocab_size, models.decoder.device
+    )
+
+
+def decode_latents(
+    vae: Any,
+    models: Any,
+    z: torch.Tensor,
+    method: dict[str, Any],
+    *,
+    temperature: float,
+    seed: int,
+    constraint: TokenConstraint | None,
+    device: torch.device,
+) -> DecodeResult:
+    """One batch of latents (B, latent_dim) -> injection -> one decoded record text per row,
+    at `temperature` (0 = greedy) with `method.top_p` and the record token budget; the
+    sampling draws come from a CPU generator seeded with `seed`."""
+    with torch.no_grad():
+        injection = vae.inject(z.to(device))
+    return decode_records(
+        models.decoder,
+        models.decoder_tokenizer,
+        injection,
+        max_new_tokens=method["max_record_tokens"],
+        temperature=temperature,
+        top_p=method["top_p"],
+        generator=torch.Generator(device="cpu").manual_seed(seed),
+        constraint=constraint,
+    )
 
 
 def generate_valid_rows(
@@ -46,22 +93,22 @@ def generate_valid_rows(
     seed: int,
     device: torch.device,
     progress: Callable[[int, int, float], None] = lambda done, tried, rate: None,
+    constraint: TokenConstraint | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Generate until `num_rows` records parse (or `max_attempts` latents are spent).
+
+    A decoding batch holds at most `method.decode_batch_size` latents and no more than the
+    rows still missing need at the valid rate seen so far (all of them before the first
+    batch), so the last batch does not decode records that would be thrown away.
+    `progress(valid rows, attempts, valid rows/s)` follows every batch. `constraint`: a
+    prebuilt `record_constraint` to share across calls (shards); None builds it here.
 
     Returns (valid rows in schema order, every generated text with its parse outcome,
     stats: attempts, valid_rate, valid_rows_per_second, tokens_per_second, forward_passes,
     unfinished (hit the token budget), invalid {reason: count})."""
     fmt = method["serialization"]
-    constraint = None
-    if method.get("constrained", True) and fmt in ("json", "compact"):
-        grammar = RecordGrammar.for_schema(
-            schema, fmt, method["float_digits"], method.get("range_widening", 0.1)
-        )
-        vocab_size = models.decoder.get_input_embeddings().weight.shape[0]
-        constraint = TokenConstraint.build(
-            grammar, models.decoder_tokenizer, vocab_size, models.decoder.device
-        )
+    if constraint is None:
+        constraint = record_constraint(schema, method, models)
     valid_parts: list[pd.DataFrame] = []
     texts: list[dict[str, Any]] = []
     invalid: Counter = Counter()
@@ -69,21 +116,20 @@ def generate_valid_rows(
     start = time.perf_counter()
     batch_index = 0
     while valid < num_rows and attempts < max_attempts:
-        size = min(method["decode_batch_size"], max_attempts - attempts)
+        rate = valid / attempts if attempts else 1.0
+        needed = math.ceil((num_rows - valid) / max(rate, 0.1))
+        size = min(method["decode_batch_size"], max_attempts - attempts, needed)
         batch_seed = seed * 1_000_003 + batch_index
         z = torch.from_numpy(sample_latents(diffusion, size, method["latent_dim"], batch_seed))
-        with torch.no_grad():
-            injection = vae.inject(z.to(device))
-        generator = torch.Generator(device="cpu").manual_seed(batch_seed)
-        result = decode_records(
-            models.decoder,
-            models.decoder_tokenizer,
-            injection,
-            max_new_tokens=method["max_record_tokens"],
+        result = decode_latents(
+            vae,
+            models,
+            z,
+            method,
             temperature=method["temperature"],
-            top_p=method["top_p"],
-            generator=generator,
+            seed=batch_seed,
             constraint=constraint,
+            device=device,
         )
         parsed = [parse_record(text, schema, fmt) for text in result.texts]
         good = [p.record for p in parsed if p.ok]
