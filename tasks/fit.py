@@ -15,8 +15,9 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from synthloom.artifacts import read_table
+from synthloom.artifacts import atomic_write_json, read_table
 from synthloom.methods import build_generator
+from synthloom.methods.difflm.fit import plot_latents, plot_loss_curves
 from synthloom.models.device import set_seed
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
@@ -52,8 +53,18 @@ def fit_generator(
             extra["device"] = device
         generator.fit(train, schema, seed=seed, **extra)
         generator.save(out / "model")
+        files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
+        if hasattr(generator, "training_history"):  # curves and latents for MLflow
+            history = generator.training_history()
+            atomic_write_json(history, out / "history.json")
+            plot_loss_curves(history, out / "loss_curves.png")
+            files["history"] = ("history.json", None)
+        if hasattr(generator, "encode_rows"):
+            labels = train[schema.target].astype(str).tolist() if schema.target else []
+            means = generator.encode_rows(train, seed=seed)
+            plot_latents(means, labels or ["all"] * len(means), out / "latents.png", schema.target)
         return StageOutput(
-            files={"model": ("model", None)},
+            files=files,
             rows_in=len(train),
             rows_out=None,
             info={"method": method["name"], "device": device, **generator.describe()},

@@ -386,6 +386,10 @@ def test_tabsyn_pipeline_runs_under_conditions_and_resumes_cached(
     assert not (run_dir / ".checkpoints" / "fit").exists()
     fit = json.loads((run_dir / "fit" / "manifest.json").read_text())
     assert fit["info"]["training"]["n_validation"] > 0  # the pipeline's validation split
+    for name in ("history.json", "loss_curves.png", "latents.png"):  # for MLflow
+        assert (run_dir / "fit" / name).is_file(), name
+    curves = json.loads((run_dir / "fit" / "history.json").read_text())
+    assert len(curves["val_recon"]) == TINY["vae_epochs"] and curves["diffusion_loss"]
     assert main(["run", str(path), "--run-id", "t"]) == 0
     again = json.loads((run_dir / "summary.json").read_text())
     assert all(s["cached"] for s in again["stages"])

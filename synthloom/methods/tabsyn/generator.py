@@ -160,11 +160,14 @@ class TabSynGenerator:
             seed=seed,
         )
         t1 = time.perf_counter()
+        diffusion_history: list[list[float]] = []
+
+        def log_diffusion(record: dict[str, Any]) -> None:
+            diffusion_history.append([record["epoch"], record["loss"]])
+            log({"phase": "diffusion", **record})
+
         self.diffusion = train_latent_diffusion(
-            latents,
-            diffusion_config,
-            device=where,
-            log=lambda r: log({"phase": "diffusion", **r}),
+            latents, diffusion_config, device=where, log=log_diffusion
         ).to("cpu")
         self.calibration = None
         if c.calibrate_decoder and self.codec.n_num:
@@ -181,6 +184,7 @@ class TabSynGenerator:
             "vae_seconds": vae_seconds,
             "diffusion": self.diffusion.training,
             "diffusion_seconds": time.perf_counter() - t1,
+            "diffusion_history": diffusion_history,
             "reconstruction_train": recon_train,
             "reconstruction_validation": recon_val,
             "n_train": len(train),
@@ -331,13 +335,27 @@ class TabSynGenerator:
             model.calibration = [QuantileNormal.from_dict(q) for q in state["calibration"]]
         return model
 
+    def training_history(self) -> dict[str, list[list[float]]]:
+        """Curves by epoch for tracking: {"recon", "val_recon", "kl", "beta", "diffusion_loss"}
+        as [[epoch, value], ...] (recon = MSE + CE on the training batches)."""
+        vae = self.training.get("vae_history", [])
+        curves = {
+            "recon": [[r["epoch"], r["mse"] + r["ce"]] for r in vae],
+            "val_recon": [[r["epoch"], r["val_recon"]] for r in vae],
+            "kl": [[r["epoch"], r["kl"]] for r in vae],
+            "beta": [[r["epoch"], r["beta"]] for r in vae],
+        }
+        curves["diffusion_loss"] = self.training.get("diffusion_history", [])
+        return curves
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"config": self.config.model_dump()}
         if self.vae is not None:
             info["vae_parameters"] = sum(p.numel() for p in self.vae.parameters())
             info["latent_dim"] = self.vae.n_columns * self.vae.d_token
         if self.training:
-            info["training"] = {k: v for k, v in self.training.items() if k != "vae_history"}
+            curves = ("vae_history", "diffusion_history")
+            info["training"] = {k: v for k, v in self.training.items() if k not in curves}
         return info
 
 
