@@ -88,6 +88,34 @@ def _tokenized(texts: list[str], models: BaseModels, method: dict[str, Any]) -> 
     )
 
 
+RECORD_TOKEN_MARGIN = 16  # `max_record_tokens: auto`: headroom over the longest record
+
+
+def resolve_max_record_tokens(
+    method: dict[str, Any], train_texts: list[str], models: BaseModels
+) -> dict[str, Any]:
+    """`method` with `max_record_tokens` as a number: kept when it is one; for "auto" the
+    longest training record in decoder tokens (BOS and EOS included) plus 16, rounded up
+    to a multiple of 16. Raises ConfigError when "auto" would not fit the decoder's
+    context (the soft prompt and BOS come first)."""
+    if method["max_record_tokens"] != "auto":
+        return method
+    body = models.decoder_tokenizer(list(train_texts), add_special_tokens=False)["input_ids"]
+    longest = max((len(ids) + 2 for ids in body), default=2)
+    limit = -(-(longest + RECORD_TOKEN_MARGIN) // 16) * 16
+    context = getattr(models.decoder.config, "max_position_embeddings", None)
+    if context is not None and limit + method["num_prompts"] + 1 > context:
+        raise ConfigError(
+            f"DiffLM: method.max_record_tokens: auto gives {limit} decoder tokens (the "
+            f"longest training record has {longest}), but the decoder {method['decoder']} "
+            f"holds {context} positions, {method['num_prompts'] + 1} of them for the soft "
+            "prompt and BOS. Fix: use method.serialization: compact (no column names), "
+            "drop wide text columns, or set max_record_tokens to a number that fits and "
+            "raise method.max_truncated_share to train on cut records."
+        )
+    return method | {"max_record_tokens": limit}
+
+
 def check_record_lengths(full_lengths: torch.Tensor, method: dict[str, Any]) -> int:
     """Raise ConfigError when more than `method.max_truncated_share` of the records do not fit in
     `method.max_record_tokens` decoder tokens (BOS + record + EOS); returns how many do not.
@@ -130,7 +158,9 @@ def fit_vae(
     seed: int,
     log: Any = lambda record: None,
 ) -> tuple[DiffLMVAE, dict[str, Any]]:
-    """Train the VAE on the serialized records; returns it (best weights) and its history."""
+    """Train the VAE on the serialized records; returns it (best weights) and its history
+    (with the record token limit used, `max_record_tokens`: "auto" resolved)."""
+    method = resolve_max_record_tokens(method, train_texts, models)
     vae = build_vae(method, models)
     train = _tokenized(train_texts, models, method)
     truncated = check_record_lengths(train["dec_full_length"], method)
@@ -156,6 +186,7 @@ def fit_vae(
         seed=seed,
     )
     history["truncated_records"] = truncated
+    history["max_record_tokens"] = method["max_record_tokens"]
     return vae, history
 
 
