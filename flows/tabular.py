@@ -1,8 +1,9 @@
 """The tabular pipeline: ingest -> fit -> generate -> filter -> evaluate, then track.
 
-DiffLM fits in three stages (serialize -> train_vae -> train_diffusion) and generates by
-decoding. Composition only: every stage is a cached task in `tasks/`; rerunning the same
-run id reuses completed stages and continues from the first unfinished one.
+DiffLM fits in three stages (serialize -> train_vae -> train_diffusion), generates by
+decoding and then diagnoses where it loses (reconstruction). Composition only: every
+stage is a cached task in `tasks/`; rerunning the same run id reuses completed stages and
+continues from the first unfinished one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from synthloom.config import PipelineConfig, config_hash, stages_for
 from synthloom.errors import StageError
 from tasks.difflm import (
     generate_records,
+    reconstruction_stage,
     serialize_records,
     train_diffusion_stage,
     train_vae_stage,
@@ -113,7 +115,8 @@ def _difflm_stages(
     data_dir: str,
     code: str,
 ) -> dict[str, Any]:
-    """serialize -> train_vae -> train_diffusion -> generate (DiffLM, arXiv 2411.03250)."""
+    """serialize -> train_vae -> train_diffusion -> generate (DiffLM, arXiv 2411.03250), then
+    the reconstruction diagnostic; returns the generate stage's outputs."""
     method, run = config["method"], cfg.run
     model_cache = os.environ.get("SYNTHLOOM_MODEL_CACHE") or str(Path(data_dir) / "models")
     records = recorder.run(
@@ -138,7 +141,7 @@ def _difflm_stages(
         vae_files=file_refs(vae),
         code=code,
     )
-    return recorder.run(
+    generated = recorder.run(
         "generate",
         generate_records,
         generate=config["generate"],
@@ -151,6 +154,25 @@ def _difflm_stages(
         model_cache=model_cache,
         code=code,
     )
+    if cfg.method.reconstruction_records:
+        recorder.run(
+            "reconstruction",
+            reconstruction_stage,
+            method=method,
+            mle={"grid": cfg.evaluate.mle_grid, "seeds": cfg.evaluate.mle_seeds},
+            seed=run.seed,
+            device=run.device,
+            record_files=file_refs(records),
+            vae_files=file_refs(vae),
+            diffusion_files=file_refs(diffusion),
+            generated_files=file_refs(generated),
+            seed_files=file_refs(seed),
+            model_cache=model_cache,
+            code=code,
+        )
+    else:
+        recorder.skip("reconstruction", "method.reconstruction_records is 0")
+    return generated
 
 
 def track_pipeline_run(

@@ -43,9 +43,11 @@ DIFFLM_STAGES = (
     "train_vae",
     "train_diffusion",
     "generate",
+    "reconstruction",
     "filter",
     "evaluate",
 )
+DIFFLM_RECONSTRUCTION_RECORDS = 32  # method.reconstruction_records' default
 
 
 # Labelled-text generators (synthloom.methods.text): they run in flows/text.py.
@@ -136,8 +138,10 @@ class DiffLMConfig(_Strict):
     decoder: str = Field("smollm2-135m-instruct", description="frozen causal LM: alias or HF name")
     serialization: Literal["json", "compact", "raw"] = "json"
     float_digits: int = Field(6, ge=1, le=12)
-    max_record_tokens: int = Field(
-        160, gt=8, description="decoder tokens per record, BOS and EOS included"
+    max_record_tokens: Annotated[int, Field(gt=8)] | Literal["auto"] = Field(
+        160,
+        description="decoder tokens per record, BOS and EOS included: a number > 8, or auto "
+        "(the longest training record plus 16, rounded up to a multiple of 16)",
     )
     max_truncated_share: float = Field(
         0.1,
@@ -190,8 +194,19 @@ class DiffLMConfig(_Strict):
         description="constrained decoding: numbers stay inside the training range widened by "
         "this fraction of its span on each side (match filter.numeric_range_widening)",
     )
-    decode_batch_size: int = Field(64, gt=0)
+    decode_batch_size: int = Field(
+        64,
+        gt=0,
+        description="latents decoded together; also the most rows per generate shard (a "
+        "killed run loses at most one shard's work)",
+    )
     bf16: bool = Field(True, description="bf16 autocast for the frozen decoder where supported")
+    reconstruction_records: int = Field(
+        DIFFLM_RECONSTRUCTION_RECORDS,
+        ge=0,
+        description="reconstruction stage: training and validation records decoded from "
+        "their own latent (greedy and sampled) and scored against the originals; 0 = off",
+    )
 
 
 class TabSynConfig(_Strict):
@@ -736,6 +751,11 @@ def config_hash(config: PipelineConfig) -> str:
     dumped = config.model_dump(mode="json")
     if dumped["generate"].get("conditions") is None:  # unset: the identity runs had before
         dumped["generate"].pop("conditions", None)
+    method = dumped["method"]
+    if method["name"] == "difflm" and (
+        method.get("reconstruction_records") == DIFFLM_RECONSTRUCTION_RECORDS
+    ):  # the default: the identity runs had before the diagnostic existed
+        method.pop("reconstruction_records")
     for path in _HASH_EXCLUDED:
         node = dumped
         for key in path[:-1]:

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from typing import Any
 import pandas as pd
 import torch
 from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
+from synthloom.methods.difflm.diagnostics import reconstruction_report
 from synthloom.methods.difflm.fit import (
     encode_means,
     fit_vae,
@@ -27,8 +30,10 @@ from synthloom.methods.difflm.fit import (
     load_trained_vae,
     plot_latents,
     plot_loss_curves,
+    resolve_max_record_tokens,
 )
-from synthloom.methods.difflm.generate import generate_valid_rows
+from synthloom.methods.difflm.generate import generate_valid_rows, record_constraint
+from synthloom.methods.difflm.grammar import TokenConstraint
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
     LatentDiffusionModel,
@@ -39,6 +44,8 @@ from synthloom.schema import TableSchema
 from synthloom.serialize import serialize_table
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
+
+DECODING = "decoding.json"  # train_vae: {"max_record_tokens": the limit it trained with}
 
 
 @task(name="serialize", **STAGE_TASK_OPTIONS)
@@ -108,12 +115,18 @@ def train_vae_stage(
         train = records[records["split"] == "train"]
         val = records[records["split"] == "validation"]
         models = load_base_models(method, torch_device, Path(model_cache))
+        limited = resolve_max_record_tokens(method, train["text"].tolist(), models)
+        if method["max_record_tokens"] == "auto":
+            logger.info(
+                "method.max_record_tokens: auto -> %d decoder tokens per record",
+                limited["max_record_tokens"],
+            )
         start = time.perf_counter()
         vae, history = fit_vae(
             models,
             train["text"].tolist(),
             val["text"].tolist(),
-            method,
+            limited,
             device=torch_device,
             seed=seed,
             log=_progress_logger(logger, method["vae_steps"]),
@@ -124,10 +137,11 @@ def train_vae_stage(
                 "%d training records are longer than method.max_record_tokens = %d and were "
                 "cut (no EOS); raise it to keep them",
                 history["truncated_records"],
-                method["max_record_tokens"],
+                limited["max_record_tokens"],
             )
         vae.save(out / "vae")
-        means = encode_means(vae, models, train["text"].tolist(), method, device=torch_device)
+        atomic_write_json({"max_record_tokens": limited["max_record_tokens"]}, out / DECODING)
+        means = encode_means(vae, models, train["text"].tolist(), limited, device=torch_device)
         means_frame = pd.DataFrame(means, columns=[f"z{i}" for i in range(means.shape[1])])
         means_frame.to_parquet(out / "latents.parquet")
         atomic_write_json(history, out / "history.json")
@@ -139,6 +153,7 @@ def train_vae_stage(
                 "vae": ("vae", None),
                 "latents": ("latents.parquet", len(means)),
                 "history": ("history.json", None),
+                "decoding": (DECODING, None),
             },
             rows_in=len(train),
             rows_out=len(means),
@@ -241,6 +256,38 @@ def _load_decoding_models(
     return vae, models, diffusion, torch_device
 
 
+@lru_cache(maxsize=2)
+def _decoding_constraint(
+    method_json: str, schema_json: str, *model_key: Any
+) -> TokenConstraint | None:
+    """The record constraint for the decoder of `_load_decoding_models(method_json,
+    *model_key)`, built once per process: its per-state token tables fill as shards decode
+    (building them is the slow part of a shard's start)."""
+    _, models, _, _ = _load_decoding_models(method_json, *model_key)
+    return record_constraint(TableSchema.from_json(schema_json), json.loads(method_json), models)
+
+
+def decoding_method(method: dict[str, Any], vae_files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`method` with the record token limit the VAE was trained with ("auto" resolved by
+    the train_vae stage, in its `decoding.json`)."""
+    ref = vae_files.get("decoding")
+    if ref is None:
+        return method
+    return method | json.loads(Path(ref["path"]).read_text(encoding="utf-8"))
+
+
+def _shard_progress(total: int, done_before: int) -> Callable[[int, int, float], None]:
+    """A per-decoding-batch progress callback for a shard: stage rows (done_before + this
+    shard's valid rows) / total and rows/s, to the Prefect run log (and the CLI's bar);
+    silent outside a Prefect run."""
+    try:
+        reporter = stage_progress("generate", total, "rows", min_interval=0.0)
+    except MissingContextError:
+        return lambda done, tried, rate: None
+    reporter.update(done_before)
+    return lambda done, tried, rate: reporter.update(done_before + done)
+
+
 def decode_shard(
     method_json: str,
     device: str,
@@ -249,27 +296,32 @@ def decode_shard(
     diffusion: tuple[str, str],
     schema_json: str,
     max_attempts: int,
-    num_rows_total: int,
+    sizes: tuple[int, ...],
     index: int,
     seed: int,
     rows: int,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Shard function: `rows` valid rows from latents seeded by `seed`, with this shard's
-    share of the attempt budget, ceil(max_attempts * rows / num_rows)."""
+    share of the attempt budget, ceil(max_attempts * rows / sum(sizes)); logs progress
+    after every decoding batch."""
     method = json.loads(method_json)
-    loaded = _load_decoding_models(method_json, device, model_cache, *vae, *diffusion)
-    vae_model, models, diffusion_model, torch_device = loaded
-    schema = TableSchema.from_json(schema_json)
+    model_key = (device, model_cache, *vae, *diffusion)
+    vae_model, models, diffusion_model, torch_device = _load_decoding_models(
+        method_json, *model_key
+    )
+    total = sum(sizes)
     frame, texts, stats = generate_valid_rows(
         vae_model,
         models,
         diffusion_model,
-        schema,
+        TableSchema.from_json(schema_json),
         method,
         num_rows=rows,
-        max_attempts=max(1, math.ceil(max_attempts * rows / num_rows_total)),
+        max_attempts=max(1, math.ceil(max_attempts * rows / total)),
         seed=seed,
         device=torch_device,
+        progress=_shard_progress(total, sum(sizes[:index])),
+        constraint=_decoding_constraint(method_json, schema_json, *model_key),
     )
     texts.insert(0, "shard", index)
     stats["valid"] = int(round(stats["valid_rate"] * stats["attempts"]))
@@ -318,8 +370,10 @@ def generate_records(
 ) -> dict[str, Any]:
     """Sample latents -> inject -> decode -> parse, until num_rows valid rows or the budget.
 
-    Sharded (tasks/sharding.py): shard i of `generate.batch_size` rows decodes with seed
-    seed * 100003 + i and its share of `generate.max_attempts`; parts merge in shard order."""
+    Sharded (tasks/sharding.py): shard i of min(`generate.batch_size`,
+    `method.decode_batch_size`) rows (one decoding batch when every record is valid, so a
+    kill loses at most about one batch of work) decodes with seed seed * 100003 + i and
+    its share of `generate.max_attempts`; parts merge in shard order."""
     inputs = {
         "vae": vae_files["vae"]["sha256"],
         "diffusion": diffusion_files["diffusion"]["sha256"],
@@ -328,8 +382,9 @@ def generate_records(
 
     def body(out: Path) -> StageOutput:
         _, schema = read_table(seed_files["test"]["path"])
+        decoding = decoding_method(method, vae_files)
         total = generate["num_rows"]
-        sizes = shard_sizes(total, generate["batch_size"])
+        sizes = shard_sizes(total, min(generate["batch_size"], method["decode_batch_size"]))
         start = time.perf_counter()
         shards = run_shards(
             "generate",
@@ -339,14 +394,14 @@ def generate_records(
             seed,
             partial(
                 decode_shard,
-                json.dumps(method, sort_keys=True),
+                json.dumps(decoding, sort_keys=True),
                 device,
                 model_cache,
                 (vae_files["vae"]["path"], vae_files["vae"]["sha256"]),
                 (diffusion_files["diffusion"]["path"], diffusion_files["diffusion"]["sha256"]),
                 schema.to_json(),
                 generate["max_attempts"] or 5 * total,
-                total,
+                tuple(sizes),
             ),
             progress=stage_progress("generate", total, "rows"),
         )
@@ -377,6 +432,112 @@ def generate_records(
         inputs=inputs,
         inject_failure=inject_failure,
         fail_midway=True,
+    )
+
+
+@task(name="reconstruction", **STAGE_TASK_OPTIONS)
+def reconstruction_stage(
+    method: dict[str, Any],
+    mle: dict[str, Any],
+    seed: int,
+    device: str,
+    record_files: dict[str, dict[str, Any]],
+    vae_files: dict[str, dict[str, Any]],
+    diffusion_files: dict[str, dict[str, Any]],
+    generated_files: dict[str, dict[str, Any]],
+    seed_files: dict[str, dict[str, Any]],
+    model_cache: str,
+    stage_dir: str,
+    code: str,
+    inject_failure: bool = False,
+) -> dict[str, Any]:
+    """Where DiffLM loses (synthloom.methods.difflm.diagnostics): `method.reconstruction_records`
+    training and validation records decoded from their own latent, scored against the
+    originals; MLE on the validation split of those rows, the originals and as many
+    generated rows (`mle`: {grid, seeds}); diffusion samples against the training latents.
+    Metrics reach summary.json and MLflow as reconstruction_*; every decoded text is kept
+    in reconstructions.parquet."""
+    logger = get_run_logger()
+    inputs = {
+        "records": record_files["records"]["sha256"],
+        "vae": vae_files["vae"]["sha256"],
+        "diffusion": diffusion_files["diffusion"]["sha256"],
+        "synthetic": generated_files["synthetic"]["sha256"],
+        "validation": seed_files["validation"]["sha256"],
+        "seed": seed,
+    }
+
+    def body(out: Path) -> StageOutput:
+        set_seed(seed)
+        decoding = decoding_method(method, vae_files)
+        method_json = json.dumps(decoding, sort_keys=True)
+        model_key = (
+            device,
+            model_cache,
+            vae_files["vae"]["path"],
+            vae_files["vae"]["sha256"],
+            diffusion_files["diffusion"]["path"],
+            diffusion_files["diffusion"]["sha256"],
+        )
+        vae, models, diffusion, torch_device = _load_decoding_models(method_json, *model_key)
+        records, _ = read_table(record_files["records"]["path"])
+        validation, schema = read_table(seed_files["validation"]["path"])
+        generated, _ = read_table(generated_files["synthetic"]["path"])
+        n = method["reconstruction_records"]
+        texts = {}
+        for split in ("train", "validation"):
+            split_texts = records.loc[records["split"] == split, "text"]
+            texts[split] = split_texts.sample(n=min(n, len(split_texts)), random_state=seed)
+        val_texts = records.loc[records["split"] == "validation", "text"].tolist()[:1000]
+        metrics, decoded = reconstruction_report(
+            vae,
+            models,
+            diffusion,
+            schema,
+            decoding,
+            texts={split: t.tolist() for split, t in texts.items()},
+            train_latents=pd.read_parquet(vae_files["latents"]["path"]).to_numpy("float32"),
+            validation_latents=encode_means(vae, models, val_texts, decoding, device=torch_device),
+            generated=generated,
+            validation=validation,
+            constraint=_decoding_constraint(method_json, schema.to_json(), *model_key),
+            mle_grid=mle["grid"],
+            mle_seeds=mle["seeds"],
+            seed=seed,
+            device=torch_device,
+            log=logger.info,
+        )
+        decoded.to_parquet(out / "reconstructions.parquet")
+        logger.info(
+            "latents: MMD^2 diffusion %.4g, validation %.4g, prior %.4g (bandwidth %.3g); "
+            "mean gap %.3f, std gap %.3f (in training stds)",
+            metrics["latent_mmd2"],
+            metrics["latent_mmd2_validation"],
+            metrics["latent_mmd2_prior"],
+            metrics["latent_bandwidth"],
+            metrics["latent_mean_gap"],
+            metrics["latent_std_gap"],
+        )
+        mle_keys = [k for k in metrics if "_mle_" in k]
+        if mle_keys:
+            logger.info(
+                "MLE on the validation split: %s",
+                ", ".join(f"{k} {metrics[k]:.3f}" for k in mle_keys),
+            )
+        return StageOutput(
+            files={"reconstructions": ("reconstructions.parquet", len(decoded))},
+            rows_in=sum(len(t) for t in texts.values()),
+            rows_out=len(decoded),
+            metrics=metrics,
+        )
+
+    return execute_stage(
+        "reconstruction",
+        stage_dir,
+        body,
+        config=method | {"mle": mle},
+        inputs=inputs,
+        inject_failure=inject_failure,
     )
 
 

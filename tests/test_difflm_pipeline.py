@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +51,7 @@ def difflm_config(tmp_path: Path, table: pd.DataFrame, checkpoints, **method) ->
             "max_record_tokens": 48,
             "decode_batch_size": 16,
             "bf16": False,
+            "reconstruction_records": 12,
             **method,
         },
         "generate": {"num_rows": 8, "max_attempts": 32},
@@ -95,6 +97,23 @@ def test_difflm_stages_run_and_account_for_every_attempt(tmp_path, mixed_table, 
     assert valid + invalid == m["generate_attempts"]
     assert m["generate_valid_rate"] == pytest.approx(valid / m["generate_attempts"])
     assert m["generate_attempts"] == 32 or valid >= 8  # budget spent, or enough valid rows
+    assert summary["stages"][list(DIFFLM_STAGES).index("generate")]["shards"] == 1  # 16 rows
+
+    # the reconstruction diagnostic: 12 train + 12 validation records, greedy and sampled
+    for split in ("train", "validation"):
+        for mode in ("greedy", "sampled"):
+            prefix = f"reconstruction_{split}_{mode}_"
+            for key in ("valid_rate", "match", *(f"match_{c}" for c in mixed_table)):
+                assert 0.0 <= m[prefix + key] <= 1.0, prefix + key
+            assert m[prefix + "rel_error"] >= 0 or math.isnan(m[prefix + "rel_error"])
+    assert 0.5 < m["reconstruction_real_mle_auc"] <= 1.0  # 12 real records, learnable target
+    for key in ("train_greedy", "train_sampled", "generated"):  # NaN (null) under 9 rows
+        auc = m[f"reconstruction_{key}_mle_auc"]
+        assert auc is None or 0.0 <= auc <= 1.0, key
+    assert m["reconstruction_latent_mmd2_prior"] > 0 and m["reconstruction_latent_bandwidth"] > 0
+    assert m["reconstruction_latent_mean_gap"] >= 0 and m["reconstruction_latent_std_gap"] >= 0
+    decoded = pd.read_parquet(run_dir / "reconstruction" / "reconstructions.parquet")
+    assert len(decoded) == 48 and set(decoded["mode"]) == {"greedy", "sampled"}
 
     assert main(["run", str(path)]) == 0
     assert all(s["cached"] for s in run_summary(path)["stages"])
@@ -124,14 +143,23 @@ def test_difflm_ablation_switches(tmp_path, mixed_table, tiny_checkpoints):
         injection="kv_memory",
         beta_schedule="cyclical",
         diffusion=False,
+        max_record_tokens="auto",
+        reconstruction_records=0,
+        decode_batch_size=4,  # 8 rows: two shards of one decoding batch each
     )
     assert main(["run", str(path)]) == 0
     summary = run_summary(path)
-    assert all(s["status"] == "completed" for s in summary["stages"])
+    assert all(s["status"] in ("completed", "skipped") for s in summary["stages"])
     run_dir = Path(summary["artifact_dir"])
     assert json.loads((run_dir / "train_diffusion" / "disabled.json").read_text()) == {
         "diffusion": False
     }
+    status = {s["name"]: s["status"] for s in summary["stages"]}
+    assert status["reconstruction"] == "skipped"
+    assert next(s for s in summary["stages"] if s["name"] == "generate")["shards"] == 2
+    # auto: the longest compact record of the tiny tokenizer plus 16, a multiple of 16
+    limit = json.loads((run_dir / "train_vae" / "decoding.json").read_text())["max_record_tokens"]
+    assert limit % 16 == 0 and limit >= 32
     vae_config = json.loads((run_dir / "train_vae" / "vae" / "vae_config.json").read_text())
     assert vae_config["vae"]["mode"] == "kv_memory"
     betas = [b for _, b in json.loads((run_dir / "train_vae" / "history.json").read_text())["beta"]]
