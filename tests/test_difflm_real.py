@@ -28,6 +28,7 @@ def test_difflm_with_real_models_on_credit_data(tmp_path: Path) -> None:
             "sampler_steps": 5,
             "max_record_tokens": 64,
             "decode_batch_size": 8,
+            "reconstruction_records": 4,
         },
         "generate": {"num_rows": 4, "max_attempts": 8},
         "evaluate": {"metrics": ["quality", "privacy"]},
@@ -50,3 +51,4 @@ def test_difflm_with_real_models_on_credit_data(tmp_path: Path) -> None:
     assert len(generations) == summary["metrics"]["generate_attempts"] >= 4
     assert summary["metrics"]["generate_tokens_per_second"] > 0
     assert generations["text"].str.len().gt(0).any()  # the decoder wrote something
+    assert 0 <= summary["metrics"]["reconstruction_train_greedy_valid_rate"] <= 1
