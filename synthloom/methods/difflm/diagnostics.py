@@ -205,6 +205,36 @@ def mle_metric(
     return {f"mle_{metric}": float(scores[f"mle_{metric}_mean"])}
 
 
+def decode_all(
+    vae: Any,
+    models: Any,
+    z: np.ndarray,
+    method: dict[str, Any],
+    temperature: float,
+    *,
+    seed: int,
+    constraint: TokenConstraint | None,
+    device: torch.device,
+) -> list[str]:
+    """Decode every latent of z (N, d) in batches of `method.decode_batch_size` at
+    `temperature`, batch i drawing with seed * 1000003 + i; one text per row, in order."""
+    texts: list[str] = []
+    size = method["decode_batch_size"]
+    for i, first in enumerate(range(0, len(z), size)):
+        result = decode_latents(
+            vae,
+            models,
+            torch.from_numpy(z[first : first + size]),
+            method,
+            temperature=temperature,
+            seed=seed * 1_000_003 + i,
+            constraint=constraint,
+            device=device,
+        )
+        texts.extend(result.texts)
+    return texts
+
+
 def reconstruction_report(
     vae: Any,
     models: Any,
@@ -228,11 +258,11 @@ def reconstruction_report(
     """The diagnostic's metrics and every decoded text.
 
     `texts`: {"train": [...], "validation": [...]} serialized records (the sample to
-    reconstruct; each is its own original; one that does not parse is left out). For each split and mode
-    (greedy; sampled at `method.temperature`) the records are encoded to z = mu and decoded:
-    `{split}_{mode}_` + `agreement_metrics`. MLE on the validation split (never the test
-    split), `mle_auc` or `mle_rmse`: `real_` (the original training records of the sample),
-    `train_{mode}_` (their reconstructions) and `generated_` (the first as many rows of
+    reconstruct; each is its own original; one that does not parse is left out). The
+    records are encoded to z = mu and decoded (all splits in the same batches), greedy and
+    sampled at `method.temperature`: `{split}_{mode}_` + `agreement_metrics`. MLE on the
+    validation split (never the test split), `mle_auc` or `mle_rmse`: `real_` (the
+    original training records of the sample), `train_{mode}_` (their reconstructions) and `generated_` (the first as many rows of
     `generated`, the generate stage's rows from diffusion samples). Latent distance of as
     many diffusion samples as training latents (`latent_distance`; at most `max_latents`
     of each, a seeded subsample of the training latents: the kernel matrices are m x n)."""
@@ -248,31 +278,25 @@ def reconstruction_report(
         split: [parse_record(t, schema, fmt).record for t in split_texts]
         for split, split_texts in texts.items()
     }
-    for split, split_texts in texts.items():
-        if not split_texts:
-            continue
-        mu = encode_means(vae, models, split_texts, method, device=device)
-        for mode in DECODING_MODES:
-            temperature = 0.0 if mode == "greedy" else method["temperature"]
-            decoded: list[str] = []
-            for i, first in enumerate(range(0, len(mu), method["decode_batch_size"])):
-                z = torch.from_numpy(mu[first : first + method["decode_batch_size"]])
-                result = decode_latents(
-                    vae,
-                    models,
-                    z,
-                    method,
-                    temperature=temperature,
-                    seed=seed * 1_000_003 + i,
-                    constraint=constraint,
-                    device=device,
-                )
-                decoded.extend(result.texts)
-            scores, records = agreement_metrics(decoded, originals[split], schema, fmt)
+    # every split's records decode together (fuller batches), then split back
+    splits = [split for split, split_texts in texts.items() if split_texts]
+    everything = [t for split in splits for t in texts[split]]
+    mu = encode_means(vae, models, everything, method, device=device)
+    for mode in DECODING_MODES:
+        temperature = 0.0 if mode == "greedy" else method["temperature"]
+        decoded = decode_all(
+            vae, models, mu, method, temperature, seed=seed, constraint=constraint, device=device
+        )
+        offset = 0
+        for split in splits:
+            split_texts = texts[split]
+            split_decoded = decoded[offset : offset + len(split_texts)]
+            offset += len(split_texts)
+            scores, records = agreement_metrics(split_decoded, originals[split], schema, fmt)
             log(
-                f"{split} records from their own latent, {mode}: valid {scores['valid_rate']:.2f}, "
-                f"match {scores['match']:.3f} (mean over columns), numeric relative error "
-                f"{scores['rel_error']:.3g} ({len(decoded)} records)"
+                f"{split} records from their own latent, {mode}: valid "
+                f"{scores['valid_rate']:.2f}, match {scores['match']:.3f} (mean over columns), "
+                f"numeric relative error {scores['rel_error']:.3g} ({len(split_texts)} records)"
             )
             metrics.update({f"{split}_{mode}_{k}": v for k, v in scores.items()})
             if split == "train":
@@ -281,7 +305,7 @@ def reconstruction_report(
                 metrics.update({f"train_{mode}_{k}": v for k, v in scores.items()})
             decoded_rows.extend(
                 {"split": split, "mode": mode, "original": o, "decoded": d, "valid": r is not None}
-                for o, d, r in zip(split_texts, decoded, records, strict=True)
+                for o, d, r in zip(split_texts, split_decoded, records, strict=True)
             )
     n = len(texts.get("train", []))
     real = pd.DataFrame(originals.get("train", []), columns=schema.names)
