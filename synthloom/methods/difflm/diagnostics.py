@@ -262,10 +262,11 @@ def reconstruction_report(
     records are encoded to z = mu and decoded (all splits in the same batches), greedy and
     sampled at `method.temperature`: `{split}_{mode}_` + `agreement_metrics`. MLE on the
     validation split (never the test split), `mle_auc` or `mle_rmse`: `real_` (the
-    original training records of the sample), `train_{mode}_` (their reconstructions) and `generated_` (the first as many rows of
-    `generated`, the generate stage's rows from diffusion samples). Latent distance of as
-    many diffusion samples as training latents (`latent_distance`; at most `max_latents`
-    of each, a seeded subsample of the training latents: the kernel matrices are m x n)."""
+    original training records of the sample), `train_{mode}_` (their reconstructions)
+    and `generated_` (the first as many rows of `generated`, the generate stage's rows
+    from diffusion samples). Latent distance of as many diffusion samples as training
+    latents (`latent_distance`; at most `max_latents` of each, a seeded subsample of the
+    training latents: the kernel matrices are m x n)."""
     fmt = method["serialization"]
     metrics: dict[str, float] = {}
     decoded_rows: list[dict[str, Any]] = []
