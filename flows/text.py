@@ -57,6 +57,7 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
             model_cache=model_cache_dir(data_dir),
             encoder=cfg.evaluate.encoder,
             code=code,
+            label_descriptions=cfg.data.label_descriptions,
         )
         kept = recorder.run(
             "filter",
@@ -68,6 +69,9 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
             generated_files=file_refs(generated),
             seed_files=file_refs(seeds),
             code=code,
+            scorer_model=config["method"].get("model") or config["method"].get("base_model"),
+            model_cache=model_cache_dir(data_dir),
+            label_descriptions=cfg.data.label_descriptions,
         )
         if cfg.evaluate.enabled:
             recorder.run(

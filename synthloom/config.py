@@ -66,6 +66,10 @@ def stages_for(method_name: str) -> tuple[str, ...]:
     return DIFFLM_STAGES if method_name == "difflm" else STAGES
 
 
+# A generation length: tokens, or "auto" (from the seeds' lengths, prompts.token_budget).
+TokenBudget = Annotated[int, Field(gt=0)] | Literal["auto"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -106,6 +110,18 @@ class DataConfig(_Strict):
     min_text_chars: int = Field(
         1, ge=0, description="text methods: drop source rows with shorter texts"
     )
+    seed_draw: int | None = Field(
+        None,
+        ge=0,
+        description="text methods: draw the seeds by this number from the texts left after "
+        "the test and real-train ones, which then depend on run.seed alone (several draws, "
+        "one test set); null: seeds, test and real train all from run.seed",
+    )
+    label_descriptions: dict[str, str] = Field(
+        default_factory=dict,
+        description="text methods: label -> what it means, written into every generation "
+        'prompt (e.g. {numeric: "the answer is a number: a date, a count, an amount"})',
+    )
 
     @model_validator(mode="after")
     def _fractions_leave_training_rows(self) -> DataConfig:
@@ -113,6 +129,16 @@ class DataConfig(_Strict):
             raise ValueError(
                 "validation_fraction + test_fraction must stay below 0.9 so that "
                 "at least 10% of rows remain for training"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _descriptions_name_kept_labels(self) -> DataConfig:
+        unknown = sorted(set(self.label_descriptions) - set(self.labels or self.label_descriptions))
+        if unknown:
+            raise ValueError(
+                f"label_descriptions names {unknown}, which data.labels leaves out "
+                f"(labels: {self.labels}); describe only the kept labels"
             )
         return self
 
@@ -293,7 +319,11 @@ class _GuidedTextConfig(_Strict):
     )
     temperature: float = Field(0.8, ge=0, description="applied after guidance; 0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus, applied after guidance")
-    max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
+    max_new_tokens: TokenBudget = Field(
+        64,
+        description="token budget per sample; auto: 1.5 x the seeds' 95th-percentile token "
+        "length + 8",
+    )
     end_passthrough: bool = Field(
         True,
         description="end tokens (eos, newline) keep the sequence's own probability instead "
@@ -352,7 +382,11 @@ class FewGenConfig(_Strict):
     )
     temperature: float = Field(0.9, ge=0, description="0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
+    max_new_tokens: TokenBudget = Field(
+        64,
+        description="token budget per sample; auto: 1.5 x the seeds' 95th-percentile token "
+        "length + 8",
+    )
     max_prompts: int | None = Field(
         None, gt=0, description="prompts to try at most; default 3 x the prompts needed"
     )
@@ -408,7 +442,11 @@ class SynAlignConfig(_Strict):
     samples_per_cluster: int = Field(8, gt=0, description="samples drawn per cluster's prompt")
     temperature: float = Field(1.0, ge=0, description="generation temperature; 0 = greedy")
     top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(64, gt=0, description="token budget per sample")
+    max_new_tokens: TokenBudget = Field(
+        64,
+        description="token budget per sample; auto: 1.5 x the seeds' 95th-percentile token "
+        "length + 8",
+    )
     attribute_temperature: float = Field(0.7, ge=0, description="for the JSON summary")
     attribute_max_new_tokens: int = Field(48, gt=0, description="token budget per summary")
     attribute_retries: int = Field(
@@ -577,6 +615,18 @@ class TextFilterConfig(_Strict):
         False,
         description="drop samples a classifier trained on the seeds assigns to another label",
     )
+    label_margin_keep: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="per label, keep only this share of the samples with the best label "
+        "margin (null: off); the worst tail is dropped as low_label_margin",
+    )
+    label_margin_score: Literal["generator", "seed_classifier"] = Field(
+        "generator",
+        description="label margin: the generator's log p(x|y) - logsumexp_y' log p(x|y') "
+        "under per-label few-shot prompts, or log p(y|x) of a classifier on the seeds",
+    )
 
 
 MetricName = Literal["quality", "mle", "privacy", "detection"]
@@ -606,6 +656,18 @@ class EvaluateConfig(_Strict):
         "fast",
         description="fast: logistic regression on frozen MiniLM embeddings; full: fine-tuned "
         "MiniLM classifier; both",
+    )
+    student_c: float | Literal["auto"] = Field(
+        "auto",
+        description="fast student's inverse L2 strength, the same for every training set; "
+        "auto: chosen by cross-validated accuracy on the seeds alone (never the test split)",
+    )
+    seed_share: float | None = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="seeds + synthetic students: the seeds' share of the total sample "
+        "weight (null: every row weighs 1, a plain concatenation)",
     )
     student_epochs: int = Field(3, gt=0, description="full student: training epochs")
     student_learning_rate: float = Field(5e-5, gt=0, description="full student: AdamW rate")
@@ -728,6 +790,17 @@ class PipelineConfig(_Strict):
         return self
 
 
+# Keys added after runs existed: left out of a run's identity while at their default, so a
+# config that does not use them keeps its run id (and its cached stages).
+_HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
+    ("data", "label_descriptions", {}),
+    ("data", "seed_draw", None),
+    ("text_filter", "label_margin_keep", None),
+    ("text_filter", "label_margin_score", "generator"),
+    ("evaluate", "student_c", "auto"),
+    ("evaluate", "seed_share", 0.5),
+)
+
 # Keys that cannot change a run's results: left out of its identity.
 _HASH_EXCLUDED = {
     ("tracking",),
@@ -751,6 +824,9 @@ def config_hash(config: PipelineConfig) -> str:
     dumped = config.model_dump(mode="json")
     if dumped["generate"].get("conditions") is None:  # unset: the identity runs had before
         dumped["generate"].pop("conditions", None)
+    for section, key, default in _HASH_OMITTED_AT_DEFAULT:
+        if dumped.get(section, {}).get(key, default) == default:
+            dumped.get(section, {}).pop(key, None)
     method = dumped["method"]
     if method["name"] == "difflm" and (
         method.get("reconstruction_records") == DIFFLM_RECONSTRUCTION_RECORDS

@@ -5,11 +5,16 @@ given labels), drops repeated texts, then per label and by seed: `seeds_per_labe
 (what the generators see), `test_per_label` real test texts (the student's test split) and up
 to `real_train_per_label` real training texts (the reference student; never shown to a
 generator). The three sets are disjoint. Every frame has columns `text` and `label` (str).
+
+With `seed_draw` set, the test and real-train texts depend on `seed` alone and the seeds are
+drawn (by `seed_draw`) from the texts left after them: several seed draws are then measured
+on the same test set, so their spread is the seeds' and a paired difference is meaningful.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,11 +44,23 @@ def text_splits(
     real_train_per_label: int | None = 80,
     min_text_chars: int = 1,
     seed: int = 0,
+    label_descriptions: Mapping[str, str] | None = None,
+    seed_draw: int | None = None,
 ) -> TextSplits:
     """Split a labelled-text table (see the module doc). Raises DataError naming the source,
     the field and the fix when a column is missing, a label is unknown, or a label has too
-    few texts for its seeds and at least one test text."""
+    few texts for its seeds and at least one test text, or `label_descriptions` names a
+    label the kept rows do not have."""
     table = _text_table(raw, source, text_column, label_column, labels, min_text_chars)
+    undescribed = sorted(set(label_descriptions or {}) - set(table["label"]))
+    if undescribed:
+        raise data_error(
+            source,
+            f"data.label_descriptions describes {undescribed}, which no kept row has.",
+            f"describe labels of column {label_column!r}: "
+            f"{_counts(table['label'].value_counts())}.",
+            column=label_column,
+        )
     rng = np.random.default_rng(seed)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SPLITS}
     counts = table["label"].value_counts()
@@ -59,8 +76,22 @@ def text_splits(
                 column=label_column,
             )
         order = rows.iloc[rng.permutation(len(rows))]
-        seeds = order.iloc[:seeds_per_label]
-        rest = order.iloc[seeds_per_label:]
+        if seed_draw is None:
+            seeds, rest = order.iloc[:seeds_per_label], order.iloc[seeds_per_label:]
+        else:  # test and real train fixed by `seed`, the seeds from the rows after them
+            reserved = (test_per_label or 0) + (real_train_per_label or 0)
+            if test_per_label is None or len(rows) < reserved + seeds_per_label:
+                raise data_error(
+                    source,
+                    f"label {label!r} has {len(rows)} usable texts; data.seed_draw needs "
+                    f"{seeds_per_label} seeds besides the test and real-train texts.",
+                    "set data.test_per_label (and data.real_train_per_label) so that "
+                    f"together with the seeds they fit in {len(rows)}, or unset data.seed_draw.",
+                    column=label_column,
+                )
+            pool = order.iloc[reserved:]
+            pick = np.random.default_rng([seed, seed_draw]).permutation(len(pool))
+            seeds, rest = pool.iloc[pick[:seeds_per_label]], order.iloc[:reserved]
         # test first: it is what every student is measured on
         n_test = len(rest) if test_per_label is None else min(test_per_label, len(rest))
         test = rest.iloc[:n_test]

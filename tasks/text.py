@@ -23,6 +23,10 @@ from synthloom.filters.text import filter_texts
 from synthloom.ingest import load_source
 from synthloom.methods.text import build_text_generator
 from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.methods.text.label_margin import (
+    generator_margin_scorer,
+    seed_classifier_margin_scorer,
+)
 from synthloom.metrics.text_evaluation import evaluate_text_sets, sample_texts_table
 from synthloom.models.causal_lm import load_causal_lm
 from synthloom.models.device import resolve_device, set_seed
@@ -50,8 +54,11 @@ def text_model_box(device: str, model_cache: str, encoder: str = DEFAULT_ENCODER
     )
 
 
-def seed_set(frame: pd.DataFrame) -> SeedSet:
-    return SeedSet(tuple(frame["text"].astype(str)), tuple(frame["label"].astype(str)))
+def seed_set(frame: pd.DataFrame, descriptions: dict[str, str] | None = None) -> SeedSet:
+    """The seeds frame (columns text, label) and the labels' descriptions as a SeedSet."""
+    return SeedSet(
+        tuple(frame["text"].astype(str)), tuple(frame["label"].astype(str)), descriptions or {}
+    )
 
 
 @task(name="ingest", **STAGE_TASK_OPTIONS)
@@ -83,6 +90,8 @@ def ingest_text(
             real_train_per_label=data.get("real_train_per_label", 80),
             min_text_chars=data.get("min_text_chars", 1),
             seed=seed,
+            label_descriptions=data.get("label_descriptions"),
+            seed_draw=data.get("seed_draw"),
         )
         files = {}
         for name in SPLITS:
@@ -117,13 +126,19 @@ def ingest_text(
 
 
 def run_generator(
-    method: dict[str, Any], seeds: pd.DataFrame, num_samples: int, models: ModelBox, seed: int
+    method: dict[str, Any],
+    seeds: pd.DataFrame,
+    num_samples: int,
+    models: ModelBox,
+    seed: int,
+    label_descriptions: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run the generator named by `method["name"]`; (samples frame, stats dict)."""
     set_seed(seed)
     generator = build_text_generator(method)
     start = time.perf_counter()
-    batch = generator.generate(seed_set(seeds), num_samples, models=models, seed=seed)
+    seed_texts = seed_set(seeds, label_descriptions)
+    batch = generator.generate(seed_texts, num_samples, models=models, seed=seed)
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(
         {
@@ -161,14 +176,18 @@ def generate_text(
     stage_dir: str,
     code: str,
     inject_failure: bool = False,
+    label_descriptions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`generate.num_rows` labelled samples from the seeds -> samples.parquet."""
+    """`generate.num_rows` labelled samples from the seeds (and the labels' descriptions)
+    -> samples.parquet."""
     logger = get_run_logger()
 
     def body(out: Path) -> StageOutput:
         seeds = read_table(seed_files["seeds"]["path"])[0]
         models = text_model_box(device, model_cache, encoder)
-        frame, stats = run_generator(method, seeds, generate["num_rows"], models, seed)
+        frame, stats = run_generator(
+            method, seeds, generate["num_rows"], models, seed, label_descriptions
+        )
         write_table(frame, out / "samples.parquet")
         atomic_write_json(stats, out / "generation.json")
         m = stats["metrics"]
@@ -193,7 +212,11 @@ def generate_text(
         "generate",
         stage_dir,
         body,
-        config={"generate": generate, "method": method},
+        config={
+            "generate": generate,
+            "method": method,
+            **({"label_descriptions": label_descriptions} if label_descriptions else {}),
+        },
         inputs={
             "seeds": seed_files["seeds"]["sha256"],
             "seed": seed,
@@ -202,6 +225,25 @@ def generate_text(
         },
         inject_failure=inject_failure,
     )
+
+
+def label_margin_scorer(
+    rules: dict[str, Any],
+    seeds: SeedSet,
+    *,
+    models: ModelBox,
+    scorer_model: str | None,
+    task: str | None,
+    embed: Any,
+) -> Any:
+    """The label-margin rule's scorer for `rules` (None when the rule is off): the generator
+    `scorer_model` under per-label prompts, or a classifier on the seeds' embeddings."""
+    if rules.get("label_margin_keep") is None:
+        return None
+    if rules.get("label_margin_score") == "seed_classifier":
+        return seed_classifier_margin_scorer(seeds, embed)
+    model, tokenizer = models.causal_lm(scorer_model or "smollm2-135m-instruct")
+    return generator_margin_scorer(model, tokenizer, seeds, task=task or "short texts")
 
 
 @task(name="filter", **STAGE_TASK_OPTIONS)
@@ -215,9 +257,15 @@ def filter_text(
     stage_dir: str,
     code: str,
     inject_failure: bool = False,
+    scorer_model: str | None = None,
+    model_cache: str | None = None,
+    label_descriptions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Apply the text filter rules -> kept.parquet, removed.parquet (with a reason column)."""
+    """Apply the text filter rules -> kept.parquet, removed.parquet (with a reason column).
+    The label-margin rule scores with `scorer_model` (the generator's causal LM) or a
+    classifier on the seeds (`rules.label_margin_score`)."""
     logger = get_run_logger()
+    margin_rule = rules.get("label_margin_keep") is not None
 
     def body(out: Path) -> StageOutput:
         samples = read_table(generated_files["samples"]["path"])[0]
@@ -227,10 +275,21 @@ def filter_text(
             rules.get("near_duplicates") == "embedding"
             or rules.get("seed_cosine")
             or rules.get("label_consistency")
+            or (margin_rule and rules.get("label_margin_score") == "seed_classifier")
         ):
             model = load_encoder(encoder, device=resolve_device(device))
             embed = lambda texts: encode_texts(*model, texts)  # noqa: E731
-        result = filter_texts(samples, seeds, rules, task=task_description, embed=embed)
+        label_margin = label_margin_scorer(
+            rules,
+            seed_set(seeds, label_descriptions),
+            models=text_model_box(device, model_cache or "", encoder),
+            scorer_model=scorer_model,
+            task=task_description,
+            embed=embed,
+        )
+        result = filter_texts(
+            samples, seeds, rules, task=task_description, embed=embed, label_margin=label_margin
+        )
         write_table(result.kept, out / "kept.parquet")
         write_table(result.removed, out / "removed.parquet")
         n = len(samples)
@@ -255,7 +314,16 @@ def filter_text(
         "filter",
         stage_dir,
         body,
-        config={"rules": rules, "task": task_description, "encoder": encoder},
+        config={
+            "rules": rules,
+            "task": task_description,
+            "encoder": encoder,
+            **(
+                {"scorer_model": scorer_model, "label_descriptions": label_descriptions}
+                if margin_rule
+                else {}
+            ),
+        },
         inputs={
             "samples": generated_files["samples"]["sha256"],
             "seeds": seed_files["seeds"]["sha256"],

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from synthloom.metrics.student import (
+    choose_student_c,
     fast_student_scores,
     finetuned_student_scores,
+    mixed_set_weights,
     student_scores_from_predictions,
 )
 from synthloom.metrics.text import (
@@ -86,6 +88,40 @@ def test_student_edge_cases():
     # an unseen test label scores F1 0 in the macro average
     scores = student_scores_from_predictions(["a", "b"], ["a", "a"])
     assert scores["accuracy"] == 0.5 and scores["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_student_c_is_chosen_on_the_given_rows_by_cross_validation():
+    train, y_train = blobs(10, 0)
+    x, y = train[4:], y_train[4:]  # 6 a, 10 b, 10 c: a penalty this strong predicts the
+    # majority everywhere (the intercept is not penalised), so CV accuracy rejects it
+    assert choose_student_c(x, y, grid=(0.001, 1.0, 30.0)) in (1.0, 30.0)
+    assert choose_student_c(x, y, grid=(0.001,)) == 0.001
+    constant = np.ones((30, 3))  # every row alike: every C ties, the smallest wins
+    assert choose_student_c(constant, y_train, grid=(100.0, 0.01, 3.0)) == 0.01
+    assert choose_student_c(train[:3], ["a", "b", "b"]) == 1.0  # a label with one row
+
+
+def test_mixed_set_weights_give_the_seeds_their_share_with_mean_one():
+    w = mixed_set_weights(10, 490, 0.5)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[:10].sum() == pytest.approx(w[10:].sum())
+    w = mixed_set_weights(10, 90, 0.8)
+    assert w[:10].sum() / w.sum() == pytest.approx(0.8)
+    assert np.array_equal(mixed_set_weights(10, 90, None), np.ones(100))
+    assert np.array_equal(mixed_set_weights(10, 0, 0.5), np.ones(10))
+
+
+def test_seed_weight_pulls_the_student_toward_the_seeds():
+    seeds, y_seeds = blobs(10, 0)
+    test, y_test = blobs(50, 1)
+    wrong = np.random.default_rng(4).normal(0, 1, size=(300, 3)) + [3.0, 0, 0]  # all near a
+    x = np.concatenate([seeds, wrong])
+    y = y_seeds + ["b"] * 300  # synthetic rows that carry the wrong label
+    plain = fast_student_scores(x, y, test, y_test, sample_weight=mixed_set_weights(30, 300, None))
+    weighted = fast_student_scores(
+        x, y, test, y_test, sample_weight=mixed_set_weights(30, 300, 0.9)
+    )
+    assert weighted["accuracy"] > plain["accuracy"] + 0.1
 
 
 KEYWORDS = {"fox": ["fox", "quick", "brown", "jumps"], "dog": ["dog", "lazy", "sleeps", "barks"]}

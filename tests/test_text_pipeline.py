@@ -25,6 +25,7 @@ from synthloom.config import TEXT_STAGES, load_config
 from synthloom.errors import DataError
 from synthloom.methods.text.base import ModelBox, SeedSet
 from synthloom.methods.text.sampling import Continuations
+from synthloom.metrics.student import STUDENT_C_GRID
 from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
 from synthloom.runs import run_id_for
 from synthloom.text_splits import text_splits
@@ -233,6 +234,37 @@ def test_text_flow_runs_every_stage_and_tracks(tmp_path, tiny_checkpoints, data_
     assert (run_dir / "evaluate" / "embeddings.png").stat().st_size > 1000
     assert len(pd.read_csv(run_dir / "evaluate" / "sample_texts.csv")) >= 3
     assert summary["mlflow_run_id"]
+
+
+@pytest.mark.integration
+def test_text_flow_describes_labels_and_keeps_the_best_label_margins(
+    tmp_path, tiny_checkpoints, data_dir, monkeypatch
+):
+    torch.set_num_threads(1)
+    calls: list[str] = []
+    monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler(calls))
+    path = text_config(
+        tmp_path, tiny_checkpoints, data_dir, label_descriptions={"food": "posts about eating"}
+    )
+    config = yaml.safe_load(path.read_text())
+    config["text_filter"].update(label_margin_keep=0.5, label_margin_score="generator")
+    config["evaluate"]["student"] = "fast"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 0
+    food = [c for c in calls if 'label "food"' in c]
+    assert food and all('Label "food" means: posts about eating.' in c for c in food)
+    assert not any("means:" in c for c in calls if c not in food)
+    cfg = load_config(path)
+    run_dir = Path(cfg.run.data_dir) / "runs" / run_id_for(cfg)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["counts"]["removed_low_label_margin"] >= 1
+    kept = pd.read_parquet(run_dir / "filter" / "kept.parquet")
+    assert kept["label_margin"].notna().all() and (kept["label_margin"] <= 0).all()
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert metrics["student_c"] in STUDENT_C_GRID
+    assert metrics["student_gain_accuracy"] == pytest.approx(
+        metrics["student_seeds_plus_synthetic_accuracy"] - metrics["student_seeds_accuracy"]
+    )
 
 
 @pytest.mark.integration  # runs the Prefect flow (in its own process) up to the failing ingest

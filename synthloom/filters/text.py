@@ -21,7 +21,12 @@ first rule that removes it; null/false switches a rule off; keys of TextFilterCo
    estimated Jaccard >= `minhash_threshold` with an earlier kept sample, or (mode
    ``embedding``) cosine of unit embeddings >= `embedding_threshold`;
 8. ``label_inconsistent`` (off by default): a logistic regression trained on the seeds'
-   embeddings predicts another label than the sample's.
+   embeddings predicts another label than the sample's;
+9. ``low_label_margin`` (`label_margin_keep`, needs `label_margin`): per label, the samples
+   left so far are ranked by their label margin (how much better their own label explains
+   them than the others, `synthloom.methods.text.label_margin`) and only the best
+   `label_margin_keep` share is kept (rounded up): selection of the worst tail, not
+   rejection of every sample a classifier doubts. Kept rows get a `label_margin` column.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ RULES = (
     "exact_duplicate",
     "near_duplicate",
     "label_inconsistent",
+    "low_label_margin",
 )
 _WORD = re.compile(r"\w+")
 _LEAK_PATTERNS = [
@@ -72,6 +78,8 @@ _LEAK_PATTERNS = [
     )
 ]
 Embed = Callable[[list[str]], np.ndarray]
+# (texts, their labels) -> (N,) label margins, higher = more clearly of its own label
+LabelMargin = Callable[[list[str], list[str]], np.ndarray]
 
 
 @dataclass
@@ -103,10 +111,12 @@ def filter_texts(
     *,
     task: str | None = None,
     embed: Embed | None = None,
+    label_margin: LabelMargin | None = None,
 ) -> TextFilterResult:
     """Apply the rules of the module doc to `samples` (columns text, label, ...) given the
     `seeds` (columns text, label). `embed` (texts -> unit rows) is needed by the embedding
-    near-duplicate mode and the label-consistency rule; `task` by the leakage rule."""
+    near-duplicate mode and the label-consistency rule; `task` by the leakage rule;
+    `label_margin` by the label-margin selection."""
     texts = samples["text"].fillna("").astype(str).tolist()
     labels = samples["label"].astype(str).tolist()
     reason: list[str | None] = [None] * len(texts)
@@ -162,9 +172,17 @@ def filter_texts(
     if rules.get("label_consistency", False):
         assert embed is not None, "label_consistency needs an embed function"
         _label_inconsistent(texts, labels, reason, seeds, embed)
+    margins = None
+    keep_share = rules.get("label_margin_keep")
+    if keep_share is not None:
+        if label_margin is None:
+            raise ValueError("text_filter.label_margin_keep needs a label_margin scorer")
+        margins = _keep_best_margins(texts, labels, reason, label_margin, keep_share)
 
     removed_mask = np.array([r is not None for r in reason], dtype=bool)
     kept = samples.loc[~removed_mask].reset_index(drop=True)
+    if margins is not None:
+        kept["label_margin"] = margins[~removed_mask]
     removed = samples.loc[removed_mask].copy()
     removed["reason"] = [r for r in reason if r is not None]
     counts = {rule: int(sum(r == rule for r in reason)) for rule in RULES}
@@ -272,6 +290,30 @@ def _label_inconsistent(
     for i, p in zip(alive, predicted, strict=True):
         if p != labels[i]:
             reason[i] = "label_inconsistent"
+
+
+def _keep_best_margins(
+    texts: list[str],
+    labels: list[str],
+    reason: list[str | None],
+    label_margin: LabelMargin,
+    keep_share: float,
+) -> np.ndarray:
+    """Score the samples still alive; per label keep the ceil(keep_share * n) best margins
+    (ties broken by sample order) and mark the rest ``low_label_margin``. Returns (N,)
+    margins, NaN for samples removed before this rule."""
+    margins = np.full(len(texts), np.nan)
+    alive = [i for i, r in enumerate(reason) if r is None]
+    if not alive:
+        return margins
+    margins[alive] = label_margin([texts[i] for i in alive], [labels[i] for i in alive])
+    for label in sorted({labels[i] for i in alive}):
+        members = [i for i in alive if labels[i] == label]
+        keep = int(np.ceil(keep_share * len(members) - 1e-9))
+        ranked = sorted(members, key=lambda i: (-margins[i], i))
+        for i in ranked[keep:]:
+            reason[i] = "low_label_margin"
+    return margins
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -1,9 +1,16 @@
 """The downstream student: a classifier trained on one labelled text set, scored on real test data.
 
-Fast mode (`fast_student_scores`): multinomial logistic regression (L2, C = 1, lbfgs) on
-frozen, L2-normalised MiniLM sentence embeddings. Full mode (`finetuned_student_scores`): the
-MiniLM encoder itself fine-tuned with a linear head on its mean-pooled output (cross-entropy,
-AdamW, a few epochs), as in the papers' DistilBERT students at CPU scale.
+Fast mode (`fast_student_scores`): multinomial logistic regression (L2, lbfgs) on frozen,
+L2-normalised MiniLM sentence embeddings, minimising
+    C * sum_i w_i * CE(y_i, softmax(W x_i + b)) + ||W||^2 / 2.
+Full mode (`finetuned_student_scores`): the MiniLM encoder itself fine-tuned with a linear
+head on its mean-pooled output (cross-entropy weighted by w_i, AdamW, a few epochs), as in
+the papers' DistilBERT students at CPU scale.
+
+Fair comparison of training sets (`choose_student_c`, `mixed_set_weights`): C is chosen once,
+by cross-validation on the SEEDS alone, and used for every training set; sample weights have
+mean 1, and in a seeds + synthetic mix the seeds carry `seed_share` of the total weight, so
+a large synthetic set cannot drown the real examples.
 
 Both return {"accuracy", "macro_f1"} on the test set; macro-F1 averages the per-label F1
 over the labels of the test set (a test label the student never saw scores F1 0).
@@ -23,7 +30,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.models.encoder import mean_pool
 
-__all__ = ["fast_student_scores", "finetuned_student_scores", "student_scores_from_predictions"]
+__all__ = [
+    "STUDENT_C_GRID",
+    "choose_student_c",
+    "fast_student_scores",
+    "finetuned_student_scores",
+    "mixed_set_weights",
+    "student_scores_from_predictions",
+]
+
+# Inverse regularisation strengths `choose_student_c` picks from.
+STUDENT_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 def student_scores_from_predictions(
@@ -47,18 +64,74 @@ def fast_student_scores(
     test_labels: Sequence[str],
     *,
     seed: int = 0,
+    c: float = 1.0,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Logistic regression on L2-normalised embeddings (rows renormalised here), trained on
-    (train_emb, train_labels), scored on (test_emb, test_labels). A training set with a
-    single label predicts that label everywhere; an empty one scores NaN."""
+    """Logistic regression (inverse regularisation `c`, per-row `sample_weight`, default 1)
+    on L2-normalised embeddings (rows renormalised here), trained on (train_emb,
+    train_labels), scored on (test_emb, test_labels). A training set with a single label
+    predicts that label everywhere; an empty one scores NaN."""
     train_labels = [str(t) for t in train_labels]
     if len(train_labels) == 0:
         return {"accuracy": float("nan"), "macro_f1": float("nan")}
     if len(set(train_labels)) == 1:
         return student_scores_from_predictions(test_labels, train_labels[:1] * len(test_labels))
-    model = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
-    model.fit(_unit_rows(train_emb), train_labels)
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    model.fit(_unit_rows(train_emb), train_labels, sample_weight=sample_weight)
     return student_scores_from_predictions(test_labels, model.predict(_unit_rows(test_emb)))
+
+
+def choose_student_c(
+    emb: np.ndarray,
+    labels: Sequence[str],
+    *,
+    grid: Sequence[float] = STUDENT_C_GRID,
+    folds: int = 5,
+    repeats: int = 4,
+    seed: int = 0,
+) -> float:
+    """The C of `grid` with the highest mean held-out accuracy over `repeats` x stratified
+    `folds`-fold cross-validation of the logistic-regression student on these rows alone
+    (the seeds: never the test split). Folds shrink to the smallest label's count (at least
+    2); ties go to the smaller C (the stronger penalty). With fewer than 2 rows of some
+    label, returns 1.0. (Held-out log-likelihood picks the weakest penalty in the grid on
+    10 seeds per label, and a student that weak fits synthetic label noise.)"""
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    y = np.asarray([str(t) for t in labels])
+    names, counts = np.unique(y, return_counts=True)
+    if len(names) < 2 or counts.min() < 2:
+        return 1.0
+    x = _unit_rows(emb)
+    splits = list(
+        RepeatedStratifiedKFold(
+            n_splits=min(folds, int(counts.min())), n_repeats=repeats, random_state=seed
+        ).split(x, y)
+    )
+    best_c, best = 1.0, -np.inf
+    for c in sorted(grid):
+        scores = []
+        for train, held in splits:
+            model = LogisticRegression(C=c, max_iter=2000).fit(x[train], y[train])
+            scores.append(float(np.mean(model.predict(x[held]) == y[held])))
+        if np.mean(scores) > best + 1e-9:
+            best_c, best = float(c), float(np.mean(scores))
+    return best_c
+
+
+def mixed_set_weights(n_seeds: int, n_synthetic: int, seed_share: float | None) -> np.ndarray:
+    """(n_seeds + n_synthetic,) sample weights, seeds first, with mean 1: the seeds carry
+    `seed_share` of the total weight and the synthetic rows the rest, each part spread evenly.
+    `seed_share` None (or either part empty): every row weighs 1, a plain concatenation."""
+    n = n_seeds + n_synthetic
+    if seed_share is None or n_seeds == 0 or n_synthetic == 0:
+        return np.ones(n)
+    return np.concatenate(
+        [
+            np.full(n_seeds, seed_share * n / n_seeds),
+            np.full(n_synthetic, (1.0 - seed_share) * n / n_synthetic),
+        ]
+    )
 
 
 def finetuned_student_scores(
@@ -73,10 +146,12 @@ def finetuned_student_scores(
     batch_size: int = 16,
     max_length: int = 64,
     seed: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Fine-tune a COPY of `encoder` (the caller's weights stay frozen) with a linear head on
-    mean-pooled token states: logits = W mean_pool(h) + b, cross-entropy, AdamW
-    (weight decay 0.01), shuffled batches; then predict the test texts. Deterministic in
+    mean-pooled token states: logits = W mean_pool(h) + b, cross-entropy (each row's loss
+    times its `sample_weight`, default 1, averaged over the batch), AdamW (weight decay
+    0.01), shuffled batches; then predict the test texts. Deterministic in
     `seed`: head init, batch order and dropout masks all come from it, and the global torch
     RNG is left as it was. Runs in fp32 with gradients even inside a caller's autocast or
     no-grad context."""
@@ -110,6 +185,7 @@ def finetuned_student_scores(
             batch_size=batch_size,
             max_length=max_length,
             seed=seed,
+            sample_weight=sample_weight,
         )
 
 
@@ -126,6 +202,7 @@ def _finetune_and_predict(
     batch_size: int,
     max_length: int,
     seed: int,
+    sample_weight: np.ndarray | None,
 ) -> dict[str, float]:
     base, tokenizer = encoder
     generator = torch.Generator().manual_seed(seed)
@@ -138,6 +215,9 @@ def _finetune_and_predict(
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     index = {name: i for i, name in enumerate(names)}
     targets = torch.tensor([index[t] for t in train_labels], device=model.device)
+    weights = torch.ones(len(train_labels), device=model.device)
+    if sample_weight is not None:
+        weights = torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32).to(model.device)
 
     def logits_of(texts: list[str]) -> torch.Tensor:
         batch = tokenizer(
@@ -151,7 +231,10 @@ def _finetune_and_predict(
         order = torch.randperm(len(texts), generator=generator).tolist()
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            loss = F.cross_entropy(logits_of([texts[i] for i in idx]), targets[idx])
+            per_row = F.cross_entropy(
+                logits_of([texts[i] for i in idx]), targets[idx], reduction="none"
+            )
+            loss = (per_row * weights[idx]).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

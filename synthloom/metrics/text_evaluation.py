@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from synthloom.filters.text import leaks_prompt
-from synthloom.metrics.student import fast_student_scores, finetuned_student_scores
+from synthloom.metrics.student import (
+    choose_student_c,
+    fast_student_scores,
+    finetuned_student_scores,
+    mixed_set_weights,
+)
 from synthloom.metrics.text import diversity_metrics, fidelity_metrics
 from synthloom.models.encoder import encode_texts
 
@@ -44,7 +49,11 @@ def evaluate_text_sets(
 
     Returns (metrics, embeddings by set). Student keys: student_{set}_{accuracy|macro_f1} for
     set in synthetic, seeds, seeds_plus_synthetic, real_train, all scored on the real test
-    split; with `evaluate["student"]` full/both the fine-tuned student adds student_full_*.
+    split, and student_gain_{accuracy|macro_f1} = seeds_plus_synthetic - seeds; with
+    `evaluate["student"]` full/both the fine-tuned student adds student_full_*. Every fast
+    student uses one C (`student_c`: `evaluate["student_c"]`, or chosen on the seeds alone
+    by `choose_student_c`); in seeds + synthetic the seeds carry `evaluate["seed_share"]`
+    of the weight (`mixed_set_weights`), and so do they for the fine-tuned student.
     """
     texts = {"synthetic": synthetic["text"].astype(str).tolist()}
     labels = {"synthetic": synthetic["label"].astype(str).tolist()}
@@ -79,13 +88,28 @@ def evaluate_text_sets(
     real_div = diversity_metrics(texts["real_train"] or texts["test"], None, seed=seed)
     metrics.update({f"real_{k}": v for k, v in real_div.items()})
     mode = evaluate.get("student", "fast")
+    c = evaluate.get("student_c", "auto")
+    if c == "auto":
+        c = choose_student_c(emb["seeds"], labels["seeds"], seed=seed)
+    metrics["student_c"] = float(c)
     for key, parts in STUDENT_SETS.items():
         train_emb = np.concatenate([emb[p] for p in parts])
         train_labels = [lab for p in parts for lab in labels[p]]
         train_texts = [t for p in parts for t in texts[p]]
+        weights = None
+        if parts == ("seeds", "synthetic"):
+            weights = mixed_set_weights(
+                len(texts["seeds"]), len(texts["synthetic"]), evaluate.get("seed_share", 0.5)
+            )
         if mode in ("fast", "both"):
             scores = fast_student_scores(
-                train_emb, train_labels, emb["test"], labels["test"], seed=seed
+                train_emb,
+                train_labels,
+                emb["test"],
+                labels["test"],
+                seed=seed,
+                c=c,
+                sample_weight=weights,
             )
             metrics.update({f"student_{key}_{k}": v for k, v in scores.items()})
         if mode in ("full", "both"):
@@ -99,8 +123,14 @@ def evaluate_text_sets(
                 learning_rate=evaluate.get("student_learning_rate", 5e-5),
                 batch_size=evaluate.get("student_batch_size", 16),
                 seed=seed,
+                sample_weight=weights,
             )
             metrics.update({f"student_full_{key}_{k}": v for k, v in scores.items()})
+    for prefix in ("student", "student_full"):
+        for k in ("accuracy", "macro_f1"):
+            mixed = metrics.get(f"{prefix}_seeds_plus_synthetic_{k}")
+            if mixed is not None:
+                metrics[f"{prefix}_gain_{k}"] = mixed - metrics[f"{prefix}_seeds_{k}"]
     return metrics, emb
 
 

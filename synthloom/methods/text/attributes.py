@@ -89,7 +89,12 @@ def summarize_with_retries(
 
 
 def attribute_conditioned_prompt(
-    label: str, examples: Sequence[str], attributes: dict[str, str], *, task: str
+    label: str,
+    examples: Sequence[str],
+    attributes: dict[str, str],
+    *,
+    task: str,
+    description: str | None = None,
 ) -> str:
     """Raw completion prompt: one line per attribute, then the usual few-shot prompt.
 
@@ -97,7 +102,7 @@ def attribute_conditioned_prompt(
     ending with an open delimiter, so decoding stops at the closing one.
     """
     head = "".join(f"{key.capitalize()}: {value}\n" for key, value in attributes.items())
-    return head + "\n" + fewshot_prompt(label, examples, task=task)
+    return head + "\n" + fewshot_prompt(label, examples, task=task, description=description)
 
 
 def _decode_object(text: str) -> object:

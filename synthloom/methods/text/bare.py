@@ -199,7 +199,12 @@ class BAREGenerator:
         plan: list[tuple[str, list[int], int]] = []  # prompt, seeds shown, drafts
         for start in range(0, want, cfg["drafts_per_prompt"]):
             shown = [int(i) for i in rng.permutation(pool)[: cfg["num_examples"]]]
-            prompt = fewshot_prompt(label, [seeds.texts[i] for i in shown], task=cfg["task"])
+            prompt = fewshot_prompt(
+                label,
+                [seeds.texts[i] for i in shown],
+                task=cfg["task"],
+                description=seeds.description(label),
+            )
             plan.append((prompt, shown, min(cfg["drafts_per_prompt"], want - start)))
         out: list[tuple[str, list[int]]] = []
         if not plan:

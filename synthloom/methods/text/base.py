@@ -9,7 +9,7 @@ random models and the pipeline hands it the real ones. It reports what it cost
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -20,13 +20,19 @@ CausalLM = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 
 @dataclass(frozen=True)
 class SeedSet:
-    """The seed examples: texts[i] has label labels[i]; `label_names` sorted, distinct."""
+    """The seed examples: texts[i] has label labels[i]; `label_names` sorted, distinct.
+    `descriptions`: what a label means, for prompts (`data.label_descriptions`; may be empty)."""
 
     texts: tuple[str, ...]
     labels: tuple[str, ...]
+    descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         assert len(self.texts) == len(self.labels), "one label per text"
+
+    def description(self, label: str) -> str | None:
+        """The label's description, or None when the config gives none."""
+        return self.descriptions.get(label) or None
 
     @property
     def label_names(self) -> tuple[str, ...]:

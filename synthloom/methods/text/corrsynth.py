@@ -50,7 +50,7 @@ from synthloom.methods.text.lockstep import (
     end_token_mask,
     prefill_prompts,
 )
-from synthloom.methods.text.prompts import fewshot_prompt
+from synthloom.methods.text.prompts import fewshot_prompt, token_budget
 
 
 @dataclass(frozen=True)
@@ -195,12 +195,14 @@ class CorrSynthGenerator:
         if num_samples <= 0:
             return TextBatch([], stats)
         model, tokenizer = models.causal_lm(cfg.model)
+        budget = token_budget(tokenizer, seeds.texts, cfg.max_new_tokens)
+        cfg = cfg.model_copy(update={"max_new_tokens": budget})
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
         m_per, per_label = cfg.sequences_per_label, cfg.prompts_per_label
         slots = seed_example_slots(seeds, per_label, cfg.num_examples, rng)
         prompts = [
-            fewshot_prompt(lab, slots[lab][p], task=cfg.task)
+            fewshot_prompt(lab, slots[lab][p], task=cfg.task, description=seeds.description(lab))
             for lab in labels
             for p in range(per_label)
         ]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
-from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
+from synthloom.methods.text.prompts import CLOSE, fewshot_prompt, token_budget
 from synthloom.methods.text.sampling import sample_prompts
 
 # A prompt samples up to this many times the rows its label still misses (some get dropped).
@@ -47,7 +47,7 @@ class FewGenGenerator:
         self.samples_per_prompt: int = method.get("samples_per_prompt", 8)
         self.temperature: float = method.get("temperature", 0.9)
         self.top_p: float = method.get("top_p", 0.95)
-        self.max_new_tokens: int = method.get("max_new_tokens", 64)
+        self.max_new_tokens: int | str = method.get("max_new_tokens", 64)
         self.max_prompts: int | None = method.get("max_prompts")
         self.batch_rows: int = method.get("batch_rows", 64)
 
@@ -55,6 +55,7 @@ class FewGenGenerator:
         self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
     ) -> TextBatch:
         model, tokenizer = models.causal_lm(self.model_name)
+        budget = token_budget(tokenizer, seeds.texts, self.max_new_tokens)
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
         labels = seeds.label_names
@@ -82,7 +83,10 @@ class FewGenGenerator:
                     pool = seeds.for_label(label)
                     pick = rng.choice(len(pool), min(self.num_examples, len(pool)), replace=False)
                     shown = [pool[i] for i in pick]
-                    plan.append((label, fewshot_prompt(label, shown, task=self.task), shown, rows))
+                    prompt = fewshot_prompt(
+                        label, shown, task=self.task, description=seeds.description(label)
+                    )
+                    plan.append((label, prompt, shown, rows))
                     width += rows
                     wanted[label] -= rows
                     if wanted[label] <= 0:
@@ -92,7 +96,7 @@ class FewGenGenerator:
                 tokenizer,
                 [prompt for _, prompt, _, _ in plan],
                 copies=[rows for *_, rows in plan],
-                max_new_tokens=self.max_new_tokens,
+                max_new_tokens=budget,
                 temperature=self.temperature,
                 top_p=self.top_p,
                 stop_strings=(CLOSE,),

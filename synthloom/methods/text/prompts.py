@@ -9,21 +9,44 @@ small models from echoing the prompt ("Example 1: ...", "Here's a new ...").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
 
 OPEN = "<text>"
 CLOSE = "</text>"
 
 
-def fewshot_prompt(label: str, examples: Sequence[str], *, task: str) -> str:
-    """`task` describes the data (e.g. "tweets, labelled by the device they were sent from").
+def fewshot_prompt(
+    label: str, examples: Sequence[str], *, task: str, description: str | None = None
+) -> str:
+    """`task` describes the data (e.g. "tweets, labelled by the device they were sent from");
+    `description` (optional) says what the label means (`data.label_descriptions`).
 
-    Layout:  "{n} examples of {task}, all with label "{label}".\\n\\n"
+    Layout:  "{n} examples of {task}, all with label "{label}".\\n"
+             + ("Label "{label}" means: {description}.\\n" when described) + "\\n"
              + "<text>\\n{example}\\n</text>\\n\\n" per example + "<text>\\n"
     """
-    head = f'{len(examples)} examples of {task}, all with label "{label}".\n\n'
+    head = f'{len(examples)} examples of {task}, all with label "{label}".\n'
+    if description:
+        head += f'Label "{label}" means: {description.strip().rstrip(".")}.\n'
+    head += "\n"
     body = "".join(f"{OPEN}\n{_clean(e)}\n{CLOSE}\n\n" for e in examples)
     return head + body + f"{OPEN}\n"
+
+
+def token_budget(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], setting: int | str
+) -> int:
+    """max_new_tokens from the config: an int as it is; "auto" from the seeds' lengths,
+    ceil(1.5 x the 95th percentile of their token counts) + 8 (room for the closing
+    delimiter), at least 16: samples the length of the data, no tokens spent past it."""
+    if setting != "auto":
+        return int(setting)
+    lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts] or [32]
+    return max(16, math.ceil(1.5 * float(np.percentile(lengths, 95))) + 8)
 
 
 def completion_text(continuation: str) -> tuple[str, bool]:

@@ -66,7 +66,7 @@ from synthloom.methods.text.distribution_matching import (
     resample_by_weights,
 )
 from synthloom.methods.text.fewgen import label_quotas
-from synthloom.methods.text.prompts import CLOSE
+from synthloom.methods.text.prompts import CLOSE, token_budget
 from synthloom.methods.text.sampling import (
     chat_prompt,
     sample_continuations,
@@ -182,14 +182,18 @@ class SynAlignGenerator:
                     continue
                 examples = [seeds.texts[i] for i in cluster]
                 prompt = attribute_conditioned_prompt(
-                    lab, examples, summaries[lab], task=cfg["task"]
+                    lab,
+                    examples,
+                    summaries[lab],
+                    task=cfg["task"],
+                    description=seeds.description(lab),
                 )
                 cont = sample_continuations(  # a full cluster even near the target: the
                     model,  # rows share one prefill, and a larger pool only adds choice
                     tokenizer,
                     prompt,
                     cfg["samples_per_cluster"],
-                    max_new_tokens=cfg["max_new_tokens"],
+                    max_new_tokens=token_budget(tokenizer, seeds.texts, cfg["max_new_tokens"]),
                     temperature=cfg["temperature"],
                     top_p=cfg["top_p"],
                     stop_strings=(CLOSE,),

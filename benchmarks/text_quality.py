@@ -1,0 +1,196 @@
+"""Does a text method's synthetic data help the student? Several seed draws, one test set.
+
+    .venv/bin/python benchmarks/text_quality.py --config pipeline_configs/text_trec.yaml \\
+        [--draws 0 1 2] [--set method.samples_per_prompt=32 ...] [--filter-set KEY=VALUE ...]
+        [--evaluate-set KEY=VALUE ...] [--samples-dir DIR [--reuse]] [--threads 2] [--out F]
+
+The protocol of issue 18: for each seed draw d, `text_splits(..., seed=run.seed,
+seed_draw=d)` keeps the test and real-train texts fixed and draws new seeds; the method
+generates `generate.num_rows` samples from them, the config's text filter runs (with the
+label-margin rule's scorer when it is on), and `evaluate_text_sets` trains the fast student
+(C chosen on the seeds alone, the same for every training set; seeds keep
+`evaluate.seed_share` of the weight in the mix) on seeds / synthetic / seeds + synthetic /
+real train and scores each on the same real test split. Printed: one row per draw, then the
+mean +- std over draws of each student, and the paired difference seeds + synthetic minus
+seeds (mean +- std; "inside the noise" when |mean| < its std). Generation speed (samples/s
+and decoder tokens/s of the same run, their ratio the tokens per kept sample), the
+unfinished share and what the filter removed are reported per draw.
+
+`--samples-dir` keeps each draw's generated samples (keyed by the method section's hash);
+with `--reuse` they are not generated again, so filter and student variants compare on the
+same samples. Never tune on what this prints for the test split: it is the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from synthloom.config import PipelineConfig, load_raw_config  # noqa: E402
+from synthloom.filters.text import filter_texts  # noqa: E402
+from synthloom.ingest import load_source  # noqa: E402
+from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
+from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
+from synthloom.text_splits import text_splits  # noqa: E402
+from tasks.text import label_margin_scorer, run_generator, seed_set, text_model_box  # noqa: E402
+
+STUDENTS = ("seeds", "synthetic", "seeds_plus_synthetic", "real_train")
+
+
+def assign(tree: dict, dotted: str) -> None:
+    """Apply one KEY=VALUE (dotted key, YAML value) to a nested dict."""
+    key, _, value = dotted.partition("=")
+    *path, leaf = key.split(".")
+    node = tree
+    for part in path:
+        node = node.setdefault(part, {})
+    node[leaf] = yaml.safe_load(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--filter-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--evaluate-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-cache", default=str(REPO / "data" / "models"))
+    parser.add_argument("--samples-dir", default=None)
+    parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    raw_cfg = load_raw_config(args.config)
+    for dotted in args.set:
+        assign(raw_cfg, dotted)
+    for dotted in args.filter_set:
+        assign(raw_cfg, "text_filter." + dotted)
+    for dotted in args.evaluate_set:
+        assign(raw_cfg, "evaluate." + dotted)
+    cfg = PipelineConfig.model_validate(raw_cfg).model_dump(mode="json")
+    data, method, rules = cfg["data"], cfg["method"], cfg["text_filter"]
+    method_key = hashlib.sha256(
+        json.dumps([method, data, cfg["generate"], cfg["run"]["seed"]], sort_keys=True).encode()
+    ).hexdigest()[:10]
+    raw = load_source(data["source"], data.get("format"))
+    models = text_model_box("cpu", args.model_cache, cfg["evaluate"]["encoder"])
+    encoder = load_encoder(cfg["evaluate"]["encoder"], device="cpu")
+    samples_dir = Path(args.samples_dir) if args.samples_dir else None
+    print(
+        f"{args.config}: method {method['name']}, {cfg['generate']['num_rows']} samples per "
+        f"draw, draws {args.draws}, filter {json.dumps(rules)}; torch threads {args.threads}"
+    )
+
+    rows: list[dict] = []
+    for draw in args.draws:
+        splits = text_splits(
+            raw,
+            source=data["source"],
+            text_column=data["text_column"],
+            label_column=data["target"],
+            labels=data["labels"],
+            seeds_per_label=data["seeds_per_label"],
+            test_per_label=data["test_per_label"],
+            real_train_per_label=data["real_train_per_label"],
+            min_text_chars=data["min_text_chars"],
+            seed=cfg["run"]["seed"],
+            label_descriptions=data["label_descriptions"],
+            seed_draw=draw,
+        )
+        path = samples_dir / f"{method_key}_draw{draw}.parquet" if samples_dir else None
+        if path is not None and args.reuse and path.is_file():
+            frame = pd.read_parquet(path)
+            gen = json.loads(path.with_suffix(".json").read_text())
+        else:
+            frame, gen = run_generator(
+                method,
+                splits.seeds,
+                cfg["generate"]["num_rows"],
+                models,
+                seed=cfg["run"]["seed"] + draw,
+                label_descriptions=data["label_descriptions"],
+            )
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                frame.to_parquet(path)
+                path.with_suffix(".json").write_text(json.dumps(gen))
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return encode_texts(*encoder, texts)
+
+        start = time.perf_counter()
+        scorer = label_margin_scorer(
+            rules,
+            seed_set(splits.seeds, data["label_descriptions"]),
+            models=models,
+            scorer_model=method.get("model") or method.get("base_model"),
+            task=method.get("task"),
+            embed=embed,
+        )
+        result = filter_texts(
+            frame, splits.seeds, rules, task=method.get("task"), embed=embed, label_margin=scorer
+        )
+        filter_seconds = time.perf_counter() - start
+        real = {"seeds": splits.seeds, "test": splits.test, "real_train": splits.real_train}
+        metrics, _ = evaluate_text_sets(
+            result.kept, real, encoder, cfg["evaluate"], seed=cfg["run"]["seed"]
+        )
+        m = gen["metrics"]
+        sampled = m.get("sampled", m["samples"])
+        row = {
+            "draw": draw,
+            "generated": int(m["samples"]),
+            "kept": len(result.kept),
+            "samples_per_s": m["samples_per_second"],
+            "tokens_per_s": m["tokens_per_second"],
+            "unfinished_share": gen["counts"].get("unfinished", 0) / sampled if sampled else 0,
+            "filter_s": filter_seconds,
+            "removed": {k: v for k, v in result.counts.items() if v},
+            "student_c": metrics["student_c"],
+            **{s: metrics[f"student_{s}_accuracy"] for s in STUDENTS},
+            "gain": metrics["student_gain_accuracy"],
+            "distinct_2": metrics.get("distinct_2", float("nan")),
+            "self_bleu": metrics.get("self_bleu", float("nan")),
+            "mmd2": metrics.get("mmd2", float("nan")),
+        }
+        rows.append(row)
+        print(
+            f"draw {draw}: generated {row['generated']} ({row['samples_per_s']:.2f}/s, "
+            f"{row['tokens_per_s']:.0f} tok/s, unfinished {row['unfinished_share']:.1%}), "
+            f"kept {row['kept']} (filter {filter_seconds:.0f} s; removed {row['removed']}); "
+            f"C {row['student_c']:g}; student accuracy: "
+            + ", ".join(f"{s} {row[s]:.3f}" for s in STUDENTS)
+            + f"; gain {row['gain']:+.3f}",
+            flush=True,
+        )
+    table = pd.DataFrame(rows)
+    print("\nmean +- std over draws " + str(args.draws) + ":")
+    for col in (*STUDENTS, "gain", "distinct_2", "self_bleu", "mmd2", "samples_per_s"):
+        values = table[col].astype(float)
+        print(
+            f"  {col:22s} {values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+        )
+    gain = table["gain"].astype(float)
+    spread = gain.std(ddof=1) if len(gain) > 1 else float("nan")
+    verdict = "inside the noise" if not abs(gain.mean()) > spread else "outside the noise"
+    print(f"  paired gain seeds+synthetic - seeds: {gain.mean():+.3f} +- {spread:.3f} ({verdict})")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"config": cfg, "rows": rows}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
