@@ -163,9 +163,10 @@ def main() -> None:
             "student_c": metrics["student_c"],
             **{s: metrics[f"student_{s}_accuracy"] for s in STUDENTS},
             "gain": metrics["student_gain_accuracy"],
+            "label_agreement": metrics.get("synthetic_label_agreement", float("nan")),
             "distinct_2": metrics.get("distinct_2", float("nan")),
             "self_bleu": metrics.get("self_bleu", float("nan")),
-            "mmd2": metrics.get("mmd2", float("nan")),
+            "mmd2": metrics.get("mmd2_to_real", float("nan")),
         }
         rows.append(row)
         print(
@@ -174,12 +175,12 @@ def main() -> None:
             f"kept {row['kept']} (filter {filter_seconds:.0f} s; removed {row['removed']}); "
             f"C {row['student_c']:g}; student accuracy: "
             + ", ".join(f"{s} {row[s]:.3f}" for s in STUDENTS)
-            + f"; gain {row['gain']:+.3f}",
+            + f"; gain {row['gain']:+.3f}; label agreement {row['label_agreement']:.3f}",
             flush=True,
         )
     table = pd.DataFrame(rows)
     print("\nmean +- std over draws " + str(args.draws) + ":")
-    for col in (*STUDENTS, "gain", "distinct_2", "self_bleu", "mmd2", "samples_per_s"):
+    for col in (*STUDENTS, "gain", "label_agreement", "distinct_2", "self_bleu", "mmd2"):
         values = table[col].astype(float)
         print(
             f"  {col:22s} {values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"

@@ -38,6 +38,7 @@ KEY_METRICS = (
     "student_seeds_accuracy",
     "student_seeds_plus_synthetic_accuracy",
     "student_real_train_accuracy",
+    "student_gain_accuracy",  # seeds + synthetic minus seeds alone
 )
 
 

@@ -19,7 +19,7 @@ from synthloom.methods.text.label_margin import (
     scoring_prompts,
     seed_classifier_margin_scorer,
 )
-from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
+from synthloom.methods.text.prompts import CLOSE, fewshot_prompt, token_budget
 from synthloom.methods.text.sampling import encode_prompt
 from synthloom.models.tiny import tiny_causal_lm
 from synthloom.text_splits import text_splits
@@ -165,3 +165,14 @@ def test_descriptions_validated_and_new_keys_at_default_keep_run_ids():
         PipelineConfig.model_validate(
             {**base, "data": {**base["data"], "label_descriptions": {"c": "?"}}}
         )
+
+
+def test_auto_token_budget_follows_the_seed_lengths(lm):
+    _, tok = lm
+    short = ["a b", "c d e"] * 10
+    longer = [" ".join(["word"] * 40)] * 20
+    assert token_budget(tok, short, 64) == 64  # an int is used as it is
+    auto_short, auto_long = token_budget(tok, short, "auto"), token_budget(tok, longer, "auto")
+    assert auto_short == 16  # the floor
+    n = len(tok(longer[0], add_special_tokens=False).input_ids)
+    assert auto_long == int(np.ceil(1.5 * n)) + 8

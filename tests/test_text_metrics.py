@@ -21,6 +21,7 @@ from synthloom.metrics.text import (
     self_bleu,
     vendi_score,
 )
+from synthloom.metrics.text_evaluation import label_agreement
 from synthloom.models.tiny import tiny_encoder
 
 
@@ -178,3 +179,17 @@ def test_finetuned_student_learns_a_keyword_task():
     # the caller's encoder is untouched (a copy was trained)
     for p, q in zip(encoder[0].parameters(), before, strict=True):
         assert torch.equal(p, q)
+
+
+def test_label_agreement_counts_samples_the_real_train_student_assigns_to_their_label():
+    real, y_real = blobs(20, 0)
+    synthetic, y_syn = blobs(4, 5)
+    wrong = ["b" if y == "a" else y for y in y_syn]  # every "a" sample labelled "b"
+    emb = {"real_train": real, "synthetic": synthetic}
+    right = label_agreement(emb, {"real_train": y_real, "synthetic": y_syn}, c=1.0, seed=0)
+    flipped = label_agreement(emb, {"real_train": y_real, "synthetic": wrong}, c=1.0, seed=0)
+    assert right["synthetic_label_agreement"] > 0.9
+    assert flipped["synthetic_label_agreement_b"] < right["synthetic_label_agreement_b"]
+    assert flipped["synthetic_label_agreement"] < right["synthetic_label_agreement"] - 0.25
+    assert "synthetic_label_agreement_a" not in flipped
+    assert label_agreement(emb, {"real_train": ["a"] * 60, "synthetic": y_syn}, c=1, seed=0) == {}

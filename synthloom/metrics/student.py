@@ -37,6 +37,7 @@ __all__ = [
     "finetuned_student_scores",
     "mixed_set_weights",
     "student_scores_from_predictions",
+    "unit_rows",
 ]
 
 # Inverse regularisation strengths `choose_student_c` picks from.
@@ -77,8 +78,8 @@ def fast_student_scores(
     if len(set(train_labels)) == 1:
         return student_scores_from_predictions(test_labels, train_labels[:1] * len(test_labels))
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    model.fit(_unit_rows(train_emb), train_labels, sample_weight=sample_weight)
-    return student_scores_from_predictions(test_labels, model.predict(_unit_rows(test_emb)))
+    model.fit(unit_rows(train_emb), train_labels, sample_weight=sample_weight)
+    return student_scores_from_predictions(test_labels, model.predict(unit_rows(test_emb)))
 
 
 def choose_student_c(
@@ -102,7 +103,7 @@ def choose_student_c(
     names, counts = np.unique(y, return_counts=True)
     if len(names) < 2 or counts.min() < 2:
         return 1.0
-    x = _unit_rows(emb)
+    x = unit_rows(emb)
     splits = list(
         RepeatedStratifiedKFold(
             n_splits=min(folds, int(counts.min())), n_repeats=repeats, random_state=seed
@@ -248,6 +249,7 @@ def _finetune_and_predict(
     return student_scores_from_predictions(test_labels, predicted)
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float64; all-zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -21,11 +21,12 @@ from synthloom.metrics.student import (
     fast_student_scores,
     finetuned_student_scores,
     mixed_set_weights,
+    unit_rows,
 )
 from synthloom.metrics.text import diversity_metrics, fidelity_metrics
 from synthloom.models.encoder import encode_texts
 
-__all__ = ["STUDENT_SETS", "evaluate_text_sets", "sample_texts_table"]
+__all__ = ["STUDENT_SETS", "evaluate_text_sets", "label_agreement", "sample_texts_table"]
 
 # student training set -> the splits it concatenates
 STUDENT_SETS = {
@@ -54,6 +55,7 @@ def evaluate_text_sets(
     student uses one C (`student_c`: `evaluate["student_c"]`, or chosen on the seeds alone
     by `choose_student_c`); in seeds + synthetic the seeds carry `evaluate["seed_share"]`
     of the weight (`mixed_set_weights`), and so do they for the fine-tuned student.
+    `synthetic_label_agreement` (`label_agreement`) says how many samples carry their label.
     """
     texts = {"synthetic": synthetic["text"].astype(str).tolist()}
     labels = {"synthetic": synthetic["label"].astype(str).tolist()}
@@ -126,12 +128,35 @@ def evaluate_text_sets(
                 sample_weight=weights,
             )
             metrics.update({f"student_full_{key}_{k}": v for k, v in scores.items()})
+    metrics.update(label_agreement(emb, labels, c=1.0, seed=seed))
     for prefix in ("student", "student_full"):
         for k in ("accuracy", "macro_f1"):
             mixed = metrics.get(f"{prefix}_seeds_plus_synthetic_{k}")
             if mixed is not None:
                 metrics[f"{prefix}_gain_{k}"] = mixed - metrics[f"{prefix}_seeds_{k}"]
     return metrics, emb
+
+
+def label_agreement(
+    emb: dict[str, np.ndarray], labels: dict[str, list[str]], *, c: float, seed: int
+) -> dict[str, float]:
+    """Does a synthetic sample carry its label? The share of synthetic samples that the
+    fast student trained on the REAL-TRAIN texts (a reference the generators never see)
+    assigns to the sample's own label (inverse penalty `c`; the evaluation uses 1): `synthetic_label_agreement`, and per label
+    `synthetic_label_agreement_<label>`. The same student's accuracy on the test split
+    bounds how far the figure can be trusted. Empty without synthetic or real-train texts."""
+    if not labels["synthetic"] or len(set(labels["real_train"])) < 2:
+        return {}
+    from sklearn.linear_model import LogisticRegression
+
+    judge = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    judge.fit(unit_rows(emb["real_train"]), labels["real_train"])
+    own = np.asarray(labels["synthetic"])
+    agree = judge.predict(unit_rows(emb["synthetic"])) == own
+    out = {"synthetic_label_agreement": float(agree.mean())}
+    for label in sorted(set(labels["synthetic"])):
+        out[f"synthetic_label_agreement_{label}"] = float(agree[own == label].mean())
+    return out
 
 
 def sample_texts_table(synthetic: pd.DataFrame, per_label: int, seed: int) -> pd.DataFrame:

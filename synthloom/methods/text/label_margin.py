@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from synthloom.methods.text.base import SeedSet
 from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
 from synthloom.methods.text.sampling import encode_prompt
+from synthloom.metrics.student import unit_rows
 from synthloom.models.kv_cache import PreallocatedKVCache
 
 __all__ = [
@@ -119,14 +120,11 @@ def seed_classifier_margin_scorer(
     seeds' unit sentence embeddings: the cheap margin (no generator pass)."""
     from sklearn.linear_model import LogisticRegression
 
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
     clf = LogisticRegression(C=1.0, max_iter=2000)
-    clf.fit(unit(embed(list(seeds.texts))), list(seeds.labels))
+    clf.fit(unit_rows(embed(list(seeds.texts))), list(seeds.labels))
 
     def score(texts: list[str], labels: list[str]) -> np.ndarray:
-        proba = clf.predict_proba(unit(embed(texts)))
+        proba = clf.predict_proba(unit_rows(embed(texts)))
         column = np.searchsorted(clf.classes_, np.asarray(labels))
         return np.log(np.maximum(proba[np.arange(len(texts)), column], 1e-300))
 
