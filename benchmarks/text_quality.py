@@ -16,9 +16,9 @@ seeds (mean +- std; "inside the noise" when |mean| < its std). Generation speed 
 and decoder tokens/s of the same run, their ratio the tokens per kept sample), the
 unfinished share and what the filter removed are reported per draw.
 
-`--samples-dir` keeps each draw's generated samples (keyed by the method section's hash);
-with `--reuse` they are not generated again, so filter and student variants compare on the
-same samples. Never tune on what this prints for the test split: it is the report.
+`--samples-dir` keeps each draw's generated samples (keyed by the method section's hash)
+and filtered samples (keyed by the filter rules too); with `--reuse` they are not computed
+again, so filter and student variants compare on the same samples. Never tune on what this prints for the test split: it is the report.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ import yaml  # noqa: E402
 from synthloom.config import PipelineConfig, load_raw_config  # noqa: E402
 from synthloom.filters.text import filter_texts  # noqa: E402
 from synthloom.ingest import load_source  # noqa: E402
+from synthloom.methods.text.label_margin import label_margin_scorer  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits  # noqa: E402
-from tasks.text import label_margin_scorer, run_generator, seed_set, text_model_box  # noqa: E402
+from tasks.text import run_generator, seed_set, text_model_box  # noqa: E402
 
 STUDENTS = ("seeds", "synthetic", "seeds_plus_synthetic", "real_train")
 
@@ -132,34 +133,50 @@ def main() -> None:
         def embed(texts: list[str]) -> np.ndarray:
             return encode_texts(*encoder, texts)
 
-        start = time.perf_counter()
-        scorer = label_margin_scorer(
-            rules,
-            seed_set(splits.seeds, data["label_descriptions"]),
-            models=models,
-            scorer_model=method.get("model") or method.get("base_model"),
-            task=method.get("task"),
-            embed=embed,
-        )
-        result = filter_texts(
-            frame, splits.seeds, rules, task=method.get("task"), embed=embed, label_margin=scorer
-        )
-        filter_seconds = time.perf_counter() - start
+        rules_key = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:8]
+        kept_path = path.with_name(f"{path.stem}_kept{rules_key}.parquet") if path else None
+        if kept_path is not None and args.reuse and kept_path.is_file():
+            kept = pd.read_parquet(kept_path)
+            filtered = json.loads(kept_path.with_suffix(".json").read_text())
+        else:
+            start = time.perf_counter()
+            scorer = label_margin_scorer(
+                rules,
+                seed_set(splits.seeds, data["label_descriptions"]),
+                models=models,
+                scorer_model=method.get("model") or method.get("base_model"),
+                task=method.get("task"),
+                embed=embed,
+            )
+            result = filter_texts(
+                frame,
+                splits.seeds,
+                rules,
+                task=method.get("task"),
+                embed=embed,
+                label_margin=scorer,
+            )
+            kept = result.kept
+            filtered = {"seconds": time.perf_counter() - start, "counts": result.counts}
+            if kept_path is not None:
+                kept.to_parquet(kept_path)
+                kept_path.with_suffix(".json").write_text(json.dumps(filtered))
+        filter_seconds = filtered["seconds"]
         real = {"seeds": splits.seeds, "test": splits.test, "real_train": splits.real_train}
         metrics, _ = evaluate_text_sets(
-            result.kept, real, encoder, cfg["evaluate"], seed=cfg["run"]["seed"]
+            kept, real, encoder, cfg["evaluate"], seed=cfg["run"]["seed"]
         )
         m = gen["metrics"]
         sampled = m.get("sampled", m["samples"])
         row = {
             "draw": draw,
             "generated": int(m["samples"]),
-            "kept": len(result.kept),
+            "kept": len(kept),
             "samples_per_s": m["samples_per_second"],
             "tokens_per_s": m["tokens_per_second"],
             "unfinished_share": gen["counts"].get("unfinished", 0) / sampled if sampled else 0,
             "filter_s": filter_seconds,
-            "removed": {k: v for k, v in result.counts.items() if v},
+            "removed": {k: v for k, v in filtered["counts"].items() if v},
             "student_c": metrics["student_c"],
             **{s: metrics[f"student_{s}_accuracy"] for s in STUDENTS},
             "gain": metrics["student_gain_accuracy"],

@@ -669,6 +669,11 @@ class EvaluateConfig(_Strict):
         description="seeds + synthetic students: the seeds' share of the total sample "
         "weight (null: every row weighs 1, a plain concatenation)",
     )
+    synthetic_weights: Literal["label_margin", "uniform"] = Field(
+        "label_margin",
+        description="students' weights of synthetic rows: label_margin weighs each by its "
+        "label posterior exp(label_margin) (when the filter scored margins), uniform by 1",
+    )
     student_epochs: int = Field(3, gt=0, description="full student: training epochs")
     student_learning_rate: float = Field(5e-5, gt=0, description="full student: AdamW rate")
     student_batch_size: int = Field(16, gt=0, description="full student: batch size")
@@ -799,6 +804,7 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     ("text_filter", "label_margin_score", "generator"),
     ("evaluate", "student_c", "auto"),
     ("evaluate", "seed_share", 0.5),
+    ("evaluate", "synthetic_weights", "label_margin"),
 )
 
 # Keys that cannot change a run's results: left out of its identity.

@@ -23,10 +23,7 @@ from synthloom.filters.text import filter_texts
 from synthloom.ingest import load_source
 from synthloom.methods.text import build_text_generator
 from synthloom.methods.text.base import ModelBox, SeedSet
-from synthloom.methods.text.label_margin import (
-    generator_margin_scorer,
-    seed_classifier_margin_scorer,
-)
+from synthloom.methods.text.label_margin import label_margin_scorer
 from synthloom.metrics.text_evaluation import evaluate_text_sets, sample_texts_table
 from synthloom.models.causal_lm import load_causal_lm
 from synthloom.models.device import resolve_device, set_seed
@@ -225,25 +222,6 @@ def generate_text(
         },
         inject_failure=inject_failure,
     )
-
-
-def label_margin_scorer(
-    rules: dict[str, Any],
-    seeds: SeedSet,
-    *,
-    models: ModelBox,
-    scorer_model: str | None,
-    task: str | None,
-    embed: Any,
-) -> Any:
-    """The label-margin rule's scorer for `rules` (None when the rule is off): the generator
-    `scorer_model` under per-label prompts, or a classifier on the seeds' embeddings."""
-    if rules.get("label_margin_keep") is None:
-        return None
-    if rules.get("label_margin_score") == "seed_classifier":
-        return seed_classifier_margin_scorer(seeds, embed)
-    model, tokenizer = models.causal_lm(scorer_model or "smollm2-135m-instruct")
-    return generator_margin_scorer(model, tokenizer, seeds, task=task or "short texts")
 
 
 @task(name="filter", **STAGE_TASK_OPTIONS)

@@ -110,6 +110,12 @@ def test_mixed_set_weights_give_the_seeds_their_share_with_mean_one():
     assert w[:10].sum() / w.sum() == pytest.approx(0.8)
     assert np.array_equal(mixed_set_weights(10, 90, None), np.ones(100))
     assert np.array_equal(mixed_set_weights(10, 0, 0.5), np.ones(10))
+    w = mixed_set_weights(2, 3, 0.5, synthetic_confidence=np.array([0.1, 0.2, 0.3]))
+    assert w.mean() == pytest.approx(1.0) and w[:2].sum() == pytest.approx(w[2:].sum())
+    assert w[2:] / w[2] == pytest.approx([1.0, 2.0, 3.0])  # in proportion to the confidence
+    assert mixed_set_weights(0, 3, None, np.array([1.0, 1.0, 4.0])) == pytest.approx(
+        [0.5, 0.5, 2.0]
+    )
 
 
 def test_seed_weight_pulls_the_student_toward_the_seeds():

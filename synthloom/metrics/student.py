@@ -120,17 +120,28 @@ def choose_student_c(
     return best_c
 
 
-def mixed_set_weights(n_seeds: int, n_synthetic: int, seed_share: float | None) -> np.ndarray:
+def mixed_set_weights(
+    n_seeds: int,
+    n_synthetic: int,
+    seed_share: float | None,
+    synthetic_confidence: np.ndarray | None = None,
+) -> np.ndarray:
     """(n_seeds + n_synthetic,) sample weights, seeds first, with mean 1: the seeds carry
-    `seed_share` of the total weight and the synthetic rows the rest, each part spread evenly.
-    `seed_share` None (or either part empty): every row weighs 1, a plain concatenation."""
+    `seed_share` of the total weight and the synthetic rows the rest, spread over them in
+    proportion to `synthetic_confidence` (e.g. the label posterior exp(label_margin); evenly
+    when None). `seed_share` None (or either part empty): the seeds weigh 1 each and the
+    synthetic rows their confidence scaled to mean 1, a plain concatenation."""
     n = n_seeds + n_synthetic
+    confidence = np.ones(n_synthetic)
+    if synthetic_confidence is not None and n_synthetic:
+        confidence = np.asarray(synthetic_confidence, dtype=np.float64)
+        confidence = confidence / confidence.mean()
     if seed_share is None or n_seeds == 0 or n_synthetic == 0:
-        return np.ones(n)
+        return np.concatenate([np.ones(n_seeds), confidence])
     return np.concatenate(
         [
             np.full(n_seeds, seed_share * n / n_seeds),
-            np.full(n_synthetic, (1.0 - seed_share) * n / n_synthetic),
+            confidence * (1.0 - seed_share) * n / n_synthetic,
         ]
     )
 

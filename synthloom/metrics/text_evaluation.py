@@ -54,7 +54,10 @@ def evaluate_text_sets(
     `evaluate["student"]` full/both the fine-tuned student adds student_full_*. Every fast
     student uses one C (`student_c`: `evaluate["student_c"]`, or chosen on the seeds alone
     by `choose_student_c`); in seeds + synthetic the seeds carry `evaluate["seed_share"]`
-    of the weight (`mixed_set_weights`), and so do they for the fine-tuned student.
+    of the weight (`mixed_set_weights`), and so do they for the fine-tuned student. With
+    `evaluate["synthetic_weights"]` label_margin and a `label_margin` column (the filter's
+    margin rule), each synthetic row weighs in proportion to its label posterior
+    exp(label_margin): a noise-tolerant student.
     `synthetic_label_agreement` (`label_agreement`) says how many samples carry their label.
     """
     texts = {"synthetic": synthetic["text"].astype(str).tolist()}
@@ -90,6 +93,11 @@ def evaluate_text_sets(
     real_div = diversity_metrics(texts["real_train"] or texts["test"], None, seed=seed)
     metrics.update({f"real_{k}": v for k, v in real_div.items()})
     mode = evaluate.get("student", "fast")
+    confidence = None
+    if evaluate.get("synthetic_weights", "label_margin") == "label_margin" and (
+        "label_margin" in synthetic.columns and len(synthetic)
+    ):
+        confidence = np.exp(synthetic["label_margin"].to_numpy(dtype=np.float64))
     c = evaluate.get("student_c", "auto")
     if c == "auto":
         c = choose_student_c(emb["seeds"], labels["seeds"], seed=seed)
@@ -101,8 +109,13 @@ def evaluate_text_sets(
         weights = None
         if parts == ("seeds", "synthetic"):
             weights = mixed_set_weights(
-                len(texts["seeds"]), len(texts["synthetic"]), evaluate.get("seed_share", 0.5)
+                len(texts["seeds"]),
+                len(texts["synthetic"]),
+                evaluate.get("seed_share", 0.5),
+                confidence,
             )
+        elif parts == ("synthetic",) and confidence is not None:
+            weights = mixed_set_weights(0, len(texts["synthetic"]), None, confidence)
         if mode in ("fast", "both"):
             scores = fast_student_scores(
                 train_emb,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from synthloom.methods.text.base import SeedSet
+from synthloom.methods.text.base import ModelBox, SeedSet
 from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
 from synthloom.methods.text.sampling import encode_prompt
 from synthloom.metrics.student import unit_rows
@@ -30,6 +30,7 @@ from synthloom.models.kv_cache import PreallocatedKVCache
 
 __all__ = [
     "generator_margin_scorer",
+    "label_margin_scorer",
     "label_log_likelihoods",
     "label_margins",
     "scoring_prompts",
@@ -129,6 +130,27 @@ def seed_classifier_margin_scorer(
         return np.log(np.maximum(proba[np.arange(len(texts)), column], 1e-300))
 
     return score
+
+
+def label_margin_scorer(
+    rules: Mapping[str, object],
+    seeds: SeedSet,
+    *,
+    models: ModelBox,
+    scorer_model: str | None,
+    task: str | None,
+    embed: Callable[[list[str]], np.ndarray] | None,
+) -> Callable[[list[str], list[str]], np.ndarray] | None:
+    """The label-margin rule's scorer for `rules` (None when the rule is off): the generator
+    `scorer_model` under per-label prompts, or a classifier on the seeds' embeddings."""
+    if rules.get("label_margin_keep") is None:
+        return None
+    if rules.get("label_margin_score") == "seed_classifier":
+        if embed is None:
+            raise ValueError("label_margin_score: seed_classifier needs sentence embeddings")
+        return seed_classifier_margin_scorer(seeds, embed)
+    model, tokenizer = models.causal_lm(scorer_model or "smollm2-135m-instruct")
+    return generator_margin_scorer(model, tokenizer, seeds, task=task or "short texts")
 
 
 def label_margins(log_likelihoods: np.ndarray, label_index: Sequence[int]) -> np.ndarray:
