@@ -52,7 +52,7 @@ from synthloom.ingest import load_source  # noqa: E402
 from synthloom.methods.text import TEXT_GENERATORS, text_generator_class  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
-from synthloom.text_splits import text_splits  # noqa: E402
+from synthloom.text_splits import text_splits_for  # noqa: E402
 from tasks.text import run_generator, text_model_box  # noqa: E402
 
 
@@ -84,18 +84,7 @@ def main() -> None:
     base = cfg.model_dump(mode="json")
     data = base["data"]
     raw = load_source(data["source"], data.get("format"))
-    splits = text_splits(
-        raw,
-        source=data["source"],
-        text_column=data["text_column"],
-        label_column=data["target"],
-        labels=data["labels"],
-        seeds_per_label=data["seeds_per_label"],
-        test_per_label=data["test_per_label"],
-        real_train_per_label=data["real_train_per_label"],
-        min_text_chars=data["min_text_chars"],
-        seed=args.seed,
-    )
+    splits = text_splits_for(raw, data, seed=args.seed)
     real = {"seeds": splits.seeds, "test": splits.test, "real_train": splits.real_train}
     print(
         f"data {data['source']}: {splits.seeds['label'].nunique()} labels, seeds "

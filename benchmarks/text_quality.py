@@ -44,7 +44,7 @@ from synthloom.ingest import load_source  # noqa: E402
 from synthloom.methods.text.label_margin import label_margin_scorer  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
-from synthloom.text_splits import text_splits  # noqa: E402
+from synthloom.text_splits import text_splits_for  # noqa: E402
 from tasks.text import run_generator, seed_set, text_model_box  # noqa: E402
 
 STUDENTS = ("seeds", "synthetic", "seeds_plus_synthetic", "real_train")
@@ -98,20 +98,7 @@ def main() -> None:
 
     rows: list[dict] = []
     for draw in args.draws:
-        splits = text_splits(
-            raw,
-            source=data["source"],
-            text_column=data["text_column"],
-            label_column=data["target"],
-            labels=data["labels"],
-            seeds_per_label=data["seeds_per_label"],
-            test_per_label=data["test_per_label"],
-            real_train_per_label=data["real_train_per_label"],
-            min_text_chars=data["min_text_chars"],
-            seed=cfg["run"]["seed"],
-            label_descriptions=data["label_descriptions"],
-            seed_draw=draw,
-        )
+        splits = text_splits_for(raw, {**data, "seed_draw": draw}, seed=cfg["run"]["seed"])
         path = samples_dir / f"{method_key}_draw{draw}.parquet" if samples_dir else None
         if path is not None and args.reuse and path.is_file():
             frame = pd.read_parquet(path)
@@ -181,6 +168,11 @@ def main() -> None:
             **{s: metrics[f"student_{s}_accuracy"] for s in STUDENTS},
             "gain": metrics["student_gain_accuracy"],
             "label_agreement": metrics.get("synthetic_label_agreement", float("nan")),
+            **{  # the fine-tuned student, with --evaluate-set student=both
+                f"full_{s}": metrics[f"student_full_{s}_accuracy"]
+                for s in (*STUDENTS, "gain")
+                if f"student_full_{s}_accuracy" in metrics
+            },
             "distinct_2": metrics.get("distinct_2", float("nan")),
             "self_bleu": metrics.get("self_bleu", float("nan")),
             "mmd2": metrics.get("mmd2_to_real", float("nan")),
@@ -197,7 +189,8 @@ def main() -> None:
         )
     table = pd.DataFrame(rows)
     print("\nmean +- std over draws " + str(args.draws) + ":")
-    for col in (*STUDENTS, "gain", "label_agreement", "distinct_2", "self_bleu", "mmd2"):
+    full = [c for c in table.columns if c.startswith("full_")]
+    for col in (*STUDENTS, "gain", *full, "label_agreement", "distinct_2", "self_bleu", "mmd2"):
         values = table[col].astype(float)
         print(
             f"  {col:22s} {values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"

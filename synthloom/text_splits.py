@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,26 @@ def text_splits(
             parts[name].append(frame)
     return TextSplits(
         *(pd.concat(parts[name], ignore_index=True) for name in SPLITS),
+    )
+
+
+def text_splits_for(raw: pd.DataFrame, data: Mapping[str, Any], *, seed: int) -> TextSplits:
+    """`text_splits` with the keys of a `data:` config section (DataConfig dumped to a dict:
+    source, text_column, target, labels, seeds_per_label, test_per_label,
+    real_train_per_label, min_text_chars, label_descriptions, seed_draw)."""
+    return text_splits(
+        raw,
+        source=data["source"],
+        text_column=data["text_column"],
+        label_column=data["target"],
+        labels=data.get("labels"),
+        seeds_per_label=data.get("seeds_per_label", 10),
+        test_per_label=data.get("test_per_label", 200),
+        real_train_per_label=data.get("real_train_per_label", 80),
+        min_text_chars=data.get("min_text_chars", 1),
+        seed=seed,
+        label_descriptions=data.get("label_descriptions"),
+        seed_draw=data.get("seed_draw"),
     )
 
 

@@ -29,7 +29,7 @@ from synthloom.models.causal_lm import load_causal_lm
 from synthloom.models.device import resolve_device, set_seed
 from synthloom.models.encoder import encode_texts, load_encoder
 from synthloom.plots import plot_embedding_projection
-from synthloom.text_splits import SPLITS, text_splits
+from synthloom.text_splits import SPLITS, text_splits_for
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 DEFAULT_ENCODER = "minilm-l6"
@@ -76,20 +76,7 @@ def ingest_text(
         )
         if data.get("max_rows") and len(raw) > data["max_rows"]:
             raw = raw.sample(n=data["max_rows"], random_state=seed).reset_index(drop=True)
-        splits = text_splits(
-            raw,
-            source=data["source"],
-            text_column=data["text_column"],
-            label_column=data["target"],
-            labels=data.get("labels"),
-            seeds_per_label=data.get("seeds_per_label", 10),
-            test_per_label=data.get("test_per_label", 200),
-            real_train_per_label=data.get("real_train_per_label", 80),
-            min_text_chars=data.get("min_text_chars", 1),
-            seed=seed,
-            label_descriptions=data.get("label_descriptions"),
-            seed_draw=data.get("seed_draw"),
-        )
+        splits = text_splits_for(raw, data, seed=seed)
         files = {}
         for name in SPLITS:
             frame = getattr(splits, name)

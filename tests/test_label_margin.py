@@ -21,7 +21,7 @@ from synthloom.methods.text.label_margin import (
 )
 from synthloom.methods.text.prompts import CLOSE, fewshot_prompt, token_budget
 from synthloom.methods.text.sampling import encode_prompt
-from synthloom.models.tiny import tiny_causal_lm
+from synthloom.models.tiny import lively_tiny_causal_lm
 from synthloom.text_splits import text_splits
 
 NO_RULES = {
@@ -39,13 +39,7 @@ NO_RULES = {
 
 @pytest.fixture(scope="module")
 def lm():
-    model, tok = tiny_causal_lm()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for weight in model.model.layers.parameters():
-            if weight.dim() == 2:
-                weight.copy_(torch.randn(weight.shape, generator=g) * 0.15)
-    return model.to(torch.float64), tok
+    return lively_tiny_causal_lm(torch.float64)
 
 
 def test_description_adds_one_line_and_no_description_keeps_the_old_prompt():

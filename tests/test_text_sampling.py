@@ -12,7 +12,7 @@ import torch
 
 import synthloom.methods.text.sampling as sampling
 from synthloom.methods.text.sampling import chat_prompt, sample_continuations, sample_prompts
-from synthloom.models.tiny import tiny_causal_lm
+from synthloom.models.tiny import lively_tiny_causal_lm, tiny_causal_lm
 
 PROMPT = (
     '3 examples of tweets, all with label "a".\n\n<text>\nThe quick brown fox\n</text>\n\n<text>\n'
@@ -29,13 +29,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def lm():
-    model, tok = tiny_causal_lm()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for weight in model.model.layers.parameters():
-            if weight.dim() == 2:
-                weight.copy_(torch.randn(weight.shape, generator=g) * 0.15)
-    return model.to(torch.float64), tok
+    return lively_tiny_causal_lm(torch.float64)
 
 
 def reference_greedy(model, tok, prompt: str, max_new_tokens: int) -> list[int]:

@@ -79,6 +79,24 @@ def tiny_causal_lm(seed: int = 0) -> tuple[LlamaForCausalLM, PreTrainedTokenizer
     return _seeded(LlamaForCausalLM, config, seed), tokenizer
 
 
+def lively_tiny_causal_lm(
+    dtype: torch.dtype = torch.float32,
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """`tiny_causal_lm()` with larger random layer weights (std 0.15, fixed seed), in `dtype`.
+
+    Freshly initialised (std 0.02, tied embeddings) it mostly echoes its input token, so greedy
+    decoding would repeat BOS forever; with larger weights the next token depends on the
+    context, which is what exactness tests of decoding and scoring need to mean anything.
+    """
+    model, tok = tiny_causal_lm()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weight in model.model.layers.parameters():
+            if weight.dim() == 2:
+                weight.copy_(torch.randn(weight.shape, generator=g) * 0.15)
+    return model.to(dtype), tok
+
+
 def tiny_encoder(seed: int = 0) -> tuple[BertModel, PreTrainedTokenizerFast]:
     """A 2-layer, 32-wide BERT and a lower-casing WordPiece tokenizer ([CLS] text [SEP]).
 
