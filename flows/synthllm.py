@@ -98,6 +98,9 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             generated_files=file_refs(generated),
             seed_files=file_refs(seed),
             code=code,
+            scorer_model=cfg.method.model,
+            model_cache=model_cache,
+            label_descriptions=cfg.data.label_descriptions,
         )
         if cfg.evaluate.enabled:
             recorder.run(

@@ -247,7 +247,7 @@ def filter_text(
         label_margin = label_margin_scorer(
             rules,
             seed_set(seeds, label_descriptions),
-            models=text_model_box(device, model_cache or "", encoder),
+            models=text_model_box(device, model_cache or model_cache_dir("data"), encoder),
             scorer_model=scorer_model,
             task=task_description,
             embed=embed,
