@@ -117,7 +117,9 @@ def _print_summary(run_dir: Path) -> None:
     shown = {k: summary["metrics"][k] for k in KEY_METRICS if summary["metrics"].get(k) is not None}
     if shown:
         print("\nmetrics:")
+        width = max(28, *(len(key) + 2 for key in shown))
         for key, value in shown.items():
-            print(f"  {key:<28}{value:.4f}" if isinstance(value, float) else f"  {key:<28}{value}")
+            shown_value = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"  {key:<{width}}{shown_value}")
     if summary.get("mlflow_run_id"):
         print(f"\nMLflow run: {summary['mlflow_run_id']}")
