@@ -154,9 +154,9 @@ def label_agreement(
     emb: dict[str, np.ndarray], labels: dict[str, list[str]], *, c: float, seed: int
 ) -> dict[str, float]:
     """Does a synthetic sample carry its label? The share of synthetic samples that the
-    fast student trained on the REAL-TRAIN texts (a reference the generators never see)
-    assigns to the sample's own label (inverse penalty `c`; the evaluation uses 1): `synthetic_label_agreement`, and per label
-    `synthetic_label_agreement_<label>`. The same student's accuracy on the test split
+    fast student trained on the REAL-TRAIN texts (a reference the generators never see;
+    inverse penalty `c`, the evaluation uses 1) assigns to the sample's own label:
+    `synthetic_label_agreement`, and per label `synthetic_label_agreement_<label>`. The same student's accuracy on the test split
     bounds how far the figure can be trusted. Empty without synthetic or real-train texts."""
     if not labels["synthetic"] or len(set(labels["real_train"])) < 2:
         return {}

@@ -157,6 +157,7 @@ class SynAlignGenerator:
         label still short) at a time, until every label is full or out of attempts."""
         cfg = self.cfg
         model, tokenizer = models.causal_lm(cfg["model"])
+        budget = token_budget(tokenizer, seeds.texts, cfg["max_new_tokens"])
         targets = {lab: math.ceil(q * cfg["oversample"]) for lab, q in quotas.items() if q > 0}
         max_clusters = {
             lab: math.ceil(cfg["max_attempts_factor"] * t / cfg["samples_per_cluster"])
@@ -193,7 +194,7 @@ class SynAlignGenerator:
                     tokenizer,
                     prompt,
                     cfg["samples_per_cluster"],
-                    max_new_tokens=token_budget(tokenizer, seeds.texts, cfg["max_new_tokens"]),
+                    max_new_tokens=budget,
                     temperature=cfg["temperature"],
                     top_p=cfg["top_p"],
                     stop_strings=(CLOSE,),
