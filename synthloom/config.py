@@ -180,9 +180,57 @@ class DiffLMConfig(_Strict):
     num_prompts: int = Field(16, gt=0, description="k soft-prompt vectors (or KV-memory slots)")
     injection: Literal["soft_prompt", "kv_memory", "input_embedding"] = "soft_prompt"
     injector_hidden: int = Field(512, gt=0)
+    injector_init: Literal["text", "random"] = Field(
+        "random",
+        description="text: the soft prompt / KV memory starts as the decoder's own reading of "
+        "a one-line instruction (k tokens) plus a residual from z; random: the residual alone "
+        "at the decoder's scale (DiffLM's init: the decoder starts reading noise)",
+    )
+    injector_residual_scale: float = Field(
+        0.1,
+        gt=0,
+        description="injector_init text: the z-dependent residual's initial scale, as a "
+        "share of the decoder's embedding / key-value scale",
+    )
     vae_steps: int = Field(400, gt=0)
     vae_batch_size: int = Field(8, gt=0)
-    vae_lr: float = Field(1e-4, gt=0)
+    latent_init: Literal["pca", "random"] = Field(
+        "random",
+        description="pca: the latent heads start by whitening the encoder's pooled states of "
+        "512 training records (every record gets its own latent from step 0); random: "
+        "PyTorch's init (records that share a schema start at nearly one latent)",
+    )
+    loss_tokens: Literal["all", "values"] = Field(
+        "all",
+        description="tokens the reconstruction loss counts: all of a record's, or its value "
+        "slots only (values plus the token that ends each; the grammar writes the braces, "
+        "keys and separators at generation)",
+    )
+    encoder_dropout: bool = Field(
+        True,
+        description="the encoder's own dropout in training; false keeps the training mu equal "
+        "to the mu the diffusion learns (dropout noise can exceed the spread between records)",
+    )
+    latent_init_logvar: float = Field(
+        -2.0, description="latent_init pca: the posterior's initial log-variance"
+    )
+    vae_lr: float = Field(1e-4, gt=0, description="encoder learning rate")
+    vae_head_lr: float | None = Field(
+        None,
+        gt=0,
+        description="learning rate of the latent heads and the injector (null: vae_lr; "
+        "prefix tuning and TabSyn use about 1e-3)",
+    )
+    vae_lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="after warmup: constant, or cosine decay to 0 over the budget"
+    )
+    vae_warmup_steps: int = Field(0, ge=0, description="linear learning-rate warmup steps")
+    vae_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="also stop VAE training after this many minutes (results then depend on "
+        "the machine's speed); null: vae_steps alone",
+    )
     beta_schedule: Literal["decreasing", "cyclical"] = "decreasing"
     beta_start: float = Field(0.1, ge=0)
     beta_decay: float = Field(0.7, gt=0, le=1)
@@ -807,6 +855,22 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     ("evaluate", "synthetic_weights", "label_margin"),
 )
 
+# DiffLM method keys left out of the identity at the value that reproduces the runs made
+# before the key existed (so those runs keep their ids; another value is a new run).
+_DIFFLM_HASH_OMITTED: dict[str, Any] = {
+    "reconstruction_records": DIFFLM_RECONSTRUCTION_RECORDS,
+    "injector_init": "random",
+    "injector_residual_scale": 0.1,
+    "vae_head_lr": None,
+    "latent_init": "random",
+    "latent_init_logvar": -2.0,
+    "encoder_dropout": True,
+    "loss_tokens": "all",
+    "vae_lr_schedule": "constant",
+    "vae_warmup_steps": 0,
+    "vae_minutes": None,
+}
+
 # Keys that cannot change a run's results: left out of its identity.
 _HASH_EXCLUDED = {
     ("tracking",),
@@ -834,10 +898,10 @@ def config_hash(config: PipelineConfig) -> str:
         if dumped.get(section, {}).get(key, default) == default:
             dumped.get(section, {}).pop(key, None)
     method = dumped["method"]
-    if method["name"] == "difflm" and (
-        method.get("reconstruction_records") == DIFFLM_RECONSTRUCTION_RECORDS
-    ):  # the default: the identity runs had before the diagnostic existed
-        method.pop("reconstruction_records")
+    if method["name"] == "difflm":  # keys at the value that behaves as before they existed
+        for key, before in _DIFFLM_HASH_OMITTED.items():
+            if method.get(key) == before:
+                method.pop(key)
     for path in _HASH_EXCLUDED:
         node = dumped
         for key in path[:-1]:

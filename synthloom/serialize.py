@@ -77,6 +77,45 @@ def serialize_record(
     raise ValueError(f"unknown serialization format {fmt!r}; choose one of {FORMATS}")
 
 
+def value_spans(text: str, fmt: SerialFormat) -> list[tuple[int, int]]:
+    """Character spans [start, end) of `text` that carry a record's VALUES, for a loss on
+    the value slots only (the grammar writes braces, keys and separators at generation).
+
+    json / compact (as `serialize_record` writes them): per value, a string's characters
+    after its opening quote through its closing quote (the content, and the decision to
+    end it); any other value's characters and the one separator after it (the decision
+    to end a number). raw, or a text `serialize_record` would not have written: the whole
+    text, [(0, len(text))].
+    """
+    whole = [(0, len(text))]
+    if fmt == "raw":
+        return whole
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return whole
+    if fmt == "json" and isinstance(parsed, dict):
+        keys = [json.dumps(k, ensure_ascii=False) + ": " for k in parsed]
+        values = list(parsed.values())
+        opening, closing = "{", "}"
+    elif fmt == "compact" and isinstance(parsed, list):
+        keys, values, opening, closing = [""] * len(parsed), parsed, "[", "]"
+    else:
+        return whole
+    spans, pos = [], len(opening)
+    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+        pos += len(key)
+        piece = json.dumps(value, ensure_ascii=False)
+        if isinstance(value, str):
+            spans.append((pos + 1, pos + len(piece)))
+        else:
+            spans.append((pos, pos + len(piece) + 1))
+        pos += len(piece) + (2 if i < len(values) - 1 else 0)  # ", "
+    if pos + len(closing) != len(text) or not text.startswith(opening):
+        return whole  # not the canonical layout: score everything
+    return spans
+
+
 def serialize_table(
     frame: pd.DataFrame, schema: TableSchema, fmt: SerialFormat = "json", float_digits: int = 6
 ) -> list[str]:

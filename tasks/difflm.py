@@ -548,10 +548,11 @@ def _progress_logger(logger: Any, total_steps: int):  # noqa: ANN202
     def log(record: dict[str, Any]) -> None:
         if "val_recon" in record:
             logger.info(
-                "step %d: val recon %.4f, val kl %.3f",
+                "step %d: val recon %.4f, val kl %.3f, latent spread %.3f",
                 record["step"],
                 record["val_recon"],
                 record["val_kl"],
+                record["val_mu_std"],
             )
         elif record["step"] % every == 0:
             logger.info(

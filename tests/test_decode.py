@@ -89,7 +89,7 @@ def naive_greedy(model, tok, injection: Injection, max_new_tokens: int, stops) -
                 n = tokens.shape[1]
                 logits = model(
                     inputs_embeds=tokens,
-                    past_key_values=memory,
+                    cache=memory,
                     attention_mask=torch.ones(1, K + n, dtype=torch.long),
                     position_ids=torch.arange(K, K + n)[None],
                 ).logits
@@ -143,7 +143,7 @@ def test_kv_memory_of_a_soft_prompt_decodes_like_the_soft_prompt(lm64):
     model, tok = lm64
     soft = make_injection(model, "soft_prompt", batch=3)
     with torch.no_grad():
-        cache = model(inputs_embeds=soft.prefix_embeds, use_cache=True).past_key_values
+        cache = model(inputs_embeds=soft.prefix_embeds, use_cache=True).cache
     memory = Injection(past_key_values=tuple((lay.keys, lay.values) for lay in cache.layers))
     a = decode_records(model, tok, soft, max_new_tokens=12, temperature=0, stop_token_ids=())
     b = decode_records(model, tok, memory, max_new_tokens=12, temperature=0, stop_token_ids=())

@@ -202,7 +202,7 @@ def test_kv_memory_of_the_soft_prompt_reproduces_the_soft_prompt_loss():
     ids, mask = data["dec_ids"][:4], data["dec_mask"][:4]  # rows of different lengths
     mask[1, 20:] = 0  # and one much shorter
     soft = vae.inject(torch.randn(4, 16))
-    cache = vae.decoder(inputs_embeds=soft.prefix_embeds, use_cache=True).past_key_values
+    cache = vae.decoder(inputs_embeds=soft.prefix_embeds, use_cache=True).cache
     memory = Injection(past_key_values=tuple((lay.keys, lay.values) for lay in cache.layers))
     assert memory.prefix_length == 4
     torch.testing.assert_close(
@@ -301,7 +301,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(monkeypatch):
 
     def fake_evaluate(vae, val_batches, device, autocast_dtype=None):
         snapshots.append({k: v.clone() for k, v in vae.trainable_state_dict().items()})
-        return {"val_recon": next(scripted), "val_kl": 1.0}
+        return {"val_recon": next(scripted), "val_kl": 1.0, "val_mu_std": 0.5}
 
     monkeypatch.setattr(train_vae_mod, "evaluate_vae", fake_evaluate)
     logged = []
@@ -315,7 +315,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(monkeypatch):
     for key, value in vae.trainable_state_dict().items():
         assert torch.equal(value, snapshots[1][key]), key
     assert {"step", "loss", "recon", "kl", "beta", "lr", "records_per_s"} == logged[0].keys()
-    assert {"step", "val_recon", "val_kl"} == logged[2].keys()
+    assert {"step", "val_recon", "val_kl", "val_mu_std"} == logged[2].keys()
 
 
 def test_save_load_round_trip_gives_identical_losses(tmp_path: Path):

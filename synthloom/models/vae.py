@@ -45,11 +45,25 @@ class VAEConfig:
     mode: str = "soft_prompt"  # one of INJECTION_MODES
     injector_hidden: int = 512  # width of the injector MLP
     dropout: float = 0.0  # on the pooled encoder state and inside the injector MLP
+    # Anchored init (soft prompt, KV memory): the injection starts as the decoder's own
+    # embeddings / keys and values of these k token ids (a real text), plus a z-dependent
+    # residual at `residual_scale` times the decoder's scale. None: the residual alone at
+    # full scale (random prefix, DiffLM's init).
+    anchor_ids: list[int] | None = None
+    residual_scale: float = 1.0
+    # False: the encoder's own dropout layers stay off in training (its mu then matches the
+    # eval-mode mu the diffusion learns; dropout noise can exceed the spread between records)
+    encoder_dropout: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in INJECTION_MODES:
             raise SynthloomError(
                 f"VAE injection mode {self.mode!r} is unknown. Fix: use one of {INJECTION_MODES}."
+            )
+        if self.anchor_ids is not None and len(self.anchor_ids) != self.num_prompts:
+            raise SynthloomError(
+                f"VAE anchor has {len(self.anchor_ids)} token ids for {self.num_prompts} "
+                "injected positions. Fix: pass exactly num_prompts ids (see anchor_token_ids)."
             )
 
 
@@ -75,6 +89,34 @@ class LatentHeads(nn.Module):
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.proj(self.dropout(pooled)).chunk(2, dim=-1)  # (B, d) each
         return mu, logvar
+
+    @torch.no_grad()
+    def init_from_data(self, pooled: torch.Tensor, logvar: float) -> None:
+        """Data-dependent init: mu = W (p - c) spreads the pooled states `pooled` (N, He).
+
+        c = mean of the rows; the rows of W (d, He) are the top-d principal directions of
+        the centred rows, all divided by ONE scale s = sqrt(mean of their d variances), so
+        over these rows mu has mean 0, uncorrelated dimensions and a mean variance of 1 (the
+        first dimensions more, the last less: a direction of tiny variance is not blown up,
+        which would amplify the encoder's dropout noise in training). Directions beyond
+        the rows' rank stay 0. logvar starts at the constant `logvar` (weights 0, bias
+        `logvar`). Without it, the pooled states of records that share a schema are nearly
+        equal, and every record starts at one latent the decoder cannot tell apart.
+        """
+        d = self.proj.out_features // 2
+        p = pooled.float()
+        centre = p.mean(dim=0)
+        _, sing, vt = torch.linalg.svd(p - centre, full_matrices=False)  # vt (r, He)
+        std = sing / max(len(p) - 1, 1) ** 0.5  # (r,) descending
+        keep = int(min(d, int((std > 1e-6 * std.max().clamp(min=1e-12)).sum())))
+        scale = std[:keep].pow(2).mean().sqrt().clamp(min=1e-12) if keep else 1.0
+        weight = torch.zeros(d, p.shape[1], dtype=p.dtype, device=p.device)
+        weight[:keep] = vt[:keep] / scale
+        w = self.proj.weight
+        w[:d] = weight.to(w.dtype)
+        w[d:] = 0.0
+        self.proj.bias[:d] = (-weight @ centre).to(w.dtype)
+        self.proj.bias[d:] = logvar
 
 
 # ---------------------------------------------------------------- injectors
@@ -119,18 +161,31 @@ def _calibrate_mlp(mlp: nn.Sequential, latent_dim: int, target_std: float) -> No
 class SoftPromptInjector(nn.Module):
     """z (B, d) -> k soft-prompt vectors (B, k, H) placed before BOS (DiffLM's choice).
 
-    Init: the output is rescaled so that, for z ~ N(0, I), its std equals the std of the
-    decoder's token-embedding matrix: the prompt starts at the scale of real tokens.
+    prefix(z) = anchor + mlp(z), anchor (k, H) trainable. Init: without anchor ids there is
+    no anchor (0) and mlp(z), z ~ N(0, I), has the std of the decoder's token-embedding
+    matrix (the prompt starts as random vectors at the scale of real tokens); with anchor
+    ids the anchor is those tokens' embeddings and mlp(z) gets `residual_scale` times that
+    std (the prompt starts as a real text, nudged by z).
     """
 
-    def __init__(self, cfg: VAEConfig, hidden_size: int, embed_std: float) -> None:
+    def __init__(self, cfg: VAEConfig, decoder: PreTrainedModel) -> None:
         super().__init__()
-        self.k, self.h = cfg.num_prompts, hidden_size
+        embeddings = decoder.get_input_embeddings().weight
+        self.k, self.h = cfg.num_prompts, embeddings.shape[1]
+        embed_std = embeddings.float().std().item()
         self.mlp = _mlp(cfg.latent_dim, cfg.injector_hidden, self.k * self.h, cfg.dropout)
-        _calibrate_mlp(self.mlp, cfg.latent_dim, embed_std)
+        self.anchor: nn.Parameter | None = None  # registered only when anchored
+        scale = 1.0
+        if cfg.anchor_ids is not None:
+            ids = torch.tensor(cfg.anchor_ids, device=embeddings.device)
+            self.anchor = nn.Parameter(embeddings[ids].detach().float().clone())
+            scale = cfg.residual_scale
+        _calibrate_mlp(self.mlp, cfg.latent_dim, scale * embed_std)
 
     def forward(self, z: torch.Tensor) -> Injection:
         prefix = self.mlp(z).view(z.shape[0], self.k, self.h)  # (B, k, H)
+        if self.anchor is not None:
+            prefix = prefix + self.anchor
         return Injection(prefix_embeds=prefix)
 
 
@@ -140,8 +195,12 @@ class KVMemoryInjector(nn.Module):
     Factorised to stay small: an MLP makes k slot vectors (B, k, H); one shared linear map
     turns each slot into all layers' keys and values (B, k, L * 2 * Hkv * Dh). Keys are
     used as given (no rotary embedding), as a cache holds already-rotated keys.
-    Init: every (layer, key|value) group is rescaled so that, for z ~ N(0, I), its std
-    equals the std of the decoder's own keys|values of that layer on a probe sequence.
+    memory(z) = anchor + to_kv(slots(z)), anchor (L, 2, Hkv, k, Dh) trainable.
+    Init: every (layer, key|value) group of the residual is rescaled so that, for
+    z ~ N(0, I), its std equals the std of the decoder's own keys|values of that layer on a
+    probe sequence (times `residual_scale` with anchor ids). There is no anchor (0)
+    without anchor ids, else the decoder's own cache of those k tokens at positions 0..k-1: the
+    memory starts as a real text the decoder has read, nudged by z.
     """
 
     def __init__(self, cfg: VAEConfig, decoder: PreTrainedModel) -> None:
@@ -152,7 +211,12 @@ class KVMemoryInjector(nn.Module):
         self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         self.slots = _mlp(cfg.latent_dim, cfg.injector_hidden, self.k * self.slot, cfg.dropout)
         self.to_kv = nn.Linear(self.slot, self.n_layers * 2 * self.n_kv * self.head_dim)
-        self._calibrate(_decoder_kv_std(decoder), cfg.latent_dim)
+        self.anchor: nn.Parameter | None = None  # registered only when anchored
+        target_std = _decoder_kv_std(decoder)
+        if cfg.anchor_ids is not None:
+            self.anchor = nn.Parameter(_decoder_cache(decoder, cfg.anchor_ids))
+            target_std = target_std * cfg.residual_scale
+        self._calibrate(target_std, cfg.latent_dim)
 
     @torch.no_grad()
     def _calibrate(self, target_std: torch.Tensor, latent_dim: int) -> None:
@@ -169,6 +233,8 @@ class KVMemoryInjector(nn.Module):
         slots = self.slots(z).view(b, self.k, self.slot)  # (B, k, H)
         kv = self.to_kv(slots).view(b, self.k, self.n_layers, 2, self.n_kv, self.head_dim)
         kv = kv.permute(2, 3, 0, 4, 1, 5)  # (L, 2, B, Hkv, k, Dh)
+        if self.anchor is not None:
+            kv = kv + self.anchor[:, :, None]
         return Injection(past_key_values=tuple((kv[i, 0], kv[i, 1]) for i in range(len(kv))))
 
 
@@ -180,11 +246,20 @@ def _decoder_kv_std(decoder: PreTrainedModel) -> torch.Tensor:
     """
     vocab = decoder.config.vocab_size
     ids = torch.linspace(0, vocab - 1, 64).long()[None].to(decoder.device)  # (1, 64)
-    cache = decoder(input_ids=ids, use_cache=True).past_key_values
+    cache = decoder(input_ids=ids, use_cache=True).cache
     stds = []
     for layer in cache.layers:
         stds += [layer.keys.float().std().item(), layer.values.float().std().item()]
     return torch.tensor(stds)
+
+
+@torch.no_grad()
+def _decoder_cache(decoder: PreTrainedModel, ids: list[int]) -> torch.Tensor:
+    """The decoder's keys and values of token `ids` at positions 0..k-1, (L, 2, Hkv, k, Dh)."""
+    device = decoder.get_input_embeddings().weight.device
+    cache = decoder(input_ids=torch.tensor([ids], device=device), use_cache=True).cache
+    layers = [torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers]
+    return torch.stack(layers).float()  # (L, 2, Hkv, k, Dh)
 
 
 class EmbeddingInjector(nn.Module):
@@ -203,13 +278,15 @@ class EmbeddingInjector(nn.Module):
 
 
 def build_injector(cfg: VAEConfig, decoder: PreTrainedModel) -> nn.Module:
-    """The injector for `cfg.mode`, sized (and its init scaled) for `decoder`."""
-    hidden = decoder.config.hidden_size
-    embed_std = decoder.get_input_embeddings().weight.float().std().item()
+    """The injector for `cfg.mode`, sized (and its init scaled) for `decoder`.
+
+    The input-embedding injector has no prefix to anchor and ignores `cfg.anchor_ids`."""
     if cfg.mode == "soft_prompt":
-        return SoftPromptInjector(cfg, hidden, embed_std)
+        return SoftPromptInjector(cfg, decoder)
     if cfg.mode == "kv_memory":
         return KVMemoryInjector(cfg, decoder)
+    hidden = decoder.config.hidden_size
+    embed_std = decoder.get_input_embeddings().weight.float().std().item()
     return EmbeddingInjector(cfg, hidden, embed_std)
 
 
@@ -261,6 +338,8 @@ class DiffLMVAE(nn.Module):
     def train(self, mode: bool = True) -> DiffLMVAE:
         super().train(mode)
         self.decoder.eval()  # frozen: no dropout, whatever the VAE's mode
+        if not self.config.encoder_dropout:  # eval mode turns off every dropout, attention's
+            self.encoder.eval()  # included; gradients still flow (a BERT has no batch norm)
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -277,13 +356,16 @@ class DiffLMVAE(nn.Module):
 
     # ------------------------------------------------------------ encode / inject
 
+    def pooled(self, enc_ids: torch.Tensor, enc_mask: torch.Tensor) -> torch.Tensor:
+        """(B, Te) token ids and mask -> the mean-pooled encoder states (B, He), float32."""
+        hidden = self.encoder(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
+        return mean_pool(hidden.float(), enc_mask)
+
     def encode(
         self, enc_ids: torch.Tensor, enc_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Te) token ids and mask -> mu, logvar (B, d), from mean-pooled encoder states."""
-        hidden = self.encoder(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
-        pooled = mean_pool(hidden.float(), enc_mask)  # (B, He)
-        return self.heads(pooled)
+        return self.heads(self.pooled(enc_ids, enc_mask))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -297,14 +379,19 @@ class DiffLMVAE(nn.Module):
     # ------------------------------------------------------------ decode
 
     def reconstruction_loss(
-        self, injection: Injection, dec_ids: torch.Tensor, dec_mask: torch.Tensor
+        self,
+        injection: Injection,
+        dec_ids: torch.Tensor,
+        dec_mask: torch.Tensor,
+        dec_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-record mean token NLL of the record under the frozen decoder, (B,).
 
         dec_ids (B, T): BOS, record tokens, EOS, padded on either side (dec_mask 0).
         loss_b = -(1/|S_b|) sum_{t in S_b} log p(x_t | injection, x_<t), where S_b are
         the positions t >= 1 with x_t and x_{t-1} both real: BOS is given, not predicted;
-        injected positions and padding carry no loss. Position ids count real positions
+        injected positions and padding carry no loss. With `dec_weight` (B, T), S_b keeps
+        only the positions of weight > 0 (e.g. the value slots of a record). Position ids count real positions
         only (injected ones first), so padding changes nothing.
         """
         dec = self.decoder
@@ -327,7 +414,7 @@ class DiffLMVAE(nn.Module):
             kwargs |= {
                 "inputs_embeds": embeds,
                 "position_ids": positions[:, k:],
-                "past_key_values": cache,
+                "cache": cache,
             }
         else:  # input embedding: the offset is added to every token
             offset = injection.embed_offset.to(embeds.dtype)[:, None, :]
@@ -338,6 +425,8 @@ class DiffLMVAE(nn.Module):
             logits.float().reshape(b * t, -1), targets.reshape(-1), reduction="none"
         ).view(b, t)[:, :-1]  # (B, T - 1)
         scored = (dec_mask[:, 1:] * dec_mask[:, :-1]).bool()  # target and its context real
+        if dec_weight is not None:
+            scored = scored & (dec_weight[:, 1:] > 0)
         nll = nll.masked_fill(~scored, 0.0)
         return nll.sum(dim=1) / scored.sum(dim=1).clamp(min=1)
 
@@ -347,6 +436,7 @@ class DiffLMVAE(nn.Module):
         enc_mask: torch.Tensor,
         dec_ids: torch.Tensor,
         dec_mask: torch.Tensor,
+        dec_weight: torch.Tensor | None = None,
         *,
         sample: bool = True,
     ) -> dict[str, torch.Tensor]:
@@ -360,7 +450,7 @@ class DiffLMVAE(nn.Module):
         """
         mu, logvar = self.encode(enc_ids, enc_mask)
         z = self.reparameterize(mu, logvar) if sample else mu
-        recon = self.reconstruction_loss(self.inject(z), dec_ids, dec_mask)
+        recon = self.reconstruction_loss(self.inject(z), dec_ids, dec_mask, dec_weight)
         kl = kl_divergence(mu.float(), logvar.float())
         return {
             "loss_recon": recon.mean(),

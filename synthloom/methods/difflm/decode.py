@@ -157,7 +157,7 @@ def decode_records(
             logits = model(
                 inputs_embeds=inputs,
                 position_ids=positions,
-                past_key_values=kv,
+                cache=kv,
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]  # (B', V)

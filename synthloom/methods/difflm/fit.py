@@ -22,6 +22,7 @@ from synthloom.models.causal_lm import load_causal_lm
 from synthloom.models.device import autocast_dtype
 from synthloom.models.encoder import load_encoder
 from synthloom.models.vae import DiffLMVAE, VAEConfig
+from synthloom.serialize import value_spans
 
 ENCODER_MAX_TOKENS = 256
 
@@ -50,12 +51,47 @@ def load_base_models(
     return BaseModels(encoder, enc_tok, decoder, dec_tok)
 
 
+ANCHOR_TEXTS = {  # what the decoder reads before BOS at init (`method.injector_init: text`)
+    "json": "Here is one record of the table, written as JSON on one line:\n",
+    "compact": "Here is one record of the table, its values separated by commas:\n",
+    "raw": "Here is one example, written out in full:\n",
+}
+ANCHOR_FILLER = "Data. "
+
+
+def anchor_token_ids(tokenizer: PreTrainedTokenizerBase, k: int, text: str) -> list[int]:
+    """Exactly k token ids that end with `text`: its last k tokens, or, when it is shorter,
+    the text after as many copies of ANCHOR_FILLER as fill the rest."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    filler = tokenizer(ANCHOR_FILLER, add_special_tokens=False)["input_ids"] or ids
+    while len(ids) < k:
+        ids = filler + ids
+    return list(ids[-k:])
+
+
 def build_vae(method: dict[str, Any], models: BaseModels) -> DiffLMVAE:
+    """The VAE `method` describes. `injector_init: text` starts the soft prompt / KV memory
+    as the decoder's own reading of ANCHOR_TEXTS[serialization] (k tokens) plus a residual
+    from z at `injector_residual_scale` of the decoder's scale; `random` is DiffLM's init
+    (the residual alone, at full scale)."""
+    anchored = method["injector_init"] == "text"
+    anchor = (
+        anchor_token_ids(
+            models.decoder_tokenizer,
+            method["num_prompts"],
+            ANCHOR_TEXTS[method["serialization"]],
+        )
+        if anchored and method["injection"] != "input_embedding"
+        else None
+    )
     config = VAEConfig(
         latent_dim=method["latent_dim"],
         num_prompts=method["num_prompts"],
         mode=method["injection"],
         injector_hidden=method["injector_hidden"],
+        anchor_ids=anchor,
+        residual_scale=method["injector_residual_scale"] if anchor is not None else 1.0,
+        encoder_dropout=method["encoder_dropout"],
     )
     return DiffLMVAE(
         models.encoder,
@@ -79,12 +115,19 @@ def beta_schedule(method: dict[str, Any]) -> BetaSchedule:
 
 
 def _tokenized(texts: list[str], models: BaseModels, method: dict[str, Any]) -> dict:
+    """Training tensors; `loss_tokens: values` adds the value-slot weights."""
+    spans = (
+        [value_spans(text, method["serialization"]) for text in texts]
+        if method["loss_tokens"] == "values"
+        else None
+    )
     return tokenize_records(
         texts,
         models.encoder_tokenizer,
         models.decoder_tokenizer,
         max_enc_len=ENCODER_MAX_TOKENS,
         max_dec_len=method["max_record_tokens"],
+        value_spans=spans,
     )
 
 
@@ -169,12 +212,18 @@ def fit_vae(
     val_texts = val_texts[: method.get("val_records", len(val_texts))]
     val = _tokenized(val_texts, models, method)
     size = method["vae_batch_size"]
+    if method["latent_init"] == "pca":
+        init_heads_from_records(vae, train, device, method["latent_init_logvar"])
     history = train_vae(
         vae,
         lambda epoch: batches(train, size, shuffle=True, seed=seed + epoch),
         lambda: batches(val, 4 * size, shuffle=False),
         steps=method["vae_steps"],
         lr=method["vae_lr"],
+        head_lr=method["vae_head_lr"],
+        lr_schedule=method["vae_lr_schedule"],
+        warmup_steps=method["vae_warmup_steps"],
+        max_minutes=method["vae_minutes"],
         beta_schedule=beta_schedule(method),
         eval_every=method["eval_every"],
         early_stopping_patience=method["early_stopping_patience"],
@@ -188,6 +237,26 @@ def fit_vae(
     history["truncated_records"] = truncated
     history["max_record_tokens"] = method["max_record_tokens"]
     return vae, history
+
+
+LATENT_INIT_RECORDS = 512  # records whose pooled encoder states set the heads' init
+
+
+@torch.no_grad()
+def init_heads_from_records(
+    vae: DiffLMVAE, tokens: dict[str, torch.Tensor], device: torch.device, logvar: float
+) -> None:
+    """`LatentHeads.init_from_data` on the pooled encoder states of the first
+    LATENT_INIT_RECORDS tokenized records (`tokens` from `tokenize_records`), in eval mode."""
+    was_training = vae.training
+    vae.eval()
+    sample = {k: tokens[k][:LATENT_INIT_RECORDS] for k in ("enc_ids", "enc_mask")}
+    pooled = [
+        vae.pooled(batch["enc_ids"].to(device), batch["enc_mask"].to(device))
+        for batch in batches(sample, 64, shuffle=False)
+    ]
+    vae.heads.init_from_data(torch.cat(pooled), logvar)
+    vae.train(was_training)
 
 
 @torch.no_grad()

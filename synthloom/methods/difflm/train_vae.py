@@ -34,6 +34,7 @@ def tokenize_records(
     dec_tokenizer: PreTrainedTokenizerBase,
     max_enc_len: int,
     max_dec_len: int,
+    value_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Tokenize records for the encoder and the decoder; all tensors right-padded, (N, T).
 
@@ -43,6 +44,10 @@ def tokenize_records(
     there). `dec_full_length` (N,) is every record's length with BOS and EOS before any cut,
     so a record was cut exactly when it exceeds max_dec_len. BOS is the decoder tokenizer's bos
     token (SmolLM2: <|im_start|>), EOS its eos token: decoding starts at BOS, stops at EOS.
+    With `value_spans` (one list of character spans per text, see
+    `synthloom.serialize.value_spans`), also dec_weight (N, T) float: 1 at the record tokens
+    whose characters overlap a span and at EOS, 0 at BOS, the other tokens and padding (the
+    tokenizer must be a fast one, with offsets); the loss then counts those tokens only.
     """
     bos, eos = dec_tokenizer.bos_token_id, dec_tokenizer.eos_token_id
     if bos is None or eos is None:
@@ -55,13 +60,37 @@ def tokenize_records(
     ]
     enc_ids, enc_mask = _pad_right(enc, enc_tokenizer.pad_token_id or 0)
     dec_ids, dec_mask = _pad_right(dec, dec_tokenizer.pad_token_id or eos)
-    return {
+    out = {
         "enc_ids": enc_ids,
         "enc_mask": enc_mask,
         "dec_ids": dec_ids,
         "dec_mask": dec_mask,
         "dec_full_length": torch.tensor([len(ids) + 2 for ids in body], dtype=torch.long),
     }
+    if value_spans is not None:
+        out["dec_weight"] = _value_weights(texts, value_spans, dec_tokenizer, dec, eos)
+    return out
+
+
+def _value_weights(
+    texts: Sequence[str],
+    spans: Sequence[Sequence[tuple[int, int]]],
+    tokenizer: PreTrainedTokenizerBase,
+    dec: list[list[int]],
+    eos: int,
+) -> torch.Tensor:
+    """(N, T) weights aligned with the decoder ids `dec` (BOS, record tokens, [EOS])."""
+    offsets = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
+    weight = torch.zeros((len(dec), max(len(ids) for ids in dec)))
+    for i, (ids, marks, record_spans) in enumerate(zip(dec, offsets, spans, strict=True)):
+        for j, (start, end) in enumerate(marks[: len(ids) - 1]):  # record tokens after BOS
+            if any(start < b and a < end for a, b in record_spans):
+                weight[i, j + 1] = 1.0
+        if ids[-1] == eos and len(ids) == len(marks) + 2:
+            weight[i, len(ids) - 1] = 1.0
+    return weight
 
 
 def _pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +111,7 @@ def batches(
 
     Row order is a permutation from `seed` when `shuffle` (pass seed + epoch for a new
     order each epoch), else 0..N-1; the last batch may be smaller. Right padding columns
-    that no row of a batch uses are trimmed from every `*_ids` / `*_mask` pair.
+    that no row of a batch uses are trimmed from every `*_ids` / `*_mask` (/ `*_weight`).
     """
     n = len(next(iter(tensors.values())))
     if shuffle:
@@ -95,8 +124,9 @@ def batches(
         for prefix in ("enc", "dec"):
             if f"{prefix}_mask" in batch:
                 width = int(batch[f"{prefix}_mask"].sum(dim=1).max())
-                batch[f"{prefix}_ids"] = batch[f"{prefix}_ids"][:, :width]
-                batch[f"{prefix}_mask"] = batch[f"{prefix}_mask"][:, :width]
+                for key in (f"{prefix}_ids", f"{prefix}_mask", f"{prefix}_weight"):
+                    if key in batch:
+                        batch[key] = batch[key][:, :width]
         yield batch
 
 
@@ -110,14 +140,16 @@ def evaluate_vae(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Record-weighted mean recon NLL and KL over `val_batches`, in eval mode, at z = mu.
+    """Record-weighted mean recon NLL and KL over `val_batches`, in eval mode, at z = mu,
+    and val_mu_std = mean_j std_i(mu_ij): how far apart the records' latents are (near 0,
+    every record has the same latent and the decoder cannot tell them apart).
 
     z = mu (no sampling) makes the number deterministic, and mu is what the latent
     diffusion learns and what generation decodes. Restores the VAE's train/eval mode.
     """
     was_training = vae.training
     vae.eval()
-    recon_sum, kl_sum, count = 0.0, 0.0, 0
+    recon_sum, kl_sum, count, mus = 0.0, 0.0, 0, []
     for batch in val_batches:
         batch = _to(batch, device)
         with _autocast(device, autocast_dtype):
@@ -126,8 +158,15 @@ def evaluate_vae(
         recon_sum += out["recon"].float().sum().item()
         kl_sum += out["kl"].item() * b
         count += b
+        mus.append(out["mu"].float())
     vae.train(was_training)
-    return {"val_recon": recon_sum / max(count, 1), "val_kl": kl_sum / max(count, 1)}
+    mu = torch.cat(mus) if mus else torch.zeros(0, 1)
+    mu_std = mu.std(dim=0).mean().item() if len(mu) > 1 else 0.0
+    return {
+        "val_recon": recon_sum / max(count, 1),
+        "val_kl": kl_sum / max(count, 1),
+        "val_mu_std": mu_std,
+    }
 
 
 # ---------------------------------------------------------------- training
@@ -148,18 +187,28 @@ def train_vae(
     grad_clip: float | None = 1.0,
     weight_decay: float = 0.0,
     warmup_steps: int = 0,
+    head_lr: float | None = None,
+    lr_schedule: str = "constant",
+    max_minutes: float | None = None,
     log: Callable[[dict[str, Any]], None] = lambda record: None,
     seed: int = 0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Minimise mean_b[recon_b] + beta * mean_b[KL_b] for at most `steps` optimizer steps.
 
     `train_batches_fn(epoch)` yields one epoch of batches (it is called again with epoch+1
     when exhausted); `val_batches_fn()` yields the validation batches. Batches are dicts
     with enc_ids, enc_mask, dec_ids, dec_mask (see `tokenize_records`).
-    Every step: beta_schedule.update(step, None), AdamW step on `vae.trainable_parameters()`
-    (lr linearly warmed up over `warmup_steps`, then constant; grads clipped to norm
-    `grad_clip`), log({step, loss, recon, kl, beta, lr, records_per_s}). Every `eval_every`
-    steps and at the end: validation (`evaluate_vae`), log({step, val_recon, val_kl}),
+    Every step: beta_schedule.update(step, None), AdamW step on two parameter groups, the
+    encoder at `lr` and the latent heads + injector at `head_lr` (default `lr`), each
+    scaled by `lr_factor` (linear warmup over `warmup_steps`, then constant or cosine
+    decay over the budget); grads clipped to norm `grad_clip`; log({step, loss, recon, kl,
+    beta, lr, records_per_s}) with lr the head group's. The budget is `steps`, and also
+    `max_minutes` of `clock` when given: training ends at the first step past either
+    (stop_reason "minutes" for the clock), and the cosine's progress is the larger of the
+    two fractions used, so it reaches 0 at whichever budget ends first. Every `eval_every`
+    steps and at the end: validation (`evaluate_vae`), log({step, val_recon, val_kl,
+    val_mu_std}),
     beta_schedule.update(step, val_recon); training stops once val_recon has not improved
     for `early_stopping_patience` evaluations in a row (make it exceed the beta schedule's
     patience, so beta gets to decay first). The best trainable weights (lowest val_recon)
@@ -167,8 +216,8 @@ def train_vae(
     forward pass under torch.autocast on the device's type; the loss stays float32.
 
     Returns {metric: [[step, value], ...]} for loss, recon, kl, beta, lr, records_per_s,
-    val_recon, val_kl, plus best_step, best_val_recon, stop_reason ("steps" or
-    "early_stopping") and steps_run. Steps count from 1.
+    val_recon, val_kl, val_mu_std, plus best_step, best_val_recon, stop_reason ("steps",
+    "early_stopping" or "minutes") and steps_run. Steps count from 1.
     """
     set_seed(seed)
     device = torch.device(device)
@@ -176,8 +225,15 @@ def train_vae(
     vae.decoder.to(device)
     vae.train()
     params = vae.trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    names = ("loss", "recon", "kl", "beta", "lr", "records_per_s", "val_recon", "val_kl")
+    encoder_ids = {id(p) for p in vae.encoder.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) in encoder_ids], "base_lr": lr},
+        {"params": [p for p in params if id(p) not in encoder_ids], "base_lr": head_lr or lr},
+    ]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    started = clock()
+    names = ("loss", "recon", "kl", "beta", "lr", "records_per_s")
+    names += ("val_recon", "val_kl", "val_mu_std")
     history: dict[str, Any] = {k: [] for k in names}
     best, best_step, best_state, bad_evals = math.inf, 0, None, 0
     stop_reason, step, epoch = "steps", 0, 0
@@ -192,8 +248,12 @@ def train_vae(
         start = time.perf_counter()
         batch = _to(batch, device)
         beta = beta_schedule.update(step, None)
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        if max_minutes is not None:
+            progress = max(progress, (clock() - started) / (60 * max_minutes))
+        factor = lr_factor(step, warmup_steps, progress, lr_schedule)
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr
+            group["lr"] = group["base_lr"] * factor
         with _autocast(device, autocast_dtype):
             out = vae(**_model_inputs(batch))
         loss = out["loss_recon"].float() + beta * out["kl"].float()
@@ -210,7 +270,7 @@ def train_vae(
             "recon": out["loss_recon"].item(),
             "kl": out["kl"].item(),
             "beta": beta,
-            "lr": opt.param_groups[0]["lr"],
+            "lr": opt.param_groups[-1]["lr"],
             "records_per_s": rate,
         }
         for key in names[:6]:
@@ -220,6 +280,7 @@ def train_vae(
             val = evaluate_vae(vae, val_batches_fn(), device, autocast_dtype)
             history["val_recon"].append([step, val["val_recon"]])
             history["val_kl"].append([step, val["val_kl"]])
+            history["val_mu_std"].append([step, val["val_mu_std"]])
             log({"step": step, **val})
             beta_schedule.update(step, val["val_recon"])
             if val["val_recon"] < best:
@@ -230,6 +291,17 @@ def train_vae(
                 if bad_evals >= early_stopping_patience:
                     stop_reason = "early_stopping"
                     break
+        if max_minutes is not None and clock() - started >= 60 * max_minutes and step < steps:
+            val = evaluate_vae(vae, val_batches_fn(), device, autocast_dtype)
+            history["val_recon"].append([step, val["val_recon"]])
+            history["val_kl"].append([step, val["val_kl"]])
+            history["val_mu_std"].append([step, val["val_mu_std"]])
+            log({"step": step, **val})
+            if val["val_recon"] < best:
+                best, best_step = val["val_recon"], step
+                best_state = {k: v.detach().clone() for k, v in vae.trainable_state_dict().items()}
+            stop_reason = "minutes"
+            break
     if best_state is not None:
         vae.load_trainable_state_dict(best_state)
     history |= {
@@ -241,8 +313,25 @@ def train_vae(
     return history
 
 
+def lr_factor(step: int, warmup_steps: int, progress: float, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimizer step `step` (0-based).
+
+    (step + 1) / warmup_steps while step < warmup_steps; after it 1 for "constant", or
+    0.5 * (1 + cos(pi * min(1, progress))) for "cosine", progress being the share of the
+    budget after warmup already spent (0 at its start, 1 at its end).
+    """
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    if schedule != "constant":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+    return 1.0
+
+
 def _model_inputs(batch: Batch) -> Batch:
-    return {k: batch[k] for k in ("enc_ids", "enc_mask", "dec_ids", "dec_mask")}
+    keys = ("enc_ids", "enc_mask", "dec_ids", "dec_mask", "dec_weight")
+    return {k: batch[k] for k in keys if k in batch}
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:

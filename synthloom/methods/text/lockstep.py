@@ -127,9 +127,9 @@ def prefill_prompts(
     with torch.inference_mode():
         for p, ids in enumerate(encoded):
             kv = PreallocatedKVCache(num_layers, len(ids))
-            logits = model(
-                input_ids=ids[None], past_key_values=kv, use_cache=True, logits_to_keep=1
-            ).logits[0, -1]
+            logits = model(input_ids=ids[None], cache=kv, use_cache=True, logits_to_keep=1).logits[
+                0, -1
+            ]
             last.append(torch.log_softmax(logits.float(), dim=-1))
             for layer_idx, layer in enumerate(kv.layers):
                 if p == 0:  # allocate the pool once the per-layer shapes are known
@@ -250,7 +250,7 @@ def decode_lockstep(
                 input_ids=stream_token[row_stream_t[rows]][:, None],
                 attention_mask=mask[:, : width + step + 1],
                 position_ids=(positions + step)[:, None],
-                past_key_values=kv,
+                cache=kv,
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]

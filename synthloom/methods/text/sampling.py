@@ -86,7 +86,7 @@ def sample_continuations(
         return Continuations([""] * max(num, 0), [False] * max(num, 0), 0, 0, prompt_len)
     kv = _new_cache(model, prompt_len + max_new_tokens)
     with torch.inference_mode():
-        logits = model(input_ids=ids, past_key_values=kv, use_cache=True, logits_to_keep=1).logits
+        logits = model(input_ids=ids, cache=kv, use_cache=True, logits_to_keep=1).logits
     kv.select_rows(torch.zeros(num, dtype=torch.long, device=model.device))  # copy to num rows
     positions = torch.full((num,), prompt_len, dtype=torch.long, device=model.device)
     return _decode(
@@ -146,7 +146,7 @@ def sample_prompts(
             input_ids=ids,
             attention_mask=mask[:, :width],
             position_ids=prefill_positions,
-            past_key_values=kv,
+            cache=kv,
             use_cache=True,
             logits_to_keep=1,
         ).logits
@@ -241,7 +241,7 @@ def _decode(
                 input_ids=token[:, None],
                 attention_mask=step_mask,
                 position_ids=(positions + step)[:, None],
-                past_key_values=kv,
+                cache=kv,
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]
