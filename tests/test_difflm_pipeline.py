@@ -167,6 +167,40 @@ def test_difflm_ablation_switches(tmp_path, mixed_table, tiny_checkpoints):
 
 
 @pytest.mark.integration
+def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_checkpoints):
+    """The issue-17 recipe keys reach the VAE: anchored injector, PCA latent init, value
+    slots, two learning rates with warmup and cosine; the run completes and records them."""
+    path = difflm_config(
+        tmp_path,
+        mixed_table,
+        tiny_checkpoints,
+        serialization="json",
+        max_record_tokens="auto",
+        injector_init="text",
+        latent_init="pca",
+        encoder_dropout=False,
+        loss_tokens="values",
+        vae_head_lr=1e-3,
+        vae_lr_schedule="cosine",
+        vae_warmup_steps=2,
+        reconstruction_records=0,
+    )
+    assert main(["run", str(path)]) == 0
+    summary = run_summary(path)
+    assert all(s["status"] in ("completed", "skipped") for s in summary["stages"])
+    run_dir = Path(summary["artifact_dir"])
+    vae_config = json.loads((run_dir / "train_vae" / "vae" / "vae_config.json").read_text())
+    assert len(vae_config["vae"]["anchor_ids"]) == 2  # num_prompts
+    assert vae_config["vae"]["residual_scale"] == 0.1
+    assert vae_config["vae"]["encoder_dropout"] is False
+    history = json.loads((run_dir / "train_vae" / "history.json").read_text())
+    lrs = [lr for _, lr in history["lr"]]
+    assert lrs[0] == pytest.approx(0.5e-3) and lrs[1] == pytest.approx(1e-3)  # warmup
+    assert lrs[-1] < lrs[1]  # cosine decay
+    assert all(spread > 0 for _, spread in history["val_mu_std"])  # records apart from step 0
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("source", "suite", "expected"),
     [
