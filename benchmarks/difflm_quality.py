@@ -14,7 +14,10 @@ DCR share 45-55%, exact copies < 1%.
 
 Ablations (each changes one thing of the DiffLM run): kv_memory, input_embedding (injection),
 cyclical_beta, no_diffusion (z from N(0, I) instead of the latent diffusion),
-compact (keyless serialization), free_decoding (the paper's unconstrained decoding).
+compact (keyless serialization), free_decoding (the paper's unconstrained decoding),
+paper_recipe (the paper's VAE training: random injector and latent init, encoder dropout,
+one constant learning rate), random_injector_init, random_latent_init, encoder_dropout,
+value_slots (the loss on value tokens only).
 Rows are printed as each run finishes.
 """
 
@@ -41,6 +44,19 @@ ABLATIONS = {
     "no_diffusion": ["method.diffusion=false"],
     "compact": ["method.serialization=compact"],
     "free_decoding": ["method.constrained=false"],
+    # the VAE training recipe (docs/methods.md): the paper's, and one of our changes at a time
+    "paper_recipe": [
+        "method.injector_init=random",
+        "method.latent_init=random",
+        "method.encoder_dropout=true",
+        "method.vae_head_lr=null",
+        "method.vae_lr_schedule=constant",
+        "method.vae_warmup_steps=0",
+    ],
+    "random_injector_init": ["method.injector_init=random"],
+    "random_latent_init": ["method.latent_init=random"],
+    "encoder_dropout": ["method.encoder_dropout=true"],
+    "value_slots": ["method.loss_tokens=values"],
 }
 
 
