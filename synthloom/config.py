@@ -169,10 +169,19 @@ class DiffLMConfig(_Strict):
     decoder: str = Field("smollm2-135m-instruct", description="frozen causal LM: alias or HF name")
     serialization: Literal["json", "compact", "raw"] = "json"
     float_digits: int = Field(6, ge=1, le=12)
+    number_digits: int | None = Field(
+        None,
+        ge=1,
+        le=12,
+        description="write every number (whole or not) at this many significant digits "
+        "(1658 -> 1700 at 2) and spread generated numbers uniformly over their rounding "
+        "interval; null: numbers as they are (floats at float_digits)",
+    )
     max_record_tokens: Annotated[int, Field(gt=8)] | Literal["auto"] = Field(
-        160,
-        description="decoder tokens per record, BOS and EOS included: a number > 8, or auto "
-        "(the longest training record plus 16, rounded up to a multiple of 16)",
+        "auto",
+        description="decoder tokens per record, BOS and EOS included: auto (the longest "
+        "training record plus 16, rounded up to a multiple of 16), or a number > 8 as a hard "
+        "cap (training stops with an error when too many records are longer)",
     )
     max_truncated_share: float = Field(
         0.1,
@@ -235,6 +244,11 @@ class DiffLMConfig(_Strict):
         gt=0,
         description="also stop VAE training after this many minutes (results then depend on "
         "the machine's speed); null: vae_steps alone",
+    )
+    checkpoint_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="VAE training state saved this often (a killed run resumes from it)",
     )
     beta_schedule: Literal["decreasing", "cyclical"] = "decreasing"
     beta_start: float = Field(0.1, ge=0)
@@ -874,6 +888,8 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "vae_lr_schedule": "constant",
     "vae_warmup_steps": 0,
     "vae_minutes": None,
+    "number_digits": None,
+    "checkpoint_seconds": 120.0,  # where the state is saved, never what is computed
 }
 
 # Keys that cannot change a run's results: left out of its identity.

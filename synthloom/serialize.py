@@ -8,7 +8,9 @@ Formats:
 - "raw": a single text column (code, a JSON tool spec) whose value is the record itself.
 
 Values: numeric -> int when the column holds whole numbers, else a float rounded to
-`float_digits` significant digits; boolean -> true/false; datetime -> ISO 8601 string;
+`float_digits` significant digits (with `number_digits` set, every number, whole or not, is
+rounded to that many significant digits first: 1658 -> 1700 at 2; `dequantize_numbers`
+spreads generated values back over their rounding interval); boolean -> true/false; datetime -> ISO 8601 string;
 categorical/text -> string; missing -> null.
 `parse_record` is strict: the text must hold exactly the schema's columns with values of
 the right type; it returns the reason otherwise (counted as invalid generations).
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
@@ -37,12 +40,16 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def encode_value(value: Any, column: ColumnSchema, float_digits: int = 6) -> Any:
+def encode_value(
+    value: Any, column: ColumnSchema, float_digits: int = 6, number_digits: int | None = None
+) -> Any:
     """One cell as a JSON value (see the module docstring)."""
     if _missing(value):
         return None
     if column.kind is ColumnKind.NUMERIC:
         number = float(value)
+        if number_digits is not None:
+            number = float(f"{number:.{number_digits}g}")
         if column.integer and number.is_integer():
             return int(number)
         return float(f"{number:.{float_digits}g}")
@@ -64,12 +71,16 @@ def _raw_column(schema: TableSchema) -> str:
 
 
 def serialize_record(
-    row: Mapping[str, Any], schema: TableSchema, fmt: SerialFormat = "json", float_digits: int = 6
+    row: Mapping[str, Any],
+    schema: TableSchema,
+    fmt: SerialFormat = "json",
+    float_digits: int = 6,
+    number_digits: int | None = None,
 ) -> str:
     """The text of one record."""
     if fmt == "raw":
         return str(row[_raw_column(schema)])
-    values = [encode_value(row[c.name], c, float_digits) for c in schema.columns]
+    values = [encode_value(row[c.name], c, float_digits, number_digits) for c in schema.columns]
     if fmt == "compact":
         return json.dumps(values, ensure_ascii=False)
     if fmt == "json":
@@ -117,13 +128,46 @@ def value_spans(text: str, fmt: SerialFormat) -> list[tuple[int, int]]:
 
 
 def serialize_table(
-    frame: pd.DataFrame, schema: TableSchema, fmt: SerialFormat = "json", float_digits: int = 6
+    frame: pd.DataFrame,
+    schema: TableSchema,
+    fmt: SerialFormat = "json",
+    float_digits: int = 6,
+    number_digits: int | None = None,
 ) -> list[str]:
     """`serialize_record` for every row, in order."""
     return [
-        serialize_record(row, schema, fmt, float_digits)
+        serialize_record(row, schema, fmt, float_digits, number_digits)
         for row in frame[schema.names].to_dict(orient="records")
     ]
+
+
+def dequantize_numbers(
+    frame: pd.DataFrame, schema: TableSchema, number_digits: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Spread numbers written at `number_digits` significant digits over their rounding
+    interval: a value v != 0 becomes v + u * 10^(floor(log10 |v|) - number_digits + 1),
+    u ~ Uniform(-1/2, 1/2), kept inside the column's [minimum, maximum] (or at v, where v
+    itself is outside) and rounded for integer columns (so a whole number written exactly, e.g. 5 at 2 digits, stays 5).
+    Zeros and missing values are kept (a point mass at 0 stays one). A copy is returned."""
+    out = frame.copy()
+    for column in schema.columns:
+        if column.kind is not ColumnKind.NUMERIC or column.name not in out:
+            continue
+        values = pd.to_numeric(out[column.name], errors="coerce").to_numpy(dtype=float)
+        moved = np.isfinite(values) & (values != 0)
+        exponent = np.floor(np.log10(np.abs(values[moved]))) - number_digits + 1
+        spread = values[moved] + rng.uniform(-0.5, 0.5, moved.sum()) * 10.0**exponent
+        low = np.minimum(-np.inf if column.minimum is None else column.minimum, values[moved])
+        high = np.maximum(np.inf if column.maximum is None else column.maximum, values[moved])
+        spread = np.clip(spread, low, high)
+        if column.integer:
+            spread = np.round(spread)
+        values[moved] = spread
+        series = pd.Series(values, index=out.index)
+        if column.integer and not np.isnan(values).any():
+            series = series.astype("int64")
+        out[column.name] = series
+    return out
 
 
 @dataclass(frozen=True)

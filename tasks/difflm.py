@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -63,7 +64,13 @@ def serialize_records(
         frames = []
         for split in ("train", "validation"):
             table, schema = read_table(seed_files[split]["path"])
-            texts = serialize_table(table, schema, method["serialization"], method["float_digits"])
+            texts = serialize_table(
+                table,
+                schema,
+                method["serialization"],
+                method["float_digits"],
+                method["number_digits"],
+            )
             target = table[schema.target].astype(str) if schema.target else None
             frames.append(pd.DataFrame({"split": split, "text": texts, "label": target}))
         records = pd.concat(frames, ignore_index=True)
@@ -130,8 +137,13 @@ def train_vae_stage(
             device=torch_device,
             seed=seed,
             log=_progress_logger(logger, method["vae_steps"]),
+            checkpoint=checkpoint,
         )
         seconds = time.perf_counter() - start
+        if history["resumed_from_step"]:
+            logger.info(
+                "resumed the VAE from its checkpoint at step %d", history["resumed_from_step"]
+            )
         if history["truncated_records"]:
             logger.warning(
                 "%d training records are longer than method.max_record_tokens = %d and were "
@@ -167,7 +179,8 @@ def train_vae_stage(
             info={"stop_reason": history["stop_reason"], "device": str(torch_device)},
         )
 
-    return execute_stage(
+    checkpoint = Path(stage_dir).parent / ".checkpoints" / "train_vae" / "vae.pt"
+    manifest = execute_stage(
         "train_vae",
         stage_dir,
         body,
@@ -175,6 +188,8 @@ def train_vae_stage(
         inputs={"records": record_files["records"]["sha256"], "seed": seed},
         inject_failure=inject_failure,
     )
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    return manifest
 
 
 @task(name="train_diffusion", **STAGE_TASK_OPTIONS)

@@ -135,8 +135,8 @@ def test_new_difflm_keys_keep_run_ids_when_unset():
     base = config_hash(_difflm())
     assert config_hash(_difflm(reconstruction_records=32)) == base  # the default
     assert config_hash(_difflm(reconstruction_records=0)) != base
-    assert config_hash(_difflm(max_record_tokens=160)) == base
-    assert config_hash(_difflm(max_record_tokens="auto")) != base
+    assert config_hash(_difflm(max_record_tokens="auto")) == base  # the default
+    assert config_hash(_difflm(max_record_tokens=160)) != base  # the default before auto
     with pytest.raises(ValidationError):
         _difflm(max_record_tokens="longest")
     with pytest.raises(ValidationError):

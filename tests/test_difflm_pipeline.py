@@ -184,6 +184,7 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
         vae_lr_schedule="cosine",
         vae_warmup_steps=2,
         reconstruction_records=0,
+        number_digits=1,
     )
     assert main(["run", str(path)]) == 0
     summary = run_summary(path)
@@ -198,6 +199,13 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
     assert lrs[0] == pytest.approx(0.5e-3) and lrs[1] == pytest.approx(1e-3)  # warmup
     assert lrs[-1] < lrs[1]  # cosine decay
     assert all(spread > 0 for _, spread in history["val_mu_std"])  # records apart from step 0
+    assert not (run_dir / ".checkpoints" / "train_vae").exists()  # removed once done
+    # number_digits 1: records carry one significant digit; generated numbers are spread
+    records = pd.read_parquet(run_dir / "serialize" / "records.parquet")
+    written = [json.loads(t)["income"] for t in records["text"]]
+    assert all(v is None or float(f"{v:.1g}") == v for v in written)
+    incomes = pd.read_parquet(run_dir / "generate" / "synthetic.parquet")["income"].dropna()
+    assert len(incomes) and not all(float(f"{v:.1g}") == v for v in incomes if v != 0)
 
 
 @pytest.mark.integration

@@ -257,6 +257,7 @@ PAPER_RECIPE = {
     "vae_warmup_steps": 0,
     "vae_minutes": None,
     "loss_tokens": "all",
+    "max_record_tokens": 160,  # the default before auto
 }
 
 
@@ -267,6 +268,9 @@ def test_the_paper_recipe_keeps_the_run_ids_of_runs_made_before_the_recipe_exist
         changed = PAPER_RECIPE | {key: DiffLMConfig.model_fields[key].default}
         assert config_hash(_config(**changed)) != PRE_RECIPE_HASH, key
     assert DiffLMConfig(name="difflm").injector_residual_scale == 0.1
+    # keys that came later keep the ids at their defaults (checkpointing, number rounding)
+    assert config_hash(_config(**PAPER_RECIPE, checkpoint_seconds=120)) == PRE_RECIPE_HASH
+    assert config_hash(_config(**PAPER_RECIPE, number_digits=2)) != PRE_RECIPE_HASH
 
 
 # ---------------------------------------------------------------- value-slot loss

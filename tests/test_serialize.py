@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
-from synthloom.serialize import parse_record, parse_records, serialize_record, serialize_table
+from synthloom.serialize import (
+    dequantize_numbers,
+    parse_record,
+    parse_records,
+    serialize_record,
+    serialize_table,
+)
 
 
 def test_json_round_trip_keeps_values_and_types(mixed_table, mixed_schema) -> None:
@@ -96,3 +102,46 @@ def test_raw_format_for_single_text_columns() -> None:
         serialize_table(
             pd.DataFrame({"a": [1]}), TableSchema((ColumnSchema("a", ColumnKind.NUMERIC),)), "raw"
         )
+
+
+def _numbers_schema() -> TableSchema:
+    return TableSchema(
+        (
+            ColumnSchema("n", ColumnKind.NUMERIC, integer=True, minimum=0, maximum=2000),
+            ColumnSchema("x", ColumnKind.NUMERIC, nullable=True, minimum=-5.0, maximum=5.0),
+            ColumnSchema("c", ColumnKind.CATEGORICAL, categories=("a", "b")),
+        )
+    )
+
+
+def test_number_digits_rounds_whole_and_fractional_numbers() -> None:
+    schema = _numbers_schema()
+    row = {"n": 1658, "x": -0.012345, "c": "a"}
+    assert json.loads(serialize_record(row, schema, number_digits=2)) == {
+        "n": 1700,
+        "x": -0.012,
+        "c": "a",
+    }
+    assert json.loads(serialize_record(row, schema))["n"] == 1658  # null: as it is
+    assert serialize_record({"n": 5, "x": 0.0, "c": "b"}, schema, "compact", number_digits=2) == (
+        '[5, 0.0, "b"]'
+    )
+
+
+def test_dequantize_spreads_over_the_rounding_interval_and_keeps_zeros() -> None:
+    schema = _numbers_schema()
+    frame = pd.DataFrame(
+        {"n": [1700] * 400 + [0, 5, 2000], "x": [-0.012] * 400 + [0.0, None, 4.9], "c": "a"}
+    )
+    out = dequantize_numbers(frame, schema, 2, np.random.default_rng(0))
+    n, x = out["n"].to_numpy(), out["x"].to_numpy()
+    assert out["n"].dtype == np.int64 and (out["c"] == "a").all()
+    assert n[:400].min() >= 1650 and n[:400].max() <= 1750 and len(set(n[:400])) > 50
+    assert abs(n[:400].mean() - 1700) < 5  # centred on the written value
+    assert (x[:400] >= -0.0125).all() and (x[:400] <= -0.0115).all() and np.std(x[:400]) > 2e-4
+    assert n[400] == 0 and n[401] == 5  # zero kept; 5 at 2 digits is exact for an integer
+    assert x[400] == 0.0 and np.isnan(x[401])
+    assert n[402] <= 2000 and 4.85 <= x[402] <= 5.0  # never past the column's maximum
+    assert frame["n"].iloc[0] == 1700  # the input is not changed
+    again = dequantize_numbers(frame, schema, 2, np.random.default_rng(0))
+    assert again.equals(out)

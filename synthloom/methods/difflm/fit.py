@@ -200,9 +200,12 @@ def fit_vae(
     device: torch.device,
     seed: int,
     log: Any = lambda record: None,
+    checkpoint: Path | None = None,
 ) -> tuple[DiffLMVAE, dict[str, Any]]:
     """Train the VAE on the serialized records; returns it (best weights) and its history
-    (with the record token limit used, `max_record_tokens`: "auto" resolved)."""
+    (with the record token limit used, `max_record_tokens`: "auto" resolved). `checkpoint`:
+    a file the training state is saved to every `method.checkpoint_seconds` and resumed
+    from (see `train_vae`)."""
     method = resolve_max_record_tokens(method, train_texts, models)
     vae = build_vae(method, models)
     train = _tokenized(train_texts, models, method)
@@ -233,6 +236,8 @@ def fit_vae(
         autocast_dtype=autocast_dtype(device) if method["bf16"] else None,
         log=log,
         seed=seed,
+        checkpoint=checkpoint,
+        checkpoint_seconds=method["checkpoint_seconds"],
     )
     history["truncated_records"] = truncated
     history["max_record_tokens"] = method["max_record_tokens"]

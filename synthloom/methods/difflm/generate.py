@@ -7,7 +7,8 @@ that do not parse into the schema are counted by reason and retried with new lat
 until `num_rows` valid rows exist or `max_attempts` latents were spent. With
 `constrained` (default) the decoder can only write records of the schema's grammar
 (`grammar.py`): keys in order, known categories, well-formed numbers inside the widened
-training range.
+training range. With `number_digits` set, the numbers of the valid rows are spread over
+their rounding interval (`serialize.dequantize_numbers`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from synthloom.methods.difflm.decode import DecodeResult, decode_records
 from synthloom.methods.difflm.grammar import RecordGrammar, TokenConstraint
 from synthloom.schema import TableSchema
-from synthloom.serialize import parse_record
+from synthloom.serialize import dequantize_numbers, parse_record
 
 
 def sample_latents(diffusion: Any | None, n: int, latent_dim: int, seed: int) -> np.ndarray:
@@ -154,6 +155,9 @@ def generate_valid_rows(
         else pd.DataFrame(columns=schema.names)
     )
     rows = rows.iloc[:num_rows].reset_index(drop=True)
+    if method["number_digits"] is not None:
+        rng = np.random.default_rng([seed, 7])
+        rows = dequantize_numbers(rows, schema, method["number_digits"], rng)
     stats = {
         "attempts": attempts,
         "valid_rate": valid / attempts if attempts else 0.0,

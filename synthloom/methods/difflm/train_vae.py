@@ -5,14 +5,22 @@ A plain loop: AdamW on the trainable parameters only, beta from a schedule
 steps, beta updated from the validation reconstruction loss, early stopping, and the best
 trainable weights restored at the end. Plus the two data helpers it needs:
 `tokenize_records` (texts -> padded tensors) and `batches` (tensors -> batch dicts).
+
+Checkpoints: with `checkpoint` set, the whole training state (trainable weights, optimiser,
+beta schedule, RNG, step and position in the epoch, best weights, history, elapsed time) is
+written there atomically every `checkpoint_seconds` and read back on the next call, so a
+killed run continues from its last checkpoint; without `max_minutes` it then ends with the
+weights of an uninterrupted run (batch order depends on seed and epoch only).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +31,7 @@ from synthloom.models.device import set_seed
 from synthloom.models.vae import DiffLMVAE
 
 Batch = dict[str, torch.Tensor]
+CHECKPOINT_VERSION = 1
 
 
 # ---------------------------------------------------------------- data
@@ -193,6 +202,8 @@ def train_vae(
     log: Callable[[dict[str, Any]], None] = lambda record: None,
     seed: int = 0,
     clock: Callable[[], float] = time.monotonic,
+    checkpoint: Path | None = None,
+    checkpoint_seconds: float = 120.0,
 ) -> dict[str, Any]:
     """Minimise mean_b[recon_b] + beta * mean_b[KL_b] for at most `steps` optimizer steps.
 
@@ -215,9 +226,13 @@ def train_vae(
     are loaded back before returning. `autocast_dtype` (e.g. torch.bfloat16) runs the
     forward pass under torch.autocast on the device's type; the loss stays float32.
 
+    `checkpoint` (a file path): resume from it when it holds a state saved with the same
+    settings, and save the state there every `checkpoint_seconds` (see the module doc).
+
     Returns {metric: [[step, value], ...]} for loss, recon, kl, beta, lr, records_per_s,
     val_recon, val_kl, val_mu_std, plus best_step, best_val_recon, stop_reason ("steps",
-    "early_stopping" or "minutes") and steps_run. Steps count from 1.
+    "early_stopping" or "minutes"), steps_run and resumed_from_step (0 for a fresh start).
+    Steps count from 1.
     """
     set_seed(seed)
     device = torch.device(device)
@@ -231,20 +246,39 @@ def train_vae(
         {"params": [p for p in params if id(p) not in encoder_ids], "base_lr": head_lr or lr},
     ]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
-    started = clock()
     names = ("loss", "recon", "kl", "beta", "lr", "records_per_s")
     names += ("val_recon", "val_kl", "val_mu_std")
     history: dict[str, Any] = {k: [] for k in names}
     best, best_step, best_state, bad_evals = math.inf, 0, None, 0
-    stop_reason, step, epoch = "steps", 0, 0
+    stop_reason, step, epoch, used = "steps", 0, 0, 0  # used: batches of this epoch done
+    settings = {"steps": steps, "lr": lr, "head_lr": head_lr, "warmup_steps": warmup_steps,
+                "lr_schedule": lr_schedule, "seed": seed, "eval_every": eval_every}  # fmt: skip
+    elapsed, resumed_from = 0.0, 0
+    saved = _load_checkpoint(checkpoint, settings)
+    if saved is not None:
+        vae.load_trainable_state_dict(saved["weights"])
+        opt.load_state_dict(saved["optimizer"])
+        beta_schedule.__dict__.update(saved["beta_schedule"])
+        torch.set_rng_state(saved["rng"])
+        if saved.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        history, best_state = saved["history"], saved["best_state"]
+        best, best_step, bad_evals = saved["best"], saved["best_step"], saved["bad_evals"]
+        step, epoch, used, elapsed = saved["step"], saved["epoch"], saved["used"], saved["elapsed"]
+        resumed_from = step
+    started = clock() - elapsed
+    last_save = clock()
     data = iter(train_batches_fn(epoch))
+    for _ in range(used):  # the batches this epoch had used before the checkpoint
+        next(data)
     while step < steps:
         try:
             batch = next(data)
         except StopIteration:
-            epoch += 1
+            epoch, used = epoch + 1, 0
             data = iter(train_batches_fn(epoch))
             continue
+        used += 1
         start = time.perf_counter()
         batch = _to(batch, device)
         beta = beta_schedule.update(step, None)
@@ -302,6 +336,16 @@ def train_vae(
                 best_state = {k: v.detach().clone() for k, v in vae.trainable_state_dict().items()}
             stop_reason = "minutes"
             break
+        if checkpoint is not None and clock() - last_save >= checkpoint_seconds and step < steps:
+            state = {"weights": vae.trainable_state_dict(), "optimizer": opt.state_dict(),
+                     "beta_schedule": dict(beta_schedule.__dict__), "rng": torch.get_rng_state(),
+                     "cuda_rng": torch.cuda.get_rng_state_all()
+                     if torch.cuda.is_available() else None,
+                     "history": history, "best_state": best_state, "best": best,
+                     "best_step": best_step, "bad_evals": bad_evals, "step": step,
+                     "epoch": epoch, "used": used, "elapsed": clock() - started}  # fmt: skip
+            _save_checkpoint(checkpoint, settings, state)
+            last_save = clock()
     if best_state is not None:
         vae.load_trainable_state_dict(best_state)
     history |= {
@@ -309,8 +353,27 @@ def train_vae(
         "best_val_recon": best,
         "stop_reason": stop_reason,
         "steps_run": step,
+        "resumed_from_step": resumed_from,
     }
     return history
+
+
+def _save_checkpoint(path: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"version": CHECKPOINT_VERSION, "settings": settings, "state": state}, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state, or None without a checkpoint or one from other settings or code."""
+    if path is None or not path.is_file():
+        return None
+    saved = torch.load(path, weights_only=False, map_location="cpu")
+    if saved.get("version") != CHECKPOINT_VERSION or saved.get("settings") != settings:
+        return None
+    return saved["state"]
 
 
 def lr_factor(step: int, warmup_steps: int, progress: float, schedule: str) -> float:
