@@ -16,7 +16,8 @@ Ablations (each changes one thing of the DiffLM run): kv_memory, input_embedding
 cyclical_beta, no_diffusion (z from N(0, I) instead of the latent diffusion),
 compact (keyless serialization), free_decoding (the paper's unconstrained decoding),
 paper_recipe (the paper's VAE training: random injector and latent init, encoder dropout,
-one constant learning rate), random_injector_init, random_latent_init, encoder_dropout,
+one constant learning rate; columns in the table's order), schema_column_order,
+number_digits_2 (numbers written at 2 significant digits), random_injector_init, random_latent_init, encoder_dropout,
 value_slots (the loss on value tokens only).
 Rows are printed as each run finishes.
 """
@@ -52,7 +53,10 @@ ABLATIONS = {
         "method.vae_head_lr=null",
         "method.vae_lr_schedule=constant",
         "method.vae_warmup_steps=0",
+        "method.column_order=schema",
     ],
+    "schema_column_order": ["method.column_order=schema"],
+    "number_digits_2": ["method.number_digits=2"],
     "random_injector_init": ["method.injector_init=random"],
     "random_latent_init": ["method.latent_init=random"],
     "encoder_dropout": ["method.encoder_dropout=true"],

@@ -54,7 +54,7 @@ DIFFLM_RECONSTRUCTION_RECORDS = 32  # method.reconstruction_records' default
 TEXT_METHODS = ("fewgen", "cfg", "corrsynth", "bare", "synalign")
 TEXT_STAGES = ("ingest", "generate", "filter", "evaluate")
 # Tabular methods whose `sample` takes `conditions` (generate.conditions).
-CONDITIONAL_METHODS = ("tabsyn",)
+CONDITIONAL_METHODS = ("tabsyn", "difflm")
 
 
 def stages_for(method_name: str) -> tuple[str, ...]:
@@ -168,6 +168,12 @@ class DiffLMConfig(_Strict):
     )
     decoder: str = Field("smollm2-135m-instruct", description="frozen causal LM: alias or HF name")
     serialization: Literal["json", "compact", "raw"] = "json"
+    column_order: Literal["target_first", "schema"] = Field(
+        "target_first",
+        description="the column order records are written in: the target first (the decoder "
+        "writes the label, then features conditioned on it; generate.conditions forces that "
+        "slot), or the table's own order",
+    )
     float_digits: int = Field(6, ge=1, le=12)
     number_digits: int | None = Field(
         None,
@@ -838,6 +844,14 @@ class PipelineConfig(_Strict):
                 "conditions; remove the key, or use a method that can: "
                 + ", ".join(CONDITIONAL_METHODS)
             )
+        method = self.method
+        if self.generate.conditions and method.name == "difflm":
+            if not method.constrained or method.serialization == "raw":
+                raise ValueError(
+                    "generate.conditions: DiffLM forces the conditioned value through its "
+                    "schema-constrained decoding. Fix: set method.constrained: true and "
+                    "method.serialization json or compact, or remove generate.conditions"
+                )
         return self
 
     @model_validator(mode="after")
@@ -889,6 +903,7 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "vae_warmup_steps": 0,
     "vae_minutes": None,
     "number_digits": None,
+    "column_order": "schema",
     "checkpoint_seconds": 120.0,  # where the state is saved, never what is computed
 }
 

@@ -22,7 +22,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -58,6 +58,28 @@ def encode_value(
     if column.kind is ColumnKind.DATETIME:
         return pd.Timestamp(value).isoformat()
     return str(value)
+
+
+def record_schema(schema: TableSchema, column_order: str = "schema") -> TableSchema:
+    """The schema in the column order records are written in: `schema` itself ("schema"),
+    or with its target column moved to the front ("target_first"; no target: unchanged)."""
+    if column_order == "schema" or schema.target is None:
+        return schema
+    if column_order != "target_first":
+        raise ValueError(f"unknown column order {column_order!r}; use schema or target_first")
+    target = schema.column(schema.target)
+    rest = tuple(c for c in schema.columns if c.name != schema.target)
+    return replace(schema, columns=(target, *rest))
+
+
+def condition_schema(schema: TableSchema, column: str, value: str) -> TableSchema:
+    """`schema` with `column` (categorical or boolean) allowed only `value`, not null: the
+    record language of rows conditioned on column == value."""
+    columns = tuple(
+        replace(c, categories=(value,), nullable=False) if c.name == column else c
+        for c in schema.columns
+    )
+    return replace(schema, columns=columns)
 
 
 def _raw_column(schema: TableSchema) -> str:

@@ -23,6 +23,7 @@ from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
+from synthloom.conditions import check_conditions, shard_conditions
 from synthloom.methods.difflm.diagnostics import reconstruction_report
 from synthloom.methods.difflm.fit import (
     encode_means,
@@ -33,7 +34,11 @@ from synthloom.methods.difflm.fit import (
     plot_loss_curves,
     resolve_max_record_tokens,
 )
-from synthloom.methods.difflm.generate import generate_valid_rows, record_constraint
+from synthloom.methods.difflm.generate import (
+    generate_conditioned_rows,
+    generate_valid_rows,
+    record_constraint,
+)
 from synthloom.methods.difflm.grammar import TokenConstraint
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
@@ -42,7 +47,7 @@ from synthloom.methods.difflm.latent_diffusion import (
 )
 from synthloom.models.device import autocast_dtype, resolve_device, set_seed
 from synthloom.schema import TableSchema
-from synthloom.serialize import serialize_table
+from synthloom.serialize import record_schema, serialize_table
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
 
@@ -66,7 +71,7 @@ def serialize_records(
             table, schema = read_table(seed_files[split]["path"])
             texts = serialize_table(
                 table,
-                schema,
+                record_schema(schema, method["column_order"]),
                 method["serialization"],
                 method["float_digits"],
                 method["number_digits"],
@@ -271,7 +276,7 @@ def _load_decoding_models(
     return vae, models, diffusion, torch_device
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def _decoding_constraint(
     method_json: str, schema_json: str, *model_key: Any
 ) -> TokenConstraint | None:
@@ -312,32 +317,52 @@ def decode_shard(
     schema_json: str,
     max_attempts: int,
     sizes: tuple[int, ...],
+    conditions: list[dict[str, dict[str, int]]] | None,
     index: int,
     seed: int,
     rows: int,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Shard function: `rows` valid rows from latents seeded by `seed`, with this shard's
-    share of the attempt budget, ceil(max_attempts * rows / sum(sizes)); logs progress
-    after every decoding batch."""
+    share of the attempt budget, ceil(max_attempts * rows / sum(sizes)), and its share of
+    `generate.conditions` when given (`conditions[index]`); logs progress after every
+    decoding batch. `schema_json`: the schema in record order."""
     method = json.loads(method_json)
     model_key = (device, model_cache, *vae, *diffusion)
     vae_model, models, diffusion_model, torch_device = _load_decoding_models(
         method_json, *model_key
     )
     total = sum(sizes)
-    frame, texts, stats = generate_valid_rows(
-        vae_model,
-        models,
-        diffusion_model,
-        TableSchema.from_json(schema_json),
-        method,
-        num_rows=rows,
-        max_attempts=max(1, math.ceil(max_attempts * rows / total)),
-        seed=seed,
-        device=torch_device,
-        progress=_shard_progress(total, sum(sizes[:index])),
-        constraint=_decoding_constraint(method_json, schema_json, *model_key),
-    )
+    common = {
+        "max_attempts": max(1, math.ceil(max_attempts * rows / total)),
+        "seed": seed,
+        "device": torch_device,
+        "progress": _shard_progress(total, sum(sizes[:index])),
+    }
+    schema = TableSchema.from_json(schema_json)
+    if conditions:
+        ((column, quotas),) = conditions[index].items()
+        frame, texts, stats = generate_conditioned_rows(
+            vae_model,
+            models,
+            diffusion_model,
+            schema,
+            method,
+            column=column,
+            quotas=quotas,
+            constraint_for=lambda sub: _decoding_constraint(method_json, sub.to_json(), *model_key),
+            **common,
+        )
+    else:
+        frame, texts, stats = generate_valid_rows(
+            vae_model,
+            models,
+            diffusion_model,
+            schema,
+            method,
+            num_rows=rows,
+            constraint=_decoding_constraint(method_json, schema_json, *model_key),
+            **common,
+        )
     texts.insert(0, "shard", index)
     stats["valid"] = int(round(stats["valid_rate"] * stats["attempts"]))
     return {"synthetic": frame, "generations": texts}, stats
@@ -400,6 +425,12 @@ def generate_records(
         decoding = decoding_method(method, vae_files)
         total = generate["num_rows"]
         sizes = shard_sizes(total, min(generate["batch_size"], method["decode_batch_size"]))
+        conditions = generate["conditions"]
+        if conditions:
+            column, quotas = check_conditions(conditions, schema, total)
+            conditions = shard_conditions(
+                {column: {str(k): int(n) for k, n in quotas.items()}}, sizes
+            )
         start = time.perf_counter()
         shards = run_shards(
             "generate",
@@ -414,13 +445,15 @@ def generate_records(
                 model_cache,
                 (vae_files["vae"]["path"], vae_files["vae"]["sha256"]),
                 (diffusion_files["diffusion"]["path"], diffusion_files["diffusion"]["sha256"]),
-                schema.to_json(),
+                record_schema(schema, method["column_order"]).to_json(),
                 generate["max_attempts"] or 5 * total,
                 tuple(sizes),
+                conditions or None,
             ),
             progress=stage_progress("generate", total, "rows"),
         )
         frame = shards.frame("synthetic")
+        frame = frame.reindex(columns=schema.names)
         texts = shards.frame("generations")
         write_table(frame, out / "synthetic.parquet", schema)
         texts.to_parquet(out / "generations.parquet")
@@ -497,6 +530,7 @@ def reconstruction_stage(
         vae, models, diffusion, torch_device = _load_decoding_models(method_json, *model_key)
         records, _ = read_table(record_files["records"]["path"])
         validation, schema = read_table(seed_files["validation"]["path"])
+        schema = record_schema(schema, method["column_order"])  # how the records are written
         generated, _ = read_table(generated_files["synthetic"]["path"])
         n = method["reconstruction_records"]
         texts = {}

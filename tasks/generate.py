@@ -18,9 +18,8 @@ import pandas as pd
 from prefect import task
 
 from synthloom.artifacts import read_table, write_table
-from synthloom.conditions import shard_conditions
+from synthloom.conditions import check_conditions, shard_conditions
 from synthloom.methods import generator_class
-from synthloom.methods.tabsyn.generator import check_conditions
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
 

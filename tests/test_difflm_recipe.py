@@ -258,6 +258,7 @@ PAPER_RECIPE = {
     "vae_minutes": None,
     "loss_tokens": "all",
     "max_record_tokens": 160,  # the default before auto
+    "column_order": "schema",
 }
 
 

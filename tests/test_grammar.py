@@ -246,3 +246,18 @@ def test_categories_with_json_escapes_round_trip():
     for text in serialize_table(frame, schema, "json"):
         assert grammar.accepts(text), text
         assert json.loads(text)["c"] in {'a"b', "é", "a\\b"}
+
+
+def test_a_condition_schema_admits_only_the_forced_value() -> None:
+    from synthloom.serialize import condition_schema
+
+    base = RecordGrammar.for_schema(_schema_with_text(), "compact")
+    record = '[1.5, null, "ab", null, {b}]'
+    assert base.accepts(record.format(b="true")) and base.accepts(record.format(b="false"))
+    forced = RecordGrammar.for_schema(condition_schema(_schema_with_text(), "b", "True"), "compact")
+    assert forced.accepts(record.format(b="true")) and not forced.accepts(record.format(b="false"))
+    only_a = RecordGrammar.for_schema(condition_schema(_schema_with_text(), "c", "a"), "compact")
+    assert only_a.accepts('[1.5, null, "a", null, true]')
+    assert not only_a.accepts('[1.5, null, "ab", null, true]')
+    nullable = condition_schema(_schema_with_text(), "k", "3").column("k")
+    assert nullable.nullable is False  # a forced slot is never null

@@ -145,3 +145,18 @@ def test_dequantize_spreads_over_the_rounding_interval_and_keeps_zeros() -> None
     assert frame["n"].iloc[0] == 1700  # the input is not changed
     again = dequantize_numbers(frame, schema, 2, np.random.default_rng(0))
     assert again.equals(out)
+
+
+def test_record_schema_puts_the_target_first_and_keeps_the_rest_in_order() -> None:
+    from synthloom.serialize import record_schema
+
+    schema = TableSchema(_numbers_schema().columns, target="c", task="classification")
+    first = record_schema(schema, "target_first")
+    assert first.names == ["c", "n", "x"] and first.target == "c"
+    assert record_schema(schema, "schema") is schema
+    assert record_schema(_numbers_schema(), "target_first").names == ["n", "x", "c"]  # no target
+    text = serialize_record({"n": 3, "x": 0.5, "c": "b"}, first)
+    assert text == '{"c": "b", "n": 3, "x": 0.5}'
+    assert parse_record(text, first).record == {"c": "b", "n": 3, "x": 0.5}
+    with pytest.raises(ValueError, match="target_first"):
+        record_schema(schema, "alphabetical")

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import torch
 
+from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
 from synthloom.methods import build_generator
 from synthloom.methods.tabsyn import TabSynGenerator
 from synthloom.methods.tabsyn.columns import MISSING_SUFFIX, ColumnCodec, QuantileNormal
-from synthloom.methods.tabsyn.generator import check_conditions
 from synthloom.methods.tabsyn.train import VAETraining, train_tabular_vae
 from synthloom.methods.tabsyn.vae import TabularVAE
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema

@@ -212,7 +212,7 @@ def fit_vae(
     truncated = check_record_lengths(train["dec_full_length"], method)
     val_texts = val_texts or train_texts[: max(1, len(train_texts) // 10)]
     # a fixed sample: every evaluation scores the same records (no-grad, 4x larger batches)
-    val_texts = val_texts[: method.get("val_records", len(val_texts))]
+    val_texts = val_texts[: method["val_records"]]
     val = _tokenized(val_texts, models, method)
     size = method["vae_batch_size"]
     if method["latent_init"] == "pca":

@@ -26,7 +26,7 @@ import torch
 from synthloom.methods.difflm.decode import DecodeResult, decode_records
 from synthloom.methods.difflm.grammar import RecordGrammar, TokenConstraint
 from synthloom.schema import TableSchema
-from synthloom.serialize import dequantize_numbers, parse_record
+from synthloom.serialize import condition_schema, dequantize_numbers, parse_record
 
 
 def sample_latents(diffusion: Any | None, n: int, latent_dim: int, seed: int) -> np.ndarray:
@@ -43,10 +43,10 @@ def record_constraint(
     (`method.constrained` false, or the raw format). Its per-state tables fill lazily and
     stay in the object: build it once and pass it to every batch and shard."""
     fmt = method["serialization"]
-    if not method.get("constrained", True) or fmt not in ("json", "compact"):
+    if not method["constrained"] or fmt not in ("json", "compact"):
         return None
     grammar = RecordGrammar.for_schema(
-        schema, fmt, method["float_digits"], method.get("range_widening", 0.1)
+        schema, fmt, method["float_digits"], method["range_widening"]
     )
     vocab_size = models.decoder.get_input_embeddings().weight.shape[0]
     return TokenConstraint.build(
@@ -170,3 +170,80 @@ def generate_valid_rows(
         "invalid": dict(invalid),
     }
     return rows, pd.DataFrame(texts), stats
+
+
+def generate_conditioned_rows(
+    vae: Any,
+    models: Any,
+    diffusion: Any | None,
+    schema: TableSchema,
+    method: dict[str, Any],
+    *,
+    column: str,
+    quotas: dict[str, int],
+    max_attempts: int,
+    seed: int,
+    device: torch.device,
+    progress: Callable[[int, int, float], None] = lambda done, tried, rate: None,
+    constraint_for: Callable[[TableSchema], TokenConstraint | None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Exactly `quotas[v]` rows with `column` == v for each value v (fewer only when the
+    attempt budget runs out): for each v, `generate_valid_rows` under the record grammar in
+    which `column`'s slot admits v alone (`serialize.condition_schema`), with seed
+    SeedSequence([seed, j]) for the j-th value and attempts in proportion to its count. The
+    latents come from the unconditional diffusion; the forced slot (written first with
+    `column_order: target_first`) is what conditions the rest of the record. Rows are
+    shuffled (seeded); texts gain a `condition` column; stats add up as in one call.
+    `constraint_for(schema)`: a cache of record constraints (None builds each here)."""
+    total = sum(quotas.values())
+    parts, texts, stats = [], [], []
+    done_before = 0
+    for j, (value, count) in enumerate(quotas.items()):
+        if count <= 0:
+            continue
+        sub = condition_schema(schema, column, str(value))
+        constraint = (
+            constraint_for(sub) if constraint_for else record_constraint(sub, method, models)
+        )
+        rows, generated, stat = generate_valid_rows(
+            vae,
+            models,
+            diffusion,
+            sub,
+            method,
+            num_rows=count,
+            max_attempts=max(1, math.ceil(max_attempts * count / total)),
+            seed=int(np.random.SeedSequence([seed, j]).generate_state(1)[0]),
+            device=device,
+            progress=lambda done, tried, rate, base=done_before: progress(base + done, tried, rate),
+            constraint=constraint,
+        )
+        done_before += len(rows)
+        parts.append(rows)
+        texts.append(generated.assign(condition=str(value)))
+        stats.append(stat)
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=schema.names)
+    order = np.random.default_rng([seed, 11]).permutation(len(rows))
+    rows = rows.iloc[order].reset_index(drop=True)
+    seconds = sum(s["seconds"] for s in stats)
+    attempts = sum(s["attempts"] for s in stats)
+    valid = sum(round(s["valid_rate"] * s["attempts"]) for s in stats)
+    invalid: Counter = Counter()
+    for s in stats:
+        invalid.update(s["invalid"])
+    summed = {
+        k: sum(s[k] for s in stats) for k in ("generated_tokens", "forward_passes", "unfinished")
+    }
+    return (
+        rows,
+        pd.concat(texts, ignore_index=True) if texts else pd.DataFrame(),
+        {
+            "attempts": attempts,
+            "valid_rate": valid / attempts if attempts else 0.0,
+            "valid_rows_per_second": len(rows) / max(seconds, 1e-9),
+            "tokens_per_second": summed["generated_tokens"] / max(seconds, 1e-9),
+            **summed,
+            "seconds": seconds,
+            "invalid": dict(invalid),
+        },
+    )

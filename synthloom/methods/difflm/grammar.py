@@ -127,8 +127,9 @@ def column_segment(column: ColumnSchema, float_digits: int, widening: float = 0.
     if column.kind is ColumnKind.CATEGORICAL and column.categories:
         quoted = tuple(json.dumps(c, ensure_ascii=False) for c in column.categories)
         return Choice(quoted + null)
-    if column.kind is ColumnKind.BOOLEAN:
-        return Choice(("true", "false") + null)
+    if column.kind is ColumnKind.BOOLEAN:  # categories ("False", "True"), or one of them
+        allowed = column.categories or ("False", "True")
+        return Choice(tuple(v for v in ("true", "false") if v.title() in allowed) + null)
     if column.kind is ColumnKind.NUMERIC:
         positive, negative = _int_ranges(column, widening)
         return Number(column.integer, float_digits, column.nullable, positive, negative)

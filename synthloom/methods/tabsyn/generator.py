@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
@@ -54,7 +55,7 @@ from synthloom.methods.tabsyn.train import (
     train_tabular_vae,
 )
 from synthloom.methods.tabsyn.vae import TabularVAE
-from synthloom.schema import ColumnKind, TableSchema
+from synthloom.schema import TableSchema
 
 STATE_FILE = "tabsyn.json"
 VAE_FILE = "vae.safetensors"
@@ -359,42 +360,6 @@ class TabSynGenerator:
         return info
 
 
-def check_conditions(
-    conditions: dict[str, dict[Any, int]], schema: TableSchema, num_rows: int
-) -> tuple[str, dict[Any, int]]:
-    """The one conditioned column and its quotas, checked: a categorical or boolean column of
-    the schema, known values, counts >= 0 summing to `num_rows`; else `DataError` with the fix."""
-    if len(conditions) != 1:
-        raise DataError(
-            f"generate.conditions names {len(conditions)} columns ({sorted(conditions)}); "
-            "tabsyn conditions on exactly one. Fix: keep one column, e.g. the target."
-        )
-    ((column, quotas),) = conditions.items()
-    if column not in schema.names:
-        raise DataError(
-            f"generate.conditions.{column}: no such column. Fix: use one of {schema.names}."
-        )
-    col = schema.column(column)
-    if col.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
-        raise DataError(
-            f"generate.conditions.{column}: a {col.kind.value} column; exact counts need a "
-            "categorical or boolean column. Fix: condition on a categorical column."
-        )
-    known = set(col.categories or ())
-    unknown = [str(v) for v in quotas if str(v) not in known]
-    if unknown:
-        raise DataError(
-            f"generate.conditions.{column}: unknown value(s) {unknown}. Fix: use the "
-            f"training values {sorted(known)}."
-        )
-    if any(int(n) < 0 for n in quotas.values()) or sum(int(n) for n in quotas.values()) != num_rows:
-        raise DataError(
-            f"generate.conditions.{column}: counts {dict(quotas)} must be >= 0 and sum to the "
-            f"rows requested ({num_rows}). Fix: make them add up to generate.num_rows."
-        )
-    return column, quotas
-
-
 def _tensors(
     x_num: np.ndarray, x_cat: np.ndarray, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -415,4 +380,4 @@ def _atomic_save(module: torch.nn.Module, path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["TabSynGenerator", "check_conditions"]
+__all__ = ["TabSynGenerator"]
