@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
@@ -367,11 +368,19 @@ def _save_checkpoint(path: Path, settings: dict[str, Any], state: dict[str, Any]
 
 
 def _load_checkpoint(path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved state, or None without a checkpoint or one from other settings or code."""
+    """The saved state, or None without a readable checkpoint or with one from other
+    settings or code (training then starts from zero and overwrites it)."""
     if path is None or not path.is_file():
         return None
-    saved = torch.load(path, weights_only=False, map_location="cpu")
-    if saved.get("version") != CHECKPOINT_VERSION or saved.get("settings") != settings:
+    try:
+        saved = torch.load(path, weights_only=False, map_location="cpu")
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None
+    if (
+        not isinstance(saved, dict)
+        or saved.get("version") != CHECKPOINT_VERSION
+        or saved.get("settings") != settings
+    ):
         return None
     return saved["state"]
 
