@@ -256,6 +256,14 @@ class DiffLMConfig(_Strict):
         gt=0,
         description="VAE training state saved this often (a killed run resumes from it)",
     )
+    decoder_lora_rank: int = Field(
+        0,
+        ge=0,
+        description="> 0: rank of LoRA adapters on the decoder's attention query and value "
+        "projections, trained with the VAE at vae_head_lr; 0: the decoder stays frozen "
+        "(the paper's plug-and-play setting)",
+    )
+    decoder_lora_alpha: float = Field(16.0, gt=0, description="LoRA scale alpha (delta x alpha/r)")
     beta_schedule: Literal["decreasing", "cyclical"] = "decreasing"
     beta_start: float = Field(0.1, ge=0)
     beta_decay: float = Field(0.7, gt=0, le=1)
@@ -904,6 +912,8 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "vae_minutes": None,
     "number_digits": None,
     "column_order": "schema",
+    "decoder_lora_rank": 0,
+    "decoder_lora_alpha": 16.0,
     "checkpoint_seconds": 120.0,  # where the state is saved, never what is computed
 }
 

@@ -186,6 +186,7 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
         vae_warmup_steps=2,
         reconstruction_records=0,
         number_digits=1,
+        decoder_lora_rank=2,
     )
     assert main(["run", str(path)]) == 0
     summary = run_summary(path)
@@ -195,6 +196,7 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
     assert len(vae_config["vae"]["anchor_ids"]) == 2  # num_prompts
     assert vae_config["vae"]["residual_scale"] == 0.1
     assert vae_config["vae"]["encoder_dropout"] is False
+    assert vae_config["vae"]["lora_rank"] == 2  # adapters trained, saved, used to decode
     history = json.loads((run_dir / "train_vae" / "history.json").read_text())
     lrs = [lr for _, lr in history["lr"]]
     assert lrs[0] == pytest.approx(0.5e-3) and lrs[1] == pytest.approx(1e-3)  # warmup

@@ -335,3 +335,66 @@ def test_weighted_reconstruction_loss_is_the_mean_over_the_weighted_targets():
             singles.append(vae.reconstruction_loss(injection, ids, mask, w))
     assert torch.allclose(part, torch.stack(singles).mean(dim=0), atol=1e-6)
     assert torch.allclose(one, singles[1])
+
+
+# ---------------------------------------------------------------- LoRA on the decoder
+
+
+def test_lora_starts_as_the_frozen_decoder_and_trains_only_its_adapters():
+    frozen, adapted = make_vae("kv_memory"), make_vae("kv_memory", lora_rank=2)
+    data = tokenized(RECORDS[:4])
+    z = torch.randn(4, SMALL["latent_dim"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        args = (data["dec_ids"], data["dec_mask"])
+        before = adapted.reconstruction_loss(adapted.inject(z), *args)
+        assert torch.equal(before, frozen.reconstruction_loss(frozen.inject(z), *args))  # B = 0
+    lora_keys = [k for k in adapted.trainable_state_dict() if k.startswith("lora.")]
+    assert lora_keys and all(k.endswith(("__a", "__b")) for k in lora_keys)
+    assert not any("base" in k for k in adapted.trainable_state_dict())  # no frozen weights
+    weights = {n: p.detach().clone() for n, p in adapted.decoder.named_parameters()}
+    _train(adapted, data, 3, head_lr=1e-2)
+    for name, param in adapted.decoder.named_parameters():
+        moved = not torch.equal(param, weights[name])
+        assert moved == ("lora_" in name), name  # adapters move, frozen weights do not
+    with torch.no_grad():
+        after = adapted.reconstruction_loss(adapted.inject(z), *args)
+    assert not torch.equal(after, before)
+
+
+def test_lora_vae_saves_and_loads_its_adapters(tmp_path):
+    vae = make_vae("soft_prompt", lora_rank=2)
+    _train(vae, tokenized(), 2, head_lr=1e-2)
+    vae.save(tmp_path / "vae")
+    decoder, _, encoder, _ = _tiny_models()
+    loaded = DiffLMVAE.load(tmp_path / "vae", copy.deepcopy(encoder), copy.deepcopy(decoder))
+    for key, value in vae.trainable_state_dict().items():
+        assert torch.equal(value, loaded.trainable_state_dict()[key]), key
+    data = tokenized(RECORDS[:3])
+    z = torch.zeros(3, SMALL["latent_dim"])
+    with torch.no_grad():
+        a = vae.eval().reconstruction_loss(vae.inject(z), data["dec_ids"], data["dec_mask"])
+        b = loaded.reconstruction_loss(loaded.inject(z), data["dec_ids"], data["dec_mask"])
+    assert torch.allclose(a, b)
+
+
+def test_lora_attaches_once_per_decoder_and_names_the_fix():
+    from synthloom.errors import SynthloomError
+    from synthloom.models.lora import attach_lora
+
+    vae = make_vae("kv_memory", lora_rank=2)
+    with pytest.raises(SynthloomError, match="already has an adapter"):
+        attach_lora(vae.decoder, 2, 16.0)
+    with pytest.raises(SynthloomError, match="decoder_lora_rank: 0"):
+        attach_lora(vae.decoder, 2, 16.0, targets=("no_such_layer",))
+
+
+def test_lora_keeps_a_bfloat16_layer_in_bfloat16():
+    from synthloom.models.lora import LoRALinear
+
+    layer = LoRALinear(torch.nn.Linear(4, 3).to(torch.bfloat16), rank=2, alpha=4.0)
+    torch.nn.init.ones_(layer.lora_b)
+    x = torch.ones(2, 4, dtype=torch.bfloat16)
+    out = layer(x)
+    assert out.dtype == torch.bfloat16 and layer.lora_a.dtype == torch.float32
+    expected = layer.base(x).float() + 2.0 * (x.float() @ layer.lora_a.T) @ layer.lora_b.T
+    assert torch.allclose(out.float(), expected, atol=0.1)

@@ -8,8 +8,10 @@ recon + beta * KL (beta schedules: `synthloom.methods.difflm.beta`).
 
 Shapes: B batch, Te / T encoder / decoder tokens, He / H encoder / decoder width, d latent
 size, k injected positions, L decoder layers, Hkv key-value heads, Dh head width, V vocab.
-Only the encoder, the latent heads and the injector are trainable; the decoder is held
-outside the module tree, so `parameters()`, `state_dict()` and `.to()` never touch it.
+Only the encoder, the latent heads and the injector are trainable (plus, with
+`lora_rank` > 0, low-rank adapters on the decoder's attention, `synthloom.models.lora`); the
+decoder is held outside the module tree, so `parameters()`, `state_dict()` and `.to()` never
+touch its weights.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from transformers import DynamicCache, PreTrainedModel
 from synthloom.errors import SynthloomError
 from synthloom.models.encoder import mean_pool
 from synthloom.models.injection import INJECTION_MODES, Injection
+from synthloom.models.lora import attach_lora
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,10 @@ class VAEConfig:
     # False: the encoder's own dropout layers stay off in training (its mu then matches the
     # eval-mode mu the diffusion learns; dropout noise can exceed the spread between records)
     encoder_dropout: bool = True
+    # > 0: low-rank adapters (synthloom.models.lora) on the decoder's attention query and
+    # value projections train with the VAE; 0: the decoder is fully frozen (DiffLM's setting)
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
 
     def __post_init__(self) -> None:
         if self.mode not in INJECTION_MODES:
@@ -321,6 +328,8 @@ class DiffLMVAE(nn.Module):
         for p in decoder.parameters():
             p.requires_grad_(False)
         self.injector = build_injector(self.config, decoder)
+        if self.config.lora_rank > 0:  # adapters start at zero: the decoder is unchanged
+            self.lora = attach_lora(decoder, self.config.lora_rank, self.config.lora_alpha)
         self.encoder_name = encoder_name or str(getattr(encoder, "name_or_path", ""))
         self.decoder_name = decoder_name or str(getattr(decoder, "name_or_path", ""))
         self.to(next(encoder.parameters()).device)  # heads and injector join the encoder
@@ -347,7 +356,8 @@ class DiffLMVAE(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Encoder, heads and injector weights (no decoder), detached."""
+        """Encoder, heads and injector weights (and the decoder's LoRA adapters, if any; never
+        the frozen decoder weights), detached."""
         return {k: v.detach() for k, v in self.state_dict().items()}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:

@@ -92,6 +92,8 @@ def build_vae(method: dict[str, Any], models: BaseModels) -> DiffLMVAE:
         anchor_ids=anchor,
         residual_scale=method["injector_residual_scale"] if anchor is not None else 1.0,
         encoder_dropout=method["encoder_dropout"],
+        lora_rank=method["decoder_lora_rank"],
+        lora_alpha=method["decoder_lora_alpha"],
     )
     return DiffLMVAE(
         models.encoder,
