@@ -279,3 +279,17 @@ def test_builtin_encoder_puts_paraphrases_closer():
     )
     assert emb.shape == (3, 384)
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
+
+
+def test_quiet_loading_silences_the_gguf_converters_progress_bar_and_restores_it(capfd):
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    from synthloom.models.causal_lm import quiet_loading
+
+    original = gguf_utils.tqdm
+    with quiet_loading():
+        assert list(gguf_utils.tqdm(range(3), desc="Converting")) == [0, 1, 2]
+    assert "Converting" not in capfd.readouterr().err
+    assert gguf_utils.tqdm is original
+    list(gguf_utils.tqdm(range(3), desc="Converting", mininterval=0))
+    assert "Converting" in capfd.readouterr().err  # the check above can fail

@@ -8,6 +8,7 @@ takes ~20 s, so the first load converts it once to a float32 safetensors copy un
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -174,12 +175,20 @@ def _convert_gguf(alias: str, out_dir: Path) -> None:
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
     """transformers' progress bars off while loading or converting weights (a log file got
-    one carriage-return update per tensor); the previous setting is restored after."""
+    one carriage-return update per tensor); the previous setting is restored after. The GGUF
+    converter calls tqdm directly, so its module's `tqdm` is swapped for a disabled one."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
+    if gguf_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
         if was_enabled:
             hf_logging.enable_progress_bar()
 
