@@ -18,7 +18,8 @@ compact (keyless serialization), free_decoding (the paper's unconstrained decodi
 paper_recipe (the paper's VAE training: random injector and latent init, encoder dropout,
 one constant learning rate; columns in the table's order), schema_column_order,
 number_digits_2 (numbers written at 2 significant digits), lora_r8 (rank-8 adapters on the
-decoder's attention), random_injector_init, random_latent_init, encoder_dropout,
+decoder's attention), numeric_features (the latent heads also read the records' numbers),
+random_injector_init, random_latent_init, encoder_dropout,
 value_slots (the loss on value tokens only).
 Rows are printed as each run finishes.
 """
@@ -59,6 +60,7 @@ ABLATIONS = {
     "schema_column_order": ["method.column_order=schema"],
     "number_digits_2": ["method.number_digits=2"],
     "lora_r8": ["method.decoder_lora_rank=8"],
+    "numeric_features": ["method.encoder_numeric_features=true"],
     "random_injector_init": ["method.injector_init=random"],
     "random_latent_init": ["method.latent_init=random"],
     "encoder_dropout": ["method.encoder_dropout=true"],

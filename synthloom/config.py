@@ -264,6 +264,12 @@ class DiffLMConfig(_Strict):
         "(the paper's plug-and-play setting)",
     )
     decoder_lora_alpha: float = Field(16.0, gt=0, description="LoRA scale alpha (delta x alpha/r)")
+    encoder_numeric_features: bool = Field(
+        False,
+        description="the latent heads also read each record's numeric values as normal "
+        "scores (training quantiles) beside the text encoder's pooled state; false: the "
+        "text alone (the paper's)",
+    )
     beta_schedule: Literal["decreasing", "cyclical"] = "decreasing"
     beta_start: float = Field(0.1, ge=0)
     beta_decay: float = Field(0.7, gt=0, le=1)
@@ -914,6 +920,7 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "column_order": "schema",
     "decoder_lora_rank": 0,
     "decoder_lora_alpha": 16.0,
+    "encoder_numeric_features": False,
     "checkpoint_seconds": 120.0,  # where the state is saved, never what is computed
 }
 

@@ -184,9 +184,10 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
         vae_head_lr=1e-3,
         vae_lr_schedule="cosine",
         vae_warmup_steps=2,
-        reconstruction_records=0,
+        reconstruction_records=4,
         number_digits=1,
         decoder_lora_rank=2,
+        encoder_numeric_features=True,
     )
     assert main(["run", str(path)]) == 0
     summary = run_summary(path)
@@ -197,6 +198,8 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
     assert vae_config["vae"]["residual_scale"] == 0.1
     assert vae_config["vae"]["encoder_dropout"] is False
     assert vae_config["vae"]["lora_rank"] == 2  # adapters trained, saved, used to decode
+    assert vae_config["vae"]["numeric_spec"]["fields"] == ["income", "age"]  # json keys
+    assert summary["metrics"]["reconstruction_validation_greedy_valid_rate"] >= 0
     history = json.loads((run_dir / "train_vae" / "history.json").read_text())
     lrs = [lr for _, lr in history["lr"]]
     assert lrs[0] == pytest.approx(0.5e-3) and lrs[1] == pytest.approx(1e-3)  # warmup

@@ -61,6 +61,14 @@ class VAEConfig:
     # value projections train with the VAE; 0: the decoder is fully frozen (DiffLM's setting)
     lora_rank: int = 0
     lora_alpha: float = 16.0
+    # Numbers beside the text (synthloom.methods.difflm.numeric_features): the spec of the
+    # F numeric scores appended to the pooled encoder state; None: the text alone (DiffLM)
+    numeric_spec: dict[str, Any] | None = None
+
+    @property
+    def num_numeric(self) -> int:
+        """F: numeric scores the latent heads read beside the pooled text state."""
+        return len(self.numeric_spec["fields"]) if self.numeric_spec else 0
 
     def __post_init__(self) -> None:
         if self.mode not in INJECTION_MODES:
@@ -322,7 +330,9 @@ class DiffLMVAE(nn.Module):
         self.config = config or VAEConfig()
         self.encoder = encoder.train()
         self.heads = LatentHeads(
-            encoder.config.hidden_size, self.config.latent_dim, self.config.dropout
+            encoder.config.hidden_size + self.config.num_numeric,
+            self.config.latent_dim,
+            self.config.dropout,
         )
         self.__dict__["_frozen_decoder"] = decoder.eval()  # not a submodule: see `decoder`
         for p in decoder.parameters():
@@ -366,16 +376,34 @@ class DiffLMVAE(nn.Module):
 
     # ------------------------------------------------------------ encode / inject
 
-    def pooled(self, enc_ids: torch.Tensor, enc_mask: torch.Tensor) -> torch.Tensor:
-        """(B, Te) token ids and mask -> the mean-pooled encoder states (B, He), float32."""
+    def pooled(
+        self,
+        enc_ids: torch.Tensor,
+        enc_mask: torch.Tensor,
+        enc_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, Te) token ids and mask -> the mean-pooled encoder states (B, He), float32,
+        followed by the record's F numeric scores `enc_features` (B, F) when the config has
+        a numeric spec: (B, He + F)."""
         hidden = self.encoder(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
-        return mean_pool(hidden.float(), enc_mask)
+        pooled = mean_pool(hidden.float(), enc_mask)
+        if self.config.num_numeric:
+            if enc_features is None or enc_features.shape[-1] != self.config.num_numeric:
+                raise SynthloomError(
+                    f"this VAE reads {self.config.num_numeric} numeric scores beside the text; "
+                    "pass enc_features (numeric_scores of the records)"
+                )
+            pooled = torch.cat([pooled, enc_features.float()], dim=-1)
+        return pooled
 
     def encode(
-        self, enc_ids: torch.Tensor, enc_mask: torch.Tensor
+        self,
+        enc_ids: torch.Tensor,
+        enc_mask: torch.Tensor,
+        enc_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, Te) token ids and mask -> mu, logvar (B, d), from mean-pooled encoder states."""
-        return self.heads(self.pooled(enc_ids, enc_mask))
+        """(B, Te) token ids and mask (and numeric scores) -> mu, logvar (B, d)."""
+        return self.heads(self.pooled(enc_ids, enc_mask, enc_features))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -447,6 +475,7 @@ class DiffLMVAE(nn.Module):
         dec_ids: torch.Tensor,
         dec_mask: torch.Tensor,
         dec_weight: torch.Tensor | None = None,
+        enc_features: torch.Tensor | None = None,
         *,
         sample: bool = True,
     ) -> dict[str, torch.Tensor]:
@@ -458,7 +487,7 @@ class DiffLMVAE(nn.Module):
         beta-VAE). Per-dimension KL is what DiffLM's code optimises (`kl.mean(dim=1)`), so its
         beta values (0.1 -> x0.7 -> 1e-3) carry over unchanged for any latent size.
         """
-        mu, logvar = self.encode(enc_ids, enc_mask)
+        mu, logvar = self.encode(enc_ids, enc_mask, enc_features)
         z = self.reparameterize(mu, logvar) if sample else mu
         recon = self.reconstruction_loss(self.inject(z), dec_ids, dec_mask, dec_weight)
         kl = kl_divergence(mu.float(), logvar.float())

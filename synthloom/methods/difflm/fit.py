@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.errors import ConfigError
 from synthloom.methods.difflm.beta import BetaSchedule, CyclicalBeta, DecreasingBeta
+from synthloom.methods.difflm.numeric_features import fit_numeric_spec, numeric_scores
 from synthloom.methods.difflm.train_vae import batches, tokenize_records, train_vae
 from synthloom.models.causal_lm import load_causal_lm
 from synthloom.models.device import autocast_dtype
@@ -69,11 +70,19 @@ def anchor_token_ids(tokenizer: PreTrainedTokenizerBase, k: int, text: str) -> l
     return list(ids[-k:])
 
 
-def build_vae(method: dict[str, Any], models: BaseModels) -> DiffLMVAE:
+def build_vae(
+    method: dict[str, Any], models: BaseModels, train_texts: list[str] | None = None
+) -> DiffLMVAE:
     """The VAE `method` describes. `injector_init: text` starts the soft prompt / KV memory
     as the decoder's own reading of ANCHOR_TEXTS[serialization] (k tokens) plus a residual
     from z at `injector_residual_scale` of the decoder's scale; `random` is DiffLM's init
-    (the residual alone, at full scale)."""
+    (the residual alone, at full scale). `encoder_numeric_features` fits the numeric spec
+    on `train_texts` (numeric_features.py)."""
+    spec = (
+        fit_numeric_spec(train_texts or [], method["serialization"])
+        if method["encoder_numeric_features"]
+        else None
+    )
     anchored = method["injector_init"] == "text"
     anchor = (
         anchor_token_ids(
@@ -94,6 +103,7 @@ def build_vae(method: dict[str, Any], models: BaseModels) -> DiffLMVAE:
         encoder_dropout=method["encoder_dropout"],
         lora_rank=method["decoder_lora_rank"],
         lora_alpha=method["decoder_lora_alpha"],
+        numeric_spec=spec,
     )
     return DiffLMVAE(
         models.encoder,
@@ -116,14 +126,17 @@ def beta_schedule(method: dict[str, Any]) -> BetaSchedule:
     )
 
 
-def _tokenized(texts: list[str], models: BaseModels, method: dict[str, Any]) -> dict:
-    """Training tensors; `loss_tokens: values` adds the value-slot weights."""
+def _tokenized(
+    texts: list[str], models: BaseModels, method: dict[str, Any], vae: DiffLMVAE
+) -> dict:
+    """Training tensors; `loss_tokens: values` adds the value-slot weights, a VAE with a
+    numeric spec the records' numeric scores (`enc_features`)."""
     spans = (
         [value_spans(text, method["serialization"]) for text in texts]
         if method["loss_tokens"] == "values"
         else None
     )
-    return tokenize_records(
+    tokens = tokenize_records(
         texts,
         models.encoder_tokenizer,
         models.decoder_tokenizer,
@@ -131,6 +144,14 @@ def _tokenized(texts: list[str], models: BaseModels, method: dict[str, Any]) -> 
         max_dec_len=method["max_record_tokens"],
         value_spans=spans,
     )
+    return tokens | record_features(vae, texts)
+
+
+def record_features(vae: DiffLMVAE, texts: list[str]) -> dict[str, torch.Tensor]:
+    """{"enc_features": (N, F) numeric scores} for a VAE with a numeric spec, else {}."""
+    if not vae.config.numeric_spec:
+        return {}
+    return {"enc_features": torch.from_numpy(numeric_scores(texts, vae.config.numeric_spec))}
 
 
 RECORD_TOKEN_MARGIN = 16  # `max_record_tokens: auto`: headroom over the longest record
@@ -209,13 +230,13 @@ def fit_vae(
     a file the training state is saved to every `method.checkpoint_seconds` and resumed
     from (see `train_vae`)."""
     method = resolve_max_record_tokens(method, train_texts, models)
-    vae = build_vae(method, models)
-    train = _tokenized(train_texts, models, method)
+    vae = build_vae(method, models, train_texts)
+    train = _tokenized(train_texts, models, method, vae)
     truncated = check_record_lengths(train["dec_full_length"], method)
     val_texts = val_texts or train_texts[: max(1, len(train_texts) // 10)]
     # a fixed sample: every evaluation scores the same records (no-grad, 4x larger batches)
     val_texts = val_texts[: method["val_records"]]
-    val = _tokenized(val_texts, models, method)
+    val = _tokenized(val_texts, models, method, vae)
     size = method["vae_batch_size"]
     if method["latent_init"] == "pca":
         init_heads_from_records(vae, train, device, method["latent_init_logvar"])
@@ -257,9 +278,10 @@ def init_heads_from_records(
     LATENT_INIT_RECORDS tokenized records (`tokens` from `tokenize_records`), in eval mode."""
     was_training = vae.training
     vae.eval()
-    sample = {k: tokens[k][:LATENT_INIT_RECORDS] for k in ("enc_ids", "enc_mask")}
+    keys = [k for k in ("enc_ids", "enc_mask", "enc_features") if k in tokens]
+    sample = {k: tokens[k][:LATENT_INIT_RECORDS] for k in keys}
     pooled = [
-        vae.pooled(batch["enc_ids"].to(device), batch["enc_mask"].to(device))
+        vae.pooled(*(batch[k].to(device) for k in keys))
         for batch in batches(sample, 64, shuffle=False)
     ]
     vae.heads.init_from_data(torch.cat(pooled), logvar)
@@ -276,7 +298,8 @@ def encode_means(
     device: torch.device,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """mu of every record (N, latent_dim): the data the latent diffusion learns."""
+    """mu of every record (N, latent_dim): the data the latent diffusion learns (with the
+    records' numeric scores for a VAE that reads them)."""
     vae.eval()
     tokens = tokenize_records(
         texts,
@@ -285,11 +308,10 @@ def encode_means(
         max_enc_len=ENCODER_MAX_TOKENS,
         max_dec_len=method["max_record_tokens"],
     )
+    tensors = {k: tokens[k] for k in ("enc_ids", "enc_mask")} | record_features(vae, texts)
     out = []
-    for batch in batches(
-        {k: tokens[k] for k in ("enc_ids", "enc_mask")}, batch_size, shuffle=False
-    ):
-        mu, _ = vae.encode(batch["enc_ids"].to(device), batch["enc_mask"].to(device))
+    for batch in batches(tensors, batch_size, shuffle=False):
+        mu, _ = vae.encode(*(batch[k].to(device) for k in tensors))
         out.append(mu.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, method["latent_dim"]), np.float32)
 

@@ -402,7 +402,7 @@ def lr_factor(step: int, warmup_steps: int, progress: float, schedule: str) -> f
 
 
 def _model_inputs(batch: Batch) -> Batch:
-    keys = ("enc_ids", "enc_mask", "dec_ids", "dec_mask", "dec_weight")
+    keys = ("enc_ids", "enc_mask", "dec_ids", "dec_mask", "dec_weight", "enc_features")
     return {k: batch[k] for k in keys if k in batch}
 
 
