@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
@@ -37,6 +36,7 @@ from synthloom.methods.difflm.fit import (
 from synthloom.methods.difflm.generate import (
     generate_conditioned_rows,
     generate_valid_rows,
+    merge_generation_stats,
     record_constraint,
 )
 from synthloom.methods.difflm.grammar import TokenConstraint
@@ -364,34 +364,14 @@ def decode_shard(
             **common,
         )
     texts.insert(0, "shard", index)
-    stats["valid"] = int(round(stats["valid_rate"] * stats["attempts"]))
     return {"synthetic": frame, "generations": texts}, stats
 
 
 def merge_decoding_stats(stats: list[dict[str, Any]], rows: int, wall: float) -> dict[str, Any]:
-    """Shard stats -> stage stats: counts add up; valid_rate = valid / attempts; tokens/s
-    per decoding process = tokens / summed shard seconds; valid rows/s = rows / stage wall."""
-    total = {k: sum(s[k] for s in stats) for k in _ADDITIVE_STATS}
-    invalid: Counter = Counter()
-    for s in stats:
-        invalid.update(s["invalid"])
-    return {
-        **{k: v for k, v in total.items() if k not in ("seconds", "valid")},
-        "valid_rate": total["valid"] / total["attempts"] if total["attempts"] else 0.0,
-        "valid_rows_per_second": rows / max(wall, 1e-9),
-        "tokens_per_second": total["generated_tokens"] / max(total["seconds"], 1e-9),
-        "invalid": dict(invalid),
-    }
-
-
-_ADDITIVE_STATS = (
-    "attempts",
-    "valid",
-    "generated_tokens",
-    "forward_passes",
-    "unfinished",
-    "seconds",
-)
+    """Shard stats -> stage stats (`merge_generation_stats` over the stage wall), without the
+    raw seconds and valid count (valid_rate and the rates carry them)."""
+    merged = merge_generation_stats(stats, rows, wall)
+    return {k: v for k, v in merged.items() if k not in ("seconds", "valid")}
 
 
 @task(name="generate", **STAGE_TASK_OPTIONS)

@@ -105,7 +105,7 @@ def generate_valid_rows(
     prebuilt `record_constraint` to share across calls (shards); None builds it here.
 
     Returns (valid rows in schema order, every generated text with its parse outcome,
-    stats: attempts, valid_rate, valid_rows_per_second, tokens_per_second, forward_passes,
+    stats: attempts, valid, valid_rate, valid_rows_per_second, tokens_per_second, forward_passes,
     unfinished (hit the token budget), invalid {reason: count})."""
     fmt = method["serialization"]
     if constraint is None:
@@ -160,6 +160,7 @@ def generate_valid_rows(
         rows = dequantize_numbers(rows, schema, method["number_digits"], rng)
     stats = {
         "attempts": attempts,
+        "valid": valid,
         "valid_rate": valid / attempts if attempts else 0.0,
         "valid_rows_per_second": len(rows) / max(seconds, 1e-9),
         "tokens_per_second": tokens / max(seconds, 1e-9),
@@ -225,25 +226,33 @@ def generate_conditioned_rows(
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=schema.names)
     order = np.random.default_rng([seed, 11]).permutation(len(rows))
     rows = rows.iloc[order].reset_index(drop=True)
-    seconds = sum(s["seconds"] for s in stats)
-    attempts = sum(s["attempts"] for s in stats)
-    valid = sum(round(s["valid_rate"] * s["attempts"]) for s in stats)
+    seconds = sum(s["seconds"] for s in stats)  # the values are decoded one after another
+    texts = pd.concat(texts, ignore_index=True) if texts else pd.DataFrame()
+    return rows, texts, merge_generation_stats(stats, len(rows), seconds)
+
+
+ADDITIVE_STATS = (
+    "attempts",
+    "valid",
+    "generated_tokens",
+    "forward_passes",
+    "unfinished",
+    "seconds",
+)
+
+
+def merge_generation_stats(stats: list[dict[str, Any]], rows: int, wall: float) -> dict[str, Any]:
+    """Stats of several `generate_valid_rows` calls -> one: ADDITIVE_STATS and the invalid
+    reasons add up; valid_rate = valid / attempts; tokens/s = tokens / summed seconds (per
+    decoding process); valid rows/s = `rows` / `wall` (the calls' wall time together)."""
+    total = {k: sum(s[k] for s in stats) for k in ADDITIVE_STATS}
     invalid: Counter = Counter()
     for s in stats:
         invalid.update(s["invalid"])
-    summed = {
-        k: sum(s[k] for s in stats) for k in ("generated_tokens", "forward_passes", "unfinished")
+    return {
+        **total,
+        "valid_rate": total["valid"] / total["attempts"] if total["attempts"] else 0.0,
+        "valid_rows_per_second": rows / max(wall, 1e-9),
+        "tokens_per_second": total["generated_tokens"] / max(total["seconds"], 1e-9),
+        "invalid": dict(invalid),
     }
-    return (
-        rows,
-        pd.concat(texts, ignore_index=True) if texts else pd.DataFrame(),
-        {
-            "attempts": attempts,
-            "valid_rate": valid / attempts if attempts else 0.0,
-            "valid_rows_per_second": len(rows) / max(seconds, 1e-9),
-            "tokens_per_second": summed["generated_tokens"] / max(seconds, 1e-9),
-            **summed,
-            "seconds": seconds,
-            "invalid": dict(invalid),
-        },
-    )
