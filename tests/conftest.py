@@ -26,6 +26,19 @@ os.environ["SYNTHLOOM_MODEL_CACHE"] = str(_SESSION_HOME / "models")
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test, the previous count restored after: results that
+    compare two trainings bit for bit must not depend on the machine's thread count. Use
+    with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_torch_modes(request):
     """A test should leave torch's global modes as it found them: an autocast or no-grad

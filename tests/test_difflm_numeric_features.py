@@ -14,6 +14,8 @@ from test_difflm_recipe import RECORDS, _train, make_vae, tokenized
 from synthloom.errors import SynthloomError
 from synthloom.methods.difflm.numeric_features import fit_numeric_spec, numeric_scores
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_the_spec_keeps_numeric_fields_only_and_scores_are_normal_quantiles():
     texts = [json.dumps({"a": i, "b": "x", "c": bool(i % 2), "d": None if i % 3 else i / 2})

@@ -37,12 +37,7 @@ RECORDS = [
 SMALL = {"latent_dim": 8, "num_prompts": 4, "injector_hidden": 32, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache

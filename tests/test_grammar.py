@@ -17,13 +17,7 @@ from synthloom.models.tiny import tiny_causal_lm
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
 from synthloom.serialize import parse_record, serialize_table
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
