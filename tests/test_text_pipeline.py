@@ -8,10 +8,7 @@ writes the closing delimiter, the flow test replaces FewGen's sampler with a scr
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -151,8 +148,13 @@ def test_fewgen_rounds_are_capped_at_batch_rows(monkeypatch):
     generator = fewgen.FewGenGenerator(
         {"num_examples": 2, "samples_per_prompt": 4, "batch_rows": 7, "task": "posts"}
     )
-    batch = generator.generate(seeds, 12, models=ModelBox(lambda name: (None, None)), seed=0)
+    reported: list[int] = []
+    box = ModelBox(lambda name: (None, None), progress=reported.append)
+    batch = generator.generate(seeds, 12, models=box, seed=0)
     assert max(widths) <= 7 and len(widths) >= 3
+    # one progress report per round: the samples accepted so far, up to all of them
+    assert len(reported) == len(widths) and reported == sorted(reported)
+    assert reported[-1] == len(batch.samples) == 12 and reported[0] < 12
     labels = [s.label for s in batch.samples]
     assert {lab: labels.count(lab) for lab in TOPICS} == dict.fromkeys(TOPICS, 4)
     # labels take turns within a round: the first round holds more than one label
@@ -267,21 +269,20 @@ def test_text_flow_describes_labels_and_keeps_the_best_label_margins(
     )
 
 
-@pytest.mark.integration  # runs the Prefect flow (in its own process) up to the failing ingest
-def test_bad_text_column_is_a_clear_error(tmp_path, tiny_checkpoints):
-    path = text_config(tmp_path, tiny_checkpoints, tmp_path / "data", text_column="body")
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", str(path)],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+@pytest.mark.integration  # runs the flow in process up to the failing ingest
+def test_bad_text_column_is_a_clear_error(tmp_path, tiny_checkpoints, data_dir, capsys):
+    """The CLI's own-process exit path is tested once, in test_pipeline.py; here the text
+    ingest's message: it names the field, the missing column and the columns there are."""
+    path = text_config(tmp_path, tiny_checkpoints, data_dir, text_column="body")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.text_column names column 'body'" in err and "tweet" in err
+    assert "Traceback" not in err
+    cfg = load_config(path)
+    summary = json.loads(
+        (Path(cfg.run.data_dir) / "runs" / run_id_for(cfg) / "summary.json").read_text()
     )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "data.text_column names column 'body'" in done.stderr and "tweet" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert summary["error"]["stage"] == "ingest"
 
 
 def test_text_method_without_text_column_fails_validation(
