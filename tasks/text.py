@@ -30,9 +30,10 @@ from synthloom.models.device import resolve_device, set_seed
 from synthloom.models.encoder import encode_texts, load_encoder
 from synthloom.plots import plot_embedding_projection
 from synthloom.text_splits import SPLITS, text_splits_for
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
 
 DEFAULT_ENCODER = "minilm-l6"
+PROGRESS_SECONDS = 15.0  # at most one generation progress line this often (and the last)
 
 
 def model_cache_dir(data_dir: str | Path) -> str:
@@ -169,6 +170,11 @@ def generate_text(
     def body(out: Path) -> StageOutput:
         seeds = read_table(seed_files["seeds"]["path"])[0]
         models = text_model_box(device, model_cache, encoder)
+        progress = stage_progress(
+            "generate", generate["num_rows"], "samples", min_interval=PROGRESS_SECONDS
+        )
+        progress.update(0)  # the rate counts from here
+        models.progress = progress
         frame, stats = run_generator(
             method, seeds, generate["num_rows"], models, seed, label_descriptions
         )

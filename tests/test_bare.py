@@ -176,7 +176,9 @@ def test_real_sampler_on_a_tiny_model_accounts_for_every_draft(monkeypatch, tiny
 
     monkeypatch.setattr(bare_module, "sample_prompts", counting)
     method = {"name": "bare", "max_new_tokens": 6, "refine_max_new_tokens": 6}
-    first = BAREGenerator(method).generate(SEEDS, 4, models=tiny_box, seed=3)
+    reported: list[int] = []
+    box = ModelBox(tiny_box.load_causal_lm, progress=reported.append)
+    first = BAREGenerator(method).generate(SEEDS, 4, models=box, seed=3)
     n_drafts = sum(drafted)
     again = BAREGenerator(method).generate(SEEDS, 4, models=tiny_box, seed=3)
     counts = first.stats.counts
@@ -188,6 +190,8 @@ def test_real_sampler_on_a_tiny_model_accounts_for_every_draft(monkeypatch, tiny
     assert first.stats.forward_passes > 0 and first.stats.generated_tokens > 0
     assert counts == again.stats.counts
     assert [s.text for s in first.samples] == [s.text for s in again.samples]
+    # a progress report after each draft-and-refine round: samples kept so far
+    assert reported and reported == sorted(reported) and reported[-1] == len(first.samples)
 
 
 def test_parse_refinement_strips_preambles_delimiters_and_quotes():

@@ -243,7 +243,8 @@ def test_generators_return_balanced_labelled_samples_with_provenance(name) -> No
     # a few percent chance of ending per step. (Without passthrough CorrSynth's contrast
     # flattened EOS to about sqrt(p) and needed bias 7.)
     model, tokenizer = _eos_biased_tiny(0, bias=3.5)
-    box = ModelBox(lambda _: (model, tokenizer))
+    reported: list[int] = []
+    box = ModelBox(lambda _: (model, tokenizer), progress=reported.append)
     generator = build_text_generator(
         {"name": name, "sequences_per_label": 3, "prompts_per_label": 2, "max_new_tokens": 12,
          "alpha": 0.0}
@@ -259,6 +260,9 @@ def test_generators_return_balanced_labelled_samples_with_provenance(name) -> No
     assert counts["neg"] <= 3 and counts["neu"] <= 2 and counts["pos"] <= 2
     assert batch.samples, "nothing generated: the EOS bias is too high or too low"
     rounds = int(batch.stats.metrics["rounds"])
+    # one progress report per round (two runs): samples within quota so far, up to all
+    first, second = reported[:rounds], reported[rounds:]
+    assert first == second == sorted(first) and first[-1] == len(batch.samples)
     decoded = rounds * 3 * 3
     dropped = sum(batch.stats.counts.values())
     assert len(batch.samples) + dropped == decoded

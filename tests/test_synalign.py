@@ -282,7 +282,9 @@ def _run(monkeypatch, box, num_samples=4, **method):
 
 
 def test_synalign_pipeline_counts_retries_drops_and_resamples(monkeypatch, tiny_box):
-    batch, fake = _run(monkeypatch, tiny_box)
+    reported: list[int] = []
+    box = ModelBox(tiny_box.load_causal_lm, tiny_box.load_encoder, progress=reported.append)
+    batch, fake = _run(monkeypatch, box)
     stats = batch.stats
     clusters = int(stats.metrics["synalign_clusters"])
     # every cluster needed one retry; the first "money" cluster failed twice and was dropped
@@ -312,6 +314,8 @@ def test_synalign_pipeline_counts_retries_drops_and_resamples(monkeypatch, tiny_
     assert copies >= 3
     assert stats.metrics["mmd2_after"] < stats.metrics["mmd2_before"]
     assert len(fake.attribute_prompts) == 3  # rounds: both labels, both, money only
+    # progress after each round: candidates within the targets (4 a label) / oversample 2
+    assert reported == [3 // 2, (3 + 4) // 2, (4 + 4) // 2]
     assert stats.forward_passes == 3 * 3 + 4 * (clusters - 1)
 
 

@@ -173,6 +173,7 @@ class BAREGenerator:
                 drafts = self._drafts(seeds, label, pool, want, base_lm, rng, generator, stats)
                 tried += want
                 kept.extend(self._refine(seeds, label, drafts, instruct_lm, generator, stats))
+                models.report(len(samples) + min(len(kept), quota))
             samples.extend(kept[:quota])
             if len(kept) != quota:
                 stats.count(

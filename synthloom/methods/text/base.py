@@ -86,12 +86,20 @@ class ModelBox:
     """Lazily loaded models, by role. `causal_lm(name)` and `encoder()` load once and cache.
 
     The pipeline builds it with loaders of the real models; tests with tiny ones.
+    `progress`, when set, takes the count of samples a generator has accepted so far
+    (`report`): the task layer sends it to the run log, so a long generation is not silent.
     """
 
     load_causal_lm: Callable[[str], CausalLM]
     load_encoder: Callable[[], CausalLM] | None = None
+    progress: Callable[[int], None] | None = None
     _lms: dict[str, CausalLM] = field(default_factory=dict, repr=False)
     _encoder: CausalLM | None = field(default=None, repr=False)
+
+    def report(self, done: int) -> None:
+        """Tell `progress` (if any) that `done` samples are accepted so far."""
+        if self.progress is not None:
+            self.progress(done)
 
     def causal_lm(self, name: str) -> CausalLM:
         if name not in self._lms:

@@ -138,5 +138,6 @@ class CFGGenerator:
             stats=stats,
             method=self.name,
             start=start,
+            progress=models.report,
         )
         return TextBatch(samples, stats)

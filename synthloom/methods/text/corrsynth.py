@@ -226,6 +226,7 @@ class CorrSynthGenerator:
             stats=stats,
             method=self.name,
             start=start,
+            progress=models.report,
         )
         return TextBatch(samples, stats)
 
@@ -246,12 +247,14 @@ def decode_rounds(
     stats: GenerationStats,
     method: str,
     start: float,
+    progress: Callable[[int], None] | None = None,
 ) -> list[TextSample]:
     """Lockstep rounds of K labels x M streams until every label's quota is met or
     `cfg.max_rounds` (default twice the rounds needed) were decoded; costs go to `stats`.
 
     Stream m of label k in round r uses prompt slot (r * M + m) mod prompts_per_label and
-    the pool rows `rows_of(k, slot)` (its own prompt first, then any contrast prompts)."""
+    the pool rows `rows_of(k, slot)` (its own prompt first, then any contrast prompts).
+    `progress` gets the samples usable so far (within each label's quota) after each round."""
     m_per, per_label = cfg.sequences_per_label, cfg.prompts_per_label
     max_rounds = cfg.max_rounds or 2 * math.ceil(num_samples / (len(labels) * m_per))
     quota = label_quotas(labels, num_samples)
@@ -286,6 +289,8 @@ def decode_rounds(
         stats.generated_tokens += out.generated_tokens
         for info, text, ok in zip(infos, out.texts, out.finished, strict=True):
             kept[info.label] += int(ok and bool(text.strip()))
+        if progress is not None:
+            progress(sum(min(kept[lab], quota[lab]) for lab in labels))
         if all(kept[lab] >= quota[lab] for lab in labels):
             break
     samples = collect_samples(outputs, labels, num_samples, stats, method)

@@ -125,6 +125,7 @@ class FewGenGenerator:
                         samples.append(TextSample(text=text, label=label, info=info))
                 row += rows
                 prompts += 1
+            models.report(len(samples))
         stats.metrics["prompts"] = float(prompts)
         stats.metrics["sampled"] = float(sampled)
         stats.metrics["rounds"] = float(rounds)

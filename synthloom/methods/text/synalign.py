@@ -216,6 +216,8 @@ class SynAlignGenerator:
                             "attributes": dict(summaries[lab]),
                         }
                         pool.append(TextSample(text=text, label=lab, info=info))
+            # candidates are `oversample` x the rows; the MMD match keeps num_rows of them
+            models.report(int(sum(min(made[k], targets[k]) for k in targets) / cfg["oversample"]))
         stats.metrics["synalign_clusters"] = float(sum(clusters_tried.values()))
         stats.metrics["synalign_gp_rounds"] = float(tracker.rounds)
         return pool
