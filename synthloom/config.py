@@ -480,6 +480,13 @@ class FewGenConfig(_Strict):
     batch_rows: int = Field(
         64, gt=0, description="continuations decoded together (several prompts per batch)"
     )
+    seed_openers: int = Field(
+        0,
+        ge=0,
+        description="n > 0: each prompt's sample starts with the first n words of a random "
+        "seed of its label (the model writes the rest): the label's openings steer the "
+        "sample; 0: the model writes the whole sample",
+    )
 
 
 class BAREConfig(_Strict):
@@ -900,6 +907,7 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     ("evaluate", "student_c", "auto"),
     ("evaluate", "seed_share", 0.5),
     ("evaluate", "synthetic_weights", "label_margin"),
+    ("method", "seed_openers", 0),
 )
 
 # DiffLM method keys left out of the identity at the value that reproduces the runs made

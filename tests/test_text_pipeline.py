@@ -133,6 +133,27 @@ def test_fewgen_balances_labels_drops_unfinished_and_records_provenance(monkeypa
     assert 'examples of posts, all with label "food"' in calls[0]
 
 
+def test_fewgen_seed_openers_start_each_sample_with_a_seed_opening_of_its_label(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler(calls))
+    table = topic_table()
+    seeds = SeedSet(tuple(table["tweet"]), tuple(table["kind"]))
+    method = {"num_examples": 2, "samples_per_prompt": 6, "task": "posts", "seed_openers": 3}
+    batch = fewgen.FewGenGenerator(method).generate(
+        seeds, 10, models=ModelBox(lambda name: (None, None)), seed=0
+    )
+    assert len(batch.samples) == 10
+    for sample in batch.samples:
+        opener = sample.info["opener"]
+        # "Today <word> <word>": three words of one of this label's seeds
+        assert len(opener.split()) == 3 and opener.startswith("Today ")
+        assert any(t.startswith(opener) for t in seeds.for_label(sample.label))
+        assert sample.text.startswith(opener) and len(sample.text) > len(opener)
+    # every prompt ends with its opener, right after the open delimiter
+    assert all(re.search(r"<text>\nToday \w+ \w+$", c) for c in calls)
+    assert fewgen.FewGenGenerator({"task": "posts"}).seed_openers == 0  # off by default
+
+
 def test_fewgen_rounds_are_capped_at_batch_rows(monkeypatch):
     calls: list[str] = []
     widths: list[int] = []
@@ -302,7 +323,13 @@ SMALL_METHOD = {
     "cfg": ["method.sequences_per_label=2", "method.prompts_per_label=1"],
     "corrsynth": ["method.sequences_per_label=2", "method.prompts_per_label=1"],
     "bare": ["method.drafts_per_prompt=2"],
-    "synalign": ["method.samples_per_cluster=2", "method.mmd_iterations=50"],
+    # one cluster of 4 candidates per label fills a target of 2 (oversample 1)
+    "synalign": [
+        "method.samples_per_cluster=4",
+        "method.oversample=1.0",
+        "method.attribute_retries=1",
+        "method.mmd_iterations=50",
+    ],
 }
 
 

@@ -10,8 +10,11 @@ ceil(1.25 x the samples it still misses); a prompt samples at most `samples_per_
 Rounds repeat until every label has its share of `num_samples` (balanced; the first labels
 get the remainder) or `max_prompts` prompts were tried. Continuations that never close
 within `max_new_tokens` are dropped (count ``unfinished``), as are empty ones (``empty``);
-samples beyond a label's share are not kept (``surplus``). Each sample's `info` records the
-seeds shown and its prompt; `stats.metrics["prompts"]` is the number of prompts decoded,
+samples beyond a label's share are not kept (``surplus``). With `seed_openers` n > 0 each
+prompt ends with the first n words of a random seed of its label (`seed_opener`) and its
+samples are that opener + the continuation: a small model follows a label's typical opening
+("Who", "How many") far more reliably than its description. Each sample's `info` records the
+seeds shown, its prompt and any opener; `stats.metrics["prompts"]` is the number of prompts decoded,
 `stats.metrics["sampled"]` the number of continuations sampled from them.
 """
 
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
-from synthloom.methods.text.prompts import CLOSE, fewshot_prompt, token_budget
+from synthloom.methods.text.prompts import CLOSE, fewshot_prompt, seed_opener, token_budget
 from synthloom.methods.text.sampling import sample_prompts
 
 # A prompt samples up to this many times the rows its label still misses (some get dropped).
@@ -50,6 +53,7 @@ class FewGenGenerator:
         self.max_new_tokens: int | str = method.get("max_new_tokens", 64)
         self.max_prompts: int | None = method.get("max_prompts")
         self.batch_rows: int = method.get("batch_rows", 64)
+        self.seed_openers: int = method.get("seed_openers", 0)
 
     def generate(
         self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
@@ -68,7 +72,7 @@ class FewGenGenerator:
         prompts = sampled = rounds = 0
         while prompts < max_prompts and any(have[lab] < quotas[lab] for lab in labels):
             # plan a round: one prompt per label in turn until the batch is full
-            plan: list[tuple[str, str, list[str], int]] = []  # label, prompt, shown, rows
+            plan: list[tuple[str, str, list[str], int, str]] = []  # + rows, opener
             wanted = {
                 lab: math.ceil(_MARGIN * (quotas[lab] - have[lab]))
                 for lab in labels
@@ -86,7 +90,10 @@ class FewGenGenerator:
                     prompt = fewshot_prompt(
                         label, shown, task=self.task, description=seeds.description(label)
                     )
-                    plan.append((label, prompt, shown, rows))
+                    opener = ""
+                    if self.seed_openers:
+                        opener = seed_opener(pool[rng.integers(len(pool))], self.seed_openers)
+                    plan.append((label, prompt + opener, shown, rows, opener))
                     width += rows
                     wanted[label] -= rows
                     if wanted[label] <= 0:
@@ -94,8 +101,8 @@ class FewGenGenerator:
             out = sample_prompts(
                 model,
                 tokenizer,
-                [prompt for _, prompt, _, _ in plan],
-                copies=[rows for *_, rows in plan],
+                [prompt for _, prompt, *_ in plan],
+                copies=[rows for _, _, _, rows, _ in plan],
                 max_new_tokens=budget,
                 temperature=self.temperature,
                 top_p=self.top_p,
@@ -108,11 +115,11 @@ class FewGenGenerator:
             stats.prompt_tokens += out.prompt_tokens
             stats.generated_tokens += out.generated_tokens
             row = 0
-            for label, _, shown, rows in plan:
+            for label, _, shown, rows, opener in plan:
                 for text, finished in zip(
                     out.texts[row : row + rows], out.finished[row : row + rows], strict=True
                 ):
-                    text = text.strip()
+                    text = (opener + text).strip() if text.strip() else ""
                     if not finished:
                         stats.count("unfinished")
                     elif not text:
@@ -122,6 +129,8 @@ class FewGenGenerator:
                     else:
                         have[label] += 1
                         info = {"prompt_index": prompts, "seeds_shown": shown}
+                        if opener:
+                            info["opener"] = opener
                         samples.append(TextSample(text=text, label=label, info=info))
                 row += rows
                 prompts += 1

@@ -37,6 +37,12 @@ def fewshot_prompt(
     return head + body + f"{OPEN}\n"
 
 
+def seed_opener(text: str, words: int) -> str:
+    """The first `words` whitespace-separated words of a seed text (its opening, e.g.
+    "How many"), cleaned as examples are; the whole text when it is that short."""
+    return " ".join(_clean(text).split()[:words])
+
+
 def token_budget(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], setting: int | str
 ) -> int:
