@@ -265,10 +265,10 @@ class DiffLMConfig(_Strict):
     )
     decoder_lora_alpha: float = Field(16.0, gt=0, description="LoRA scale alpha (delta x alpha/r)")
     encoder_numeric_features: bool = Field(
-        False,
+        True,
         description="the latent heads also read each record's numeric values as normal "
         "scores (training quantiles) beside the text encoder's pooled state; false: the "
-        "text alone (the paper's)",
+        "text alone (the paper's; ablation text_only_encoder)",
     )
     beta_schedule: Literal["decreasing", "cyclical"] = "decreasing"
     beta_start: float = Field(0.1, ge=0)

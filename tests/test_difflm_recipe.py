@@ -254,6 +254,7 @@ PAPER_RECIPE = {
     "loss_tokens": "all",
     "max_record_tokens": 160,  # the default before auto
     "column_order": "schema",
+    "encoder_numeric_features": False,
 }
 
 
