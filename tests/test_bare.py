@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from synthloom.methods.text import bare as bare_module
 from synthloom.methods.text.bare import (
@@ -43,12 +42,7 @@ SEEDS = SeedSet(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,7 @@ RECORDS = [
 SMALL = {"latent_dim": 16, "num_prompts": 4, "injector_hidden": 64, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache

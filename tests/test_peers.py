@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from synthloom.config import validate_config
 from synthloom.errors import SynthloomError
@@ -21,13 +20,7 @@ from synthloom.methods.peers.frames import from_peer_frame, to_peer_frame
 from synthloom.methods.peers.smote import SmoteGenerator, _allocate
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def needs(method: str):

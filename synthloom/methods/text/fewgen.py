@@ -72,7 +72,7 @@ class FewGenGenerator:
         prompts = sampled = rounds = 0
         while prompts < max_prompts and any(have[lab] < quotas[lab] for lab in labels):
             # plan a round: one prompt per label in turn until the batch is full
-            plan: list[tuple[str, str, list[str], int, str]] = []  # + rows, opener
+            plan: list[tuple[str, str, list[str], int, str]] = []  # label prompt shown rows opener
             wanted = {
                 lab: math.ceil(_MARGIN * (quotas[lab] - have[lab]))
                 for lab in labels
