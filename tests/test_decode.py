@@ -8,6 +8,8 @@ bfloat16). Injections are random tensors of the right shapes, not the VAE's.
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from transformers import DynamicCache
@@ -21,6 +23,7 @@ from synthloom.methods.difflm.decode import (
     decode_records,
 )
 from synthloom.models.injection import INJECTION_MODES, Injection
+from synthloom.models.kv_cache import CACHE_KEY, cache_kwargs, output_cache
 from synthloom.models.tiny import lively_tiny_causal_lm
 
 K = 4  # prefix length of soft-prompt and KV-memory injections
@@ -29,14 +32,7 @@ K = 4  # prefix length of soft-prompt and KV-memory injections
 lively_tiny_lm = lively_tiny_causal_lm  # larger random weights: output depends on the input
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from a second thread, and on a busy machine the thread
-    pool's barriers make every small op wait for a time slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +279,20 @@ def test_preallocated_cache_returns_filled_views_and_selects_rows():
     assert torch.equal(cache.layers[0].keys, torch.cat([k1, k2], dim=2)[[2, 0]])
     with pytest.raises(AssertionError):
         cache.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4), 0)
+
+
+def test_cache_goes_in_and_out_under_the_name_the_installed_transformers_uses(lm32):
+    """transformers 5.2x renamed `past_key_values` to `cache`. A cache passed under the other
+    name is swallowed by the model's **kwargs and ignored without an error (transformers 5.17
+    did this on the GPU machine: every text sample came out empty), so the name is read from
+    the installed version and a cache passed with it must be filled by the forward pass."""
+    model, _ = lm32
+    assert CACHE_KEY in inspect.signature(type(model).forward).parameters
+    ids = torch.tensor([[1, 2, 3]])
+    assert output_cache(model(input_ids=ids, use_cache=True)).get_seq_length() == 3
+    cache = PreallocatedKVCache(num_layers=model.config.num_hidden_layers, max_len=8)
+    model(input_ids=ids, use_cache=True, **cache_kwargs(cache))
+    assert cache.get_seq_length() == 3
 
 
 def test_batched_covers_n_rows():

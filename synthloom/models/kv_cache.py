@@ -12,6 +12,23 @@ from collections.abc import Sequence
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+# The name under which a model takes its KV cache and returns it: transformers 5.2x renamed
+# the forward argument and the output field `past_key_values` to `cache`. A cache passed
+# under the other name is swallowed by `**kwargs` and silently ignored, so every call site
+# goes through `cache_kwargs` / `output_cache`.
+CACHE_KEY = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def cache_kwargs(cache: Cache) -> dict[str, Cache]:
+    """`model(..., **cache_kwargs(kv))`: pass `kv` under the installed transformers' name."""
+    return {CACHE_KEY: cache}
+
+
+def output_cache(output: object) -> Cache:
+    """The KV cache that a forward pass with `use_cache=True` returned."""
+    return getattr(output, CACHE_KEY)
 
 
 class PreallocatedKVCache(Cache):
@@ -22,7 +39,7 @@ class PreallocatedKVCache(Cache):
     mask, and no step copies the cache the way concatenation does. `select_rows` keeps a
     subset of the batch (one copy of the filled slots; used to drop finished rows).
     Built on transformers' `Cache` / `CacheLayerMixin` (5.x), so `model(...)` accepts it as
-    its `cache`.
+    its cache (`cache_kwargs`).
     """
 
     def __init__(self, num_layers: int, max_len: int) -> None:

@@ -31,6 +31,7 @@ from transformers import DynamicCache, PreTrainedModel
 from synthloom.errors import SynthloomError
 from synthloom.models.encoder import mean_pool
 from synthloom.models.injection import INJECTION_MODES, Injection
+from synthloom.models.kv_cache import cache_kwargs, output_cache
 from synthloom.models.lora import attach_lora
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ def _decoder_kv_std(decoder: PreTrainedModel) -> torch.Tensor:
     """
     vocab = decoder.config.vocab_size
     ids = torch.linspace(0, vocab - 1, 64).long()[None].to(decoder.device)  # (1, 64)
-    cache = decoder(input_ids=ids, use_cache=True).cache
+    cache = output_cache(decoder(input_ids=ids, use_cache=True))
     stds = []
     for layer in cache.layers:
         stds += [layer.keys.float().std().item(), layer.values.float().std().item()]
@@ -272,7 +273,7 @@ def _decoder_kv_std(decoder: PreTrainedModel) -> torch.Tensor:
 def _decoder_cache(decoder: PreTrainedModel, ids: list[int]) -> torch.Tensor:
     """The decoder's keys and values of token `ids` at positions 0..k-1, (L, 2, Hkv, k, Dh)."""
     device = decoder.get_input_embeddings().weight.device
-    cache = decoder(input_ids=torch.tensor([ids], device=device), use_cache=True).cache
+    cache = output_cache(decoder(input_ids=torch.tensor([ids], device=device), use_cache=True))
     layers = [torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers]
     return torch.stack(layers).float()  # (L, 2, Hkv, k, Dh)
 
@@ -452,7 +453,7 @@ class DiffLMVAE(nn.Module):
             kwargs |= {
                 "inputs_embeds": embeds,
                 "position_ids": positions[:, k:],
-                "cache": cache,
+                **cache_kwargs(cache),
             }
         else:  # input embedding: the offset is added to every token
             offset = injection.embed_offset.to(embeds.dtype)[:, None, :]

@@ -32,7 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.methods.difflm.grammar import END, TokenConstraint
 from synthloom.models.injection import Injection
-from synthloom.models.kv_cache import PreallocatedKVCache
+from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
 from synthloom.samplers.token_sampling import NUCLEUS_CANDIDATES  # noqa: F401 - re-exported
 from synthloom.samplers.token_sampling import sample_next_token as _sample
 
@@ -157,7 +157,7 @@ def decode_records(
             logits = model(
                 inputs_embeds=inputs,
                 position_ids=positions,
-                cache=kv,
+                **cache_kwargs(kv),
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]  # (B', V)

@@ -26,7 +26,7 @@ from synthloom.methods.text.base import ModelBox, SeedSet
 from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
 from synthloom.methods.text.sampling import encode_prompt
 from synthloom.metrics.student import unit_rows
-from synthloom.models.kv_cache import PreallocatedKVCache
+from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
 
 __all__ = [
     "generator_margin_scorer",
@@ -81,7 +81,7 @@ def label_log_likelihoods(
         prompt_ids = encode_prompt(tokenizer, prompt)[None].to(model.device)  # (1, P)
         kv = PreallocatedKVCache(config.num_hidden_layers, prompt_ids.shape[1])
         with torch.inference_mode():
-            first = model(input_ids=prompt_ids, cache=kv, use_cache=True).logits[0, -1]
+            first = model(input_ids=prompt_ids, **cache_kwargs(kv), use_cache=True).logits[0, -1]
         memory = [(layer.keys, layer.values) for layer in kv.layers]  # (1, h, P, d) each
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -188,7 +188,7 @@ def _score_batch(
         logits = model(
             input_ids=tokens,
             position_ids=positions.expand(len(batch), -1),
-            cache=kv,
+            **cache_kwargs(kv),
             use_cache=True,
         ).logits  # (B, T, V): logits[:, t] predicts token t + 1
         predicting = torch.cat([first.expand(rows, -1)[:, None], logits[:, :-1]], dim=1)

@@ -44,7 +44,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from synthloom.methods.text.guidance import end_passthrough
 from synthloom.methods.text.prompts import CLOSE
 from synthloom.methods.text.sampling import StopWatch, encode_prompt, end_of_sequence_ids
-from synthloom.models.kv_cache import PreallocatedKVCache
+from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
 from synthloom.samplers.token_sampling import sample_next_token
 
 # guidance(log_probs of the live rows (R', V), live stream ids (S',)) -> scores (S', V)
@@ -127,9 +127,9 @@ def prefill_prompts(
     with torch.inference_mode():
         for p, ids in enumerate(encoded):
             kv = PreallocatedKVCache(num_layers, len(ids))
-            logits = model(input_ids=ids[None], cache=kv, use_cache=True, logits_to_keep=1).logits[
-                0, -1
-            ]
+            logits = model(
+                input_ids=ids[None], **cache_kwargs(kv), use_cache=True, logits_to_keep=1
+            ).logits[0, -1]
             last.append(torch.log_softmax(logits.float(), dim=-1))
             for layer_idx, layer in enumerate(kv.layers):
                 if p == 0:  # allocate the pool once the per-layer shapes are known
@@ -250,7 +250,7 @@ def decode_lockstep(
                 input_ids=stream_token[row_stream_t[rows]][:, None],
                 attention_mask=mask[:, : width + step + 1],
                 position_ids=(positions + step)[:, None],
-                cache=kv,
+                **cache_kwargs(kv),
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]

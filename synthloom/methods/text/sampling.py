@@ -29,7 +29,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.methods.text.prompts import CLOSE
-from synthloom.models.kv_cache import PreallocatedKVCache
+from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
 from synthloom.samplers.token_sampling import sample_next_token
 
 __all__ = ["Continuations", "chat_prompt", "sample_continuations", "sample_prompts"]
@@ -86,7 +86,7 @@ def sample_continuations(
         return Continuations([""] * max(num, 0), [False] * max(num, 0), 0, 0, prompt_len)
     kv = _new_cache(model, prompt_len + max_new_tokens)
     with torch.inference_mode():
-        logits = model(input_ids=ids, cache=kv, use_cache=True, logits_to_keep=1).logits
+        logits = model(input_ids=ids, **cache_kwargs(kv), use_cache=True, logits_to_keep=1).logits
     kv.select_rows(torch.zeros(num, dtype=torch.long, device=model.device))  # copy to num rows
     positions = torch.full((num,), prompt_len, dtype=torch.long, device=model.device)
     return _decode(
@@ -146,7 +146,7 @@ def sample_prompts(
             input_ids=ids,
             attention_mask=mask[:, :width],
             position_ids=prefill_positions,
-            cache=kv,
+            **cache_kwargs(kv),
             use_cache=True,
             logits_to_keep=1,
         ).logits
@@ -241,7 +241,7 @@ def _decode(
                 input_ids=token[:, None],
                 attention_mask=step_mask,
                 position_ids=(positions + step)[:, None],
-                cache=kv,
+                **cache_kwargs(kv),
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]
