@@ -19,6 +19,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
+from synthloom.errors import StageError
 from synthloom.filters.text import filter_texts
 from synthloom.ingest import load_source
 from synthloom.methods.text import build_text_generator
@@ -178,6 +179,13 @@ def generate_text(
         frame, stats = run_generator(
             method, seeds, generate["num_rows"], models, seed, label_descriptions
         )
+        if len(frame) == 0:
+            raise StageError(
+                f"generate made 0 of {generate['num_rows']} samples: every text the model "
+                f"returned was empty or dropped ({stats['counts']}). Fix: check that "
+                f"method.model loads and answers its prompts (run with run.device=cpu to "
+                f"compare), and raise method.max_new_tokens if the texts are cut short."
+            )
         write_table(frame, out / "samples.parquet")
         atomic_write_json(stats, out / "generation.json")
         m = stats["metrics"]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 import synthloom.methods.text.fewgen as fewgen
@@ -229,8 +228,9 @@ def text_config(tmp_path: Path, checkpoints, data_dir: Path, **data) -> Path:
 
 
 @pytest.mark.integration
-def test_text_flow_runs_every_stage_and_tracks(tmp_path, tiny_checkpoints, data_dir, monkeypatch):
-    torch.set_num_threads(1)
+def test_text_flow_runs_every_stage_and_tracks(
+    one_thread, tmp_path, tiny_checkpoints, data_dir, monkeypatch
+):
     monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler([]))
     path = text_config(tmp_path, tiny_checkpoints, data_dir)
     assert main(["run", str(path)]) == 0
@@ -261,9 +261,8 @@ def test_text_flow_runs_every_stage_and_tracks(tmp_path, tiny_checkpoints, data_
 
 @pytest.mark.integration
 def test_text_flow_describes_labels_and_keeps_the_best_label_margins(
-    tmp_path, tiny_checkpoints, data_dir, monkeypatch
+    one_thread, tmp_path, tiny_checkpoints, data_dir, monkeypatch
 ):
-    torch.set_num_threads(1)
     calls: list[str] = []
     monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler(calls))
     path = text_config(
@@ -306,6 +305,30 @@ def test_bad_text_column_is_a_clear_error(tmp_path, tiny_checkpoints, data_dir, 
     assert summary["error"]["stage"] == "ingest"
 
 
+@pytest.mark.integration  # runs the flow in process up to the failing generate stage
+def test_generate_that_keeps_no_sample_fails_and_says_why(
+    one_thread, tmp_path, tiny_checkpoints, data_dir, monkeypatch, capsys
+):
+    """A model that returns nothing usable (every sample cut short, as a cache passed under
+    a name the installed transformers ignores did on the GPU machine) must fail the run at
+    generate with the counts, not complete it with an empty synthetic set."""
+
+    def cut_short(model, tokenizer, prompts, *, copies, generator, **kw):
+        n = sum(copies)
+        return Continuations(["cut sh"] * n, [False] * n, 4 * n, 4, sum(map(len, prompts)))
+
+    monkeypatch.setattr(fewgen, "sample_prompts", cut_short)
+    path = text_config(tmp_path, tiny_checkpoints, data_dir, seeds_per_label=3)
+    assert main(["run", str(path)]) == 1  # a failed stage, as for any stage's failure
+    err = capsys.readouterr().err
+    assert "generate made 0 of 12 samples" in err and "unfinished" in err
+    cfg = load_config(path)
+    summary = json.loads(
+        (Path(cfg.run.data_dir) / "runs" / run_id_for(cfg) / "summary.json").read_text()
+    )
+    assert summary["status"] == "failed" and summary["error"]["stage"] == "generate"
+
+
 def test_text_method_without_text_column_fails_validation(
     tmp_path, tiny_checkpoints, data_dir, capsys
 ):
@@ -335,11 +358,10 @@ SMALL_METHOD = {
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(SMALL_METHOD))
-def test_shipped_text_config_runs_through_the_flow_on_real_models(name, data_dir):
+def test_shipped_text_config_runs_through_the_flow_on_real_models(one_thread, name, data_dir):
     """Each method's pipeline_configs/text_<method>.yaml, with the real SmolLM2 and MiniLM on
     real tweets (two labels, a cut budget): every stage completes, the samples carry the
     method's name, the filter accounts for every sample and the students are scored."""
-    torch.set_num_threads(1)
     config = REPO / "pipeline_configs" / f"text_{name}.yaml"
     overrides = [
         "data.labels=[Twitter for Android, Twitter for iPhone]",
