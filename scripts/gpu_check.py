@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,6 +152,13 @@ STEPS = (
 INSTALL_TIMEOUT = 240.0
 
 
+def bundle_data(step: Step, bundle: Path | None) -> Path | None:
+    """The step's data file in the bundle, when there is a bundle and it holds one."""
+    if bundle is None or not step.data or not (bundle / step.data).is_file():
+        return None
+    return bundle / step.data
+
+
 def config_for(step: Step, configs: Path = CONFIGS, bundle: Path | None = None) -> Path | None:
     """The first candidate config of `step` whose `method: name:` is the step's method and
     whose data can be read: a bundle with the step's data file, a named source
@@ -163,7 +171,7 @@ def config_for(step: Step, configs: Path = CONFIGS, bundle: Path | None = None) 
         found = re.search(r"^method:\s*\n(?:\s+#.*\n)*\s+name:\s*(\S+)", text, re.M)
         if not found or found.group(1).strip("'\"") != step.method:
             continue
-        if bundle is not None and step.data and (bundle / step.data).is_file():
+        if bundle_data(step, bundle) is not None:
             return path
         source = re.search(r"^data:\s*\n(?:\s+#.*\n)*(?:\s+\S.*\n)*?\s+source:\s*(\S+)", text, re.M)
         value = source.group(1).strip("'\"") if source else ""
@@ -193,8 +201,7 @@ def gather_bundle(bundle: Path) -> list[str]:
             with target.open("wb") as out:
                 for part in parts:
                     with (bundle / part).open("rb") as f:
-                        while block := f.read(1 << 20):
-                            out.write(block)
+                        shutil.copyfileobj(f, out)
             for part in parts:
                 (bundle / part).unlink()
         elif len(parts) > 1 and target.is_file() and target.stat().st_size == entry["size"]:
@@ -305,8 +312,8 @@ def run_step(
         f"run.device={device}",
         *(step.tiny if args.tiny else () if args.cpu else step.gpu),
     ]
-    if args.bundle is not None and step.data and (args.bundle / step.data).is_file():
-        overrides.append(f"data.source={args.bundle / step.data}")
+    if (data := bundle_data(step, args.bundle)) is not None:
+        overrides.append(f"data.source={data}")
     name = f"gpu_check_{step.name}"
     cmd = [args.python, "-m", "flows.cli", "run", str(config), "--fresh", "--data-dir"]
     cmd += [str(data_dir), "--set", f"run.name={name}"]
