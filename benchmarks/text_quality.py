@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/text_quality.py --config pipeline_configs/text_trec.yaml \\
         [--draws 0 1 2] [--set method.samples_per_prompt=32 ...] [--filter-set KEY=VALUE ...]
         [--evaluate-set KEY=VALUE ...] [--samples-dir DIR [--reuse]] [--threads 2] [--out F]
+        [--device cpu|cuda|auto]
 
 The protocol of issue 18: for each seed draw d, `text_splits(..., seed=run.seed,
 seed_draw=d)` keeps the test and real-train texts fixed and draws new seeds; the method
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--filter-set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--evaluate-set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cpu", help="generator, scorer and encoder device (default cpu)"
+    )
     parser.add_argument("--model-cache", default=str(REPO / "data" / "models"))
     parser.add_argument("--samples-dir", default=None)
     parser.add_argument("--reuse", action="store_true")
@@ -88,12 +92,13 @@ def main() -> None:
         json.dumps([method, data, cfg["generate"], cfg["run"]["seed"]], sort_keys=True).encode()
     ).hexdigest()[:10]
     raw = load_source(data["source"], data.get("format"))
-    models = text_model_box("cpu", args.model_cache, cfg["evaluate"]["encoder"])
-    encoder = load_encoder(cfg["evaluate"]["encoder"], device="cpu")
+    models = text_model_box(args.device, args.model_cache, cfg["evaluate"]["encoder"])
+    encoder = load_encoder(cfg["evaluate"]["encoder"], device=args.device)
     samples_dir = Path(args.samples_dir) if args.samples_dir else None
     print(
         f"{args.config}: method {method['name']}, {cfg['generate']['num_rows']} samples per "
-        f"draw, draws {args.draws}, filter {json.dumps(rules)}; torch threads {args.threads}"
+        f"draw, draws {args.draws}, filter {json.dumps(rules)}; torch threads {args.threads}, "
+        f"device {args.device}"
     )
 
     rows: list[dict] = []
