@@ -23,15 +23,22 @@ def configure_runtime(data_dir: str | Path) -> Path:
 
 
 class _UserErrorsWithoutTraceback:
-    """Logging filter: a user-fixable SynthloomError is logged as its message, no traceback.
+    """Logging filter: a user-fixable SynthloomError is logged as its message, no traceback;
+    so is every error logged after a stop signal (SIGTERM, SIGHUP, SIGINT) was received.
 
     Prefect logs every failed task and flow with its traceback; for bad input the
-    one-paragraph message is the whole story. Other exceptions keep their tracebacks."""
+    one-paragraph message is the whole story. While a run is being cancelled, tasks in
+    flight fail BECAUSE of the cancellation (their flow context is gone, the API server is
+    stopping), and their tracebacks would bury the one line that says the run was
+    cancelled and how to resume. Other exceptions keep their tracebacks."""
 
     def filter(self, record) -> bool:  # noqa: ANN001 - logging.LogRecord
         from synthloom.errors import SynthloomError
+        from synthloom.stopping import stop_signal
 
-        if record.exc_info and isinstance(record.exc_info[1], SynthloomError):
+        if record.exc_info and (
+            isinstance(record.exc_info[1], SynthloomError) or stop_signal() is not None
+        ):
             record.exc_info = None
             record.exc_text = None
         return True

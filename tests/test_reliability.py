@@ -304,6 +304,40 @@ def test_record_cancellation_marks_the_running_stage(tmp_path) -> None:
     assert recorder.finish("failed")["status"] == "cancelled"
 
 
+def test_errors_logged_after_a_stop_signal_lose_their_traceback() -> None:
+    """Shards in flight when SIGTERM arrives fail because of it; Prefect logs each with a
+    traceback (seen once in a full suite run), which must not bury the cancellation line."""
+    import io
+    import logging
+
+    from flows.environment import quiet_user_error_tracebacks
+    from synthloom.stopping import clear_stop, note_stop
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+
+    def log_failure(text: str) -> None:
+        try:
+            raise ValueError(text)
+        except ValueError:
+            logger.exception("Encountered exception during execution: %r", text)
+
+    try:
+        quiet_user_error_tracebacks()
+        clear_stop()
+        log_failure("a real bug")
+        assert "Traceback" in out.getvalue()  # without a signal, a bug keeps its traceback
+        out.truncate(0), out.seek(0)
+        note_stop(signal.SIGTERM)
+        log_failure("Flow run not set")
+        assert "Flow run not set" in out.getvalue() and "Traceback" not in out.getvalue()
+    finally:
+        clear_stop()
+        logger.removeHandler(handler)
+
+
 def _part_files(run_dir: Path) -> int:
     return len(list((run_dir / "shards" / "generate").glob("*/part-*.json")))
 
