@@ -79,6 +79,7 @@ def _run_flow(config: dict[str, Any], run_id: str, data_dir: Path, run_dir: Path
     from flows.executors import with_executor
     from flows.progress_bar import install_progress_bar
     from flows.registry import flow_for
+    from flows.signals import kill_temporary_server_at_exit
 
     pipeline = flow_for(config["method"]["name"])  # imports Prefect: after configure_runtime
     pipeline = with_executor(pipeline, config)  # run.executor: local, dask or ray
@@ -88,6 +89,7 @@ def _run_flow(config: dict[str, Any], run_id: str, data_dir: Path, run_dir: Path
     try:
         summary = pipeline(config=config, run_id=run_id, data_dir=str(data_dir))
     except SynthloomError as err:
+        kill_temporary_server_at_exit()
         _print_summary(run_dir)
         print(
             f"\nsynthloom: run {run_id} FAILED. {err}\n  summary: {run_dir / 'summary.json'}\n"
@@ -95,6 +97,7 @@ def _run_flow(config: dict[str, Any], run_id: str, data_dir: Path, run_dir: Path
             file=sys.stderr,
         )
         return err.exit_code
+    kill_temporary_server_at_exit()
     _print_summary(run_dir)
     print(f"\nsynthloom: run {run_id} {summary['status']}. Artifacts in {run_dir}")
     return 0

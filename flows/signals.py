@@ -138,6 +138,37 @@ def _drain_prefect_logs(timeout: float) -> None:
 
 
 PREFECT_SERVER_APP = "prefect.server.api.server:create_app"
+_exit_handler: list[bool] = []
+
+
+def kill_temporary_server_at_exit() -> None:
+    """At interpreter exit, kill this process's temporary Prefect API server before Prefect's
+    own exit handler stops it gracefully (call after a flow ran, so the handler registered
+    here runs first: atexit is last in, first out; registered once per process).
+
+    A graceful stop cancels the server's last task-run-state write, and the server prints
+    the cancelled write's tracebacks after the run's final lines; the write is lost either
+    way. SQLite keeps the database consistent through a kill (see stop_child_processes)."""
+    if _exit_handler:
+        return
+    _exit_handler.append(True)
+    import atexit
+
+    atexit.register(_kill_temporary_servers)
+
+
+def _kill_temporary_servers() -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        servers = [
+            child
+            for child in psutil.Process().children(recursive=True)
+            if PREFECT_SERVER_APP in child.cmdline()
+        ]
+        for server in servers:
+            server.kill()
+        psutil.wait_procs(servers, timeout=CHILD_STOP_SECONDS)
 
 
 def stop_child_processes(timeout: float) -> list[int]:

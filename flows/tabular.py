@@ -17,13 +17,6 @@ from prefect import flow, get_run_logger
 from flows.run_artifacts import publish_run_artifacts
 from synthloom.config import PipelineConfig, config_hash, stages_for
 from synthloom.errors import StageError
-from tasks.difflm import (
-    generate_records,
-    reconstruction_stage,
-    serialize_records,
-    train_diffusion_stage,
-    train_vae_stage,
-)
 from tasks.evaluate import evaluate_synthetic
 from tasks.filter import filter_rows
 from tasks.fit import fit_generator
@@ -117,6 +110,15 @@ def _difflm_stages(
 ) -> dict[str, Any]:
     """serialize -> train_vae -> train_diffusion -> generate (DiffLM, arXiv 2411.03250), then
     the reconstruction diagnostic; returns the generate stage's outputs."""
+    # imported here: DiffLM's stages load transformers, which no other tabular method needs
+    from tasks.difflm import (
+        generate_records,
+        reconstruction_stage,
+        serialize_records,
+        train_diffusion_stage,
+        train_vae_stage,
+    )
+
     method, run = config["method"], cfg.run
     model_cache = os.environ.get("SYNTHLOOM_MODEL_CACHE") or str(Path(data_dir) / "models")
     records = recorder.run(

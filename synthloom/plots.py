@@ -11,12 +11,17 @@ backend switch, no display needed), so they are safe in worker processes and thr
 - `plot_dcr_histogram`: overlaid histograms of the synthetic rows' distance to the closest
   training row and to the closest holdout row (see `synthloom.metrics.privacy`), with medians.
 Both write `path` (parents created) and return it as a Path.
+
+Training diagnostics of the latent generators (DiffLM, TabSyn), each writing `path`:
+- `plot_loss_curves`: train/validation reconstruction loss, KL and beta per step.
+- `plot_latents`: 2-D PCA of the VAE's latent means, coloured by the target.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -209,3 +214,52 @@ def plot_embedding_projection(
     ax.set_ylabel("PC 2")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_loss_curves(history: dict[str, Any], path: Path) -> Path:
+    """Training/validation reconstruction loss, KL and beta per step (PNG)."""
+    fig = Figure(figsize=(11, 3.4))
+    panels = (
+        ("recon", "val_recon", "reconstruction NLL"),
+        ("kl", "val_kl", "KL"),
+        ("beta", None, "beta"),
+    )
+    for i, (train_key, val_key, title) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, 3, i)
+        for key, label in ((train_key, "train"), (val_key, "validation")):
+            points = history.get(key) if key else None
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, label=label, marker="o" if label == "validation" else None)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if title == "beta":
+            ax.set_yscale("log")
+        else:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_latents(means: np.ndarray, labels: list[str], path: Path, target: str | None) -> Path:
+    """2-D PCA projection of the latent means coloured by the target (paper figure 6)."""
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    centered = means - means.mean(axis=0, keepdims=True)
+    if len(means) >= 2:
+        _, _, vt = np.linalg.svd(centered, full_matrices=False)
+        xy = centered @ vt[:2].T
+    else:
+        xy = np.zeros((len(means), 2))
+    values = np.asarray(labels, dtype=object)
+    groups = sorted({str(v) for v in values}) if target else ["all"]
+    for group in groups[:12]:
+        mask = (values.astype(str) == group) if target else np.ones(len(values), bool)
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.6, label=group)
+    ax.set_title(f"VAE latent means (PCA), coloured by {target or 'nothing'}")
+    if target:
+        ax.legend(markerscale=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

@@ -29,8 +29,6 @@ from synthloom.methods.difflm.fit import (
     fit_vae,
     load_base_models,
     load_trained_vae,
-    plot_latents,
-    plot_loss_curves,
     resolve_max_record_tokens,
 )
 from synthloom.methods.difflm.generate import (
@@ -46,6 +44,7 @@ from synthloom.methods.difflm.latent_diffusion import (
     train_latent_diffusion,
 )
 from synthloom.models.device import autocast_dtype, resolve_device, set_seed
+from synthloom.plots import plot_latents, plot_loss_curves
 from synthloom.schema import TableSchema
 from synthloom.serialize import record_schema, serialize_table
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress

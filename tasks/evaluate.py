@@ -19,7 +19,6 @@ from synthloom.metrics import cap_rows, dcr_distances, dcr_reference_pair, evalu
 from synthloom.metrics.code import code_metrics
 from synthloom.metrics.tabular import PIECES
 from synthloom.metrics.tools import tool_metrics
-from synthloom.models.encoder import load_encoder
 from synthloom.plots import plot_column_distributions, plot_dcr_histogram
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
 from tasks.sharding import map_calls
@@ -115,4 +114,6 @@ def _document_metrics(suite: str, synthetic, train, schema) -> dict[str, Any]:  
     synthetic_texts, real_texts = synthetic[column].tolist(), train[column].tolist()
     if suite == "tool":
         return tool_metrics(synthetic_texts, real_texts)
+    from synthloom.models.encoder import load_encoder  # transformers: only code records need it
+
     return code_metrics(synthetic_texts, real_texts, encoder=load_encoder(device="cpu"))

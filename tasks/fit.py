@@ -17,8 +17,8 @@ from prefect import get_run_logger, task
 
 from synthloom.artifacts import atomic_write_json, read_table
 from synthloom.methods import build_generator
-from synthloom.methods.difflm.fit import plot_latents, plot_loss_curves
 from synthloom.models.device import set_seed
+from synthloom.plots import plot_latents, plot_loss_curves
 from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
 
 
