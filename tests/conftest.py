@@ -22,6 +22,12 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.pop("PREFECT_API_URL", None)
 # One converted copy of the real decoder for every test that uses it.
 os.environ["SYNTHLOOM_MODEL_CACHE"] = str(_SESSION_HOME / "models")
+# Under pytest-xdist (`make test` runs 2 workers), the cores are split between the workers:
+# torch's default of one thread per core in every worker (and in the runs they start as
+# subprocesses, which inherit this) would oversubscribe the machine. Set before torch loads.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import huggingface_hub.constants
 import numpy as np
 import pytest
@@ -62,10 +60,8 @@ def tiny_lm():
     return tiny_causal_lm(seed=0)
 
 
-def test_tiny_causal_lm_is_deterministic_and_offline_fast():
-    start = time.perf_counter()
-    model_a, tok_a = tiny_causal_lm(seed=3)
-    assert time.perf_counter() - start < 2.0
+def test_tiny_causal_lm_is_deterministic_and_offline():
+    model_a, tok_a = tiny_causal_lm(seed=3)  # built in memory: no file, no network
     model_b, tok_b = tiny_causal_lm(seed=3)
     assert tok_a.get_vocab() == tok_b.get_vocab()
     assert all(
@@ -222,10 +218,8 @@ def tiny_enc():
     return tiny_encoder(seed=0)
 
 
-def test_tiny_encoder_builds_fast_with_bert_tokenizer():
-    start = time.perf_counter()
+def test_tiny_encoder_builds_with_bert_tokenizer():
     model, tok = tiny_encoder()
-    assert time.perf_counter() - start < 2.0
     assert type(model).__name__ == "BertModel" and model.config.hidden_size == 32
     assert tok.decode(tok("Hello World")["input_ids"]) == "[CLS] hello world [SEP]"
 
@@ -248,16 +242,18 @@ def test_encode_texts_unit_norm_deterministic_and_order_preserving(tiny_enc):
 
 
 @pytest.mark.integration
-def test_builtin_causal_lm_converts_once_then_loads_fast(tmp_path):
+def test_builtin_causal_lm_converts_once_then_loads_the_copy(tmp_path):
     model, tok = load_causal_lm("smollm2-135m-instruct", device="cpu", cache_dir=tmp_path)
     info = causal_lm_info(model)
     assert info["architecture"] == "LlamaForCausalLM" and info["vocab_size"] == 49152
     assert 130e6 < info["num_parameters"] < 140e6
     assert tok.pad_token == tok.eos_token == "<|im_end|>" and tok.padding_side == "left"
     assert tok.chat_template
-    start = time.perf_counter()
-    again, _ = load_causal_lm("smollm2-135m-instruct", device="cpu", cache_dir=tmp_path)
-    assert time.perf_counter() - start < 5.0
+    # the second load reads the converted copy: converting again would fail here
+    # (what was a wall-clock bound, which a loaded machine breaks)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(causal_lm_mod, "_convert_gguf", lambda *a: pytest.fail("converted again"))
+        again, _ = load_causal_lm("smollm2-135m-instruct", device="cpu", cache_dir=tmp_path)
     ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.equal(model(ids).logits, again(ids).logits)

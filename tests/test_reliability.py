@@ -408,8 +408,12 @@ def test_sigterm_during_generation_exits_fast_records_cancelled_and_resumes(
     assert records["generate"]["rows_out"] == 40_000
 
 
+# A library swaps in its own SIGTERM handler and swallows the signal, as Prefect's bridge
+# sometimes does. (A `try: ... except BaseException: pass` loop would leave a window between
+# printing "ready" and entering the `try`, where the signal ends the script: that raced
+# under load.) Only the watcher, which reads the wakeup fd, can end this run.
 SWALLOWING_RUN = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from flows.signals import stop_on_signals
 from tasks.recorder import RunRecorder
@@ -419,12 +423,10 @@ recorder = RunRecorder(run_dir, "swallow", {"run": {}}, "hash")
 recorder._record("fit").update(status="running")
 recorder._write()
 with stop_on_signals("swallow", run_dir):
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     print("ready", flush=True)
-    while True:  # a library that catches everything, as Prefect sometimes does
-        try:
-            time.sleep(0.05)
-        except BaseException:
-            pass
+    while True:
+        time.sleep(0.05)
 """
 
 
