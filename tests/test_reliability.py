@@ -304,6 +304,7 @@ def test_record_cancellation_marks_the_running_stage(tmp_path) -> None:
     assert recorder.finish("failed")["status"] == "cancelled"
 
 
+@pytest.mark.filterwarnings("ignore:Logger 'prefect.flow_runs' attempted:UserWarning")
 def test_errors_logged_after_a_stop_signal_lose_their_traceback() -> None:
     """Shards in flight when SIGTERM arrives fail because of it; Prefect logs each with a
     traceback (seen once in a full suite run), which must not bury the cancellation line."""
