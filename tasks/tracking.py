@@ -12,9 +12,11 @@ import math
 import re
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+from synthloom.artifacts import read_manifest
 from synthloom.config import flatten
 
 
@@ -240,7 +242,56 @@ def log_pipeline_run(
         summary_path = Path(summary["artifact_dir"]) / "summary.json"
         if summary_path.is_file():
             mlflow.log_artifact(str(summary_path))
+        if summary["status"] == "completed":
+            log_datasets(mlflow, summary, config)
         return parent.info.run_id
+
+
+# (stage, file key in its manifest, MLflow input context): what a run learned from, what it made
+RUN_DATASETS = (
+    ("ingest", "train", "seed"),  # tabular: the training split the generator was fitted on
+    ("ingest", "seeds", "seed"),  # labelled text: the seed examples
+    ("filter", "synthetic", "synthetic"),  # the kept rows, as `synthloom export` writes them
+)
+
+
+def log_datasets(mlflow: Any, summary: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Log the seed table and the kept synthetic rows as the active MLflow run's dataset
+    inputs (`mlflow.data`, contexts `seed` and `synthetic`), so the MLflow UI shows what a run
+    learned from and what it made: name `<run id>-<context>`, source the Parquet file,
+    digest its sha256 prefix, the schema and row count from the rows. Skips a dataset
+    already logged (a resumed run). Returns the contexts logged."""
+    import pandas as pd
+
+    logged = {
+        d.dataset.name
+        for d in mlflow.get_run(mlflow.active_run().info.run_id).inputs.dataset_inputs
+    }
+    target = (config.get("data") or {}).get("target")
+    done = []
+    for stage_name, key, context in RUN_DATASETS:
+        stage = next((s for s in summary["stages"] if s["name"] == stage_name), None)
+        manifest = read_manifest(Path(stage.get("dir") or "")) if stage else None
+        entry = (manifest or {}).get("files", {}).get(key)
+        name = f"{summary['run_id']}-{context}"
+        if entry is None or name in logged or not Path(entry["path"]).is_file():
+            continue
+        frame = pd.read_parquet(entry["path"])
+        # MLflow's own UserWarnings here are not the user's business: its local-file source is
+        # registered twice (a path "matches both"), and its schema inference hints about
+        # integer columns, which only matter for model signatures.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                frame,
+                source=str(entry["path"]),
+                name=name,
+                digest=str(entry.get("sha256") or "")[:16] or None,
+                targets=target if target in frame.columns else None,
+            )
+            mlflow.log_input(dataset, context=context)
+        done.append(context)
+    return done
 
 
 def end_status(mlflow_run_id: str, uri: str, status: str) -> None:

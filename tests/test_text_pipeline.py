@@ -257,6 +257,23 @@ def test_text_flow_runs_every_stage_and_tracks(
     assert (run_dir / "evaluate" / "embeddings.png").stat().st_size > 1000
     assert len(pd.read_csv(run_dir / "evaluate" / "sample_texts.csv")) >= 3
     assert summary["mlflow_run_id"]
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking import default_tracking_uri
+
+    inputs = (
+        MlflowClient(default_tracking_uri(data_dir))
+        .get_run(summary["mlflow_run_id"])
+        .inputs.dataset_inputs
+    )
+    rows = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context"): json.loads(
+            d.dataset.profile
+        )["num_rows"]
+        for d in inputs
+    }
+    seeds = pd.read_parquet(run_dir / "ingest" / "seeds.parquet")
+    assert rows == {"seed": len(seeds), "synthetic": len(kept)}  # what it learned from, made
 
 
 @pytest.mark.integration
