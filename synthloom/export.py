@@ -7,7 +7,8 @@ stage's manifest, and writes `out`. Where the metadata goes: Parquet key-value m
 JSON); for `hf`, the dataset info's description plus `synthloom.json` inside the folder; for
 CSV and JSONL, which have no metadata, a sidecar `<out>.metadata.json`. Text runs export
 `text` and `label` only. Unknown runs, unfinished runs and unknown formats are
-`ConfigError`s (exit code 2) that say what to do.
+`ConfigError`s (exit code 2) that say what to do. `push_run_to_hub` pushes the same rows to
+the Hugging Face Hub as a dataset; where the Hub cannot be reached it says so, with the fix.
 """
 
 from __future__ import annotations
@@ -223,6 +224,42 @@ def export_run(
         sidecar = out.with_name(out.name + ".metadata.json")
         atomic_write_bytes(_json_bytes(meta), sidecar)
     return ExportResult(out, fmt, table.num_rows, tuple(table.column_names), sidecar)
+
+
+def push_run_to_hub(
+    run_id: str, repo_id: str, data_dir: str | Path = "data", *, private: bool = True
+) -> str:
+    """Push the kept rows of finished run `run_id` to the Hugging Face Hub as dataset
+    `repo_id` (private unless `private=False`), the run metadata in the dataset info's
+    description as `hf` exports carry it. Returns the dataset's URL. Every failure (no
+    network, offline mode, no token, no write access, a bad name) is a ConfigError that
+    names the endpoint and the fix; nothing local is changed."""
+    import datasets
+    from huggingface_hub import constants
+
+    run = load_finished_run(run_id, data_dir)
+    table = kept_table(run)
+    meta = run_metadata(run, table.num_rows)
+    info = datasets.DatasetInfo(description=json.dumps(meta, default=str))
+    dataset = datasets.Dataset.from_pandas(table.to_pandas(), preserve_index=False, info=info)
+    endpoint = constants.ENDPOINT
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        dataset.push_to_hub(repo_id, private=private)
+    except Exception as err:  # noqa: BLE001 - the Hub client raises many kinds; all mean "not pushed"
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300].rstrip(".")
+        raise ConfigError(
+            f"Cannot push run {run_id!r} to the Hugging Face Hub as {repo_id!r} ({endpoint}): "
+            f"{reason}. Fix: check that this machine reaches {endpoint} (HF_ENDPOINT, "
+            "HF_HUB_OFFLINE) and that you are logged in with write access to the name "
+            "(`huggingface-cli login` or HF_TOKEN); or export with --out and upload the file "
+            "from a machine that can reach the Hub."
+        ) from err
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    return f"{endpoint}/datasets/{repo_id}"
 
 
 def read_export_metadata(path: str | Path) -> dict[str, Any]:

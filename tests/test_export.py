@@ -116,6 +116,37 @@ def test_export_errors_exit_2_with_the_fix(finished_run, tmp_path: Path, capsys)
     assert exited.value.code == 2
 
 
+@pytest.mark.integration
+def test_hub_push_that_cannot_reach_the_hub_says_so_and_keeps_the_file(
+    finished_run, tmp_path: Path
+) -> None:
+    """No Hub is reachable from CI: the push's failure is the clear error (exit 2) that names
+    the endpoint and the fix, and the --out file written before it stays."""
+    import os
+    import subprocess
+    import sys
+
+    data_dir, run_id = finished_run
+    out = tmp_path / "rows.csv"
+    env = dict(os.environ, HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_not_a_token")
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "export", run_id, "--out", str(out)]
+        + ["--hub", "someone/rows", "--data-dir", str(data_dir)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Cannot push run" in done.stderr and "http://127.0.0.1:9" in done.stderr
+    assert "Fix:" in done.stderr and "Traceback" not in done.stderr
+    assert len(pd.read_csv(out)) == len(_kept(data_dir, run_id))  # written first, kept
+
+    assert main(["export", run_id, "--data-dir", str(data_dir)]) == 2  # neither --out nor --hub
+
+
 def _fake_run(data_dir: Path, run_id: str, method: str, status: str, kept: pd.DataFrame) -> None:
     """A run directory laid out as the flows write it (summary, config, filter manifest)."""
     run_dir = data_dir / "runs" / run_id
