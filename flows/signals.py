@@ -19,6 +19,7 @@ disk; `synthloom resume RUN_ID` continues from there.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -138,9 +139,19 @@ def _drain_prefect_logs(timeout: float) -> None:
 
 
 PREFECT_SERVER_APP = "prefect.server.api.server:create_app"
-_exit_handler: list[bool] = []
 
 
+def _is_temporary_server(process) -> bool:  # noqa: ANN001 - a psutil.Process
+    """Whether `process` is a Prefect ephemeral API server (False when it cannot be read)."""
+    import psutil
+
+    try:
+        return PREFECT_SERVER_APP in process.cmdline()
+    except psutil.Error:
+        return False
+
+
+@functools.cache  # registered once per process
 def kill_temporary_server_at_exit() -> None:
     """At interpreter exit, kill this process's temporary Prefect API server before Prefect's
     own exit handler stops it gracefully (call after a flow ran, so the handler registered
@@ -149,9 +160,6 @@ def kill_temporary_server_at_exit() -> None:
     A graceful stop cancels the server's last task-run-state write, and the server prints
     the cancelled write's tracebacks after the run's final lines; the write is lost either
     way. SQLite keeps the database consistent through a kill (see stop_child_processes)."""
-    if _exit_handler:
-        return
-    _exit_handler.append(True)
     import atexit
 
     atexit.register(_kill_temporary_servers)
@@ -161,13 +169,10 @@ def _kill_temporary_servers() -> None:
     import psutil
 
     with contextlib.suppress(psutil.Error):
-        servers = [
-            child
-            for child in psutil.Process().children(recursive=True)
-            if PREFECT_SERVER_APP in child.cmdline()
-        ]
+        servers = [c for c in psutil.Process().children(recursive=True) if _is_temporary_server(c)]
         for server in servers:
-            server.kill()
+            with contextlib.suppress(psutil.Error):
+                server.kill()
         psutil.wait_procs(servers, timeout=CHILD_STOP_SECONDS)
 
 
@@ -186,7 +191,7 @@ def stop_child_processes(timeout: float) -> list[int]:
         return []
     for child in children:
         with contextlib.suppress(psutil.Error):
-            if PREFECT_SERVER_APP in child.cmdline():
+            if _is_temporary_server(child):
                 child.kill()
             else:
                 child.terminate()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,25 +185,39 @@ def _write_text_file(frame: pd.DataFrame, out: Path, fmt: str) -> None:
     atomic_write_bytes(data, out)
 
 
-def _write_hf(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
+def _hf_dataset(frame: pd.DataFrame, meta: dict[str, Any]):  # noqa: ANN202 - datasets.Dataset
+    """The rows as a `datasets.Dataset`, the run metadata as JSON in its info's description."""
     import datasets
 
+    info = datasets.DatasetInfo(description=json.dumps(meta, default=str))
+    return datasets.Dataset.from_pandas(frame, preserve_index=False, info=info)
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """datasets' progress bars off within the block (one line of output, not a bar per
+    shard), restored after."""
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+
+
+def _write_hf(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
     if out.exists() and not (out / "state.json").is_file():
         raise ConfigError(
             f"Cannot export to {out}: it exists and is not a datasets folder, so it is not "
             "replaced. Fix: choose a new path, or remove it first."
         )
-    info = datasets.DatasetInfo(description=json.dumps(meta, default=str))
-    dataset = datasets.Dataset.from_pandas(frame, preserve_index=False, info=info)
-    bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # one line of output, not a bar per shard
-    try:
-        with staged_directory(out) as tmp:
-            dataset.save_to_disk(str(tmp))
-            atomic_write_bytes(_json_bytes(meta), tmp / HF_METADATA_NAME)
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
+    dataset = _hf_dataset(frame, meta)
+    with _no_progress_bars(), staged_directory(out) as tmp:
+        dataset.save_to_disk(str(tmp))
+        atomic_write_bytes(_json_bytes(meta), tmp / HF_METADATA_NAME)
     return out / HF_METADATA_NAME
 
 
@@ -234,19 +250,15 @@ def push_run_to_hub(
     description as `hf` exports carry it. Returns the dataset's URL. Every failure (no
     network, offline mode, no token, no write access, a bad name) is a ConfigError that
     names the endpoint and the fix; nothing local is changed."""
-    import datasets
     from huggingface_hub import constants
 
     run = load_finished_run(run_id, data_dir)
     table = kept_table(run)
-    meta = run_metadata(run, table.num_rows)
-    info = datasets.DatasetInfo(description=json.dumps(meta, default=str))
-    dataset = datasets.Dataset.from_pandas(table.to_pandas(), preserve_index=False, info=info)
+    dataset = _hf_dataset(table.to_pandas(), run_metadata(run, table.num_rows))
     endpoint = constants.ENDPOINT
-    bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
     try:
-        dataset.push_to_hub(repo_id, private=private)
+        with _no_progress_bars():
+            dataset.push_to_hub(repo_id, private=private)
     except Exception as err:  # noqa: BLE001 - the Hub client raises many kinds; all mean "not pushed"
         reason = " ".join(f"{type(err).__name__}: {err}".split())[:300].rstrip(".")
         raise ConfigError(
@@ -256,9 +268,6 @@ def push_run_to_hub(
             "(`huggingface-cli login` or HF_TOKEN); or export with --out and upload the file "
             "from a machine that can reach the Hub."
         ) from err
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
     return f"{endpoint}/datasets/{repo_id}"
 
 

@@ -36,11 +36,11 @@ SYN_COLOR = "#ff7f0e"
 MAX_LEVELS = 12
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", dpi=100)
+    fig.savefig(path, format="png", dpi=dpi)
     return path
 
 
@@ -216,7 +216,7 @@ def plot_embedding_projection(
     return _save(fig, path)
 
 
-def plot_loss_curves(history: dict[str, Any], path: Path) -> Path:
+def plot_loss_curves(history: dict[str, Any], path: str | Path) -> Path:
     """Training/validation reconstruction loss, KL and beta per step (PNG)."""
     fig = Figure(figsize=(11, 3.4))
     panels = (
@@ -238,11 +238,12 @@ def plot_loss_curves(history: dict[str, Any], path: Path) -> Path:
         else:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path, dpi=110)
 
 
-def plot_latents(means: np.ndarray, labels: list[str], path: Path, target: str | None) -> Path:
+def plot_latents(
+    means: np.ndarray, labels: list[str], path: str | Path, target: str | None
+) -> Path:
     """2-D PCA projection of the latent means coloured by the target (paper figure 6)."""
     fig = Figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot(1, 1, 1)
@@ -261,5 +262,4 @@ def plot_latents(means: np.ndarray, labels: list[str], path: Path, target: str |
     if target:
         ax.legend(markerscale=2, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path, dpi=110)

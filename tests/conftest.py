@@ -116,3 +116,27 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ARG001
     import logging
 
     logging.raiseExceptions = False
+
+
+@pytest.fixture
+def mlflow_dataset_inputs():
+    """`read(data_dir, mlflow_run_id)` -> {context: (source path, rows in its profile)} of
+    an MLflow run's dataset inputs; a context logged twice fails the test."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking import default_tracking_uri
+
+    def read(data_dir: Path, mlflow_run_id: str) -> dict[str, tuple[str, int]]:
+        run = MlflowClient(default_tracking_uri(data_dir)).get_run(mlflow_run_id)
+        found: dict[str, tuple[str, int]] = {}
+        for item in run.inputs.dataset_inputs:
+            context = next(t.value for t in item.tags if t.key == "mlflow.data.context")
+            assert context not in found, f"{context} logged twice"
+            source = json.loads(item.dataset.source)
+            rows = json.loads(item.dataset.profile)["num_rows"]
+            found[context] = (source.get("uri", source.get("path")), rows)
+        return found
+
+    return read

@@ -46,26 +46,6 @@ def summary_of(tmp_path: Path, config_path: Path) -> dict:
     return json.loads((tmp_path / "data" / "runs" / run_id / "summary.json").read_text())
 
 
-def run_datasets(data_dir: Path, summary: dict) -> dict[str, tuple[str, int]]:
-    """The MLflow run's dataset inputs: context -> (source path, rows in its profile)."""
-    from mlflow.tracking import MlflowClient
-
-    from tasks.tracking import default_tracking_uri
-
-    client = MlflowClient(default_tracking_uri(data_dir))
-    inputs = client.get_run(summary["mlflow_run_id"]).inputs.dataset_inputs
-    found = {}
-    for item in inputs:
-        context = next(t.value for t in item.tags if t.key == "mlflow.data.context")
-        assert context not in found, f"{context} logged twice"
-        source = json.loads(item.dataset.source)
-        found[context] = (
-            source.get("uri", source.get("path")),
-            json.loads(item.dataset.profile)["num_rows"],
-        )
-    return found
-
-
 def stage(summary: dict, name: str) -> dict:
     return next(s for s in summary["stages"] if s["name"] == name)
 
@@ -80,7 +60,9 @@ def test_fresh_starts_a_new_run_id_even_when_one_is_given(tmp_path: Path, mixed_
 
 
 @pytest.mark.integration
-def test_run_then_rerun_reuses_every_stage(tmp_path: Path, mixed_table, capsys) -> None:
+def test_run_then_rerun_reuses_every_stage(
+    tmp_path: Path, mixed_table, capsys, mlflow_dataset_inputs
+) -> None:
     path = small_config(tmp_path, mixed_table)
     assert main(["run", str(path)]) == 0
     first = summary_of(tmp_path, path)
@@ -112,7 +94,7 @@ def test_run_then_rerun_reuses_every_stage(tmp_path: Path, mixed_table, capsys) 
     assert second["metrics"] == first["metrics"]
     assert second["attempt"] == 2
     # MLflow shows what the run learned from and what it made, once each after the rerun
-    assert run_datasets(tmp_path / "data", first) == {
+    assert mlflow_dataset_inputs(tmp_path / "data", first["mlflow_run_id"]) == {
         "seed": (str(run_dir / "ingest" / "train.parquet"), stage(first, "fit")["rows_in"]),
         "synthetic": (
             str(run_dir / "filter" / "synthetic.parquet"),

@@ -229,7 +229,7 @@ def text_config(tmp_path: Path, checkpoints, data_dir: Path, **data) -> Path:
 
 @pytest.mark.integration
 def test_text_flow_runs_every_stage_and_tracks(
-    one_thread, tmp_path, tiny_checkpoints, data_dir, monkeypatch
+    one_thread, tmp_path, tiny_checkpoints, data_dir, monkeypatch, mlflow_dataset_inputs
 ):
     monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler([]))
     path = text_config(tmp_path, tiny_checkpoints, data_dir)
@@ -257,21 +257,8 @@ def test_text_flow_runs_every_stage_and_tracks(
     assert (run_dir / "evaluate" / "embeddings.png").stat().st_size > 1000
     assert len(pd.read_csv(run_dir / "evaluate" / "sample_texts.csv")) >= 3
     assert summary["mlflow_run_id"]
-    from mlflow.tracking import MlflowClient
-
-    from tasks.tracking import default_tracking_uri
-
-    inputs = (
-        MlflowClient(default_tracking_uri(data_dir))
-        .get_run(summary["mlflow_run_id"])
-        .inputs.dataset_inputs
-    )
-    rows = {
-        next(t.value for t in d.tags if t.key == "mlflow.data.context"): json.loads(
-            d.dataset.profile
-        )["num_rows"]
-        for d in inputs
-    }
+    inputs = mlflow_dataset_inputs(data_dir, summary["mlflow_run_id"])
+    rows = {context: n for context, (_, n) in inputs.items()}
     seeds = pd.read_parquet(run_dir / "ingest" / "seeds.parquet")
     assert rows == {"seed": len(seeds), "synthetic": len(kept)}  # what it learned from, made
 
