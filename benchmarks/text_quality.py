@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/text_quality.py --config pipeline_configs/text_trec.yaml \\
         [--draws 0 1 2] [--set method.samples_per_prompt=32 ...] [--filter-set KEY=VALUE ...]
         [--evaluate-set KEY=VALUE ...] [--samples-dir DIR [--reuse]] [--threads 2] [--out F]
-        [--device cpu|cuda|auto]
+        [--device cpu|cuda|auto] [--test-source FILE]
 
 The protocol of issue 18: for each seed draw d, `text_splits(..., seed=run.seed,
 seed_draw=d)` keeps the test and real-train texts fixed and draws new seeds; the method
@@ -20,6 +20,12 @@ unfinished share and what the filter removed are reported per draw.
 `--samples-dir` keeps each draw's generated samples (keyed by the method section's hash)
 and filtered samples (keyed by the filter rules too); with `--reuse` they are not computed
 again, so filter and student variants compare on the same samples. Never tune on what this prints for the test split: it is the report.
+
+`--test-source FILE` scores every student on all rows of FILE instead (same text and label
+columns, the config's labels and minimum length; rows that are also seeds or real-train
+texts dropped): the EXPLORATION split, where a setting may be chosen before the report
+split confirms it (TREC: `test.csv`). `--out` is rewritten after every draw, so a run cut
+short keeps the draws it finished.
 """
 
 from __future__ import annotations
@@ -76,6 +82,12 @@ def main() -> None:
     parser.add_argument("--samples-dir", default=None)
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument(
+        "--test-source",
+        default=None,
+        help="score on all rows of this file (the exploration split) instead of the "
+        "config's test split",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -95,10 +107,16 @@ def main() -> None:
     models = text_model_box(args.device, args.model_cache, cfg["evaluate"]["encoder"])
     encoder = load_encoder(cfg["evaluate"]["encoder"], device=args.device)
     samples_dir = Path(args.samples_dir) if args.samples_dir else None
+    exploration = exploration_test(args.test_source, data) if args.test_source else None
     print(
         f"{args.config}: method {method['name']}, {cfg['generate']['num_rows']} samples per "
         f"draw, draws {args.draws}, filter {json.dumps(rules)}; torch threads {args.threads}, "
-        f"device {args.device}"
+        f"device {args.device}; test split: "
+        + (
+            f"{args.test_source} ({len(exploration)} rows)"
+            if exploration is not None
+            else "the config's"
+        )
     )
 
     rows: list[dict] = []
@@ -154,7 +172,11 @@ def main() -> None:
                 kept.to_parquet(kept_path)
                 kept_path.with_suffix(".json").write_text(json.dumps(filtered))
         filter_seconds = filtered["seconds"]
-        real = {"seeds": splits.seeds, "test": splits.test, "real_train": splits.real_train}
+        test = splits.test
+        if exploration is not None:
+            used = set(splits.seeds["text"]) | set(splits.real_train["text"])
+            test = exploration[~exploration["text"].isin(used)].reset_index(drop=True)
+        real = {"seeds": splits.seeds, "test": test, "real_train": splits.real_train}
         metrics, _ = evaluate_text_sets(
             kept, real, encoder, cfg["evaluate"], seed=cfg["run"]["seed"]
         )
@@ -192,6 +214,8 @@ def main() -> None:
             + f"; gain {row['gain']:+.3f}; label agreement {row['label_agreement']:.3f}",
             flush=True,
         )
+        if args.out:
+            write_results(args.out, cfg, args, rows)
     table = pd.DataFrame(rows)
     print("\nmean +- std over draws " + str(args.draws) + ":")
     full = [c for c in table.columns if c.startswith("full_")]
@@ -204,8 +228,26 @@ def main() -> None:
     spread = gain.std(ddof=1) if len(gain) > 1 else float("nan")
     verdict = "inside the noise" if not abs(gain.mean()) > spread else "outside the noise"
     print(f"  paired gain seeds+synthetic - seeds: {gain.mean():+.3f} +- {spread:.3f} ({verdict})")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"config": cfg, "rows": rows}, indent=1, default=str))
+
+
+def exploration_test(path: str, data: dict) -> pd.DataFrame:
+    """All rows of `path` with a text and one of the config's labels, as columns text,
+    label (the config's text column, target, labels and minimum length applied)."""
+    raw = load_source(path, data.get("format"))
+    table = pd.DataFrame(
+        {"text": raw[data["text_column"]].astype(str).str.strip(), "label": raw[data["target"]]}
+    ).dropna()
+    table["label"] = table["label"].astype(str).str.strip()
+    table = table[table["text"].str.len() >= max(data.get("min_text_chars") or 1, 1)]
+    if data.get("labels"):
+        table = table[table["label"].isin(data["labels"])]
+    return table.drop_duplicates(subset="text").reset_index(drop=True)
+
+
+def write_results(out: str, cfg: dict, args: argparse.Namespace, rows: list[dict]) -> None:
+    """The config, the test split used and every finished draw's row, as JSON."""
+    record = {"config": cfg, "test_source": args.test_source, "rows": rows}
+    Path(out).write_text(json.dumps(record, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def pip_download(specs: list[str], dest: Path, *, deps: bool) -> None:
 
 
 def export_data(dest: Path) -> None:
-    """credit_data as Parquet (as the ingestion reads it) and TREC's train.csv."""
+    """credit_data as Parquet (as the ingestion reads it) and TREC's train.csv and test.csv
+    (the text benchmark's exploration split)."""
     from synthloom.ingest import load_source
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,8 @@ def export_data(dest: Path) -> None:
     trec = REPO.parent / "shared" / "data" / "trec" / "train.csv"
     if trec.is_file():
         (dest / "trec").mkdir(exist_ok=True)
-        shutil.copyfile(trec, dest / "trec" / "train.csv")
+        for name in ("train.csv", "test.csv"):
+            shutil.copyfile(trec.with_name(name), dest / "trec" / name)
     else:
         print(f"gpu_bundle: {trec} not found; the TREC steps will be skipped on the machine")
 

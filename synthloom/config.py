@@ -68,6 +68,15 @@ def stages_for(method_name: str) -> tuple[str, ...]:
 
 # A generation length: tokens, or "auto" (from the seeds' lengths, prompts.token_budget).
 TokenBudget = Annotated[int, Field(gt=0)] | Literal["auto"]
+SeedOpeners = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="n > 0: each prompt's samples start with the first n words of a random "
+        "seed of its label (the model writes the rest): the label's openings steer the "
+        "sample; 0: the model writes the whole sample (the paper's prompt)",
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -480,13 +489,7 @@ class FewGenConfig(_Strict):
     batch_rows: int = Field(
         64, gt=0, description="continuations decoded together (several prompts per batch)"
     )
-    seed_openers: int = Field(
-        0,
-        ge=0,
-        description="n > 0: each prompt's sample starts with the first n words of a random "
-        "seed of its label (the model writes the rest): the label's openings steer the "
-        "sample; 0: the model writes the whole sample",
-    )
+    seed_openers: SeedOpeners = 0
 
 
 class BAREConfig(_Strict):
@@ -511,7 +514,12 @@ class BAREConfig(_Strict):
     base_top_p: float = Field(1.0, gt=0, le=1)
     refine_temperature: float = Field(0.7, ge=0, description="refining temperature")
     refine_top_p: float = Field(0.9, gt=0, le=1)
-    max_new_tokens: int = Field(64, gt=0, description="token budget per draft")
+    max_new_tokens: TokenBudget = Field(
+        64,
+        description="token budget per draft; auto: 1.5 x the seeds' 95th-percentile token "
+        "length + 8",
+    )
+    seed_openers: SeedOpeners = 0  # the drafts start with the opener; the refine sees them whole
     refine_max_new_tokens: int = Field(96, gt=0, description="token budget per refinement")
     refine_batch_size: int = Field(16, gt=0, description="refine prompts decoded together")
     refine_prefill: bool = Field(
@@ -541,6 +549,7 @@ class SynAlignConfig(_Strict):
         description="token budget per sample; auto: 1.5 x the seeds' 95th-percentile token "
         "length + 8",
     )
+    seed_openers: SeedOpeners = 0
     attribute_temperature: float = Field(0.7, ge=0, description="for the JSON summary")
     attribute_max_new_tokens: int = Field(48, gt=0, description="token budget per summary")
     attribute_retries: int = Field(

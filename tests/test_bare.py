@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from synthloom.methods.text import bare as bare_module
 from synthloom.methods.text.bare import (
-    BARE_DEFAULTS,
     REFINE_INSTRUCTION,
     BAREGenerator,
     is_echo,
@@ -22,7 +23,7 @@ from synthloom.methods.text.bare import (
     parse_refinement,
     refine_request,
 )
-from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet
 from synthloom.methods.text.prompts import CLOSE, OPEN
 from synthloom.methods.text.sampling import Continuations
 from synthloom.models.tiny import tiny_causal_lm
@@ -217,9 +218,42 @@ def test_config_defaults_match_the_generator_and_the_registry_builds_it():
 
     assert "bare" in TEXT_METHODS
     config = METHOD_CONFIGS["bare"](name="bare", task="tweets")
-    assert config.model_dump() == {"name": "bare", **BARE_DEFAULTS, "task": "tweets"}
     generator = build_text_generator(config.model_dump())
-    assert isinstance(generator, BAREGenerator) and generator.cfg["task"] == "tweets"
+    assert isinstance(generator, BAREGenerator) and generator.cfg == config.model_dump()
+    # the generator reads its defaults from the config model: one home for them
+    assert BAREGenerator({"task": "tweets"}).cfg == config.model_dump()
+    with pytest.raises(ValueError, match="drafts_per_promt"):
+        BAREGenerator({"drafts_per_promt": 2})  # a misspelt key is an error, not ignored
+
+
+def test_seed_openers_start_each_draft_with_a_seed_opening_of_its_label(monkeypatch, tiny_box):
+    prompts: list[str] = []
+
+    def sample_prompts(model, tokenizer, batch, copies=None, **kw):
+        prompts.extend(batch)
+        texts = [" and more words"] * sum(copies)
+        return Continuations(texts, [True] * len(texts), len(texts), 1, len(batch))
+
+    monkeypatch.setattr(bare_module, "sample_prompts", sample_prompts)
+    generator = BAREGenerator({"task": "sentences", "seed_openers": 2, "max_new_tokens": "auto"})
+    drafts = generator._drafts(
+        SEEDS,
+        "money",
+        [4, 5, 6, 7],
+        8,
+        tiny_box.causal_lm("x"),
+        16,
+        np.random.default_rng(0),
+        torch.Generator(),
+        GenerationStats(),
+    )
+    assert len(prompts) == 2 and len(drafts) == 8
+    money_openers = {" ".join(t.split()[:2]) for t in SEEDS.for_label("money")}
+    for prompt in prompts:
+        opener = prompt.rsplit(f"{OPEN}\n", 1)[1]
+        assert opener in money_openers  # the prompt ends with two words of a money seed
+    for draft, _ in drafts:
+        assert draft.removesuffix(" and more words") in money_openers
 
 
 @pytest.mark.integration

@@ -27,7 +27,7 @@ from synthloom.methods.text.distribution_matching import (
 )
 from synthloom.methods.text.prompts import CLOSE, OPEN
 from synthloom.methods.text.sampling import Continuations
-from synthloom.methods.text.synalign import SYNALIGN_DEFAULTS, SynAlignGenerator
+from synthloom.methods.text.synalign import SynAlignGenerator
 from synthloom.methods.text.uncertainty import (
     GPUncertaintyTracker,
     gp_posterior_std,
@@ -346,9 +346,24 @@ def test_config_defaults_match_the_generator_and_the_registry_builds_it():
 
     assert "synalign" in TEXT_METHODS
     config = METHOD_CONFIGS["synalign"](name="synalign", oversample=1.5)
-    assert config.model_dump() == {"name": "synalign", **SYNALIGN_DEFAULTS, "oversample": 1.5}
     generator = build_text_generator(config.model_dump())
-    assert isinstance(generator, SynAlignGenerator) and generator.cfg["oversample"] == 1.5
+    assert isinstance(generator, SynAlignGenerator) and generator.cfg == config.model_dump()
+    assert SynAlignGenerator({"oversample": 1.5}).cfg == config.model_dump()  # one home
+    with pytest.raises(ValueError, match="oversampel"):
+        SynAlignGenerator({"oversampel": 2})
+
+
+def test_seed_openers_start_each_cluster_sample_with_a_seed_opening(monkeypatch, tiny_box):
+    batch, fake = _run(monkeypatch, tiny_box, seed_openers=2)
+    openers = {
+        lab: {" ".join(t.split()[:2]) for t in SEEDS.for_label(lab)} for lab in ("money", "nature")
+    }
+    assert fake.generation_prompts
+    for prompt in fake.generation_prompts:
+        assert prompt.rsplit(f"{OPEN}\n", 1)[1] in openers["money"] | openers["nature"]
+    for sample in batch.samples:
+        assert sample.info["opener"] in openers[sample.label]
+        assert sample.text.startswith(sample.info["opener"])
 
 
 @pytest.mark.integration

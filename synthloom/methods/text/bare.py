@@ -6,7 +6,10 @@ pgasawa/BARE): a base model drafts, an instruct model refines.
    label between delimiters and an open delimiter at the end; `drafts_per_prompt`
    continuations share the prompt's KV cache, and a round's prompts decode in one batch
    (`sample_prompts` with copies), temperature
-   `base_temperature` (1.0), stop at the closing delimiter. A draft that never closes
+   `base_temperature` (1.0), stop at the closing delimiter, at most `max_new_tokens` (an
+   int, or "auto": `prompts.token_budget` from the seeds' lengths). With `seed_openers`
+   n > 0 each draft prompt ends with the first n words of a random seed of the label and
+   the draft is that opener + the continuation (as FewGen's). A draft that never closes
    (token limit) or is empty is dropped: counts "draft_unfinished", "draft_empty".
 2. Refine step. `method.instruct_model`, through its chat template, gets the same examples
    and the draft (`refine_request`) and is told to make the draft closer in style to the
@@ -40,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from synthloom.config import BAREConfig
 from synthloom.methods.text.base import (
     GenerationStats,
     ModelBox,
@@ -48,32 +52,20 @@ from synthloom.methods.text.base import (
     TextSample,
 )
 from synthloom.methods.text.fewgen import label_quotas
-from synthloom.methods.text.prompts import CLOSE, OPEN, fewshot_prompt
+from synthloom.methods.text.prompts import (
+    CLOSE,
+    OPEN,
+    fewshot_prompt,
+    seed_opener,
+    token_budget,
+)
 from synthloom.methods.text.sampling import (
     Continuations,
     chat_prompt,
     sample_prompts,
 )
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_TASK = "short texts"
 
-BARE_DEFAULTS: dict[str, Any] = {
-    "task": DEFAULT_TASK,
-    "base_model": DEFAULT_MODEL,
-    "instruct_model": DEFAULT_MODEL,
-    "num_examples": 3,
-    "drafts_per_prompt": 4,
-    "base_temperature": 1.0,
-    "base_top_p": 1.0,
-    "refine_temperature": 0.7,
-    "refine_top_p": 0.9,
-    "max_new_tokens": 64,
-    "refine_max_new_tokens": 96,
-    "refine_batch_size": 16,
-    "refine_prefill": True,
-    "max_attempts_factor": 3.0,
-}
 
 REFINE_INSTRUCTION = (
     "Rewrite the draft so that it is closer in style to the examples: remove ambiguity and "
@@ -142,14 +134,13 @@ def is_echo(text: str, examples: Sequence[str]) -> bool:
 
 
 class BAREGenerator:
-    """Base drafts + instruct refinement (module docstring); `method` keys: BARE_DEFAULTS."""
+    """Base drafts + instruct refinement (module docstring); `method` is a `BAREConfig`
+    (synthloom.config) dumped to a dict: its keys and defaults live there alone."""
 
     name: ClassVar[str] = "bare"
 
     def __init__(self, method: dict[str, Any]) -> None:
-        unknown = set(method) - set(BARE_DEFAULTS) - {"name"}
-        assert not unknown, f"unknown BARE settings: {sorted(unknown)}"
-        self.cfg = {**BARE_DEFAULTS, **{k: v for k, v in method.items() if k != "name"}}
+        self.cfg = BAREConfig.model_validate({**method, "name": "bare"}).model_dump()
 
     def generate(
         self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
@@ -158,6 +149,7 @@ class BAREGenerator:
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
         base_lm = models.causal_lm(cfg["base_model"])
+        draft_tokens = token_budget(base_lm[1], seeds.texts, cfg["max_new_tokens"])
         instruct_lm = models.causal_lm(cfg["instruct_model"])
         stats = GenerationStats()
         samples: list[TextSample] = []
@@ -170,7 +162,9 @@ class BAREGenerator:
                 # enough drafts for the missing samples at the keep rate seen so far
                 rate = max(len(kept) / tried, 0.1) if tried else 1.0
                 want = min(math.ceil((quota - len(kept)) / rate), budget - tried)
-                drafts = self._drafts(seeds, label, pool, want, base_lm, rng, generator, stats)
+                drafts = self._drafts(
+                    seeds, label, pool, want, base_lm, draft_tokens, rng, generator, stats
+                )
                 tried += want
                 kept.extend(self._refine(seeds, label, drafts, instruct_lm, generator, stats))
                 models.report(len(samples) + min(len(kept), quota))
@@ -189,15 +183,17 @@ class BAREGenerator:
         pool: list[int],
         want: int,
         lm,
+        max_new_tokens: int,
         rng: np.random.Generator,
         generator: torch.Generator,
         stats: GenerationStats,
     ) -> list[tuple[str, list[int]]]:
         """`want` drafts sampled, the closed ones returned as (draft, seed indices shown); a
-        fresh random set of examples per prompt, up to `drafts_per_prompt` drafts each."""
+        fresh random set of examples per prompt, up to `drafts_per_prompt` drafts each (each
+        starting with the prompt's seed opener, if any)."""
         cfg = self.cfg
         model, tokenizer = lm
-        plan: list[tuple[str, list[int], int]] = []  # prompt, seeds shown, drafts
+        plan: list[tuple[str, list[int], int, str]] = []  # prompt, seeds shown, drafts, opener
         for start in range(0, want, cfg["drafts_per_prompt"]):
             shown = [int(i) for i in rng.permutation(pool)[: cfg["num_examples"]]]
             prompt = fewshot_prompt(
@@ -206,25 +202,31 @@ class BAREGenerator:
                 task=cfg["task"],
                 description=seeds.description(label),
             )
-            plan.append((prompt, shown, min(cfg["drafts_per_prompt"], want - start)))
+            opener = ""
+            if cfg["seed_openers"]:
+                opener = seed_opener(
+                    seeds.texts[pool[rng.integers(len(pool))]], cfg["seed_openers"]
+                )
+            n = min(cfg["drafts_per_prompt"], want - start)
+            plan.append((prompt + opener, shown, n, opener))
         out: list[tuple[str, list[int]]] = []
         if not plan:
             return out
         cont = sample_prompts(  # all prompts in one batch, each prefilled once
             model,
             tokenizer,
-            [prompt for prompt, _, _ in plan],
-            copies=[n for _, _, n in plan],
-            max_new_tokens=cfg["max_new_tokens"],
+            [prompt for prompt, *_ in plan],
+            copies=[n for _, _, n, _ in plan],
+            max_new_tokens=max_new_tokens,
             temperature=cfg["base_temperature"],
             top_p=cfg["base_top_p"],
             stop_strings=(CLOSE,),
             generator=generator,
         )
         add_sampling_cost(stats, cont)
-        owners = [shown for _, shown, n in plan for _ in range(n)]
-        for text, finished, shown in zip(cont.texts, cont.finished, owners, strict=True):
-            draft = text.strip()
+        owners = [(shown, opener) for _, shown, n, opener in plan for _ in range(n)]
+        for text, finished, (shown, opener) in zip(cont.texts, cont.finished, owners, strict=True):
+            draft = (opener + text).strip() if text.strip() else ""
             if not finished:
                 stats.count("draft_unfinished")
             elif not draft:

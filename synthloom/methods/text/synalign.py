@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from synthloom.config import SynAlignConfig
 from synthloom.methods.text.attributes import (
     ATTRIBUTE_PREFILL,
     attribute_conditioned_prompt,
@@ -48,8 +49,6 @@ from synthloom.methods.text.attributes import (
     summarize_with_retries,
 )
 from synthloom.methods.text.bare import (
-    DEFAULT_MODEL,
-    DEFAULT_TASK,
     add_sampling_cost,
 )
 from synthloom.methods.text.base import (
@@ -66,7 +65,7 @@ from synthloom.methods.text.distribution_matching import (
     resample_by_weights,
 )
 from synthloom.methods.text.fewgen import label_quotas
-from synthloom.methods.text.prompts import CLOSE, token_budget
+from synthloom.methods.text.prompts import CLOSE, seed_opener, token_budget
 from synthloom.methods.text.sampling import (
     chat_prompt,
     sample_continuations,
@@ -75,28 +74,6 @@ from synthloom.methods.text.sampling import (
 from synthloom.methods.text.uncertainty import GPUncertaintyTracker
 from synthloom.models.encoder import encode_texts
 
-SYNALIGN_DEFAULTS: dict[str, Any] = {
-    "task": DEFAULT_TASK,
-    "model": DEFAULT_MODEL,
-    "num_examples": 3,
-    "samples_per_cluster": 8,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "max_new_tokens": 64,
-    "attribute_temperature": 0.7,
-    "attribute_max_new_tokens": 48,
-    "attribute_retries": 2,
-    "gp_lengthscale": None,
-    "gp_noise": 1e-8,
-    "oversample": 2.0,
-    "match_per_label": True,
-    "mmd_bandwidth": None,
-    "mmd_iterations": 500,
-    "mmd_step": 0.5,
-    "resample_with_replacement": False,
-    "max_attempts_factor": 3.0,
-}
-
 
 class SynAlignGenerator:
     """GP-chosen clusters -> JSON attributes -> conditioned samples -> MMD resampling."""
@@ -104,9 +81,9 @@ class SynAlignGenerator:
     name: ClassVar[str] = "synalign"
 
     def __init__(self, method: dict[str, Any]) -> None:
-        unknown = set(method) - set(SYNALIGN_DEFAULTS) - {"name"}
-        assert not unknown, f"unknown SynAlign settings: {sorted(unknown)}"
-        self.cfg = {**SYNALIGN_DEFAULTS, **{k: v for k, v in method.items() if k != "name"}}
+        """`method`: a `SynAlignConfig` (synthloom.config) dumped to a dict; its keys and
+        defaults live there alone."""
+        self.cfg = SynAlignConfig.model_validate({**method, "name": "synalign"}).model_dump()
 
     def generate(
         self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
@@ -125,7 +102,7 @@ class SynAlignGenerator:
             rng=rng,
         )
         quotas = label_quotas(seeds.label_names, num_samples)
-        pool = self._candidate_pool(seeds, quotas, tracker, models, generator, stats)
+        pool = self._candidate_pool(seeds, quotas, tracker, models, rng, generator, stats)
         if not pool:
             return TextBatch(samples=[], stats=stats)
         pool_emb = encode_texts(encoder, enc_tokenizer, [s.text for s in pool])
@@ -150,11 +127,14 @@ class SynAlignGenerator:
         quotas: dict[str, int],
         tracker: GPUncertaintyTracker,
         models: ModelBox,
+        rng: np.random.Generator,
         generator: torch.Generator,
         stats: GenerationStats,
     ) -> list[TextSample]:
         """About oversample x quota candidates per label, one round of clusters (one per
-        label still short) at a time, until every label is full or out of attempts."""
+        label still short) at a time, until every label is full or out of attempts. With
+        `seed_openers` n > 0 a cluster's prompt ends with the first n words of a random
+        seed of its label and its samples are that opener + the continuation."""
         cfg = self.cfg
         model, tokenizer = models.causal_lm(cfg["model"])
         budget = token_budget(tokenizer, seeds.texts, cfg["max_new_tokens"])
@@ -189,10 +169,16 @@ class SynAlignGenerator:
                     task=cfg["task"],
                     description=seeds.description(lab),
                 )
+                opener = ""
+                if cfg["seed_openers"]:
+                    label_seeds = seeds.for_label(lab)
+                    opener = seed_opener(
+                        label_seeds[rng.integers(len(label_seeds))], cfg["seed_openers"]
+                    )
                 cont = sample_continuations(  # a full cluster even near the target: the
                     model,  # rows share one prefill, and a larger pool only adds choice
                     tokenizer,
-                    prompt,
+                    prompt + opener,
                     cfg["samples_per_cluster"],
                     max_new_tokens=budget,
                     temperature=cfg["temperature"],
@@ -202,7 +188,7 @@ class SynAlignGenerator:
                 )
                 add_sampling_cost(stats, cont)
                 for text, finished in zip(cont.texts, cont.finished, strict=True):
-                    text = text.strip()
+                    text = (opener + text).strip() if text.strip() else ""
                     if not finished:
                         stats.count("unfinished")
                     elif not text:
@@ -215,6 +201,8 @@ class SynAlignGenerator:
                             "seeds_shown": examples,
                             "attributes": dict(summaries[lab]),
                         }
+                        if opener:
+                            info["opener"] = opener
                         pool.append(TextSample(text=text, label=lab, info=info))
             # candidates are `oversample` x the rows; the MMD match keeps num_rows of them
             models.report(int(sum(min(made[k], targets[k]) for k in targets) / cfg["oversample"]))
