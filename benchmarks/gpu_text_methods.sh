@@ -10,7 +10,8 @@
 #
 # B: the bundle of scripts/gpu_bundle.py (data/trec/train.csv and test.csv), D: a work folder
 # (model cache, samples), OUT: where results.tgz (every job's log and JSON) is written.
-# SECONDS (default 420) bounds each job's generation; a job cut short keeps the draws it
+# SECONDS (default 420) bounds each job's generation (the whole script: SECONDS + about
+# 90 s for the install check, the model conversion and the re-scoring); a job cut short keeps the draws it
 # finished (text_quality.py rewrites its JSON after every draw) and only those are re-scored.
 # Prints each job's summary lines (mean +- std over draws, paired gain) at the end.
 # DEVICE=cpu and EXTRA="--set generate.num_rows=10 --draws 0" make a quick dry run.
@@ -43,9 +44,10 @@ json.load(open(sys.argv[1]))['rows']))" "$RES/$name.explore.json" 2>/dev/null)
     --draws $draws --out "$RES/$name.report.json" >>"$RES/$name.log" 2>&1
 }
 
+# every job in parallel (a chained pair would need twice SECONDS)
 job fewgen_1500 pipeline_configs/text_trec_fewgen.yaml &
-(job fewgen_500 pipeline_configs/text_trec_fewgen.yaml --set generate.num_rows=500
- job bare_paper_prompt pipeline_configs/text_trec_bare.yaml --set method.seed_openers=0) &
+job fewgen_500 pipeline_configs/text_trec_fewgen.yaml --set generate.num_rows=500 &
+job bare_paper_prompt pipeline_configs/text_trec_bare.yaml --set method.seed_openers=0 &
 job bare pipeline_configs/text_trec_bare.yaml &
 job synalign pipeline_configs/text_trec_synalign.yaml &
 job corrsynth_1500 pipeline_configs/text_trec_corrsynth.yaml --set generate.num_rows=1500 &
