@@ -542,6 +542,12 @@ class SynAlignConfig(_Strict):
     model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
     num_examples: int = Field(3, gt=0, description="cluster size: GP pick + nearest neighbours")
     samples_per_cluster: int = Field(8, gt=0, description="samples drawn per cluster's prompt")
+    clusters_per_round: int = Field(
+        4,
+        gt=0,
+        description="clusters per label per round (the GP picks them in turn); a round's "
+        "attribute requests decode in one batch, its cluster prompts in another",
+    )
     temperature: float = Field(1.0, ge=0, description="generation temperature; 0 = greedy")
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: TokenBudget = Field(

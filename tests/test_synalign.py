@@ -231,16 +231,19 @@ def tiny_box() -> ModelBox:
 
 class ScriptedSynAlign:
     """Fixed replies: attribute attempt 0 of every cluster is not JSON, attempt 1 is valid,
-    except in the first round for "money", where both fail. Each generation call writes
-    rows alternating between a copy of the prompt's first example and junk; its last row
-    never closes."""
+    except in the first round for "money", where both fail. Each cluster prompt's rows
+    alternate between a copy of the prompt's first example and junk; its last row never
+    closes. Attribute requests and a round's cluster prompts are one batch each."""
 
     def __init__(self) -> None:
         self.attribute_prompts: list[list[str]] = []
         self.generation_prompts: list[str] = []
+        self.generation_batches = 0
 
-    def sample_prompts(self, model, tokenizer, prompts, **kw):
-        assert kw["stop_strings"] == ("}",)
+    def sample_prompts(self, model, tokenizer, prompts, copies=None, **kw):
+        if kw["stop_strings"] == (CLOSE,):
+            return self._generate(prompts, copies)
+        assert kw["stop_strings"] == ("}",) and copies is None
         first_round = not self.attribute_prompts
         self.attribute_prompts.append(list(prompts))
         texts, finished = [], []
@@ -251,25 +254,28 @@ class ScriptedSynAlign:
             finished.append(ok)
         return Continuations(texts, finished, 3 * len(prompts), 3, 20 * len(prompts))
 
-    def sample_continuations(self, model, tokenizer, prompt, num, **kw):
-        c = len(self.generation_prompts)
-        self.generation_prompts.append(prompt)
-        example = prompt.split(f"{OPEN}\n")[1].split(f"\n{CLOSE}")[0]
-        texts = [example if j % 2 == 0 else f"zq{c}{j} xv qq {j * 7}" for j in range(num)]
-        finished = [True] * (num - 1) + [False]
-        return Continuations(texts, finished, 4 * num, 4, 30)
+    def _generate(self, prompts, copies):
+        self.generation_batches += 1
+        texts, finished = [], []
+        for prompt, num in zip(prompts, copies, strict=True):
+            c = len(self.generation_prompts)
+            self.generation_prompts.append(prompt)
+            example = prompt.split(f"{OPEN}\n")[1].split(f"\n{CLOSE}")[0]
+            texts += [example if j % 2 == 0 else f"zq{c}{j} xv qq {j * 7}" for j in range(num)]
+            finished += [True] * (num - 1) + [False]
+        return Continuations(texts, finished, 4 * len(texts), 4, 30 * len(prompts))
 
 
 def _run(monkeypatch, box, num_samples=4, **method):
     fake = ScriptedSynAlign()
     monkeypatch.setattr(synalign_module, "sample_prompts", fake.sample_prompts)
-    monkeypatch.setattr(synalign_module, "sample_continuations", fake.sample_continuations)
     config = {
         "name": "synalign",
         "task": "sentences",
         "num_examples": 2,
         "samples_per_cluster": 4,
         "attribute_retries": 1,
+        "clusters_per_round": 1,
         **method,
     }
     return SynAlignGenerator(config).generate(SEEDS, num_samples, models=box, seed=0), fake
@@ -310,7 +316,28 @@ def test_synalign_pipeline_counts_retries_drops_and_resamples(monkeypatch, tiny_
     assert len(fake.attribute_prompts) == 3  # rounds: both labels, both, money only
     # progress after each round: candidates within the targets (4 a label) / oversample 2
     assert reported == [3 // 2, (3 + 4) // 2, (4 + 4) // 2]
-    assert stats.forward_passes == 3 * 3 + 4 * (clusters - 1)
+    # one batch per round for the attributes (3 passes) and one for the cluster prompts (4)
+    assert fake.generation_batches == 3
+    assert stats.forward_passes == 3 * 3 + 3 * 4
+
+
+def test_a_round_batches_several_clusters_per_label_and_stops_at_the_need(monkeypatch, tiny_box):
+    # quota 6 a label, target 12 candidates = 3 clusters of 4 rows (3 close): 2 per round
+    batch, fake = _run(monkeypatch, tiny_box, num_samples=12, clusters_per_round=2)
+    rounds = fake.attribute_prompts
+    assert len(rounds[0]) == 2 * 2 * 2  # 2 labels x 2 clusters x 2 attempts, one batch
+    for prompts in rounds:
+        per_label = [
+            sum(f'label "{lab}"' in p for p in prompts) // 2 for lab in ("money", "nature")
+        ]
+        assert max(per_label) <= 2
+    # every round with a valid summary decodes all its cluster prompts in one batch
+    assert fake.generation_batches == len(rounds)
+    assert len(fake.generation_prompts) == int(batch.stats.metrics["synalign_clusters"]) - 2
+    # nature: 2 clusters in round 1 (6 closed rows), then ceil(6 / 4) = 2 more: 4 in all
+    assert sum('label "nature"' in p for p in fake.generation_prompts) == 4
+    labels = [s.label for s in batch.samples]
+    assert labels.count("money") == 6 and labels.count("nature") == 6
 
 
 def test_synalign_is_deterministic_and_replacement_is_optional(monkeypatch, tiny_box):

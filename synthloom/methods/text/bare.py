@@ -65,8 +65,6 @@ from synthloom.methods.text.sampling import (
     sample_prompts,
 )
 
-
-
 REFINE_INSTRUCTION = (
     "Rewrite the draft so that it is closer in style to the examples: remove ambiguity and "
     "fix errors, but do not change its theme. Answer with the rewritten text only."

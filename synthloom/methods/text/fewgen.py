@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from synthloom.config import FewGenConfig
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
 from synthloom.methods.text.prompts import CLOSE, fewshot_prompt, seed_opener, token_budget
 from synthloom.methods.text.sampling import sample_prompts
@@ -44,16 +45,19 @@ class FewGenGenerator:
     name: ClassVar[str] = "fewgen"
 
     def __init__(self, method: dict[str, Any]) -> None:
-        self.model_name: str = method.get("model", "smollm2-135m-instruct")
-        self.task: str = method.get("task", "short texts")
-        self.num_examples: int = method.get("num_examples", 3)
-        self.samples_per_prompt: int = method.get("samples_per_prompt", 8)
-        self.temperature: float = method.get("temperature", 0.9)
-        self.top_p: float = method.get("top_p", 0.95)
-        self.max_new_tokens: int | str = method.get("max_new_tokens", 64)
-        self.max_prompts: int | None = method.get("max_prompts")
-        self.batch_rows: int = method.get("batch_rows", 64)
-        self.seed_openers: int = method.get("seed_openers", 0)
+        """`method`: a `FewGenConfig` (synthloom.config) dumped to a dict; its keys and
+        defaults live there alone."""
+        config = FewGenConfig.model_validate({**method, "name": "fewgen"})
+        self.model_name: str = config.model
+        self.task: str = config.task
+        self.num_examples: int = config.num_examples
+        self.samples_per_prompt: int = config.samples_per_prompt
+        self.temperature: float = config.temperature
+        self.top_p: float = config.top_p
+        self.max_new_tokens: int | str = config.max_new_tokens
+        self.max_prompts: int | None = config.max_prompts
+        self.batch_rows: int = config.batch_rows
+        self.seed_openers: int = config.seed_openers
 
     def generate(
         self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int

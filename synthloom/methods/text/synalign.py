@@ -6,15 +6,18 @@ matching.
 2. Uncertainty tracker (`uncertainty.GPUncertaintyTracker`): an RBF Gaussian process over the
    embeddings of the seeds shown so far; the unshown seed of the label with the largest
    posterior std and its `num_examples - 1` nearest same-label neighbours form the next
-   demonstration cluster. Labels take turns, so the pool stays balanced.
+   demonstration cluster. A round takes up to `clusters_per_round` clusters of every label
+   still short (no more than it needs), so the pool stays balanced.
 3. Attribute reasoning (`attributes`): the LLM, through its chat template, writes a JSON
    summary {style, tone, topic, length} of the cluster; an invalid reply is retried up to
    `attribute_retries` times, then the cluster is dropped (counts "attribute_retries",
    "attribute_invalid"). The retries of a cluster are sampled together in one batch (all
    clusters of a round in one `sample_prompts` call) and read in order, which is the same
    as asking again after each failure. Then `samples_per_cluster` samples are drawn from
-   the raw completion prompt "attribute lines + few-shot prompt of the cluster", stopping
-   at the closing delimiter (unclosed / empty ones dropped: "unfinished", "empty").
+   the raw completion prompt "attribute lines + few-shot prompt of the cluster" (with
+   `seed_openers` n > 0 ending with the first n words of a random seed of the label, the
+   sample being that opener + the continuation), every cluster of the round in one batch,
+   stopping at the closing delimiter (unclosed / empty ones dropped: "unfinished", "empty").
 4. Distribution matching (`distribution_matching`, reconstructed): the pool holds about
    `oversample` x the requested samples. Per label (`match_per_label`, default; else over
    the whole pool against all seeds), weights w on the simplex minimise
@@ -68,7 +71,6 @@ from synthloom.methods.text.fewgen import label_quotas
 from synthloom.methods.text.prompts import CLOSE, seed_opener, token_budget
 from synthloom.methods.text.sampling import (
     chat_prompt,
-    sample_continuations,
     sample_prompts,
 )
 from synthloom.methods.text.uncertainty import GPUncertaintyTracker
@@ -131,10 +133,9 @@ class SynAlignGenerator:
         generator: torch.Generator,
         stats: GenerationStats,
     ) -> list[TextSample]:
-        """About oversample x quota candidates per label, one round of clusters (one per
-        label still short) at a time, until every label is full or out of attempts. With
-        `seed_openers` n > 0 a cluster's prompt ends with the first n words of a random
-        seed of its label and its samples are that opener + the continuation."""
+        """About oversample x quota candidates per label, one round of clusters (up to
+        `clusters_per_round` per label still short, decoded in one batch) at a time, until
+        every label is full or out of attempts."""
         cfg = self.cfg
         model, tokenizer = models.causal_lm(cfg["model"])
         budget = token_budget(tokenizer, seeds.texts, cfg["max_new_tokens"])
@@ -154,18 +155,24 @@ class SynAlignGenerator:
             ]
             if not todo:
                 break
-            clusters = {lab: tracker.next_cluster(cfg["num_examples"], group=lab) for lab in todo}
-            for lab in todo:
-                clusters_tried[lab] += 1
+            clusters: list[tuple[str, list[int]]] = []
+            for lab in todo:  # up to clusters_per_round per label, no more than it still needs
+                need = math.ceil((targets[lab] - made[lab]) / cfg["samples_per_cluster"])
+                count = min(
+                    cfg["clusters_per_round"], need, max_clusters[lab] - clusters_tried[lab]
+                )
+                for _ in range(count):
+                    clusters.append((lab, tracker.next_cluster(cfg["num_examples"], group=lab)))
+                clusters_tried[lab] += count
             summaries = self._summaries(seeds, clusters, model, tokenizer, generator, stats)
-            for lab, cluster in clusters.items():
-                if summaries[lab] is None:
+            plan: list[tuple[str, list[int], dict[str, str], str, str]] = []
+            for (lab, cluster), summary in zip(clusters, summaries, strict=True):
+                if summary is None:
                     continue
-                examples = [seeds.texts[i] for i in cluster]
                 prompt = attribute_conditioned_prompt(
                     lab,
-                    examples,
-                    summaries[lab],
+                    [seeds.texts[i] for i in cluster],
+                    summary,
                     task=cfg["task"],
                     description=seeds.description(lab),
                 )
@@ -175,11 +182,13 @@ class SynAlignGenerator:
                     opener = seed_opener(
                         label_seeds[rng.integers(len(label_seeds))], cfg["seed_openers"]
                     )
-                cont = sample_continuations(  # a full cluster even near the target: the
-                    model,  # rows share one prefill, and a larger pool only adds choice
+                plan.append((lab, cluster, summary, prompt + opener, opener))
+            if plan:
+                cont = sample_prompts(  # the round's clusters in one batch; a full cluster
+                    model,  # even near the target: a larger pool only adds choice
                     tokenizer,
-                    prompt + opener,
-                    cfg["samples_per_cluster"],
+                    [prompt for *_, prompt, _ in plan],
+                    copies=[cfg["samples_per_cluster"]] * len(plan),
                     max_new_tokens=budget,
                     temperature=cfg["temperature"],
                     top_p=cfg["top_p"],
@@ -187,7 +196,10 @@ class SynAlignGenerator:
                     generator=generator,
                 )
                 add_sampling_cost(stats, cont)
-                for text, finished in zip(cont.texts, cont.finished, strict=True):
+            width = cfg["samples_per_cluster"]
+            for k, (lab, cluster, summary, _, opener) in enumerate(plan):
+                rows = range(k * width, (k + 1) * width)
+                for text, finished in ((cont.texts[r], cont.finished[r]) for r in rows):
                     text = (opener + text).strip() if text.strip() else ""
                     if not finished:
                         stats.count("unfinished")
@@ -198,8 +210,8 @@ class SynAlignGenerator:
                         info = {
                             "method": "synalign",
                             "seed_indices": list(cluster),
-                            "seeds_shown": examples,
-                            "attributes": dict(summaries[lab]),
+                            "seeds_shown": [seeds.texts[i] for i in cluster],
+                            "attributes": dict(summary),
                         }
                         if opener:
                             info["opener"] = opener
@@ -213,18 +225,18 @@ class SynAlignGenerator:
     def _summaries(
         self,
         seeds: SeedSet,
-        clusters: dict[str, list[int]],
+        clusters: list[tuple[str, list[int]]],
         model,
         tokenizer,
         generator: torch.Generator,
         stats: GenerationStats,
-    ) -> dict[str, dict[str, str] | None]:
-        """One attribute summary (or None) per cluster; every attempt of every cluster in
-        one batch, read in order per cluster (see the module docstring)."""
+    ) -> list[dict[str, str] | None]:
+        """One attribute summary (or None) per (label, cluster), in order; every attempt of
+        every cluster in one batch, read in order per cluster (see the module docstring)."""
         cfg = self.cfg
         attempts = cfg["attribute_retries"] + 1
         prompts: list[str] = []
-        for lab, cluster in clusters.items():
+        for lab, cluster in clusters:
             request = attribute_request(lab, [seeds.texts[i] for i in cluster], task=cfg["task"])
             prompts.extend([chat_prompt(tokenizer, request) + ATTRIBUTE_PREFILL] * attempts)
         cont = sample_prompts(
@@ -238,16 +250,17 @@ class SynAlignGenerator:
             generator=generator,
         )
         add_sampling_cost(stats, cont)
-        out: dict[str, dict[str, str] | None] = {}
-        for k, lab in enumerate(clusters):
+        out: list[dict[str, str] | None] = []
+        for k in range(len(clusters)):
             rows = range(k * attempts, (k + 1) * attempts)
             # a finished reply was cut before "}" (or ended): close the object again
             replies = iter(
                 ATTRIBUTE_PREFILL + cont.texts[r] + ("}" if cont.finished[r] else "") for r in rows
             )
-            out[lab], _ = summarize_with_retries(
+            summary, _ = summarize_with_retries(
                 lambda it=replies: next(it), retries=cfg["attribute_retries"], stats=stats
             )
+            out.append(summary)
         return out
 
     # ---------------------------------------------------------------- step 4
