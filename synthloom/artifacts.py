@@ -77,6 +77,33 @@ def _temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def remove_stale_siblings(path: Path) -> list[Path]:
+    """Remove the temporary siblings of `path` (`_temporary_sibling`) left by a process that
+    no longer exists (killed with SIGKILL mid-write: its `finally` never ran). A sibling of
+    a live process, this one included, is kept. Returns what was removed."""
+    removed = []
+    for sibling in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = sibling.name.removeprefix(f".{path.name}.tmp-").split("-", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        if sibling.is_dir():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
+        removed.append(sibling)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
     """Write bytes to `path` via a temporary sibling and an atomic rename."""
     path = Path(path)
@@ -151,10 +178,12 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableSchema | None]:
 def staged_directory(final: str | Path) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces `final` in one rename.
 
-    On an exception the temporary directory is removed and `final` is left as it was.
+    On an exception the temporary directory is removed and `final` is left as it was; the
+    temporary directories of killed processes for the same `final` are removed first.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_siblings(final)
     tmp = _temporary_sibling(final)
     tmp.mkdir()
     try:

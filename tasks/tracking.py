@@ -188,7 +188,7 @@ def log_pipeline_run(
         "executor": str((config.get("run") or {}).get("executor", "local")),
     }
     with mlflow.start_run(
-        run_id=summary.get("mlflow_run_id"),
+        run_id=summary.get("mlflow_run_id") or _logged_run(mlflow, experiment_id, summary),
         experiment_id=experiment_id,
         run_name=summary["run_id"],
         tags=tags,
@@ -206,6 +206,7 @@ def log_pipeline_run(
             if stage["status"] != "completed" or stage.get("mlflow_logged"):
                 continue
             with mlflow.start_run(
+                run_id=_logged_run(mlflow, experiment_id, summary, parent, stage["name"]),
                 run_name=stage["name"],
                 nested=True,
                 experiment_id=experiment_id,
@@ -245,6 +246,36 @@ def log_pipeline_run(
         if summary["status"] == "completed":
             log_datasets(mlflow, summary, config)
         return parent.info.run_id
+
+
+def _logged_run(
+    mlflow: Any,
+    experiment_id: str,
+    summary: dict[str, Any],
+    parent: Any = None,
+    stage: str | None = None,
+) -> str | None:
+    """The MLflow run already started for this pipeline run (`parent` None) or for its
+    `stage` under `parent`, or None. A process killed while logging (SIGKILL, power loss)
+    never wrote the MLflow run id back to summary.json nor marked the stage logged: its
+    resume continues those runs instead of leaving them RUNNING beside duplicates."""
+    run_id = str(summary["run_id"])
+    if "'" in run_id or (stage is not None and "'" in stage):
+        return None
+    query = f"tags.`synthloom.run_id` = '{run_id}'"
+    if stage is not None:
+        query += (
+            f" and tags.stage = '{stage}' and tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        )
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=query,
+        output_format="list",
+        order_by=["attributes.start_time ASC"],
+    )
+    if stage is None:
+        runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return runs[0].info.run_id if runs else None
 
 
 # (stage, file key in its manifest, MLflow input context): what a run learned from, what it made

@@ -598,3 +598,101 @@ def test_kill_9_during_generation_resumes_to_the_uninterrupted_result(
         got, _ = read_table(run_dir / stage / "synthetic.parquet")
         want, _ = read_table(tmp_path / "ref" / "runs" / "ref" / stage / "synthetic.parquet")
         pd.testing.assert_frame_equal(got, want, obj=stage)
+
+
+# A real SIGKILL at an exact point: the launcher wraps one function so that its n-th call
+# kills the process (nothing runs after it: no handler, no finally, no atexit).
+KILL_LAUNCHER = """
+import importlib, os, signal, sys
+module, name, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+target = importlib.import_module(module)
+original, calls = getattr(target, name), []
+def kill_on_nth_call(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
+setattr(target, name, kill_on_nth_call)
+from flows.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        # ingest has written its first split file into the staged directory
+        pytest.param(("tasks.ingest", "write_table", 2), id="during-ingest"),
+        # the MLflow run and its first stage's child run exist, the rest is not logged
+        pytest.param(("tasks.tracking", "_log_history", 1), id="during-mlflow-logging"),
+    ],
+)
+def test_kill_9_at_ingest_or_mlflow_logging_resumes_to_one_clean_run(
+    tmp_path, mixed_table, where
+) -> None:
+    """After the kill, `synthloom resume` completes the run: the rows equal an
+    uninterrupted run's, and MLflow holds ONE finished run for it with one child per stage
+    (the killed process never wrote the MLflow run id back; resume continues that run)."""
+    import mlflow
+
+    from synthloom.artifacts import read_table
+
+    csv = tmp_path / "seed.csv"
+    mixed_table.to_csv(csv, index=False)
+    path = write_config(tmp_path, str(csv), tracking={"enabled": True, "experiment": "k9"})
+    data_dir = tmp_path / "data"
+    run_dir = data_dir / "runs" / "k9"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("PREFECT_HOME", None)
+    log = tmp_path / "killed.log"
+    with log.open("w") as out:  # a file, not a pipe: the orphaned API server keeps a pipe open
+        killed = subprocess.Popen(
+            [sys.executable, "-c", KILL_LAUNCHER, *map(str, where)]
+            + ["run", str(path), "--run-id", "k9"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        assert killed.wait(timeout=400) == -signal.SIGKILL, log.read_text()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "resume", "k9", "--data-dir", str(data_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert not list(run_dir.glob(".*.tmp-*"))  # no staged directory left behind
+
+    reference = tmp_path / "ref"
+    assert main(["run", str(path), "--run-id", "ref", "--data-dir", str(reference)]) == 0
+    for stage in ("generate", "filter"):
+        got, _ = read_table(run_dir / stage / "synthetic.parquet")
+        want, _ = read_table(reference / "runs" / "ref" / stage / "synthetic.parquet")
+        pd.testing.assert_frame_equal(got, want, obj=stage)
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=summary_tracking_uri(data_dir))
+    experiment = client.get_experiment_by_name("k9")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`synthloom.run_id` = 'k9'"
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_id for r in parents] == [summary["mlflow_run_id"]]
+    assert parents[0].info.status == "FINISHED"
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["mlflow_run_id"]
+    ]
+    stages = sorted(r.data.tags["stage"] for r in children)
+    assert stages == sorted(s["name"] for s in summary["stages"])  # one child per stage
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+def summary_tracking_uri(data_dir: Path) -> str:
+    from tasks.tracking import default_tracking_uri
+
+    return default_tracking_uri(data_dir)
