@@ -446,6 +446,7 @@ class CorrSynthConfig(_GuidedTextConfig):
     cross_weight: float = Field(
         1.0, ge=0, description="relative contrast weight of an other-label sequence"
     )
+    seed_openers: SeedOpeners = 0  # per prompt slot; the sample is the opener + continuation
 
 
 class CFGConfig(_GuidedTextConfig):

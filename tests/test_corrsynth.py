@@ -272,6 +272,26 @@ def test_generators_return_balanced_labelled_samples_with_provenance(name) -> No
     assert batch.stats.metrics["samples_per_second"] > 0
 
 
+def test_seed_openers_start_every_sample_of_a_slot_with_its_seed_opening() -> None:
+    model, tokenizer = _eos_biased_tiny(0, bias=3.5)
+    box = ModelBox(lambda _: (model, tokenizer))
+    common = {"name": "corrsynth", "sequences_per_label": 3, "prompts_per_label": 2,
+              "max_new_tokens": 12, "alpha": 0.0}  # fmt: skip
+    batch = build_text_generator({**common, "seed_openers": 2}).generate(
+        SEEDS, 7, models=box, seed=1
+    )
+    assert batch.samples
+    by_slot: dict[tuple[str, int], set[str]] = {}
+    for sample in batch.samples:
+        opener = sample.info["opener"]
+        assert opener in {" ".join(t.split()[:2]) for t in SEEDS.for_label(sample.label)}
+        assert sample.text.startswith(opener) and len(sample.text) > len(opener)
+        by_slot.setdefault((sample.label, sample.info["prompt_slot"]), set()).add(opener)
+    assert all(len(openers) == 1 for openers in by_slot.values())  # one opener per slot
+    plain = build_text_generator(common).generate(SEEDS, 7, models=box, seed=1)
+    assert all("opener" not in s.info for s in plain.samples)  # off by default
+
+
 def test_seed_example_slots_differ_per_slot_and_cover_the_seeds() -> None:
     import numpy as np
 

@@ -19,6 +19,8 @@ Finished sequences (closing delimiter or EOS) leave the contrast set; the remain
 weights are renormalised (see `lockstep.py`). Prompts: `prompts_per_label` few-shot
 prompts per label are prefilled once per `generate` call; sequence m of a round uses
 prompt slot (round * M + m) mod prompts_per_label, so the prompt KV is shared across rounds.
+With `seed_openers` n > 0 each prompt slot ends with the first n words of a random seed of
+its label (FewGen's lever) and its samples are that opener + the continuation.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from synthloom.methods.text.base import (
     TextBatch,
     TextSample,
 )
+from synthloom.methods.text.fewgen import label_quotas
 from synthloom.methods.text.guidance import corrsynth_scores
 from synthloom.methods.text.lockstep import (
     Guidance,
@@ -50,7 +53,7 @@ from synthloom.methods.text.lockstep import (
     end_token_mask,
     prefill_prompts,
 )
-from synthloom.methods.text.prompts import fewshot_prompt, token_budget
+from synthloom.methods.text.prompts import fewshot_prompt, seed_opener, token_budget
 
 
 @dataclass(frozen=True)
@@ -104,29 +107,27 @@ def check_seeds(seeds: SeedSet, method: str, min_labels: int = 1) -> None:
         )
 
 
-def label_quotas(labels: Sequence[str], num_samples: int) -> dict[str, int]:
-    """num_samples split evenly over labels; the first num_samples % K labels get one more."""
-    k = len(labels)
-    return {lab: num_samples // k + int(i < num_samples % k) for i, lab in enumerate(labels)}
-
-
 def collect_samples(
     outputs: Sequence[tuple[LockstepOutput, Sequence[StreamInfo]]],
     labels: Sequence[str],
     num_samples: int,
     stats: GenerationStats,
     method: str,
+    openers: dict[tuple[str, int], str] | None = None,
 ) -> list[TextSample]:
     """Samples from decoded rounds, in decoding order. Dropped and counted: "unfinished"
-    (token budget hit before the closing delimiter or EOS), "empty", and "surplus" (beyond
-    the label's quota: num_samples split evenly, earlier labels take the remainder)."""
+    (token budget hit before the closing delimiter or EOS), "empty" (no continuation), and
+    "surplus" (beyond the label's quota: num_samples split evenly, earlier labels take the
+    remainder). A sample of a slot with an opener is the opener + its continuation."""
     quota = label_quotas(labels, num_samples)
+    openers = openers or {}
     samples: list[TextSample] = []
     for out, infos in outputs:
         for text, reason, ids, info in zip(
             out.texts, out.stop_reasons, out.token_ids, infos, strict=True
         ):
-            text = text.strip()
+            opener = openers.get((info.label, info.slot), "")
+            text = (opener + text).strip() if text.strip() else ""
             if reason == "budget":
                 stats.count("unfinished")
                 continue
@@ -150,6 +151,7 @@ def collect_samples(
                         "seed_examples": list(info.examples),
                         "stop_reason": reason,
                         "num_tokens": len(ids),
+                        **({"opener": opener} if opener else {}),
                     },
                 )
             )
@@ -201,8 +203,10 @@ class CorrSynthGenerator:
         generator = torch.Generator().manual_seed(seed)
         m_per, per_label = cfg.sequences_per_label, cfg.prompts_per_label
         slots = seed_example_slots(seeds, per_label, cfg.num_examples, rng)
+        openers = slot_openers(seeds, per_label, cfg.seed_openers, rng)
         prompts = [
             fewshot_prompt(lab, slots[lab][p], task=cfg.task, description=seeds.description(lab))
+            + openers.get((lab, p), "")
             for lab in labels
             for p in range(per_label)
         ]
@@ -227,8 +231,24 @@ class CorrSynthGenerator:
             method=self.name,
             start=start,
             progress=models.report,
+            openers=openers,
         )
         return TextBatch(samples, stats)
+
+
+def slot_openers(
+    seeds: SeedSet, per_label: int, words: int, rng: np.random.Generator
+) -> dict[tuple[str, int], str]:
+    """{(label, prompt slot): the first `words` words of a random seed of the label}; empty
+    when `words` is 0 (no rng draw then, so outputs without openers are unchanged)."""
+    if not words:
+        return {}
+    openers = {}
+    for label in seeds.label_names:
+        texts = seeds.for_label(label)
+        for slot in range(per_label):
+            openers[(label, slot)] = seed_opener(texts[rng.integers(len(texts))], words)
+    return openers
 
 
 def decode_rounds(
@@ -248,9 +268,11 @@ def decode_rounds(
     method: str,
     start: float,
     progress: Callable[[int], None] | None = None,
+    openers: dict[tuple[str, int], str] | None = None,
 ) -> list[TextSample]:
     """Lockstep rounds of K labels x M streams until every label's quota is met or
     `cfg.max_rounds` (default twice the rounds needed) were decoded; costs go to `stats`.
+    `openers` ((label, slot) -> text its prompt ended with) start the samples of that slot.
 
     Stream m of label k in round r uses prompt slot (r * M + m) mod prompts_per_label and
     the pool rows `rows_of(k, slot)` (its own prompt first, then any contrast prompts).
@@ -293,7 +315,7 @@ def decode_rounds(
             progress(sum(min(kept[lab], quota[lab]) for lab in labels))
         if all(kept[lab] >= quota[lab] for lab in labels):
             break
-    samples = collect_samples(outputs, labels, num_samples, stats, method)
+    samples = collect_samples(outputs, labels, num_samples, stats, method, openers)
     record_costs(
         stats,
         pool.forward_passes,
