@@ -3,7 +3,8 @@
 # scored first on the EXPLORATION split (TREC's test.csv, where settings may be chosen) and
 # then, on the same samples and filter (--reuse), on the REPORT split (the config's test
 # split drawn from train.csv). Also FewGen at 500 samples (the size ablation, to confirm the
-# 1,500 default on the exploration split) and BARE with the paper's prompt (no seed openers).
+# 1,500 default on the exploration split), BARE with the paper's prompt (no seed openers) and
+# CorrSynth with seed openers.
 #
 #   python3 scripts/gpu_check.py --bundle B --data-dir D --steps ''   # install (once)
 #   PYTHONPATH=B/site bash benchmarks/gpu_text_methods.sh B D OUT [SECONDS]
@@ -51,6 +52,8 @@ job bare_paper_prompt pipeline_configs/text_trec_bare.yaml --set method.seed_ope
 job bare pipeline_configs/text_trec_bare.yaml &
 job synalign pipeline_configs/text_trec_synalign.yaml &
 job corrsynth_1500 pipeline_configs/text_trec_corrsynth.yaml --set generate.num_rows=1500 &
+job corrsynth_openers pipeline_configs/text_trec_corrsynth.yaml --set generate.num_rows=1500 \
+  --set method.seed_openers=2 &
 wait
 
 for log in "$RES"/*.log; do
