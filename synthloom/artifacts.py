@@ -80,7 +80,9 @@ def _temporary_sibling(path: Path) -> Path:
 def remove_stale_siblings(path: Path) -> list[Path]:
     """Remove the temporary siblings of `path` (`_temporary_sibling`) left by a process that
     no longer exists (killed with SIGKILL mid-write: its `finally` never ran). A sibling of
-    a live process, this one included, is kept. Returns what was removed."""
+    a live process, this one included, is kept. The pid is looked up on this host: a data
+    dir shared by several hosts' workers needs one host per run (the run lock's premise
+    too). Returns what was removed."""
     removed = []
     for sibling in path.parent.glob(f".{path.name}.tmp-*"):
         pid = sibling.name.removeprefix(f".{path.name}.tmp-").split("-", 1)[0]
