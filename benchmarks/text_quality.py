@@ -51,7 +51,7 @@ from synthloom.ingest import load_source  # noqa: E402
 from synthloom.methods.text.label_margin import label_margin_scorer  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
-from synthloom.text_splits import text_splits_for  # noqa: E402
+from synthloom.text_splits import text_splits_for, text_table  # noqa: E402
 from tasks.text import run_generator, seed_set, text_model_box  # noqa: E402
 
 STUDENTS = ("seeds", "synthetic", "seeds_plus_synthetic", "real_train")
@@ -232,16 +232,15 @@ def main() -> None:
 
 def exploration_test(path: str, data: dict) -> pd.DataFrame:
     """All rows of `path` with a text and one of the config's labels, as columns text,
-    label (the config's text column, target, labels and minimum length applied)."""
-    raw = load_source(path, data.get("format"))
-    table = pd.DataFrame(
-        {"text": raw[data["text_column"]].astype(str).str.strip(), "label": raw[data["target"]]}
-    ).dropna()
-    table["label"] = table["label"].astype(str).str.strip()
-    table = table[table["text"].str.len() >= max(data.get("min_text_chars") or 1, 1)]
-    if data.get("labels"):
-        table = table[table["label"].isin(data["labels"])]
-    return table.drop_duplicates(subset="text").reset_index(drop=True)
+    label: `text_table` with the config's text column, target, labels and minimum length."""
+    return text_table(
+        load_source(path, data.get("format")),
+        path,
+        data["text_column"],
+        data["target"],
+        data.get("labels"),
+        data.get("min_text_chars") or 1,
+    )
 
 
 def write_results(out: str, cfg: dict, args: argparse.Namespace, rows: list[dict]) -> None:

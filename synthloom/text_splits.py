@@ -52,7 +52,7 @@ def text_splits(
     the field and the fix when a column is missing, a label is unknown, or a label has too
     few texts for its seeds and at least one test text, or `label_descriptions` names a
     label the kept rows do not have."""
-    table = _text_table(raw, source, text_column, label_column, labels, min_text_chars)
+    table = text_table(raw, source, text_column, label_column, labels, min_text_chars)
     undescribed = sorted(set(label_descriptions or {}) - set(table["label"]))
     if undescribed:
         raise data_error(
@@ -126,7 +126,7 @@ def text_splits_for(raw: pd.DataFrame, data: Mapping[str, Any], *, seed: int) ->
     )
 
 
-def _text_table(
+def text_table(
     raw: pd.DataFrame,
     source: str,
     text_column: str,

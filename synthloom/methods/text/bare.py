@@ -56,8 +56,9 @@ from synthloom.methods.text.prompts import (
     CLOSE,
     OPEN,
     fewshot_prompt,
-    seed_opener,
+    random_seed_opener,
     token_budget,
+    with_opener,
 )
 from synthloom.methods.text.sampling import (
     Continuations,
@@ -192,6 +193,7 @@ class BAREGenerator:
         cfg = self.cfg
         model, tokenizer = lm
         plan: list[tuple[str, list[int], int, str]] = []  # prompt, seeds shown, drafts, opener
+        label_texts = [seeds.texts[i] for i in pool]
         for start in range(0, want, cfg["drafts_per_prompt"]):
             shown = [int(i) for i in rng.permutation(pool)[: cfg["num_examples"]]]
             prompt = fewshot_prompt(
@@ -200,11 +202,7 @@ class BAREGenerator:
                 task=cfg["task"],
                 description=seeds.description(label),
             )
-            opener = ""
-            if cfg["seed_openers"]:
-                opener = seed_opener(
-                    seeds.texts[pool[rng.integers(len(pool))]], cfg["seed_openers"]
-                )
+            opener = random_seed_opener(label_texts, cfg["seed_openers"], rng)
             n = min(cfg["drafts_per_prompt"], want - start)
             plan.append((prompt + opener, shown, n, opener))
         out: list[tuple[str, list[int]]] = []
@@ -224,7 +222,7 @@ class BAREGenerator:
         add_sampling_cost(stats, cont)
         owners = [(shown, opener) for _, shown, n, opener in plan for _ in range(n)]
         for text, finished, (shown, opener) in zip(cont.texts, cont.finished, owners, strict=True):
-            draft = (opener + text).strip() if text.strip() else ""
+            draft = with_opener(opener, text)
             if not finished:
                 stats.count("draft_unfinished")
             elif not draft:

@@ -53,7 +53,12 @@ from synthloom.methods.text.lockstep import (
     end_token_mask,
     prefill_prompts,
 )
-from synthloom.methods.text.prompts import fewshot_prompt, seed_opener, token_budget
+from synthloom.methods.text.prompts import (
+    fewshot_prompt,
+    random_seed_opener,
+    token_budget,
+    with_opener,
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def collect_samples(
             out.texts, out.stop_reasons, out.token_ids, infos, strict=True
         ):
             opener = openers.get((info.label, info.slot), "")
-            text = (opener + text).strip() if text.strip() else ""
+            text = with_opener(opener, text)
             if reason == "budget":
                 stats.count("unfinished")
                 continue
@@ -243,12 +248,12 @@ def slot_openers(
     when `words` is 0 (no rng draw then, so outputs without openers are unchanged)."""
     if not words:
         return {}
-    openers = {}
-    for label in seeds.label_names:
-        texts = seeds.for_label(label)
-        for slot in range(per_label):
-            openers[(label, slot)] = seed_opener(texts[rng.integers(len(texts))], words)
-    return openers
+    texts = {label: seeds.for_label(label) for label in seeds.label_names}
+    return {
+        (label, slot): random_seed_opener(texts[label], words, rng)
+        for label in seeds.label_names
+        for slot in range(per_label)
+    }
 
 
 def decode_rounds(

@@ -11,7 +11,7 @@ Rounds repeat until every label has its share of `num_samples` (balanced; the fi
 get the remainder) or `max_prompts` prompts were tried. Continuations that never close
 within `max_new_tokens` are dropped (count ``unfinished``), as are empty ones (``empty``);
 samples beyond a label's share are not kept (``surplus``). With `seed_openers` n > 0 each
-prompt ends with the first n words of a random seed of its label (`seed_opener`) and its
+prompt ends with the first n words of a random seed of its label (`random_seed_opener`) and its
 samples are that opener + the continuation: a small model follows a label's typical opening
 ("Who", "How many") far more reliably than its description. Each sample's `info` records the
 seeds shown, its prompt and any opener; `stats.metrics["prompts"]` is the number of prompts decoded,
@@ -28,7 +28,13 @@ import torch
 
 from synthloom.config import FewGenConfig
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
-from synthloom.methods.text.prompts import CLOSE, fewshot_prompt, seed_opener, token_budget
+from synthloom.methods.text.prompts import (
+    CLOSE,
+    fewshot_prompt,
+    random_seed_opener,
+    token_budget,
+    with_opener,
+)
 from synthloom.methods.text.sampling import sample_prompts
 
 # A prompt samples up to this many times the rows its label still misses (some get dropped).
@@ -94,9 +100,7 @@ class FewGenGenerator:
                     prompt = fewshot_prompt(
                         label, shown, task=self.task, description=seeds.description(label)
                     )
-                    opener = ""
-                    if self.seed_openers:
-                        opener = seed_opener(pool[rng.integers(len(pool))], self.seed_openers)
+                    opener = random_seed_opener(pool, self.seed_openers, rng)
                     plan.append((label, prompt + opener, shown, rows, opener))
                     width += rows
                     wanted[label] -= rows
@@ -123,7 +127,7 @@ class FewGenGenerator:
                 for text, finished in zip(
                     out.texts[row : row + rows], out.finished[row : row + rows], strict=True
                 ):
-                    text = (opener + text).strip() if text.strip() else ""
+                    text = with_opener(opener, text)
                     if not finished:
                         stats.count("unfinished")
                     elif not text:

@@ -43,6 +43,20 @@ def seed_opener(text: str, words: int) -> str:
     return " ".join(_clean(text).split()[:words])
 
 
+def random_seed_opener(texts: Sequence[str], words: int, rng: np.random.Generator) -> str:
+    """`seed_opener` of one of `texts` (a label's seeds) drawn by `rng`; "" when `words` is 0,
+    with no draw, so a generator without openers keeps its random stream."""
+    if not words:
+        return ""
+    return seed_opener(texts[rng.integers(len(texts))], words)
+
+
+def with_opener(opener: str, continuation: str) -> str:
+    """The sample a prompt ending in `opener` produced: opener + continuation, stripped;
+    "" when the continuation is empty (an opener alone is no sample)."""
+    return (opener + continuation).strip() if continuation.strip() else ""
+
+
 def token_budget(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], setting: int | str
 ) -> int:

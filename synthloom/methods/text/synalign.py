@@ -68,7 +68,7 @@ from synthloom.methods.text.distribution_matching import (
     resample_by_weights,
 )
 from synthloom.methods.text.fewgen import label_quotas
-from synthloom.methods.text.prompts import CLOSE, seed_opener, token_budget
+from synthloom.methods.text.prompts import CLOSE, random_seed_opener, token_budget, with_opener
 from synthloom.methods.text.sampling import (
     chat_prompt,
     sample_prompts,
@@ -176,12 +176,7 @@ class SynAlignGenerator:
                     task=cfg["task"],
                     description=seeds.description(lab),
                 )
-                opener = ""
-                if cfg["seed_openers"]:
-                    label_seeds = seeds.for_label(lab)
-                    opener = seed_opener(
-                        label_seeds[rng.integers(len(label_seeds))], cfg["seed_openers"]
-                    )
+                opener = random_seed_opener(seeds.for_label(lab), cfg["seed_openers"], rng)
                 plan.append((lab, cluster, summary, prompt + opener, opener))
             if plan:
                 cont = sample_prompts(  # the round's clusters in one batch; a full cluster
@@ -200,7 +195,7 @@ class SynAlignGenerator:
             for k, (lab, cluster, summary, _, opener) in enumerate(plan):
                 rows = range(k * width, (k + 1) * width)
                 for text, finished in ((cont.texts[r], cont.finished[r]) for r in rows):
-                    text = (opener + text).strip() if text.strip() else ""
+                    text = with_opener(opener, text)
                     if not finished:
                         stats.count("unfinished")
                     elif not text:
