@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from flows.cli import main
-from synthloom.artifacts import sha256_files
+from synthloom.artifacts import read_table, sha256_files
 from synthloom.budget import OutputEstimate, check_output_fits
 from synthloom.config import config_hash, load_config
 from synthloom.errors import ConfigError, DataError
@@ -343,6 +343,33 @@ def _part_files(run_dir: Path) -> int:
     return len(list((run_dir / "shards" / "generate").glob("*/part-*.json")))
 
 
+def _cli_env() -> dict[str, str]:
+    """The environment of a `synthloom` subprocess: unbuffered, its own Prefect home."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("PREFECT_HOME", None)
+    return env
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`synthloom ARGS` in a subprocess (output captured, 400 s at most)."""
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+def _assert_same_rows(run_dir: Path, reference_dir: Path) -> None:
+    """The generated and the kept rows of two runs are equal."""
+    for stage in ("generate", "filter"):
+        got, _ = read_table(run_dir / stage / "synthetic.parquet")
+        want, _ = read_table(reference_dir / stage / "synthetic.parquet")
+        pd.testing.assert_frame_equal(got, want, obj=stage)
+
+
 def test_sigterm_during_generation_exits_fast_records_cancelled_and_resumes(
     tmp_path, mixed_table
 ) -> None:
@@ -354,8 +381,7 @@ def test_sigterm_during_generation_exits_fast_records_cancelled_and_resumes(
     path = write_config(tmp_path, str(csv), generate={"num_rows": 40_000, "batch_size": 100})
     data_dir = tmp_path / "data"
     run_dir = data_dir / "runs" / "sig"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("PREFECT_HOME", None)
+    env = _cli_env()
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", str(path), "--run-id", "sig"],
@@ -392,14 +418,7 @@ def test_sigterm_during_generation_exits_fast_records_cancelled_and_resumes(
     assert "SIGTERM" in summary["error"]["message"] and summary["error"]["stage"] == "generate"
     assert stages["generate"] == "cancelled" and "running" not in stages.values()
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "resume", "sig", "--data-dir", str(data_dir)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    resumed = _cli(env, "resume", "sig", "--data-dir", str(data_dir))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     after = json.loads((run_dir / "summary.json").read_text())
     records = {s["name"]: s for s in after["stages"]}
@@ -549,15 +568,12 @@ def test_kill_9_during_generation_resumes_to_the_uninterrupted_result(
     the finished stages and shards, and the output equals an uninterrupted run's."""
     import psutil
 
-    from synthloom.artifacts import read_table
-
     csv = tmp_path / "seed.csv"
     mixed_table.to_csv(csv, index=False)
     path = write_config(tmp_path, str(csv), generate={"num_rows": 20_000, "batch_size": 100})
     data_dir = tmp_path / "data"
     run_dir = data_dir / "runs" / "k9"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("PREFECT_HOME", None)
+    env = _cli_env()
     cli = [sys.executable, "-m", "flows.cli"]
     proc = subprocess.Popen(
         [*cli, "run", str(path), "--run-id", "k9"],
@@ -578,9 +594,7 @@ def test_kill_9_during_generation_resumes_to_the_uninterrupted_result(
     shards_before = _part_files(run_dir)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [*cli, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=400
-        )
+        done = _cli(env, *args)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stdout + done.stderr  # nor the API server's at its stop
         return done
@@ -594,10 +608,7 @@ def test_kill_9_during_generation_resumes_to_the_uninterrupted_result(
     assert records["generate"]["rows_out"] == 20_000
 
     run("run", str(path), "--run-id", "ref", "--data-dir", str(tmp_path / "ref"))
-    for stage in ("generate", "filter"):
-        got, _ = read_table(run_dir / stage / "synthetic.parquet")
-        want, _ = read_table(tmp_path / "ref" / "runs" / "ref" / stage / "synthetic.parquet")
-        pd.testing.assert_frame_equal(got, want, obj=stage)
+    _assert_same_rows(run_dir, tmp_path / "ref" / "runs" / "ref")
 
 
 # A real SIGKILL at an exact point: the launcher wraps one function so that its n-th call
@@ -635,15 +646,14 @@ def test_kill_9_at_ingest_or_mlflow_logging_resumes_to_one_clean_run(
     (the killed process never wrote the MLflow run id back; resume continues that run)."""
     import mlflow
 
-    from synthloom.artifacts import read_table
+    from tasks.tracking import default_tracking_uri
 
     csv = tmp_path / "seed.csv"
     mixed_table.to_csv(csv, index=False)
     path = write_config(tmp_path, str(csv), tracking={"enabled": True, "experiment": "k9"})
     data_dir = tmp_path / "data"
     run_dir = data_dir / "runs" / "k9"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("PREFECT_HOME", None)
+    env = _cli_env()
     log = tmp_path / "killed.log"
     with log.open("w") as out:  # a file, not a pipe: the orphaned API server keeps a pipe open
         killed = subprocess.Popen(
@@ -655,14 +665,7 @@ def test_kill_9_at_ingest_or_mlflow_logging_resumes_to_one_clean_run(
             stderr=subprocess.STDOUT,
         )
         assert killed.wait(timeout=400) == -signal.SIGKILL, log.read_text()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "resume", "k9", "--data-dir", str(data_dir)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    resumed = _cli(env, "resume", "k9", "--data-dir", str(data_dir))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Traceback" not in resumed.stdout + resumed.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -671,12 +674,9 @@ def test_kill_9_at_ingest_or_mlflow_logging_resumes_to_one_clean_run(
 
     reference = tmp_path / "ref"
     assert main(["run", str(path), "--run-id", "ref", "--data-dir", str(reference)]) == 0
-    for stage in ("generate", "filter"):
-        got, _ = read_table(run_dir / stage / "synthetic.parquet")
-        want, _ = read_table(reference / "runs" / "ref" / stage / "synthetic.parquet")
-        pd.testing.assert_frame_equal(got, want, obj=stage)
+    _assert_same_rows(run_dir, reference / "runs" / "ref")
 
-    client = mlflow.tracking.MlflowClient(tracking_uri=summary_tracking_uri(data_dir))
+    client = mlflow.tracking.MlflowClient(tracking_uri=default_tracking_uri(data_dir))
     experiment = client.get_experiment_by_name("k9")
     runs = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`synthloom.run_id` = 'k9'"
@@ -690,9 +690,3 @@ def test_kill_9_at_ingest_or_mlflow_logging_resumes_to_one_clean_run(
     stages = sorted(r.data.tags["stage"] for r in children)
     assert stages == sorted(s["name"] for s in summary["stages"])  # one child per stage
     assert all(r.info.status == "FINISHED" for r in children)
-
-
-def summary_tracking_uri(data_dir: Path) -> str:
-    from tasks.tracking import default_tracking_uri
-
-    return default_tracking_uri(data_dir)
