@@ -138,14 +138,22 @@ def _config(root: Path, table: pd.DataFrame, **data: object) -> dict:
     }
 
 
+def _descendants() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
 @pytest.fixture(scope="module")
 def api_run(tmp_path_factory) -> tuple[Path, dict, synthloom.Run]:
-    """(data dir, config, Run) of one real `synthloom.run` of a tiny marginals pipeline."""
+    """(data dir, config, Run) of one real `synthloom.run` of a tiny marginals pipeline.
+    Also asserts the call left no process behind: only processes it started count, since a
+    test that ran a flow in this process before keeps Prefect's shared temporary server."""
     root = tmp_path_factory.mktemp("api")
     config = _config(root, _seed_table())
+    before = _descendants()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("PREFECT_HOME")  # the child uses <data_dir>/prefect, as a user's would
         run = synthloom.run(config, overrides={"generate.num_rows": 150}, data_dir=root / "data")
+    assert _descendants() - before == set()  # nothing left running
     return root / "data", config, run
 
 
@@ -162,7 +170,6 @@ def test_run_end_to_end_returns_the_finished_run(api_run):
     assert 0 < len(rows) <= 150 and "status" in rows.columns
     assert run.metrics["column_shape_error_pct"] >= 0
     assert run.mlflow_run_id  # tracked as the CLI tracks
-    assert psutil.Process().children(recursive=True) == []  # nothing left running
 
 
 @pytest.mark.integration
