@@ -8,7 +8,6 @@ run's results: it leaves out keys that cannot change them (tracking, data_dir).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,6 +23,7 @@ from pydantic import (
 )
 
 from synthloom.concepts.config import SYNTHLLM_STAGES, SynthLLMConfig
+from synthloom.config_base import StrictConfig, config_error, parse_yaml
 from synthloom.errors import ConfigError
 from synthloom.peer_configs import (
     PEER_CONFIGS,
@@ -79,11 +78,7 @@ SeedOpeners = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
+class DataConfig(StrictConfig):
     """Where the seed data comes from and how to read it."""
 
     source: str = Field(
@@ -152,14 +147,14 @@ class DataConfig(_Strict):
         return self
 
 
-class MarginalsConfig(_Strict):
+class MarginalsConfig(StrictConfig):
     """Independent-marginals baseline: every column sampled alone from its training marginal."""
 
     name: Literal["marginals"]
     quantiles: int = Field(1001, ge=2, description="quantile grid kept per numeric column")
 
 
-class DiffLMConfig(_Strict):
+class DiffLMConfig(StrictConfig):
     """DiffLM (arXiv 2411.03250): VAE + latent diffusion steering a frozen LM via soft prompts.
 
     Defaults follow the paper's code where it is specific (beta 0.1 -> x0.7 on plateau ->
@@ -331,7 +326,7 @@ class DiffLMConfig(_Strict):
     )
 
 
-class TabSynConfig(_Strict):
+class TabSynConfig(StrictConfig):
     """TabSyn (arXiv 2310.09656), our implementation (synthloom.methods.tabsyn): a VAE with one
     latent token per column, then EDM latent diffusion. Defaults are the paper's (d_token 4,
     2 layers, factor 32, beta 1e-2 -> 1e-5 by x0.7 on 10-epoch plateaus, Adam 1e-3, 50 Heun
@@ -396,7 +391,7 @@ class TabSynConfig(_Strict):
     )
 
 
-class _GuidedTextConfig(_Strict):
+class _GuidedTextConfig(StrictConfig):
     """Shared knobs of the lockstep-guided text generators (CorrSynth, K-class CFG)."""
 
     model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
@@ -462,7 +457,7 @@ class CFGConfig(_GuidedTextConfig):
     )
 
 
-class FewGenConfig(_Strict):
+class FewGenConfig(StrictConfig):
     """FewGen baseline: per label, a raw few-shot prompt with `num_examples` random seeds of
     that label (synthloom.methods.text.prompts), `samples_per_prompt` independent samples
     sharing the prompt's prefill, each stopped at the closing delimiter; the prompts of a
@@ -493,7 +488,7 @@ class FewGenConfig(_Strict):
     seed_openers: SeedOpeners = 0
 
 
-class BAREConfig(_Strict):
+class BAREConfig(StrictConfig):
     """BARE (arXiv 2502.01697, synthloom.methods.text.bare): a base model drafts from a raw
     few-shot prompt, an instruct model refines each draft toward the examples' style.
     Offline both default to SmolLM2-135M-Instruct (raw completion vs chat template), which
@@ -531,7 +526,7 @@ class BAREConfig(_Strict):
     )
 
 
-class SynAlignConfig(_Strict):
+class SynAlignConfig(StrictConfig):
     """SynAlign (arXiv 2502.08661, synthloom.methods.text.synalign): GP-uncertainty clusters
     of seeds, a JSON attribute summary per cluster, conditioned generation, then MMD^2
     weights on the simplex (RBF, median heuristic) and resampling by those weights."""
@@ -616,7 +611,7 @@ METHOD_CONFIGS: dict[str, type[BaseModel]] = {
 }
 
 
-class GenerateConfig(_Strict):
+class GenerateConfig(StrictConfig):
     num_rows: int = Field(gt=0)
     batch_size: int = Field(1024, gt=0)
     max_attempts: int | None = Field(
@@ -670,7 +665,7 @@ class GenerateConfig(_Strict):
         return self
 
 
-class FilterConfig(_Strict):
+class FilterConfig(StrictConfig):
     """Post-generation rules, applied in this order; each counts the rows it removes."""
 
     drop_incomplete: bool = True
@@ -686,7 +681,7 @@ class FilterConfig(_Strict):
     drop_training_copies: bool = False
 
 
-class TextFilterConfig(_Strict):
+class TextFilterConfig(StrictConfig):
     """Text methods' filter rules (synthloom.filters.text), applied in this order; each counts
     the samples it removes. Null switches a rule off."""
 
@@ -742,7 +737,7 @@ class TextFilterConfig(_Strict):
 MetricName = Literal["quality", "mle", "privacy", "detection"]
 
 
-class EvaluateConfig(_Strict):
+class EvaluateConfig(StrictConfig):
     enabled: bool = True
     suite: Literal["tabular", "code", "tool", "text"] = Field(
         "tabular",
@@ -794,14 +789,19 @@ class EvaluateConfig(_Strict):
     examples_per_label: int = Field(5, ge=0, description="sample texts per label logged")
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(StrictConfig):
     enabled: bool = True
     experiment: str = "synthloom"
     uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under data_dir")
 
 
-class RunConfig(_Strict):
-    seed: int = 0
+class RunConfig(StrictConfig):
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="seeds every random draw of the run (0 to 2**32 - 1, numpy's range)",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data_dir: str | None = Field(
         None,
@@ -840,7 +840,7 @@ class RunConfig(_Strict):
     )
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictConfig):
     data: DataConfig
     method: MethodConfig
     generate: GenerateConfig
@@ -1029,70 +1029,25 @@ def apply_override(raw: dict[str, Any], assignment: str, origin: str) -> None:
     node[keys[-1]] = value
 
 
-def _model_at(loc: tuple[Any, ...], method: str | None = None) -> type[BaseModel] | None:
-    """The pydantic model class that owns the field at `loc` (for listing allowed keys)."""
-    model: type[BaseModel] = PipelineConfig
-    if loc[:1] == ("method",) and method in METHOD_CONFIGS:
-        model, loc = METHOD_CONFIGS[method], loc[1:]
-    for key in loc:
-        field = model.model_fields.get(str(key))
-        if field is None:
-            return model
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
-            return model
-    return model
-
-
-def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    method = None
-    if loc[:1] == ("method",) and len(loc) > 1 and loc[1] in METHOD_CONFIGS:
-        method, loc = loc[1], (loc[0], *loc[2:])  # drop pydantic's union tag
-    dotted = ".".join(str(k) for k in loc) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        owner = _model_at(loc[:-1], method)
-        allowed = sorted(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
-        where = ".".join(str(k) for k in loc[:-1]) or "the top level"
-        return f"unknown key `{dotted}`.{hint} Allowed keys under {where}: {', '.join(allowed)}."
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        got = (
-            (error.get("input") or {}).get("name") if isinstance(error.get("input"), dict) else None
-        )
-        close = difflib.get_close_matches(str(got), list(METHOD_CONFIGS), n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
-        return (
-            f"key `{dotted}.name`: unknown method {got!r}.{hint} "
-            f"Expected one of: {', '.join(METHOD_CONFIGS)}."
-        )
-    if kind == "missing":
-        return f"required key `{dotted}` is missing."
-    got = error.get("input")
-    shown = repr(got) if not isinstance(got, dict) else "a mapping"
-    return f"key `{dotted}`: {error['msg'].rstrip('.')}, got {shown}."
-
-
 def validate_config(raw: Any, origin: str) -> PipelineConfig:
     """Validate a raw mapping; `origin` (file name) goes into every error."""
     if not isinstance(raw, dict):
         raise ConfigError(
             f"Config error in {origin}: the file must hold a YAML mapping with the sections "
-            "data, method, generate (and optionally filter, evaluate, tracking, run)."
+            "data, method, generate (and optionally filter, evaluate, tracking, run). Fix: "
+            "start from a shipped config, e.g. pipeline_configs/quickstart.yaml."
         )
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors()]
-        listed = " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-        raise ConfigError(
-            f"Config error in {origin}: {listed} "
+        raise config_error(
+            "Config error",
+            origin,
+            exc,
+            PipelineConfig,
             "Fix the file or the --set override; `synthloom validate FILE` checks it, and "
-            "README.md lists every key."
+            "README.md lists every key.",
+            tags=METHOD_CONFIGS,
         ) from None
 
 
@@ -1105,16 +1060,13 @@ def load_raw_config(path: str | Path) -> dict[str, Any]:
             "e.g. pipeline_configs/quickstart.yaml."
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            f"Config error in {path}: not valid YAML{where} ({getattr(exc, 'problem', exc)}). "
-            "Fix the syntax (indentation with spaces, `key: value`)."
-        ) from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"Config error in {path}: the file is not UTF-8 text.") from None
+        raise ConfigError(
+            f"Config error in {path}: the file is not UTF-8 text. Fix: pass a YAML config "
+            "saved as UTF-8 (e.g. pipeline_configs/quickstart.yaml), not a data or binary file."
+        ) from None
+    raw = parse_yaml(text, str(path))
     return raw if raw is not None else {}
 
 

@@ -72,6 +72,7 @@ import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,16 @@ def _read_csv(source: str, path: Path, default_sep: str) -> pd.DataFrame:
     names = ["" if pd.isna(v) else str(v) for v in header.iloc[0].tolist()]
     _check_duplicate_names(source, names, "the CSV header")
     try:
-        df = pd.read_csv(path, sep=sep, encoding="utf-8-sig", low_memory=False)
+        with warnings.catch_warnings():
+            # index_col=False: a first data row longer than the header is not silently
+            # taken as an index column (which shifts every value one column left); pandas
+            # warns instead, and that warning is this error
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=sep, encoding="utf-8-sig", low_memory=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise _csv_parse_error(
+            source, f"Expected {len(names)} fields in line 2, saw more"
+        ) from None
     except (pd.errors.ParserError, ValueError) as err:
         raise _csv_parse_error(source, err) from None
     df.attrs[CSV_READ_KEY] = {"delimiter": sep, "byte_order_mark": bom}

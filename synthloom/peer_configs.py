@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from synthloom.config_base import StrictConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class SmoteConfig(_Strict):
+class SmoteConfig(StrictConfig):
     """SMOTE interpolation within strata (imbalanced-learn); see methods/peers/smote.py."""
 
     name: Literal["smote"]
@@ -25,7 +23,7 @@ class SmoteConfig(_Strict):
     target_bins: int = Field(4, ge=2, description="regression: quantile strata of the target")
 
 
-class GaussianCopulaConfig(_Strict):
+class GaussianCopulaConfig(StrictConfig):
     """SDV GaussianCopulaSynthesizer."""
 
     name: Literal["gaussian_copula"]
@@ -34,7 +32,7 @@ class GaussianCopulaConfig(_Strict):
     ] = Field("beta", description="marginal fitted to every numeric column")
 
 
-class CTGANConfig(_Strict):
+class CTGANConfig(StrictConfig):
     """SDV CTGANSynthesizer (Xu et al. 2019)."""
 
     name: Literal["ctgan"]
@@ -55,7 +53,7 @@ class CTGANConfig(_Strict):
         return self
 
 
-class TVAEConfig(_Strict):
+class TVAEConfig(StrictConfig):
     """SDV TVAESynthesizer (Xu et al. 2019)."""
 
     name: Literal["tvae"]
@@ -66,7 +64,7 @@ class TVAEConfig(_Strict):
     decompress_dims: list[int] = Field(default_factory=lambda: [128, 128], min_length=1)
 
 
-class GReaTConfig(_Strict):
+class GReaTConfig(StrictConfig):
     """GReaT (arXiv 2210.06280) via be-great, on the local SmolLM2 weights by default."""
 
     name: Literal["great"]

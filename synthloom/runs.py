@@ -20,6 +20,7 @@ from synthloom.config import PipelineConfig, config_hash
 from synthloom.errors import ConfigError
 
 __all__ = [
+    "checked_run_id",
     "default_data_dir",
     "resolve_data_dir",
     "run_id_for",
@@ -43,18 +44,34 @@ def resolve_data_dir(cli_value: str | None, config: PipelineConfig | None = None
     return default_data_dir()
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def checked_run_id(run_id: str) -> str:
+    """`run_id` when it can only name a directory directly under runs/ (letters, digits,
+    `_`, `.`, `-`; not starting with `.` or `-`); else a ConfigError with the fix."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise ConfigError(
+            f"Run id {run_id!r} is not allowed: a run id names one directory under "
+            "<data dir>/runs/, so it may hold only letters, digits, '_', '.' and '-' and may "
+            "not start with '.' or '-'. Fix: pass an id like 'credit-trial-1'."
+        )
+    return run_id
+
+
 def run_id_for(config: PipelineConfig, fresh: bool = False, given: str | None = None) -> str:
     """`given` or `<name>-<config hash[:10]>`: the same id continues the same run (finished
-    stages are reused); --fresh appends the time, so it starts a new run even with --run-id."""
+    stages are reused); --fresh appends the time, so it starts a new run even with --run-id.
+    The name's other characters become '-' (a name like `../x` stays under runs/)."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.run.name or "run").strip("-") or "run"
-    run_id = given or f"{name}-{config_hash(config)[:10]}"
+    run_id = checked_run_id(given) if given else f"{name}-{config_hash(config)[:10]}"
     return run_id + time.strftime("-%Y%m%dT%H%M%S") if fresh else run_id
 
 
 def stored_run(run_id: str, data_dir: Path, verb: str) -> tuple[Path, dict[str, Any]]:
     """The run directory and stored config.json of `run_id` under `data_dir`; a ConfigError
     ("Cannot <verb> ...") listing the last ten stored runs when it has none."""
-    run_dir = data_dir / "runs" / run_id
+    run_dir = data_dir / "runs" / checked_run_id(run_id)
     stored = run_dir / "config.json"
     if not stored.is_file():
         runs = sorted(

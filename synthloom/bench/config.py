@@ -17,14 +17,13 @@ file, the dotted key and the fix.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from synthloom.config import (
     METHOD_CONFIGS,
@@ -38,6 +37,7 @@ from synthloom.config import (
     TrackingConfig,
     load_overridden,
 )
+from synthloom.config_base import StrictConfig, config_error
 from synthloom.errors import ConfigError
 from synthloom.methods import GENERATORS
 
@@ -47,11 +47,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 TABULAR_FLOW_METHODS = (*GENERATORS, "difflm")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class GenerateOverride(_Strict):
+class GenerateOverride(StrictConfig):
     """Per-generator changes to the shared `generate` section (unset keys are shared)."""
 
     num_rows: int | None = Field(None, gt=0)
@@ -59,7 +55,7 @@ class GenerateOverride(_Strict):
     max_attempts: int | None = Field(None, gt=0)
 
 
-class GeneratorEntry(_Strict):
+class GeneratorEntry(StrictConfig):
     """One row of the comparison: a method config, whether it runs, its generate overrides."""
 
     method: MethodConfig
@@ -77,7 +73,7 @@ class GeneratorEntry(_Strict):
         return method
 
 
-class BenchConfig(_Strict):
+class BenchConfig(StrictConfig):
     name: str | None = Field(None, description="bench id prefix; default: the file's stem")
     data: DataConfig
     generate: GenerateConfig
@@ -138,76 +134,26 @@ def pipeline_config_for(config: BenchConfig, label: str) -> PipelineConfig:
     return PipelineConfig.model_validate(raw)
 
 
-def _owner(loc: tuple[Any, ...], method: str | None) -> type[BaseModel]:
-    """The model that owns the last key of `loc` (the union tag already removed)."""
-    model: type[BaseModel] = BenchConfig
-    keys = list(loc)
-    while keys:
-        key = str(keys.pop(0))
-        if model is BenchConfig and key == "generators":
-            if not keys:
-                return model
-            keys.pop(0)  # the label
-            model = GeneratorEntry
-            continue
-        if model is GeneratorEntry and key == "method" and method in METHOD_CONFIGS:
-            model = METHOD_CONFIGS[method]
-            continue
-        field = model.model_fields.get(key)
-        ann = field.annotation if field is not None else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
-            return model
-    return model
-
-
-def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    method = None
-    if "method" in loc:
-        i = loc.index("method")
-        if len(loc) > i + 1 and loc[i + 1] in METHOD_CONFIGS:
-            method, loc = str(loc[i + 1]), loc[: i + 1] + loc[i + 2 :]
-    dotted = ".".join(str(k) for k in loc) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        allowed = sorted(_owner(loc[:-1], method).model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
-        where = ".".join(str(k) for k in loc[:-1]) or "the top level"
-        return f"unknown key `{dotted}`.{hint} Allowed keys under {where}: {', '.join(allowed)}."
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        got = error["input"].get("name") if isinstance(error.get("input"), dict) else None
-        close = difflib.get_close_matches(str(got), list(TABULAR_FLOW_METHODS), n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
-        return (
-            f"key `{dotted}.name`: unknown method {got!r}.{hint} "
-            f"Expected one of: {', '.join(TABULAR_FLOW_METHODS)}."
-        )
-    if kind == "missing":
-        return f"required key `{dotted}` is missing."
-    got = error.get("input")
-    shown = repr(got) if not isinstance(got, dict) else "a mapping"
-    return f"key `{dotted}`: {error['msg'].rstrip('.')}, got {shown}."
-
-
 def validate_bench_config(raw: Any, origin: str) -> BenchConfig:
     """Validate a raw mapping; every error names `origin`, the dotted key and the fix."""
     if not isinstance(raw, dict):
         raise ConfigError(
             f"Bench config error in {origin}: the file must hold a YAML mapping with the "
             "sections data, generate and generators (and optionally filter, evaluate, "
-            "tracking, run, reference)."
+            "tracking, run, reference). Fix: start from pipeline_configs/bench_credit.yaml."
         )
     try:
         config = BenchConfig.model_validate(raw)
     except ValidationError as exc:
-        listed = " ".join(f"({i}) {_describe(e)}" for i, e in enumerate(exc.errors(), 1))
-        raise ConfigError(
-            f"Bench config error in {origin}: {listed} Fix the file or the --set override; "
-            "docs/benchmarks.md ('Benchmark') lists the keys, pipeline_configs/bench_credit.yaml "
-            "is an example."
+        raise config_error(
+            "Bench config error",
+            origin,
+            exc,
+            BenchConfig,
+            "Fix the file or the --set override; docs/benchmarks.md ('Benchmark') lists the "
+            "keys, pipeline_configs/bench_credit.yaml is an example.",
+            tags=METHOD_CONFIGS,
+            choices=TABULAR_FLOW_METHODS,
         ) from None
     for label in config.enabled():
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from synthloom.config_base import StrictConfig
 
 SYNTHLLM_STAGES = (
     "ingest",
@@ -18,11 +20,7 @@ SYNTHLLM_STAGES = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class LevelMix(_Strict):
+class LevelMix(StrictConfig):
     """Relative weights of the combination levels (normalised; a zero weight turns one off)."""
 
     level1: float = Field(0.2, ge=0, description="one document: its concepts, document shown")
@@ -39,7 +37,7 @@ class LevelMix(_Strict):
         return {1: self.level1, 2: self.level2, 3: self.level3}
 
 
-class SynthLLMConfig(_Strict):
+class SynthLLMConfig(StrictConfig):
     """SynthLLM (arXiv 2503.19551): concepts of the seed documents -> concept graph ->
     combinations at three levels -> one new sample per combination (see synthloom/concepts)."""
 

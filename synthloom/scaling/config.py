@@ -14,16 +14,16 @@ raises ConfigError naming the file, the dotted key and the fix.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from synthloom.config import TrackingConfig, load_overridden
+from synthloom.config_base import StrictConfig, config_error
 from synthloom.errors import ConfigError
 from synthloom.scaling.law import log_spaced_sizes
 
@@ -31,11 +31,7 @@ REAL_LABEL = "real"
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class CurveSource(_Strict):
+class CurveSource(StrictConfig):
     """One curve: the filtered synthetic output of a finished run, or of a config run first."""
 
     label: str = Field(description="name of the curve in plots and MLflow (letters, digits, _.-)")
@@ -57,7 +53,7 @@ class CurveSource(_Strict):
         return self
 
 
-class SizeRange(_Strict):
+class SizeRange(StrictConfig):
     smallest: int = Field(gt=0)
     largest: int = Field(gt=0)
     num: int = Field(6, ge=4, description="sizes, log-spaced (the law has 4 parameters)")
@@ -69,13 +65,13 @@ class SizeRange(_Strict):
         return self
 
 
-class StudyRunConfig(_Strict):
+class StudyRunConfig(StrictConfig):
     name: str | None = Field(None, description="study id prefix; default: the config file's stem")
     data_dir: str | None = Field(None, description="default $SYNTHLOOM_DATA_DIR or ./data")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class ScalingConfig(_Strict):
+class ScalingConfig(StrictConfig):
     curves: list[CurveSource] = Field(min_length=1)
     real_curve: bool = Field(True, description="also measure the real train split's curve")
     sizes: list[int] | None = Field(None, description="D_1 < ... < D_n (>= 4 sizes)")
@@ -125,43 +121,23 @@ def study_hash(config: ScalingConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    dotted = ".".join(str(k) for k in loc) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        owner: type[BaseModel] = ScalingConfig
-        for key in loc[:-1]:
-            field = owner.model_fields.get(str(key))
-            ann = getattr(field, "annotation", None)
-            inner = getattr(ann, "__args__", None) or (ann,)
-            owner = next(
-                (a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), owner
-            )
-        allowed = sorted(owner.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
-        return f"unknown key `{dotted}`.{hint} Allowed keys there: {', '.join(allowed)}."
-    if kind == "missing":
-        return f"required key `{dotted}` is missing."
-    got = error.get("input")
-    shown = repr(got) if not isinstance(got, dict) else "a mapping"
-    return f"key `{dotted}`: {error['msg'].rstrip('.')}, got {shown}."
-
-
 def validate_scaling_config(raw: Any, origin: str) -> ScalingConfig:
     if not isinstance(raw, dict):
         raise ConfigError(
             f"Config error in {origin}: a scaling study must be a YAML mapping with at least "
-            "`curves` and `sizes` (or `size_range`)."
+            "`curves` and `sizes` (or `size_range`). Fix: start from "
+            "pipeline_configs/scaling_credit.yaml."
         )
     try:
         return ScalingConfig.model_validate(raw)
     except ValidationError as exc:
-        listed = " ".join(f"({i}) {_describe(e)}" for i, e in enumerate(exc.errors(), 1))
-        raise ConfigError(
-            f"Config error in {origin}: {listed} Fix the file or the --set override "
-            "(see synthloom/scaling/config.py for every key, or pipeline_configs/scaling_*.yaml)."
+        raise config_error(
+            "Config error",
+            origin,
+            exc,
+            ScalingConfig,
+            "Fix the file or the --set override (see synthloom/scaling/config.py for every "
+            "key, or pipeline_configs/scaling_*.yaml).",
         ) from None
 
 
