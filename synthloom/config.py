@@ -524,6 +524,13 @@ class BAREConfig(StrictConfig):
     max_attempts_factor: float = Field(
         3.0, gt=0, description="drafts to try per label at most, as a multiple of its quota"
     )
+    draft_fallback_ngram: int | None = Field(
+        None,
+        gt=0,
+        description="n: a refinement that shares a word n-gram with a seed (the filter's "
+        "seed_copy rule; use text_filter.seed_ngram) is replaced by its draft when the draft "
+        "shares none, else dropped; null: the refinement is kept as it is (the paper)",
+    )
 
 
 class SynAlignConfig(StrictConfig):
@@ -924,6 +931,7 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     ("evaluate", "seed_share", 0.5),
     ("evaluate", "synthetic_weights", "label_margin"),
     ("method", "seed_openers", 0),
+    ("method", "draft_fallback_ngram", None),
 )
 
 # DiffLM method keys left out of the identity at the value that reproduces the runs made

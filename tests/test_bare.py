@@ -160,6 +160,39 @@ def test_unclosed_unchanged_and_surplus_refinements_are_counted(monkeypatch, tin
     assert [s.text for s in unchanged] == ["draft 4-3"]
 
 
+def test_a_refinement_that_copies_a_seed_falls_back_to_its_draft(monkeypatch, tiny_box):
+    """draft_fallback_ngram n: a refinement sharing a word n-gram with a seed is replaced
+    by its draft, unless the draft shares one too (then dropped); off, both are kept."""
+    seeds = SeedSet(
+        texts=(*SEEDS.texts[:4], "draft 1 3 is what this money seed says", *SEEDS.texts[5:]),
+        labels=SEEDS.labels,
+    )
+
+    def copying(c, prompt):
+        return "the cat sat on the mat today", True  # shares "the cat sat" with a seed
+
+    def run(**method):
+        fake = ScriptedSamplers(copying)
+        monkeypatch.setattr(bare_module, "sample_prompts", fake.sample_prompts)
+        config = {"name": "bare", "task": "sentences", "max_attempts_factor": 1.0, **method}
+        return BAREGenerator(config).generate(seeds, 8, models=tiny_box, seed=0)
+
+    paper = run()
+    assert "refine_copy_fallback" not in paper.stats.counts
+    assert sum(s.text == "the cat sat on the mat today" for s in paper.samples) == 2
+
+    batch = run(draft_fallback_ngram=3)
+    # per label one round of 4 drafts (budget 4): "draft c-0" is refined to "better c-0",
+    # "draft c-3" to the copy: draft 0-3 replaces it, draft 1-3 is itself a seed's copy
+    assert batch.stats.counts["refine_copy_fallback"] == 1
+    assert batch.stats.counts["refine_copy"] == 1
+    fallback = [s for s in batch.samples if s.info.get("fallback") == "draft"]
+    assert [(s.text, s.info["refined"]) for s in fallback] == [
+        ("draft 0-3", "the cat sat on the mat today")
+    ]
+    assert all("cat sat" not in s.text for s in batch.samples)
+
+
 def test_real_sampler_on_a_tiny_model_accounts_for_every_draft(monkeypatch, tiny_box):
     drafted: list[int] = []
     real = bare_module.sample_prompts

@@ -21,6 +21,12 @@ pgasawa/BARE): a base model drafts, an instruct model refines.
    quotes. Refinements that never close, are empty, or echo the instructions or a shown
    example are dropped: counts "refine_unfinished", "refine_empty", "refine_echo"
    ("refine_unchanged" counts kept refinements identical to their draft).
+3. Draft fallback (`draft_fallback_ngram` n, off by default: the paper keeps every
+   refinement). A small refiner often returns one of the seeds it was shown, nearly word
+   for word, which the filter's seed_copy rule then drops. With n set, a refinement that
+   shares a word n-gram with any seed (the same test as `text_filter.seed_ngram`) is
+   replaced by its draft when the draft shares none ("refine_copy_fallback"), else dropped
+   ("refine_copy"); the sample's `info` records `"fallback": "draft"`.
 
 Labels get equal shares of `num_samples` (`fewgen.label_quotas`); per label at most
 `max_attempts_factor` x its share of drafts are sampled, each round asking for enough drafts
@@ -44,6 +50,7 @@ import numpy as np
 import torch
 
 from synthloom.config import BAREConfig
+from synthloom.filters.text import word_ngrams, word_tokens
 from synthloom.methods.text.base import (
     GenerationStats,
     ModelBox,
@@ -244,6 +251,10 @@ class BAREGenerator:
         cfg = self.cfg
         model, tokenizer = lm
         prefill = f"{OPEN}\n" if cfg["refine_prefill"] else ""
+        n = cfg["draft_fallback_ngram"]
+        seed_grams = (
+            {g for t in seeds.texts for g in word_ngrams(word_tokens(t), n)} if n else set()
+        )
         kept: list[TextSample] = []
         for start in range(0, len(drafts), cfg["refine_batch_size"]):
             chunk = drafts[start : start + cfg["refine_batch_size"]]
@@ -287,20 +298,27 @@ class BAREGenerator:
                 else:
                     if _normalize(refined) == _normalize(draft):
                         stats.count("refine_unchanged")
-                    kept.append(
-                        TextSample(
-                            text=refined,
-                            label=label,
-                            info={
-                                "method": "bare",
-                                "draft": draft,
-                                "refined": refined,
-                                "seed_indices": shown,
-                                "seeds_shown": examples,
-                            },
-                        )
-                    )
+                    info = {
+                        "method": "bare",
+                        "draft": draft,
+                        "refined": refined,
+                        "seed_indices": shown,
+                        "seeds_shown": examples,
+                    }
+                    text = refined
+                    if seed_grams and _shares(refined, seed_grams, cfg["draft_fallback_ngram"]):
+                        if _shares(draft, seed_grams, cfg["draft_fallback_ngram"]):
+                            stats.count("refine_copy")
+                            continue
+                        stats.count("refine_copy_fallback")
+                        text, info["fallback"] = draft, "draft"
+                    kept.append(TextSample(text=text, label=label, info=info))
         return kept
+
+
+def _shares(text: str, grams: set[tuple[str, ...]], n: int) -> bool:
+    """Whether `text` has a word n-gram in `grams` (the filter's seed_copy test)."""
+    return bool(word_ngrams(word_tokens(text), n) & grams)
 
 
 def add_sampling_cost(stats: GenerationStats, cont: Continuations) -> None:
