@@ -45,7 +45,7 @@ from tasks.bench import (
 from tasks.bench_tracking import adopt_run, finish_bench_run, log_reference_run, start_bench_run
 from tasks.ingest import ingest_seed, source_fingerprint
 from tasks.recorder import load_summary
-from tasks.runtime import code_version, file_refs
+from tasks.runtime import file_refs
 from tasks.tracking import default_tracking_uri
 
 TRACKED_METRICS = (
@@ -74,7 +74,6 @@ def bench_flow(
     cfg = BenchConfig.model_validate(bench)
     bench_dir = Path(data_dir) / "bench" / bench_id
     results = bench_dir / ".prefect-results"
-    code = code_version()
     tracking = _Tracking(cfg, bench, bench_id, data_dir)
 
     seed = ingest_seed.with_options(result_storage=results)(
@@ -82,7 +81,6 @@ def bench_flow(
         seed=cfg.run.seed,
         source_id=source_fingerprint(cfg.data.source),
         stage_dir=str(bench_dir / "ingest"),
-        code=code,
     )
     rows: list[dict[str, Any]] = []
     if cfg.reference:
@@ -90,7 +88,6 @@ def bench_flow(
             evaluate=bench["evaluate"],
             seed_files=file_refs(seed),
             stage_dir=str(bench_dir / "reference"),
-            code=code,
         )
         metrics_path = Path(manifest["files"]["metrics"]["path"])
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))

@@ -76,8 +76,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Table of runs (best first with --sort), optionally a PNG bar chart logged to MLflow."""
     from flows.environment import configure_runtime
+    from synthloom.metrics.headline import HEADLINE_METRICS
     from tasks.tracking import (
-        COMPARE_COLUMNS,
         default_tracking_uri,
         log_comparison,
         plot_comparison,
@@ -87,7 +87,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     data_dir = configure_runtime(resolve_data_dir(args.data_dir))
     uri = args.tracking_uri or default_tracking_uri(data_dir)
-    wanted = list(args.metric or COMPARE_COLUMNS)
+    wanted = list(args.metric or HEADLINE_METRICS)
     if args.sort and args.sort not in wanted:
         wanted.append(args.sort)
     table = runs_table(uri, args.experiment, wanted)

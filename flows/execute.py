@@ -2,7 +2,8 @@
 
 `execute_run` refuses a bad data source before Prefect starts, points Prefect at the data
 dir, runs the method's flow (flows/registry.py) on the configured executor with signals
-handled, and prints the stage table and KEY_METRICS from summary.json.
+handled, and prints the stage table and the headline metrics (HEADLINE_METRICS) from
+summary.json.
 """
 
 from __future__ import annotations
@@ -13,33 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.errors import SynthloomError
-
-KEY_METRICS = (
-    "column_shape_error_pct",
-    "pair_trend_error_pct",
-    "mle_auc_mean",
-    "mle_auc_std",
-    "mle_rmse_mean",
-    "real_mle_auc_mean",
-    "real_mle_rmse_mean",
-    "dcr_share",
-    "exact_copy_rate",
-    "c2st",
-    "filter_valid_row_rate",
-    "generate_rows_per_second",
-    # labelled text (flows/text.py)
-    "generate_samples_per_second",
-    "filter_kept_rate",
-    "distinct_2",
-    "self_bleu",
-    "vendi_score",
-    "mmd2_to_real",
-    "student_synthetic_accuracy",
-    "student_seeds_accuracy",
-    "student_seeds_plus_synthetic_accuracy",
-    "student_real_train_accuracy",
-    "student_gain_accuracy",  # seeds + synthetic minus seeds alone
-)
+from synthloom.metrics.headline import HEADLINE_METRICS
 
 
 def execute_run(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
@@ -117,7 +92,9 @@ def _print_summary(run_dir: Path) -> None:
             f"{s['name']:<16}{s['status']:<11}{str(s['cached']).lower():<8}{seconds:>9}"
             f"{rows_in!s:>9}{rows_out!s:>10}"
         )
-    shown = {k: summary["metrics"][k] for k in KEY_METRICS if summary["metrics"].get(k) is not None}
+    shown = {
+        k: summary["metrics"][k] for k in HEADLINE_METRICS if summary["metrics"].get(k) is not None
+    }
     if shown:
         print("\nmetrics:")
         width = max(28, *(len(key) + 2 for key in shown))

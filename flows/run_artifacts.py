@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any
 
-from flows.execute import KEY_METRICS
+from synthloom.metrics.headline import HEADLINE_METRICS
 
 ARTIFACTS = ("overview", "stages", "counts", "metrics")  # the key suffixes, in order
 MLFLOW_UI = "http://127.0.0.1:5000"  # `synthloom ui`'s MLflow; a run: /#/runs/<id>
@@ -51,11 +51,11 @@ def count_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def metric_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's numeric metrics, KEY_METRICS first (in their order), then the rest by name;
+    """The run's numeric metrics, HEADLINE_METRICS first (in their order), then the rest by name;
     NaN and infinity are shown as text (JSON has no number for them)."""
     metrics = summary.get("metrics") or {}
-    order = [k for k in KEY_METRICS if k in metrics]
-    order += sorted(k for k in metrics if k not in KEY_METRICS)
+    order = [k for k in HEADLINE_METRICS if k in metrics]
+    order += sorted(k for k in metrics if k not in HEADLINE_METRICS)
     rows = []
     for name in order:
         value = metrics[name]

@@ -18,7 +18,7 @@ from flows.run_artifacts import publish_run_artifacts
 from synthloom.config import TrackingConfig
 from synthloom.scaling.config import REAL_LABEL, ScalingConfig, study_hash
 from tasks.recorder import RunRecorder
-from tasks.runtime import code_version, file_refs
+from tasks.runtime import file_refs
 from tasks.scaling import fit_curves, measure_curve, run_inputs, same_test_split
 from tasks.scaling_tracking import log_scaling_study
 from tasks.tracking import default_tracking_uri, end_status
@@ -44,7 +44,6 @@ def scaling_study(
         study_hash(cfg),
         stages=study_stages(cfg),
     )
-    code = code_version()
     sizes, seeds = cfg.size_list(), list(cfg.seeds)
     student = {"mle_grid": cfg.mle_grid, "encoder": cfg.encoder}
     status = "failed"
@@ -63,7 +62,6 @@ def scaling_study(
                 seeds=seeds,
                 student=student,
                 device=cfg.run.device,
-                code=code,
             )
             curve_files[label] = file_refs(manifest)["points"]
         if cfg.real_curve:
@@ -80,7 +78,6 @@ def scaling_study(
                     seeds=seeds,
                     student=student,
                     device=cfg.run.device,
-                    code=code,
                 )
                 curve_files[REAL_LABEL] = file_refs(manifest)["points"]
             else:
@@ -100,7 +97,6 @@ def scaling_study(
                 "extrapolate_factor": cfg.extrapolate_factor,
             },
             title=f"{study_id}: error vs training-set size",
-            code=code,
         )
         recorder.summary["runs"] = runs
         recorder.summary["fit_dir"] = fitted["dir"]

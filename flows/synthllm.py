@@ -17,9 +17,10 @@ from prefect import flow, get_run_logger
 
 from flows.run_artifacts import publish_run_artifacts
 from synthloom.config import PipelineConfig, config_hash, stages_for
+from synthloom.runs import model_cache_dir
 from tasks.ingest import source_fingerprint
 from tasks.recorder import RunRecorder
-from tasks.runtime import code_version, file_refs
+from tasks.runtime import file_refs
 from tasks.synthllm import (
     build_graph,
     evaluate_samples,
@@ -27,7 +28,7 @@ from tasks.synthllm import (
     generate_samples,
     sample_combinations_stage,
 )
-from tasks.text import filter_text, ingest_text, model_cache_dir
+from tasks.text import filter_text, ingest_text
 from tasks.tracking import default_tracking_uri, end_status, log_pipeline_run
 
 
@@ -42,9 +43,8 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
         fail_at_stage=cfg.run.fail_at_stage,
         stages=stages_for(cfg.method.name),
     )
-    code = code_version()
     method, run = config["method"], cfg.run
-    model_cache = model_cache_dir(data_dir)
+    model_cache = str(model_cache_dir(data_dir))
     status = "failed"
     try:
         seed = recorder.run(
@@ -53,7 +53,6 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             data=config["data"],
             seed=run.seed,
             source_id=source_fingerprint(cfg.data.source),
-            code=code,
         )
         concepts = recorder.run(
             "extract_concepts",
@@ -63,11 +62,8 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             device=run.device,
             seed_files=file_refs(seed),
             model_cache=model_cache,
-            code=code,
         )
-        graph = recorder.run(
-            "build_graph", build_graph, concept_files=file_refs(concepts), code=code
-        )
+        graph = recorder.run("build_graph", build_graph, concept_files=file_refs(concepts))
         combos = recorder.run(
             "sample_combinations",
             sample_combinations_stage,
@@ -75,7 +71,6 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             num_rows=cfg.generate.num_rows,
             seed=run.seed,
             concept_files=file_refs(concepts),
-            code=code,
         )
         generated = recorder.run(
             "generate",
@@ -86,7 +81,6 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             concept_files=file_refs(concepts),
             combination_files=file_refs(combos),
             model_cache=model_cache,
-            code=code,
         )
         kept = recorder.run(
             "filter",
@@ -97,7 +91,6 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             encoder=cfg.evaluate.encoder,
             generated_files=file_refs(generated),
             seed_files=file_refs(seed),
-            code=code,
             scorer_model=cfg.method.model,
             model_cache=model_cache,
             label_descriptions=cfg.data.label_descriptions,
@@ -114,7 +107,6 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
                 combination_files=file_refs(combos),
                 graph_files=file_refs(graph),
                 seed_files=file_refs(seed),
-                code=code,
             )
         else:
             recorder.skip("evaluate", "evaluate.enabled is false")

@@ -8,7 +8,6 @@ continues from the first unfinished one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,14 @@ from prefect import flow, get_run_logger
 from flows.run_artifacts import publish_run_artifacts
 from synthloom.config import PipelineConfig, config_hash, stages_for
 from synthloom.errors import StageError
+from synthloom.runs import model_cache_dir
 from tasks.evaluate import evaluate_synthetic
 from tasks.filter import filter_rows
 from tasks.fit import fit_generator
 from tasks.generate import generate_rows
 from tasks.ingest import ingest_seed, source_fingerprint
 from tasks.recorder import RunRecorder
-from tasks.runtime import code_version, file_refs
+from tasks.runtime import file_refs
 from tasks.tracking import default_tracking_uri, end_status, log_pipeline_run
 
 
@@ -38,7 +38,6 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
         fail_at_stage=cfg.run.fail_at_stage,
         stages=stages_for(cfg.method.name),
     )
-    code = code_version()
     status = "failed"
     try:
         seed = recorder.run(
@@ -47,11 +46,10 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
             data=config["data"],
             seed=cfg.run.seed,
             source_id=source_fingerprint(cfg.data.source),
-            code=code,
         )
         recorder.check_output_fits("generate", seed, cfg.generate.num_rows)
         if cfg.method.name == "difflm":
-            generated = _difflm_stages(recorder, config, cfg, seed, data_dir, code)
+            generated = _difflm_stages(recorder, config, cfg, seed, data_dir)
         else:
             model = recorder.run(
                 "fit",
@@ -60,7 +58,6 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
                 seed=cfg.run.seed,
                 device=cfg.run.device,
                 seed_files=file_refs(seed),
-                code=code,
             )
             generated = recorder.run(
                 "generate",
@@ -70,7 +67,6 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
                 seed=cfg.run.seed,
                 model_files=file_refs(model),
                 seed_files=file_refs(seed),
-                code=code,
             )
         kept = recorder.run(
             "filter",
@@ -78,7 +74,6 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
             rules=config["filter"],
             generated_files=file_refs(generated),
             seed_files=file_refs(seed),
-            code=code,
         )
         if cfg.evaluate.enabled:
             recorder.run(
@@ -87,7 +82,6 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
                 evaluate=config["evaluate"],
                 filtered_files=file_refs(kept),
                 seed_files=file_refs(seed),
-                code=code,
             )
         else:
             recorder.skip("evaluate", "evaluate.enabled is false")
@@ -106,7 +100,6 @@ def _difflm_stages(
     cfg: PipelineConfig,
     seed: dict[str, Any],
     data_dir: str,
-    code: str,
 ) -> dict[str, Any]:
     """serialize -> train_vae -> train_diffusion -> generate (DiffLM, arXiv 2411.03250), then
     the reconstruction diagnostic; returns the generate stage's outputs."""
@@ -120,9 +113,9 @@ def _difflm_stages(
     )
 
     method, run = config["method"], cfg.run
-    model_cache = os.environ.get("SYNTHLOOM_MODEL_CACHE") or str(Path(data_dir) / "models")
+    model_cache = str(model_cache_dir(data_dir))
     records = recorder.run(
-        "serialize", serialize_records, method=method, seed_files=file_refs(seed), code=code
+        "serialize", serialize_records, method=method, seed_files=file_refs(seed)
     )
     vae = recorder.run(
         "train_vae",
@@ -132,7 +125,6 @@ def _difflm_stages(
         device=run.device,
         record_files=file_refs(records),
         model_cache=model_cache,
-        code=code,
     )
     diffusion = recorder.run(
         "train_diffusion",
@@ -141,7 +133,6 @@ def _difflm_stages(
         seed=run.seed,
         device=run.device,
         vae_files=file_refs(vae),
-        code=code,
     )
     generated = recorder.run(
         "generate",
@@ -154,7 +145,6 @@ def _difflm_stages(
         diffusion_files=file_refs(diffusion),
         seed_files=file_refs(seed),
         model_cache=model_cache,
-        code=code,
     )
     if cfg.method.reconstruction_records:
         recorder.run(
@@ -170,7 +160,6 @@ def _difflm_stages(
             generated_files=file_refs(generated),
             seed_files=file_refs(seed),
             model_cache=model_cache,
-            code=code,
         )
     else:
         recorder.skip("reconstruction", "method.reconstruction_records is 0")

@@ -16,10 +16,11 @@ from prefect import flow
 from flows.run_artifacts import publish_run_artifacts
 from flows.tabular import track_pipeline_run  # one MLflow logging path for every flow
 from synthloom.config import PipelineConfig, config_hash, stages_for
+from synthloom.runs import model_cache_dir
 from tasks.ingest import source_fingerprint
 from tasks.recorder import RunRecorder
-from tasks.runtime import code_version, file_refs
-from tasks.text import evaluate_text, filter_text, generate_text, ingest_text, model_cache_dir
+from tasks.runtime import file_refs
+from tasks.text import evaluate_text, filter_text, generate_text, ingest_text
 
 
 @flow(name="text-pipeline", flow_run_name="{run_id}", validate_parameters=False)
@@ -34,7 +35,6 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
         fail_at_stage=cfg.run.fail_at_stage,
         stages=stages_for(cfg.method.name),
     )
-    code = code_version()
     task_description = config["method"].get("task")
     status = "failed"
     try:
@@ -44,7 +44,6 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
             data=config["data"],
             seed=cfg.run.seed,
             source_id=source_fingerprint(cfg.data.source),
-            code=code,
         )
         generated = recorder.run(
             "generate",
@@ -54,9 +53,8 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
             seed=cfg.run.seed,
             device=cfg.run.device,
             seed_files=file_refs(seeds),
-            model_cache=model_cache_dir(data_dir),
+            model_cache=str(model_cache_dir(data_dir)),
             encoder=cfg.evaluate.encoder,
-            code=code,
             label_descriptions=cfg.data.label_descriptions,
         )
         kept = recorder.run(
@@ -68,9 +66,8 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
             encoder=cfg.evaluate.encoder,
             generated_files=file_refs(generated),
             seed_files=file_refs(seeds),
-            code=code,
             scorer_model=config["method"].get("model") or config["method"].get("base_model"),
-            model_cache=model_cache_dir(data_dir),
+            model_cache=str(model_cache_dir(data_dir)),
             label_descriptions=cfg.data.label_descriptions,
         )
         if cfg.evaluate.enabled:
@@ -83,7 +80,6 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
                 device=cfg.run.device,
                 filtered_files=file_refs(kept),
                 seed_files=file_refs(seeds),
-                code=code,
             )
         else:
             recorder.skip("evaluate", "evaluate.enabled is false")

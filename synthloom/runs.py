@@ -22,6 +22,7 @@ from synthloom.errors import ConfigError
 __all__ = [
     "checked_run_id",
     "default_data_dir",
+    "model_cache_dir",
     "resolve_data_dir",
     "run_id_for",
     "stored_run",
@@ -32,6 +33,15 @@ __all__ = [
 def default_data_dir() -> Path:
     """$SYNTHLOOM_DATA_DIR, or ./data (relative to the working directory)."""
     return Path(os.environ.get("SYNTHLOOM_DATA_DIR", "data"))
+
+
+def model_cache_dir(data_dir: str | Path | None = None) -> Path:
+    """Where converted built-in models live: $SYNTHLOOM_MODEL_CACHE, else
+    `<data_dir>/models` (`default_data_dir()` when no data dir is given)."""
+    cache = os.environ.get("SYNTHLOOM_MODEL_CACHE")
+    if cache:
+        return Path(cache)
+    return Path(data_dir if data_dir is not None else default_data_dir()) / "models"
 
 
 def resolve_data_dir(cli_value: str | None, config: PipelineConfig | None = None) -> Path:

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import get_run_logger, task
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
 from synthloom.bench.reference import real_reference_metrics
 from synthloom.bench.table import FIT_STAGES, to_markdown
 from synthloom.splits import SPLIT_NAMES
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+from tasks.runtime import StageOutput, StageRun, stage
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -78,51 +77,35 @@ def generator_peak_rss(
     return None
 
 
-@task(name="reference", **STAGE_TASK_OPTIONS)
+@stage("reference", config="evaluate")
 def reference_metrics(
+    run: StageRun,
     evaluate: dict[str, Any],
     seed_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """The real-data reference row's metrics (synthloom.bench.reference) as a cached stage."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        frames = {}
-        schema = None
-        for name in SPLIT_NAMES:
-            frames[name], schema = read_table(seed_files[name]["path"])
-        assert schema is not None
-        logger.info("real-data reference: MLE on real train rows, the rest on validation rows")
-        metrics = real_reference_metrics(
-            frames,
-            schema,
-            seeds=evaluate["mle_seeds"],
-            grid=evaluate["mle_grid"],
-            include=evaluate["metrics"],
-            max_rows=evaluate["max_rows"],
-        )
-        atomic_write_json(metrics, out / "metrics.json")
-        scalar = {
-            k: v
-            for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        return StageOutput(
-            files={"metrics": ("metrics.json", None)},
-            rows_in=len(frames["validation"]),
-            metrics=scalar,
-        )
-
-    return execute_stage(
-        "reference",
-        stage_dir,
-        body,
-        config=evaluate,
-        inputs={k: v["sha256"] for k, v in seed_files.items()},
-        inject_failure=inject_failure,
+    frames = {}
+    schema = None
+    for name in SPLIT_NAMES:
+        frames[name], schema = read_table(seed_files[name]["path"])
+    assert schema is not None
+    run.log.info("real-data reference: MLE on real train rows, the rest on validation rows")
+    metrics = real_reference_metrics(
+        frames,
+        schema,
+        seeds=evaluate["mle_seeds"],
+        grid=evaluate["mle_grid"],
+        include=evaluate["metrics"],
+        max_rows=evaluate["max_rows"],
+    )
+    atomic_write_json(metrics, run.out / "metrics.json")
+    scalar = {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return StageOutput(
+        files={"metrics": ("metrics.json", None)},
+        rows_in=len(frames["validation"]),
+        metrics=scalar,
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from functools import lru_cache, partial
@@ -18,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
@@ -47,206 +45,159 @@ from synthloom.models.device import autocast_dtype, resolve_device, set_seed
 from synthloom.plots import plot_latents, plot_loss_curves
 from synthloom.schema import TableSchema
 from synthloom.serialize import record_schema, serialize_table
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
+from tasks.runtime import StageOutput, StageRun, stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
 
 DECODING = "decoding.json"  # train_vae: {"max_record_tokens": the limit it trained with}
 
 
-@task(name="serialize", **STAGE_TASK_OPTIONS)
+@stage("serialize", config="method")
 def serialize_records(
+    run: StageRun,
     method: dict[str, Any],
     seed_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Train and validation rows as text records (one per row) in records.parquet."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        frames = []
-        for split in ("train", "validation"):
-            table, schema = read_table(seed_files[split]["path"])
-            texts = serialize_table(
-                table,
-                record_schema(schema, method["column_order"]),
-                method["serialization"],
-                method["float_digits"],
-                method["number_digits"],
-            )
-            target = table[schema.target].astype(str) if schema.target else None
-            frames.append(pd.DataFrame({"split": split, "text": texts, "label": target}))
-        records = pd.concat(frames, ignore_index=True)
-        write_table(records, out / "records.parquet", schema)
-        chars = records["text"].str.len()
-        logger.info(
-            "serialized %d records (%s), %.0f characters on average; e.g. %s",
-            len(records),
+    frames = []
+    for split in ("train", "validation"):
+        table, schema = read_table(seed_files[split]["path"])
+        texts = serialize_table(
+            table,
+            record_schema(schema, method["column_order"]),
             method["serialization"],
-            chars.mean(),
-            records["text"].iloc[0][:200],
+            method["float_digits"],
+            method["number_digits"],
         )
-        return StageOutput(
-            files={"records": ("records.parquet", len(records))},
-            rows_in=len(records),
-            rows_out=len(records),
-            metrics={"mean_record_chars": float(chars.mean())},
-        )
-
-    return execute_stage(
-        "serialize",
-        stage_dir,
-        body,
-        config=method,
-        inputs={k: seed_files[k]["sha256"] for k in ("train", "validation")},
-        inject_failure=inject_failure,
+        target = table[schema.target].astype(str) if schema.target else None
+        frames.append(pd.DataFrame({"split": split, "text": texts, "label": target}))
+    records = pd.concat(frames, ignore_index=True)
+    write_table(records, run.out / "records.parquet", schema)
+    chars = records["text"].str.len()
+    run.log.info(
+        "serialized %d records (%s), %.0f characters on average; e.g. %s",
+        len(records),
+        method["serialization"],
+        chars.mean(),
+        records["text"].iloc[0][:200],
+    )
+    return StageOutput(
+        files={"records": ("records.parquet", len(records))},
+        rows_in=len(records),
+        rows_out=len(records),
+        metrics={"mean_record_chars": float(chars.mean())},
     )
 
 
-@task(name="train_vae", **STAGE_TASK_OPTIONS)
+@stage("train_vae", config="method")
 def train_vae_stage(
+    run: StageRun,
     method: dict[str, Any],
     seed: int,
     device: str,
     record_files: dict[str, dict[str, Any]],
     model_cache: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Train encoder + heads + injector against the frozen decoder; save weights and the
     latent means of every training record (the diffusion stage's data)."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        set_seed(seed)
-        torch_device = resolve_device(device)
-        records, schema = read_table(record_files["records"]["path"])
-        train = records[records["split"] == "train"]
-        val = records[records["split"] == "validation"]
-        models = load_base_models(method, torch_device, Path(model_cache))
-        limited = resolve_max_record_tokens(method, train["text"].tolist(), models)
-        if method["max_record_tokens"] == "auto":
-            logger.info(
-                "method.max_record_tokens: auto -> %d decoder tokens per record",
-                limited["max_record_tokens"],
-            )
-        start = time.perf_counter()
-        vae, history = fit_vae(
-            models,
-            train["text"].tolist(),
-            val["text"].tolist(),
-            limited,
-            device=torch_device,
-            seed=seed,
-            log=_progress_logger(logger, method["vae_steps"]),
-            checkpoint=checkpoint,
+    set_seed(seed)
+    torch_device = resolve_device(device)
+    records, schema = read_table(record_files["records"]["path"])
+    train = records[records["split"] == "train"]
+    val = records[records["split"] == "validation"]
+    models = load_base_models(method, torch_device, Path(model_cache))
+    limited = resolve_max_record_tokens(method, train["text"].tolist(), models)
+    if method["max_record_tokens"] == "auto":
+        run.log.info(
+            "method.max_record_tokens: auto -> %d decoder tokens per record",
+            limited["max_record_tokens"],
         )
-        seconds = time.perf_counter() - start
-        if history["resumed_from_step"]:
-            logger.info(
-                "resumed the VAE from its checkpoint at step %d", history["resumed_from_step"]
-            )
-        if history["truncated_records"]:
-            logger.warning(
-                "%d training records are longer than method.max_record_tokens = %d and were "
-                "cut (no EOS); raise it to keep them",
-                history["truncated_records"],
-                limited["max_record_tokens"],
-            )
-        vae.save(out / "vae")
-        atomic_write_json({"max_record_tokens": limited["max_record_tokens"]}, out / DECODING)
-        means = encode_means(vae, models, train["text"].tolist(), limited, device=torch_device)
-        means_frame = pd.DataFrame(means, columns=[f"z{i}" for i in range(means.shape[1])])
-        means_frame.to_parquet(out / "latents.parquet")
-        atomic_write_json(history, out / "history.json")
-        plot_loss_curves(history, out / "loss_curves.png")
-        plot_latents(means, train["label"].tolist(), out / "latents.png", target=schema.target)
-        steps = len(history.get("recon", []))
-        return StageOutput(
-            files={
-                "vae": ("vae", None),
-                "latents": ("latents.parquet", len(means)),
-                "history": ("history.json", None),
-                "decoding": (DECODING, None),
-            },
-            rows_in=len(train),
-            rows_out=len(means),
-            metrics={
-                "final_val_recon": history["val_recon"][-1][1]
-                if history["val_recon"]
-                else float("nan"),
-                "best_step": float(history["best_step"]),
-                "records_per_second": steps * method["vae_batch_size"] / max(seconds, 1e-9),
-            },
-            info={"stop_reason": history["stop_reason"], "device": str(torch_device)},
-        )
-
-    checkpoint = Path(stage_dir).parent / ".checkpoints" / "train_vae" / "vae.pt"
-    manifest = execute_stage(
-        "train_vae",
-        stage_dir,
-        body,
-        config=method,
-        inputs={"records": record_files["records"]["sha256"], "seed": seed},
-        inject_failure=inject_failure,
+    start = time.perf_counter()
+    vae, history = fit_vae(
+        models,
+        train["text"].tolist(),
+        val["text"].tolist(),
+        limited,
+        device=torch_device,
+        seed=seed,
+        log=_progress_logger(run.log, method["vae_steps"]),
+        checkpoint=run.checkpoint_dir / "vae.pt",
     )
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
-    return manifest
+    seconds = time.perf_counter() - start
+    if history["resumed_from_step"]:
+        run.log.info("resumed the VAE from its checkpoint at step %d", history["resumed_from_step"])
+    if history["truncated_records"]:
+        run.log.warning(
+            "%d training records are longer than method.max_record_tokens = %d and were "
+            "cut (no EOS); raise it to keep them",
+            history["truncated_records"],
+            limited["max_record_tokens"],
+        )
+    vae.save(run.out / "vae")
+    atomic_write_json({"max_record_tokens": limited["max_record_tokens"]}, run.out / DECODING)
+    means = encode_means(vae, models, train["text"].tolist(), limited, device=torch_device)
+    means_frame = pd.DataFrame(means, columns=[f"z{i}" for i in range(means.shape[1])])
+    means_frame.to_parquet(run.out / "latents.parquet")
+    atomic_write_json(history, run.out / "history.json")
+    plot_loss_curves(history, run.out / "loss_curves.png")
+    plot_latents(means, train["label"].tolist(), run.out / "latents.png", target=schema.target)
+    steps = len(history.get("recon", []))
+    return StageOutput(
+        files={
+            "vae": ("vae", None),
+            "latents": ("latents.parquet", len(means)),
+            "history": ("history.json", None),
+            "decoding": (DECODING, None),
+        },
+        rows_in=len(train),
+        rows_out=len(means),
+        metrics={
+            "final_val_recon": history["val_recon"][-1][1]
+            if history["val_recon"]
+            else float("nan"),
+            "best_step": float(history["best_step"]),
+            "records_per_second": steps * method["vae_batch_size"] / max(seconds, 1e-9),
+        },
+        info={"stop_reason": history["stop_reason"], "device": str(torch_device)},
+    )
 
 
-@task(name="train_diffusion", **STAGE_TASK_OPTIONS)
+@stage("train_diffusion", config="method")
 def train_diffusion_stage(
+    run: StageRun,
     method: dict[str, Any],
     seed: int,
     device: str,
     vae_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """EDM denoiser on the normalised latent means (skipped in the no-diffusion ablation)."""
-    logger = get_run_logger()
+    means = pd.read_parquet(vae_files["latents"]["path"]).to_numpy()
+    if not method["diffusion"]:
+        atomic_write_json({"diffusion": False}, run.out / "disabled.json")
+        run.log.info("method.diffusion is false: latents will be drawn from N(0, I)")
+        return StageOutput(files={"diffusion": ("disabled.json", None)}, rows_in=len(means))
+    config = LatentDiffusionConfig(
+        hidden=method["diffusion_hidden"],
+        epochs=1_000_000,  # bounded by max_steps and early stopping
+        max_steps=method["diffusion_steps"],
+        batch_size=method["diffusion_batch_size"],
+        sampler_steps=method["sampler_steps"],
+        seed=seed,
+    )
+    history: dict[str, list] = {"diffusion_loss": []}
 
-    def body(out: Path) -> StageOutput:
-        means = pd.read_parquet(vae_files["latents"]["path"]).to_numpy()
-        if not method["diffusion"]:
-            atomic_write_json({"diffusion": False}, out / "disabled.json")
-            logger.info("method.diffusion is false: latents will be drawn from N(0, I)")
-            return StageOutput(files={"diffusion": ("disabled.json", None)}, rows_in=len(means))
-        config = LatentDiffusionConfig(
-            hidden=method["diffusion_hidden"],
-            epochs=1_000_000,  # bounded by max_steps and early stopping
-            max_steps=method["diffusion_steps"],
-            batch_size=method["diffusion_batch_size"],
-            sampler_steps=method["sampler_steps"],
-            seed=seed,
-        )
-        history: dict[str, list] = {"diffusion_loss": []}
+    def log(record: dict[str, Any]) -> None:
+        history["diffusion_loss"].append([record["step"], record["loss"]])
+        if record["epoch"] % 100 == 0:
+            run.log.info("diffusion step %d loss %.4f", record["step"], record["loss"])
 
-        def log(record: dict[str, Any]) -> None:
-            history["diffusion_loss"].append([record["step"], record["loss"]])
-            if record["epoch"] % 100 == 0:
-                logger.info("diffusion step %d loss %.4f", record["step"], record["loss"])
-
-        model = train_latent_diffusion(means, config, device=resolve_device(device), log=log)
-        model.save(out / "diffusion")
-        atomic_write_json(history, out / "history.json")
-        last = history["diffusion_loss"][-1][1] if history["diffusion_loss"] else float("nan")
-        return StageOutput(
-            files={"diffusion": ("diffusion", None), "history": ("history.json", None)},
-            rows_in=len(means),
-            metrics={"final_loss": last},
-        )
-
-    return execute_stage(
-        "train_diffusion",
-        stage_dir,
-        body,
-        config=method,
-        inputs={"latents": vae_files["latents"]["sha256"], "seed": seed},
-        inject_failure=inject_failure,
+    model = train_latent_diffusion(means, config, device=resolve_device(device), log=log)
+    model.save(run.out / "diffusion")
+    atomic_write_json(history, run.out / "history.json")
+    last = history["diffusion_loss"][-1][1] if history["diffusion_loss"] else float("nan")
+    return StageOutput(
+        files={"diffusion": ("diffusion", None), "history": ("history.json", None)},
+        rows_in=len(means),
+        metrics={"final_loss": last},
     )
 
 
@@ -373,8 +324,9 @@ def merge_decoding_stats(stats: list[dict[str, Any]], rows: int, wall: float) ->
     return {k: v for k, v in merged.items() if k not in ("seconds", "valid")}
 
 
-@task(name="generate", **STAGE_TASK_OPTIONS)
+@stage("generate", config=("generate", "method"), fail_midway=True)
 def generate_records(
+    run: StageRun,
     generate: dict[str, Any],
     method: dict[str, Any],
     seed: int,
@@ -383,10 +335,7 @@ def generate_records(
     diffusion_files: dict[str, dict[str, Any]],
     seed_files: dict[str, dict[str, Any]],
     model_cache: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Sample latents -> inject -> decode -> parse, until num_rows valid rows or the budget.
 
     Sharded (tasks/sharding.py): shard i of min(`generate.batch_size`,
@@ -399,71 +348,59 @@ def generate_records(
         "seed": seed,
     }
 
-    def body(out: Path) -> StageOutput:
-        _, schema = read_table(seed_files["test"]["path"])
-        decoding = decoding_method(method, vae_files)
-        total = generate["num_rows"]
-        sizes = shard_sizes(total, min(generate["batch_size"], method["decode_batch_size"]))
-        conditions = generate["conditions"]
-        if conditions:
-            column, quotas = check_conditions(conditions, schema, total)
-            conditions = shard_conditions(
-                {column: {str(k): int(n) for k, n in quotas.items()}}, sizes
-            )
-        start = time.perf_counter()
-        shards = run_shards(
-            "generate",
-            stage_dir,
-            shard_key(config=generate, method=method, inputs=inputs, code=code, sizes=sizes),
-            sizes,
-            seed,
-            partial(
-                decode_shard,
-                json.dumps(decoding, sort_keys=True),
-                device,
-                model_cache,
-                (vae_files["vae"]["path"], vae_files["vae"]["sha256"]),
-                (diffusion_files["diffusion"]["path"], diffusion_files["diffusion"]["sha256"]),
-                record_schema(schema, method["column_order"]).to_json(),
-                generate["max_attempts"] or 5 * total,
-                tuple(sizes),
-                conditions or None,
-            ),
-            progress=stage_progress("generate", total, "rows"),
-        )
-        frame = shards.frame("synthetic")
-        frame = frame.reindex(columns=schema.names)
-        texts = shards.frame("generations")
-        write_table(frame, out / "synthetic.parquet", schema)
-        texts.to_parquet(out / "generations.parquet")
-        shards.remove()
-        stats = merge_decoding_stats(
-            [r["stats"] for r in shards.records], len(frame), time.perf_counter() - start
-        )
-        return StageOutput(
-            files={
-                "synthetic": ("synthetic.parquet", len(frame)),
-                "generations": ("generations.parquet", len(texts)),
-            },
-            rows_out=len(frame),
-            metrics={k: v for k, v in stats.items() if isinstance(v, int | float)},
-            counts={f"invalid_{k.replace(' ', '_')}": v for k, v in stats["invalid"].items()},
-            info=shards.describe(),
-        )
-
-    return execute_stage(
+    _, schema = read_table(seed_files["test"]["path"])
+    decoding = decoding_method(method, vae_files)
+    total = generate["num_rows"]
+    sizes = shard_sizes(total, min(generate["batch_size"], method["decode_batch_size"]))
+    conditions = generate["conditions"]
+    if conditions:
+        column, quotas = check_conditions(conditions, schema, total)
+        conditions = shard_conditions({column: {str(k): int(n) for k, n in quotas.items()}}, sizes)
+    start = time.perf_counter()
+    shards = run_shards(
         "generate",
-        stage_dir,
-        body,
-        config=generate | {"method": method},
-        inputs=inputs,
-        inject_failure=inject_failure,
-        fail_midway=True,
+        run.stage_dir,
+        shard_key(config=generate, method=method, inputs=inputs, code=run.code, sizes=sizes),
+        sizes,
+        seed,
+        partial(
+            decode_shard,
+            json.dumps(decoding, sort_keys=True),
+            device,
+            model_cache,
+            (vae_files["vae"]["path"], vae_files["vae"]["sha256"]),
+            (diffusion_files["diffusion"]["path"], diffusion_files["diffusion"]["sha256"]),
+            record_schema(schema, method["column_order"]).to_json(),
+            generate["max_attempts"] or 5 * total,
+            tuple(sizes),
+            conditions or None,
+        ),
+        progress=stage_progress("generate", total, "rows"),
+    )
+    frame = shards.frame("synthetic")
+    frame = frame.reindex(columns=schema.names)
+    texts = shards.frame("generations")
+    write_table(frame, run.out / "synthetic.parquet", schema)
+    texts.to_parquet(run.out / "generations.parquet")
+    shards.remove()
+    stats = merge_decoding_stats(
+        [r["stats"] for r in shards.records], len(frame), time.perf_counter() - start
+    )
+    return StageOutput(
+        files={
+            "synthetic": ("synthetic.parquet", len(frame)),
+            "generations": ("generations.parquet", len(texts)),
+        },
+        rows_out=len(frame),
+        metrics={k: v for k, v in stats.items() if isinstance(v, int | float)},
+        counts={f"invalid_{k.replace(' ', '_')}": v for k, v in stats["invalid"].items()},
+        info=shards.describe(),
     )
 
 
-@task(name="reconstruction", **STAGE_TASK_OPTIONS)
+@stage("reconstruction", config=("method", "mle"))
 def reconstruction_stage(
+    run: StageRun,
     method: dict[str, Any],
     mle: dict[str, Any],
     seed: int,
@@ -474,98 +411,75 @@ def reconstruction_stage(
     generated_files: dict[str, dict[str, Any]],
     seed_files: dict[str, dict[str, Any]],
     model_cache: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Where DiffLM loses (synthloom.methods.difflm.diagnostics): `method.reconstruction_records`
     training and validation records decoded from their own latent, scored against the
     originals; MLE on the validation split of those rows, the originals and as many
     generated rows (`mle`: {grid, seeds}); diffusion samples against the training latents.
     Metrics reach summary.json and MLflow as reconstruction_*; every decoded text is kept
     in reconstructions.parquet."""
-    logger = get_run_logger()
-    inputs = {
-        "records": record_files["records"]["sha256"],
-        "vae": vae_files["vae"]["sha256"],
-        "diffusion": diffusion_files["diffusion"]["sha256"],
-        "synthetic": generated_files["synthetic"]["sha256"],
-        "validation": seed_files["validation"]["sha256"],
-        "seed": seed,
-    }
-
-    def body(out: Path) -> StageOutput:
-        set_seed(seed)
-        decoding = decoding_method(method, vae_files)
-        method_json = json.dumps(decoding, sort_keys=True)
-        model_key = (
-            device,
-            model_cache,
-            vae_files["vae"]["path"],
-            vae_files["vae"]["sha256"],
-            diffusion_files["diffusion"]["path"],
-            diffusion_files["diffusion"]["sha256"],
+    set_seed(seed)
+    decoding = decoding_method(method, vae_files)
+    method_json = json.dumps(decoding, sort_keys=True)
+    model_key = (
+        device,
+        model_cache,
+        vae_files["vae"]["path"],
+        vae_files["vae"]["sha256"],
+        diffusion_files["diffusion"]["path"],
+        diffusion_files["diffusion"]["sha256"],
+    )
+    vae, models, diffusion, torch_device = _load_decoding_models(method_json, *model_key)
+    records, _ = read_table(record_files["records"]["path"])
+    validation, schema = read_table(seed_files["validation"]["path"])
+    schema = record_schema(schema, method["column_order"])  # how the records are written
+    generated, _ = read_table(generated_files["synthetic"]["path"])
+    n = method["reconstruction_records"]
+    texts = {}
+    for split in ("train", "validation"):
+        split_texts = records.loc[records["split"] == split, "text"]
+        texts[split] = split_texts.sample(n=min(n, len(split_texts)), random_state=seed)
+    val_texts = records.loc[records["split"] == "validation", "text"].tolist()[:1000]
+    metrics, decoded = reconstruction_report(
+        vae,
+        models,
+        diffusion,
+        schema,
+        decoding,
+        texts={split: t.tolist() for split, t in texts.items()},
+        train_latents=pd.read_parquet(vae_files["latents"]["path"]).to_numpy("float32"),
+        validation_latents=encode_means(vae, models, val_texts, decoding, device=torch_device),
+        generated=generated,
+        validation=validation,
+        constraint=_decoding_constraint(method_json, schema.to_json(), *model_key),
+        mle_grid=mle["grid"],
+        mle_seeds=mle["seeds"],
+        seed=seed,
+        device=torch_device,
+        log=run.log.info,
+    )
+    decoded.to_parquet(run.out / "reconstructions.parquet")
+    run.log.info(
+        "latents: MMD^2 diffusion %.4g, validation %.4g, prior %.4g (bandwidth %.3g); "
+        "mean gap %.3f, std gap %.3f (in training stds)",
+        metrics["latent_mmd2"],
+        metrics["latent_mmd2_validation"],
+        metrics["latent_mmd2_prior"],
+        metrics["latent_bandwidth"],
+        metrics["latent_mean_gap"],
+        metrics["latent_std_gap"],
+    )
+    mle_keys = [k for k in metrics if "_mle_" in k]
+    if mle_keys:
+        run.log.info(
+            "MLE on the validation split: %s",
+            ", ".join(f"{k} {metrics[k]:.3f}" for k in mle_keys),
         )
-        vae, models, diffusion, torch_device = _load_decoding_models(method_json, *model_key)
-        records, _ = read_table(record_files["records"]["path"])
-        validation, schema = read_table(seed_files["validation"]["path"])
-        schema = record_schema(schema, method["column_order"])  # how the records are written
-        generated, _ = read_table(generated_files["synthetic"]["path"])
-        n = method["reconstruction_records"]
-        texts = {}
-        for split in ("train", "validation"):
-            split_texts = records.loc[records["split"] == split, "text"]
-            texts[split] = split_texts.sample(n=min(n, len(split_texts)), random_state=seed)
-        val_texts = records.loc[records["split"] == "validation", "text"].tolist()[:1000]
-        metrics, decoded = reconstruction_report(
-            vae,
-            models,
-            diffusion,
-            schema,
-            decoding,
-            texts={split: t.tolist() for split, t in texts.items()},
-            train_latents=pd.read_parquet(vae_files["latents"]["path"]).to_numpy("float32"),
-            validation_latents=encode_means(vae, models, val_texts, decoding, device=torch_device),
-            generated=generated,
-            validation=validation,
-            constraint=_decoding_constraint(method_json, schema.to_json(), *model_key),
-            mle_grid=mle["grid"],
-            mle_seeds=mle["seeds"],
-            seed=seed,
-            device=torch_device,
-            log=logger.info,
-        )
-        decoded.to_parquet(out / "reconstructions.parquet")
-        logger.info(
-            "latents: MMD^2 diffusion %.4g, validation %.4g, prior %.4g (bandwidth %.3g); "
-            "mean gap %.3f, std gap %.3f (in training stds)",
-            metrics["latent_mmd2"],
-            metrics["latent_mmd2_validation"],
-            metrics["latent_mmd2_prior"],
-            metrics["latent_bandwidth"],
-            metrics["latent_mean_gap"],
-            metrics["latent_std_gap"],
-        )
-        mle_keys = [k for k in metrics if "_mle_" in k]
-        if mle_keys:
-            logger.info(
-                "MLE on the validation split: %s",
-                ", ".join(f"{k} {metrics[k]:.3f}" for k in mle_keys),
-            )
-        return StageOutput(
-            files={"reconstructions": ("reconstructions.parquet", len(decoded))},
-            rows_in=sum(len(t) for t in texts.values()),
-            rows_out=len(decoded),
-            metrics=metrics,
-        )
-
-    return execute_stage(
-        "reconstruction",
-        stage_dir,
-        body,
-        config=method | {"mle": mle},
-        inputs=inputs,
-        inject_failure=inject_failure,
+    return StageOutput(
+        files={"reconstructions": ("reconstructions.parquet", len(decoded))},
+        rows_in=sum(len(t) for t in texts.values()),
+        rows_out=len(decoded),
+        metrics=metrics,
     )
 
 

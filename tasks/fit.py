@@ -2,85 +2,64 @@
 
 A generator whose `fit` takes `validation` gets the validation split (for early stopping
 and schedules; never the test split); one whose `fit` takes `checkpoint_dir` gets
-`<run>/.checkpoints/fit/`, outside the staged output, so a killed fit resumes from its
-last checkpoint. That directory is removed once the stage's output is in place."""
+`run.checkpoint_dir` (`<run>/.checkpoints/fit/`), outside the staged output, so a killed fit
+resumes from its last checkpoint; the stage frame removes it once the output is in place."""
 
 from __future__ import annotations
 
 import inspect
-import shutil
 import time
-from pathlib import Path
 from typing import Any
-
-from prefect import get_run_logger, task
 
 from synthloom.artifacts import atomic_write_json, read_table
 from synthloom.methods import build_generator
 from synthloom.models.device import set_seed
 from synthloom.plots import plot_latents, plot_loss_curves
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+from tasks.runtime import StageOutput, StageRun, stage
 
 
-@task(name="fit", **STAGE_TASK_OPTIONS)
+@stage("fit", config="method")
 def fit_generator(
+    run: StageRun,
     method: dict[str, Any],
     seed: int,
     device: str,
     seed_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Fit `method` on the train split and persist it (weights as safetensors, else JSON)."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        set_seed(seed)
-        train, schema = read_table(seed_files["train"]["path"])
-        assert schema is not None, "the ingest stage stores the schema with every split"
-        generator = build_generator(method)
-        logger.info("fitting %s on %d rows", method["name"], len(train))
-        accepts = inspect.signature(generator.fit).parameters
-        extra: dict[str, Any] = {}
-        if "validation" in accepts and "validation" in seed_files:
-            extra["validation"], _ = read_table(seed_files["validation"]["path"])
-        if "checkpoint_dir" in accepts:
-            extra["checkpoint_dir"] = checkpoints
-        if "log" in accepts:
-            extra["log"] = _training_logger(logger)
-        if "device" in accepts:
-            extra["device"] = device
-        generator.fit(train, schema, seed=seed, **extra)
-        generator.save(out / "model")
-        files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
-        if hasattr(generator, "training_history"):  # curves and latents for MLflow
-            history = generator.training_history()
-            atomic_write_json(history, out / "history.json")
-            plot_loss_curves(history, out / "loss_curves.png")
-            files["history"] = ("history.json", None)
-        if hasattr(generator, "encode_rows"):
-            labels = train[schema.target].astype(str).tolist() if schema.target else []
-            means = generator.encode_rows(train, seed=seed)
-            plot_latents(means, labels or ["all"] * len(means), out / "latents.png", schema.target)
-        return StageOutput(
-            files=files,
-            rows_in=len(train),
-            rows_out=None,
-            info={"method": method["name"], "device": device, **generator.describe()},
-        )
-
-    checkpoints = Path(stage_dir).parent / ".checkpoints" / "fit"
-    manifest = execute_stage(
-        "fit",
-        stage_dir,
-        body,
-        config=method,
-        inputs={"train": seed_files["train"]["sha256"], "seed": seed},
-        inject_failure=inject_failure,
+    set_seed(seed)
+    train, schema = read_table(seed_files["train"]["path"])
+    assert schema is not None, "the ingest stage stores the schema with every split"
+    generator = build_generator(method)
+    run.log.info("fitting %s on %d rows", method["name"], len(train))
+    accepts = inspect.signature(generator.fit).parameters
+    extra: dict[str, Any] = {}
+    if "validation" in accepts and "validation" in seed_files:
+        extra["validation"], _ = read_table(seed_files["validation"]["path"])
+    if "checkpoint_dir" in accepts:
+        extra["checkpoint_dir"] = run.checkpoint_dir
+    if "log" in accepts:
+        extra["log"] = _training_logger(run.log)
+    if "device" in accepts:
+        extra["device"] = device
+    generator.fit(train, schema, seed=seed, **extra)
+    generator.save(run.out / "model")
+    files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
+    if hasattr(generator, "training_history"):  # curves and latents for MLflow
+        history = generator.training_history()
+        atomic_write_json(history, run.out / "history.json")
+        plot_loss_curves(history, run.out / "loss_curves.png")
+        files["history"] = ("history.json", None)
+    if hasattr(generator, "encode_rows"):
+        labels = train[schema.target].astype(str).tolist() if schema.target else []
+        means = generator.encode_rows(train, seed=seed)
+        plot_latents(means, labels or ["all"] * len(means), run.out / "latents.png", schema.target)
+    return StageOutput(
+        files=files,
+        rows_in=len(train),
+        rows_out=None,
+        info={"method": method["name"], "device": device, **generator.describe()},
     )
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return manifest
 
 
 def _training_logger(logger: Any, every_seconds: float = 30.0) -> Any:

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import task
 
 from synthloom.artifacts import read_table, write_table
 from synthloom.conditions import check_conditions, shard_conditions
 from synthloom.methods import generator_class
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, stage_progress
+from tasks.runtime import StageOutput, StageRun, stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
 
 
@@ -49,61 +48,47 @@ def sample_shard(
     return {"synthetic": part}, {"attempts": int(getattr(generator, "last_attempts", len(part)))}
 
 
-@task(name="generate", **STAGE_TASK_OPTIONS)
+@stage("generate", config="generate", fail_midway=True)
 def generate_rows(
+    run: StageRun,
     generate: dict[str, Any],
     method_name: str,
     seed: int,
     model_files: dict[str, dict[str, Any]],
     seed_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Draw `generate.num_rows` rows shard by shard (shard i uses seed * 100003 + i)."""
     inputs = {"model": model_files["model"]["sha256"], "seed": seed}
-
-    def body(out: Path) -> StageOutput:
-        _, schema = read_table(seed_files["test"]["path"])
-        total = generate["num_rows"]
-        sizes = shard_sizes(total, generate["batch_size"])
-        model = model_files["model"]
-        conditions = generate.get("conditions")
-        if conditions:
-            for column, counts in conditions.items():  # the schema's checks, before any shard
-                check_conditions({column: counts}, schema, total)
-            conditions = shard_conditions(
-                {c: {str(k): int(n) for k, n in v.items()} for c, v in conditions.items()}, sizes
-            )
-        start = time.perf_counter()
-        shards = run_shards(
-            "generate",
-            stage_dir,
-            shard_key(config=generate, method=method_name, inputs=inputs, code=code, sizes=sizes),
-            sizes,
-            seed,
-            partial(sample_shard, method_name, model["path"], model["sha256"], conditions or None),
-            progress=stage_progress("generate", total, "rows"),
+    _, schema = read_table(seed_files["test"]["path"])
+    total = generate["num_rows"]
+    sizes = shard_sizes(total, generate["batch_size"])
+    model = model_files["model"]
+    conditions = generate.get("conditions")
+    if conditions:
+        for column, counts in conditions.items():  # the schema's checks, before any shard
+            check_conditions({column: counts}, schema, total)
+        conditions = shard_conditions(
+            {c: {str(k): int(n) for k, n in v.items()} for c, v in conditions.items()}, sizes
         )
-        frame = shards.frame("synthetic")
-        write_table(frame, out / "synthetic.parquet", schema)
-        shards.remove()
-        seconds = time.perf_counter() - start
-        attempts = sum(r["stats"]["attempts"] for r in shards.records)
-        return StageOutput(
-            files={"synthetic": ("synthetic.parquet", len(frame))},
-            rows_in=None,
-            rows_out=len(frame),
-            metrics={"rows_per_second": len(frame) / max(seconds, 1e-9), "attempts": attempts},
-            info=shards.describe(),
-        )
-
-    return execute_stage(
+    start = time.perf_counter()
+    shards = run_shards(
         "generate",
-        stage_dir,
-        body,
-        config=generate,
-        inputs=inputs,
-        inject_failure=inject_failure,
-        fail_midway=True,
+        run.stage_dir,
+        shard_key(config=generate, method=method_name, inputs=inputs, code=run.code, sizes=sizes),
+        sizes,
+        seed,
+        partial(sample_shard, method_name, model["path"], model["sha256"], conditions or None),
+        progress=stage_progress("generate", total, "rows"),
+    )
+    frame = shards.frame("synthetic")
+    write_table(frame, run.out / "synthetic.parquet", schema)
+    shards.remove()
+    seconds = time.perf_counter() - start
+    attempts = sum(r["stats"]["attempts"] for r in shards.records)
+    return StageOutput(
+        files={"synthetic": ("synthetic.parquet", len(frame))},
+        rows_in=None,
+        rows_out=len(frame),
+        metrics={"rows_per_second": len(frame) / max(seconds, 1e-9), "attempts": attempts},
+        info=shards.describe(),
     )

@@ -6,13 +6,11 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-
 from synthloom.artifacts import sha256_files, write_table
 from synthloom.ingest import source_files
 from synthloom.seed_splits import seed_splits
 from synthloom.splits import SPLIT_NAMES
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+from tasks.runtime import StageOutput, StageRun, stage
 
 
 def source_fingerprint(source: str) -> str:
@@ -30,63 +28,47 @@ def source_fingerprint(source: str) -> str:
     return f"name:{source}"
 
 
-@task(name="ingest", **STAGE_TASK_OPTIONS)
+@stage("ingest", config="data")
 def ingest_seed(
+    run: StageRun,
     data: dict[str, Any],
     seed: int,
     source_id: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Load the seed source, validate and type it, infer the schema, split it by seed."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        seeded = seed_splits(data, seed)
-        table, schema, splits = seeded.table, seeded.schema, seeded.splits
-        files = {}
-        for name in SPLIT_NAMES:
-            frame = getattr(splits, name)
-            write_table(frame, out / f"{name}.parquet", schema)
-            files[name] = (f"{name}.parquet", len(frame))
-        (out / "schema.json").write_text(schema.to_json(), encoding="utf-8")
-        files["schema"] = ("schema.json", None)
-        kinds = {c.name: c.kind.value for c in schema.columns}
-        logger.info(
-            "ingested %d rows x %d columns from %s (target=%s, task=%s); train=%d test=%d",
-            len(table),
-            len(schema.columns),
+    seeded = seed_splits(data, seed)
+    table, schema, splits = seeded.table, seeded.schema, seeded.splits
+    files = {}
+    for name in SPLIT_NAMES:
+        frame = getattr(splits, name)
+        write_table(frame, run.out / f"{name}.parquet", schema)
+        files[name] = (f"{name}.parquet", len(frame))
+    (run.out / "schema.json").write_text(schema.to_json(), encoding="utf-8")
+    files["schema"] = ("schema.json", None)
+    kinds = {c.name: c.kind.value for c in schema.columns}
+    run.log.info(
+        "ingested %d rows x %d columns from %s (target=%s, task=%s); train=%d test=%d",
+        len(table),
+        len(schema.columns),
+        data["source"],
+        schema.target,
+        schema.task,
+        len(splits.train),
+        len(splits.test),
+    )
+    read = {k: schema.extra[k] for k in ("csv", "coerced_numbers") if k in schema.extra}
+    if "csv" in read:
+        run.log.info(
+            "read %s as CSV with delimiter %r%s",
             data["source"],
-            schema.target,
-            schema.task,
-            len(splits.train),
-            len(splits.test),
+            read["csv"]["delimiter"],
+            " (byte-order mark dropped)" if read["csv"]["byte_order_mark"] else "",
         )
-        read = {k: schema.extra[k] for k in ("csv", "coerced_numbers") if k in schema.extra}
-        if "csv" in read:
-            logger.info(
-                "read %s as CSV with delimiter %r%s",
-                data["source"],
-                read["csv"]["delimiter"],
-                " (byte-order mark dropped)" if read["csv"]["byte_order_mark"] else "",
-            )
-        for column, how in read.get("coerced_numbers", {}).items():
-            logger.info(
-                "column %r: %d values read as numbers (%s)", column, how["values"], how["as"]
-            )
-        return StageOutput(
-            files=files,
-            rows_in=seeded.raw_rows,
-            rows_out=len(table),
-            info={"columns": kinds, "target": schema.target, "task": schema.task, **read},
-        )
-
-    return execute_stage(
-        "ingest",
-        stage_dir,
-        body,
-        config=data,
-        inputs={"source": source_id, "seed": seed},
-        inject_failure=inject_failure,
+    for column, how in read.get("coerced_numbers", {}).items():
+        run.log.info("column %r: %d values read as numbers (%s)", column, how["values"], how["as"])
+    return StageOutput(
+        files=files,
+        rows_in=seeded.raw_rows,
+        rows_out=len(table),
+        info={"columns": kinds, "target": schema.target, "task": schema.task, **read},
     )

@@ -11,51 +11,144 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
+import dataclasses
+import functools
+import inspect
 import json
 import resource
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect import get_run_logger, task
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 from synthloom.artifacts import MANIFEST_NAME, atomic_write_json, sha256_tree, staged_directory
+from synthloom.code_fingerprint import code_fingerprint
 from synthloom.errors import StageError, SynthloomError
 from synthloom.progress import ProgressEvent, ProgressReporter
 from synthloom.stopping import RunInterrupted, stop_signal
 
-# Declared once, used by every stage task: inputs (incl. upstream hashes, stage config and
-# `code_version`) + the task's own source. `inject_failure` is left out: a stage that
-# recovered from an injected failure (retries, resume) is reused like any other.
-STAGE_CACHE_POLICY = (INPUTS - "inject_failure") + TASK_SOURCE
-# Every stage task: `@task(name="...", **STAGE_TASK_OPTIONS)`; results persist as JSON so a
-# rerun in a new process finds them.
-STAGE_TASK_OPTIONS = {
-    "cache_policy": STAGE_CACHE_POLICY,
-    "persist_result": True,
-    "result_serializer": "json",
-}
 
-_CODE_PACKAGES = ("synthloom", "tasks")
+@dataclass
+class StageCode(CachePolicy):
+    """Cache key part: `code_fingerprint` of the task's module, i.e. the source of every
+    project module the stage can run (synthloom.code_fingerprint), not of the whole tree."""
+
+    def compute_key(
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any] | None,
+        flow_parameters: dict[str, Any] | None,
+        **kwargs: Any,
+    ) -> str | None:
+        return code_fingerprint(task_ctx.task.fn.__module__) if task_ctx else None
 
 
-@cache
-def code_version() -> str:
-    """sha256 over the source of the core and task packages: a code change misses the cache."""
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
-    for package in _CODE_PACKAGES:
-        for file in sorted((root / package).rglob("*.py")):
-            digest.update(str(file.relative_to(root)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+# Every stage's cache key: its inputs (upstream manifests enter as their file hashes, so new
+# bytes upstream miss), its stage_dir, the body's own source and its code fingerprint.
+# `inject_failure` is left out: a stage that recovered from an injected failure (retries,
+# resume) is reused like any other.
+STAGE_CACHE_POLICY = (INPUTS - "inject_failure") + TASK_SOURCE + StageCode()
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What a stage body gets besides its inputs: the stage `name`, `out` (the staged
+    directory its files go to; renamed to `stage_dir` when the body returns), the run
+    logger `log` and `code` (the stage's code fingerprint, for keys of its own, e.g. shards)."""
+
+    name: str
+    out: Path
+    stage_dir: Path
+    log: Any
+    code: str
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """`<run>/.checkpoints/<stage>/`: outside the staged output, so a killed stage
+        resumes from it; removed once the stage's output is in place."""
+        return self.stage_dir.parent / ".checkpoints" / self.name
+
+
+def _manifest_value(value: Any) -> Any:
+    """An input as the manifest records it: file refs {key: {path, sha256}} as {key: sha256}."""
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(v, dict) and "sha256" in v for v in value.values())
+    ):
+        return {k: v["sha256"] for k, v in value.items()}
+    return value
+
+
+def stage(
+    name: str, *, config: str | tuple[str, ...], fail_midway: bool = False
+) -> Callable[[Callable[..., StageOutput]], Any]:
+    """Declare a pipeline stage: the decorated `body(run: StageRun, **inputs) -> StageOutput`
+    becomes the Prefect task `name`, called as `task(**inputs, stage_dir=..,
+    inject_failure=False)` and returning the stage manifest (`execute_stage`).
+
+    Cache key: STAGE_CACHE_POLICY (above). The manifest records `config` (the input of that
+    name, or {name: value} of several, None left out) and `inputs` (every other input, file
+    refs as their hashes). `fail_midway`: an injected failure strikes part way (sharded
+    stages, `run_shards`). Results persist as JSON so a rerun in a new process finds them."""
+    config_names = (config,) if isinstance(config, str) else config
+
+    def declare(body: Callable[..., StageOutput]) -> Any:
+        signature = inspect.signature(body)
+        inputs = [p for p in signature.parameters.values() if p.name != "run"]
+        extra = [
+            inspect.Parameter("stage_dir", inspect.Parameter.KEYWORD_ONLY, annotation=str),
+            inspect.Parameter(
+                "inject_failure", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool
+            ),
+        ]
+
+        @functools.wraps(body)
+        def run_stage(
+            *args: Any, stage_dir: str, inject_failure: bool = False, **kwargs: Any
+        ) -> dict[str, Any]:
+            bound = signature.bind_partial(None, *args, **kwargs)
+            bound.apply_defaults()
+            values = {k: v for k, v in bound.arguments.items() if k != "run"}
+            log = get_run_logger()
+            code = code_fingerprint(body.__module__)
+            if len(config_names) == 1:
+                recorded = values[config_names[0]]
+            else:
+                recorded = {k: values[k] for k in config_names if values[k] is not None}
+            run = StageRun(name, Path(stage_dir), Path(stage_dir), log, code)
+            manifest = execute_stage(
+                name,
+                stage_dir,
+                lambda out: body(dataclasses.replace(run, out=out), **values),
+                config=recorded,
+                inputs={k: _manifest_value(v) for k, v in values.items() if k not in config_names},
+                inject_failure=inject_failure,
+                fail_midway=fail_midway,
+            )
+            shutil.rmtree(run.checkpoint_dir, ignore_errors=True)
+            return manifest
+
+        run_stage.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*inputs, *extra],
+            return_annotation=dict[str, Any],
+        )
+        return task(
+            name=name,
+            cache_policy=STAGE_CACHE_POLICY,
+            persist_result=True,
+            result_serializer="json",
+        )(run_stage)
+
+    return declare
 
 
 class InjectedFailure(StageError):

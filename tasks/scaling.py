@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
 
 from synthloom.artifacts import atomic_write_json, read_manifest, read_table
 from synthloom.errors import ConfigError, StageError
@@ -24,7 +23,7 @@ from synthloom.scaling.law import fit_rectified_law
 from synthloom.scaling.plots import CurveToPlot, plot_scaling_curves
 from synthloom.schema import ColumnKind, TableSchema
 from tasks.recorder import load_summary
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage, file_refs
+from tasks.runtime import StageOutput, StageRun, file_refs, stage
 
 FIT_KEYS = ("B", "D_l", "beta", "E", "r2_log", "r2", "plateau_size")
 
@@ -78,8 +77,9 @@ def same_test_split(inputs: dict[str, dict[str, Any]]) -> None:
         )
 
 
-@task(name="scaling-curve", **STAGE_TASK_OPTIONS)
+@stage("scaling-curve", config=("sizes", "seeds", "student"))
 def measure_curve(
+    run: StageRun,
     label: str,
     rows_file: dict[str, Any],
     test_file: dict[str, Any],
@@ -87,63 +87,48 @@ def measure_curve(
     seeds: list[int],
     student: dict[str, Any],
     device: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Error on the real test split of the student trained on nested subsets of the rows."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        rows, schema = read_table(rows_file["path"])
-        test, test_schema = read_table(test_file["path"])
-        schema = test_schema or schema
-        plain_text = {"text", "label"} <= set(test.columns)  # labelled-text runs: no schema
-        if schema is None and not plain_text:
-            raise StageError(f"Scaling curve {label!r}: {test_file['path']} holds no schema.")
-        usable = [s for s in sizes if s <= len(rows)]
-        logger.info(
-            "curve %s: %d rows, sizes %s (skipped above %d: %s), seeds %s",
-            label,
-            len(rows),
-            usable,
-            len(rows),
-            [s for s in sizes if s > len(rows)],
-            seeds,
+    rows, schema = read_table(rows_file["path"])
+    test, test_schema = read_table(test_file["path"])
+    schema = test_schema or schema
+    plain_text = {"text", "label"} <= set(test.columns)  # labelled-text runs: no schema
+    if schema is None and not plain_text:
+        raise StageError(f"Scaling curve {label!r}: {test_file['path']} holds no schema.")
+    usable = [s for s in sizes if s <= len(rows)]
+    run.log.info(
+        "curve %s: %d rows, sizes %s (skipped above %d: %s), seeds %s",
+        label,
+        len(rows),
+        usable,
+        len(rows),
+        [s for s in sizes if s > len(rows)],
+        seeds,
+    )
+    text = ("text", "label") if schema is None else text_columns(schema)
+    if text is None:
+        points = tabular_error_curve(
+            rows, test, schema, sizes=usable, seeds=seeds, grid=student["mle_grid"]
         )
-        text = ("text", "label") if schema is None else text_columns(schema)
-        if text is None:
-            points = tabular_error_curve(
-                rows, test, schema, sizes=usable, seeds=seeds, grid=student["mle_grid"]
-            )
-        else:
-            points = _text_points(rows, test, text, usable, seeds, student["encoder"], device)
-        points.insert(0, "curve", label)
-        points.to_parquet(out / "points.parquet", index=False)
-        finite = points[np.isfinite(points["error"])]
-        metrics: dict[str, Any] = {"points": len(points), "finite_points": len(finite)}
-        if len(finite):
-            top = finite[finite["size"] == finite["size"].max()]
-            metrics |= {
-                "largest_size": int(top["size"].iloc[0]),
-                "error_at_largest": float(top["error"].mean()),
-            }
-        return StageOutput(
-            files={"points": ("points.parquet", len(points))},
-            rows_in=len(rows),
-            rows_out=len(points),
-            metrics=metrics,
-            counts={"sizes_above_available_rows": len(sizes) - len(usable)},
-            info={"metric": points["metric"].iloc[0] if len(points) else None},
-        )
-
-    return execute_stage(
-        f"curve_{label}",
-        stage_dir,
-        body,
-        config={"sizes": sizes, "seeds": seeds, **student},
-        inputs={"rows": rows_file["sha256"], "test": test_file["sha256"]},
-        inject_failure=inject_failure,
+    else:
+        points = _text_points(rows, test, text, usable, seeds, student["encoder"], device)
+    points.insert(0, "curve", label)
+    points.to_parquet(run.out / "points.parquet", index=False)
+    finite = points[np.isfinite(points["error"])]
+    metrics: dict[str, Any] = {"points": len(points), "finite_points": len(finite)}
+    if len(finite):
+        top = finite[finite["size"] == finite["size"].max()]
+        metrics |= {
+            "largest_size": int(top["size"].iloc[0]),
+            "error_at_largest": float(top["error"].mean()),
+        }
+    return StageOutput(
+        files={"points": ("points.parquet", len(points))},
+        rows_in=len(rows),
+        rows_out=len(points),
+        metrics=metrics,
+        counts={"sizes_above_available_rows": len(sizes) - len(usable)},
+        info={"metric": points["metric"].iloc[0] if len(points) else None},
     )
 
 
@@ -176,79 +161,65 @@ def _text_points(
     )
 
 
-@task(name="scaling-fit", **STAGE_TASK_OPTIONS)
+@stage("scaling-fit", config=("fit", "title"))
 def fit_curves(
+    run: StageRun,
     curve_files: dict[str, dict[str, Any]],
     fit: dict[str, Any],
     title: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """Fit the rectified law to every curve; write fits.json, points.csv and the plots.
 
     A curve with fewer than 4 sizes holding a finite error gets no fit (fits.json says why)."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        frames = {label: pd.read_parquet(ref["path"]) for label, ref in curve_files.items()}
-        fits: dict[str, Any] = {}
-        plotted: list[CurveToPlot] = []
-        metrics: dict[str, Any] = {}
-        for label, points in frames.items():
-            metric = str(points["metric"].iloc[0]) if len(points) else "error"
-            try:
-                result = fit_rectified_law(
-                    points["size"],
-                    points["error"],
-                    rel_tol=fit["rel_tol"],
-                    restarts=fit["restarts"],
-                )
-            except ValueError as err:
-                fits[label] = {"fitted": False, "reason": str(err), "metric": metric}
-                plotted.append(CurveToPlot(label, points, None, metric))
-                logger.warning("curve %s: no fit (%s)", label, err)
-                continue
-            fits[label] = {"fitted": True, "metric": metric, **result.to_dict()}
-            fits[label]["points"] = summarize_points(points).to_dict(orient="records")
-            metrics |= {f"{label}_{k}": v for k, v in result.to_dict().items() if k in FIT_KEYS}
-            plotted.append(CurveToPlot(label, points, result, metric))
-            logger.info(
-                "curve %s: B=%.4g D_l=%.4g beta=%.3f E=%.4g R2(log)=%.3f plateau D=%.4g",
-                label,
-                result.B,
-                result.D_l,
-                result.beta,
-                result.E,
-                result.r2_log,
-                result.plateau_size,
+    frames = {label: pd.read_parquet(ref["path"]) for label, ref in curve_files.items()}
+    fits: dict[str, Any] = {}
+    plotted: list[CurveToPlot] = []
+    metrics: dict[str, Any] = {}
+    for label, points in frames.items():
+        metric = str(points["metric"].iloc[0]) if len(points) else "error"
+        try:
+            result = fit_rectified_law(
+                points["size"],
+                points["error"],
+                rel_tol=fit["rel_tol"],
+                restarts=fit["restarts"],
             )
-        atomic_write_json(fits, out / "fits.json")
-        pd.concat(frames.values(), ignore_index=True).to_csv(out / "points.csv", index=False)
-        files: dict[str, tuple[str, int | None]] = {
-            "fits": ("fits.json", None),
-            "points": ("points.csv", sum(len(f) for f in frames.values())),
-        }
-        factor = fit["extrapolate_factor"]
-        for curve in plotted:
-            name = f"curve_{curve.label}.png"
-            plot_scaling_curves([curve], out / name, extrapolate_factor=factor, title=curve.label)
-            files[f"plot_{curve.label}"] = (name, None)
-        plot_scaling_curves(plotted, out / "overlay.png", extrapolate_factor=factor, title=title)
-        files["overlay"] = ("overlay.png", None)
-        return StageOutput(
-            files=files,
-            rows_in=sum(len(f) for f in frames.values()),
-            rows_out=len(fits),
-            metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
-            counts={"curves_fitted": sum(1 for f in fits.values() if f["fitted"])},
+        except ValueError as err:
+            fits[label] = {"fitted": False, "reason": str(err), "metric": metric}
+            plotted.append(CurveToPlot(label, points, None, metric))
+            run.log.warning("curve %s: no fit (%s)", label, err)
+            continue
+        fits[label] = {"fitted": True, "metric": metric, **result.to_dict()}
+        fits[label]["points"] = summarize_points(points).to_dict(orient="records")
+        metrics |= {f"{label}_{k}": v for k, v in result.to_dict().items() if k in FIT_KEYS}
+        plotted.append(CurveToPlot(label, points, result, metric))
+        run.log.info(
+            "curve %s: B=%.4g D_l=%.4g beta=%.3f E=%.4g R2(log)=%.3f plateau D=%.4g",
+            label,
+            result.B,
+            result.D_l,
+            result.beta,
+            result.E,
+            result.r2_log,
+            result.plateau_size,
         )
-
-    return execute_stage(
-        "fit",
-        stage_dir,
-        body,
-        config={**fit, "title": title},
-        inputs={label: ref["sha256"] for label, ref in curve_files.items()},
-        inject_failure=inject_failure,
+    atomic_write_json(fits, run.out / "fits.json")
+    pd.concat(frames.values(), ignore_index=True).to_csv(run.out / "points.csv", index=False)
+    files: dict[str, tuple[str, int | None]] = {
+        "fits": ("fits.json", None),
+        "points": ("points.csv", sum(len(f) for f in frames.values())),
+    }
+    factor = fit["extrapolate_factor"]
+    for curve in plotted:
+        name = f"curve_{curve.label}.png"
+        plot_scaling_curves([curve], run.out / name, extrapolate_factor=factor, title=curve.label)
+        files[f"plot_{curve.label}"] = (name, None)
+    plot_scaling_curves(plotted, run.out / "overlay.png", extrapolate_factor=factor, title=title)
+    files["overlay"] = ("overlay.png", None)
+    return StageOutput(
+        files=files,
+        rows_in=sum(len(f) for f in frames.values()),
+        rows_out=len(fits),
+        metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+        counts={"curves_fitted": sum(1 for f in fits.values() if f["fitted"])},
     )

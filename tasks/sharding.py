@@ -182,7 +182,7 @@ def run_shards(
 
     `fail_after`: raise InjectedFailure after that many missing shards were computed (a
     failure part way through a stage, used to test retries and resume); a stage run with
-    `execute_stage(..., inject_failure=True, fail_midway=True)` fails after half of them."""
+    a `@stage(..., fail_midway=True)` with an injected failure fails after half of them."""
     parts_dir = shards_root(stage_dir) / key
     parts_dir.mkdir(parents=True, exist_ok=True)
     for stale in parts_dir.parent.iterdir():  # shards of an older config of this stage

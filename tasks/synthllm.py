@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
 
 from synthloom.artifacts import atomic_write_json
 from synthloom.concepts.combine import Combination, coverage, sample_combinations
@@ -28,7 +27,7 @@ from synthloom.concepts.graph import (
     write_graphml,
 )
 from synthloom.text_splits import SPLITS
-from tasks.runtime import STAGE_TASK_OPTIONS, StageOutput, execute_stage
+from tasks.runtime import StageOutput, StageRun, stage
 
 
 def _load_lm(name: str, device: str, model_cache: str):  # noqa: ANN202
@@ -37,128 +36,88 @@ def _load_lm(name: str, device: str, model_cache: str):  # noqa: ANN202
     return load_causal_lm(name, device=device, cache_dir=Path(model_cache))
 
 
-def _hashes(files: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {k: v["sha256"] for k, v in files.items()}
-
-
-@task(name="extract_concepts", **STAGE_TASK_OPTIONS)
+@stage("extract_concepts", config="method")
 def extract_concepts(
+    run: StageRun,
     method: dict[str, Any],
     seed: int,
     device: str,
     seed_files: dict[str, dict[str, Any]],
     model_cache: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """concepts.parquet: the seed documents with a `concepts` list column."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        seeds = pd.read_parquet(seed_files["seeds"]["path"])
-        texts = seeds["text"].astype(str).tolist()
-        limit = method["max_concepts_per_document"]
-        if method["extractor"] == "llm":
-            model, tokenizer = _load_lm(method["model"], device, model_cache)
-            complete = llm_completer(
-                model,
-                tokenizer,
-                temperature=method["extraction_temperature"],
-                max_new_tokens=method["extraction_max_new_tokens"],
-                seed=seed,
-            )
-            result = extract_concepts_llm(
-                texts, complete, max_concepts=limit, max_retries=method["extraction_retries"]
-            )
-        else:
-            result = extract_keyphrases(
-                texts, max_concepts=limit, min_df=method["keyphrase_min_df"]
-            )
-        seeds["concepts"] = result.concepts
-        seeds.to_parquet(out / "concepts.parquet", index=False)
-        with_concepts = sum(1 for c in result.concepts if c)
-        logger.info(
-            "%s extraction: %d of %d documents have concepts; %s",
-            method["extractor"],
-            with_concepts,
-            len(texts),
-            result.counts,
+    seeds = pd.read_parquet(seed_files["seeds"]["path"])
+    texts = seeds["text"].astype(str).tolist()
+    limit = method["max_concepts_per_document"]
+    if method["extractor"] == "llm":
+        model, tokenizer = _load_lm(method["model"], device, model_cache)
+        complete = llm_completer(
+            model,
+            tokenizer,
+            temperature=method["extraction_temperature"],
+            max_new_tokens=method["extraction_max_new_tokens"],
+            seed=seed,
         )
-        return StageOutput(
-            files={"concepts": ("concepts.parquet", len(seeds))},
-            rows_in=len(seeds),
-            rows_out=with_concepts,
-            metrics={
-                "documents_with_concepts": with_concepts / len(texts) if texts else 0.0,
-                "mean_concepts": float(np.mean([len(c) for c in result.concepts]))
-                if texts
-                else 0.0,
-            },
-            counts={f"extract_{k}": v for k, v in result.counts.items()},
+        result = extract_concepts_llm(
+            texts, complete, max_concepts=limit, max_retries=method["extraction_retries"]
         )
-
-    return execute_stage(
-        "extract_concepts",
-        stage_dir,
-        body,
-        config={
-            k: v
-            for k, v in method.items()
-            if k.startswith(("extract", "max_concepts_per", "keyphrase", "model"))
+    else:
+        result = extract_keyphrases(texts, max_concepts=limit, min_df=method["keyphrase_min_df"])
+    seeds["concepts"] = result.concepts
+    seeds.to_parquet(run.out / "concepts.parquet", index=False)
+    with_concepts = sum(1 for c in result.concepts if c)
+    run.log.info(
+        "%s extraction: %d of %d documents have concepts; %s",
+        method["extractor"],
+        with_concepts,
+        len(texts),
+        result.counts,
+    )
+    return StageOutput(
+        files={"concepts": ("concepts.parquet", len(seeds))},
+        rows_in=len(seeds),
+        rows_out=with_concepts,
+        metrics={
+            "documents_with_concepts": with_concepts / len(texts) if texts else 0.0,
+            "mean_concepts": float(np.mean([len(c) for c in result.concepts])) if texts else 0.0,
         },
-        inputs={"seeds": seed_files["seeds"]["sha256"], "seed": seed},
-        inject_failure=inject_failure,
+        counts={f"extract_{k}": v for k, v in result.counts.items()},
     )
 
 
-@task(name="build_graph", **STAGE_TASK_OPTIONS)
+@stage("build_graph", config=())
 def build_graph(
+    run: StageRun,
     concept_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """nodes.parquet, edges.parquet, graph.graphml, graph_stats.json, degree_distribution.png."""
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        docs = pd.read_parquet(concept_files["concepts"]["path"])
-        graph = build_concept_graph([list(c) for c in docs["concepts"]])
-        nodes, edges = graph_to_tables(graph)
-        nodes.to_parquet(out / "nodes.parquet", index=False)
-        edges.to_parquet(out / "edges.parquet", index=False)
-        write_graphml(graph, out / "graph.graphml")
-        stats = graph_stats(graph)
-        atomic_write_json(stats, out / "graph_stats.json")
-        plot_degree_distribution(graph, out / "degree_distribution.png")
-        logger.info(
-            "concept graph: %d nodes, %d edges, %d components; top %s",
-            stats["nodes"],
-            stats["edges"],
-            stats["components"],
-            stats["top_concepts"][:5],
-        )
-        return StageOutput(
-            files={
-                "nodes": ("nodes.parquet", len(nodes)),
-                "edges": ("edges.parquet", len(edges)),
-                "graphml": ("graph.graphml", None),
-                "stats": ("graph_stats.json", None),
-                "degree_plot": ("degree_distribution.png", None),
-            },
-            rows_in=len(docs),
-            rows_out=len(nodes),
-            metrics={k: v for k, v in stats.items() if k != "top_concepts"},
-        )
-
-    return execute_stage(
-        "build_graph",
-        stage_dir,
-        body,
-        config={},
-        inputs=_hashes(concept_files),
-        inject_failure=inject_failure,
+    docs = pd.read_parquet(concept_files["concepts"]["path"])
+    graph = build_concept_graph([list(c) for c in docs["concepts"]])
+    nodes, edges = graph_to_tables(graph)
+    nodes.to_parquet(run.out / "nodes.parquet", index=False)
+    edges.to_parquet(run.out / "edges.parquet", index=False)
+    write_graphml(graph, run.out / "graph.graphml")
+    stats = graph_stats(graph)
+    atomic_write_json(stats, run.out / "graph_stats.json")
+    plot_degree_distribution(graph, run.out / "degree_distribution.png")
+    run.log.info(
+        "concept graph: %d nodes, %d edges, %d components; top %s",
+        stats["nodes"],
+        stats["edges"],
+        stats["components"],
+        stats["top_concepts"][:5],
+    )
+    return StageOutput(
+        files={
+            "nodes": ("nodes.parquet", len(nodes)),
+            "edges": ("edges.parquet", len(edges)),
+            "graphml": ("graph.graphml", None),
+            "stats": ("graph_stats.json", None),
+            "degree_plot": ("degree_distribution.png", None),
+        },
+        rows_in=len(docs),
+        rows_out=len(nodes),
+        metrics={k: v for k, v in stats.items() if k != "top_concepts"},
     )
 
 
@@ -171,78 +130,60 @@ def _seed_documents(path: str) -> tuple[pd.DataFrame, SeedDocuments]:
     return docs, seeds
 
 
-@task(name="sample_combinations", **STAGE_TASK_OPTIONS)
+@stage("sample_combinations", config=("method", "num_rows"))
 def sample_combinations_stage(
+    run: StageRun,
     method: dict[str, Any],
     num_rows: int,
     seed: int,
     concept_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """combinations.parquet (label, level, concepts, documents): `num_rows` draws spread evenly
     over the labels, each label's draws from a graph of that label's documents only."""
-
-    def body(out: Path) -> StageOutput:
-        _, seeds = _seed_documents(concept_files["concepts"]["path"])
-        rng = np.random.default_rng(seed)
-        labels = sorted(set(seeds.labels))
-        quota = {
-            lab: num_rows // len(labels) + (i < num_rows % len(labels))
-            for i, lab in enumerate(labels)
-        }
-        mix = method["level_mix"]
-        rows: list[dict[str, Any]] = []
-        counts: dict[str, int] = {}
-        for label in labels:
-            docs = [i for i, lab in enumerate(seeds.labels) if lab == label]
-            graph = build_concept_graph(
-                [
-                    c if lab == label else []
-                    for c, lab in zip(seeds.concepts, seeds.labels, strict=True)
-                ]
-            )
-            draw = sample_combinations(
-                seeds.concepts,
-                graph,
-                quota[label],
-                rng=rng,
-                level_mix={1: mix["level1"], 2: mix["level2"], 3: mix["level3"]},
-                min_concepts=method["min_concepts"],
-                max_concepts=method["max_concepts"],
-                documents=docs,
-                label=label,
-                max_walks=method["max_walks"],
-            )
-            for key, n in draw.counts.items():
-                counts[key] = counts.get(key, 0) + n
-            rows.extend(
-                {
-                    "label": c.label,
-                    "level": c.level,
-                    "concepts": list(c.concepts),
-                    "documents": list(c.documents),
-                }
-                for c in draw.combinations
-            )
-        frame = pd.DataFrame(rows, columns=["label", "level", "concepts", "documents"])
-        frame.to_parquet(out / "combinations.parquet", index=False)
-        return StageOutput(
-            files={"combinations": ("combinations.parquet", len(frame))},
-            rows_in=num_rows,
-            rows_out=len(frame),
-            counts={f"combinations_{k}": v for k, v in counts.items()},
+    _, seeds = _seed_documents(concept_files["concepts"]["path"])
+    rng = np.random.default_rng(seed)
+    labels = sorted(set(seeds.labels))
+    quota = {
+        lab: num_rows // len(labels) + (i < num_rows % len(labels)) for i, lab in enumerate(labels)
+    }
+    mix = method["level_mix"]
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for label in labels:
+        docs = [i for i, lab in enumerate(seeds.labels) if lab == label]
+        graph = build_concept_graph(
+            [c if lab == label else [] for c, lab in zip(seeds.concepts, seeds.labels, strict=True)]
         )
-
-    keys = ("level_mix", "min_concepts", "max_concepts", "max_walks")
-    return execute_stage(
-        "sample_combinations",
-        stage_dir,
-        body,
-        config={k: method[k] for k in keys} | {"num_rows": num_rows},
-        inputs=_hashes(concept_files) | {"seed": seed},
-        inject_failure=inject_failure,
+        draw = sample_combinations(
+            seeds.concepts,
+            graph,
+            quota[label],
+            rng=rng,
+            level_mix={1: mix["level1"], 2: mix["level2"], 3: mix["level3"]},
+            min_concepts=method["min_concepts"],
+            max_concepts=method["max_concepts"],
+            documents=docs,
+            label=label,
+            max_walks=method["max_walks"],
+        )
+        for key, n in draw.counts.items():
+            counts[key] = counts.get(key, 0) + n
+        rows.extend(
+            {
+                "label": c.label,
+                "level": c.level,
+                "concepts": list(c.concepts),
+                "documents": list(c.documents),
+            }
+            for c in draw.combinations
+        )
+    frame = pd.DataFrame(rows, columns=["label", "level", "concepts", "documents"])
+    frame.to_parquet(run.out / "combinations.parquet", index=False)
+    return StageOutput(
+        files={"combinations": ("combinations.parquet", len(frame))},
+        rows_in=num_rows,
+        rows_out=len(frame),
+        counts={f"combinations_{k}": v for k, v in counts.items()},
     )
 
 
@@ -253,74 +194,59 @@ def _combinations(frame: pd.DataFrame) -> list[Combination]:
     ]
 
 
-@task(name="generate", **STAGE_TASK_OPTIONS)
+@stage("generate", config="method")
 def generate_samples(
+    run: StageRun,
     method: dict[str, Any],
     seed: int,
     device: str,
     concept_files: dict[str, dict[str, Any]],
     combination_files: dict[str, dict[str, Any]],
     model_cache: str,
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """samples.parquet (text, label, level, concepts, documents): one sample per combination."""
     import time
 
-    logger = get_run_logger()
-
-    def body(out: Path) -> StageOutput:
-        _, seeds = _seed_documents(concept_files["concepts"]["path"])
-        combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
-        model, tokenizer = _load_lm(method["model"], device, model_cache)
-        start = time.perf_counter()
-        result = generate_from_combinations(
-            combos,
-            seeds,
-            model,
-            tokenizer,
-            output=method["output"],
-            task=method["task"],
-            num_examples=method["num_examples"],
-            temperature=method["temperature"],
-            top_p=method["top_p"],
-            max_new_tokens=method["max_new_tokens"],
-            batch_size=method["batch_size"],
-            seed=seed,
-        )
-        seconds = time.perf_counter() - start
-        frame = pd.DataFrame(
-            result.rows, columns=["text", "label", "level", "concepts", "documents"]
-        )
-        frame.to_parquet(out / "samples.parquet", index=False)
-        logger.info(
-            "generated %d samples from %d combinations in %.1f s", len(frame), len(combos), seconds
-        )
-        return StageOutput(
-            files={"samples": ("samples.parquet", len(frame))},
-            rows_in=len(combos),
-            rows_out=len(frame),
-            metrics={
-                "tokens_per_second": result.generated_tokens / seconds if seconds else 0.0,
-                "generated_tokens": float(result.generated_tokens),
-                "forward_passes": float(result.forward_passes),
-            },
-            counts={f"generate_{k}": v for k, v in result.counts.items()},
-        )
-
-    return execute_stage(
-        "generate",
-        stage_dir,
-        body,
-        config=method,
-        inputs=_hashes(concept_files) | _hashes(combination_files) | {"seed": seed},
-        inject_failure=inject_failure,
+    _, seeds = _seed_documents(concept_files["concepts"]["path"])
+    combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
+    model, tokenizer = _load_lm(method["model"], device, model_cache)
+    start = time.perf_counter()
+    result = generate_from_combinations(
+        combos,
+        seeds,
+        model,
+        tokenizer,
+        output=method["output"],
+        task=method["task"],
+        num_examples=method["num_examples"],
+        temperature=method["temperature"],
+        top_p=method["top_p"],
+        max_new_tokens=method["max_new_tokens"],
+        batch_size=method["batch_size"],
+        seed=seed,
+    )
+    seconds = time.perf_counter() - start
+    frame = pd.DataFrame(result.rows, columns=["text", "label", "level", "concepts", "documents"])
+    frame.to_parquet(run.out / "samples.parquet", index=False)
+    run.log.info(
+        "generated %d samples from %d combinations in %.1f s", len(frame), len(combos), seconds
+    )
+    return StageOutput(
+        files={"samples": ("samples.parquet", len(frame))},
+        rows_in=len(combos),
+        rows_out=len(frame),
+        metrics={
+            "tokens_per_second": result.generated_tokens / seconds if seconds else 0.0,
+            "generated_tokens": float(result.generated_tokens),
+            "forward_passes": float(result.forward_passes),
+        },
+        counts={f"generate_{k}": v for k, v in result.counts.items()},
     )
 
 
-@task(name="evaluate", **STAGE_TASK_OPTIONS)
+@stage("evaluate", config=("evaluate", "task_description"))
 def evaluate_samples(
+    run: StageRun,
     evaluate: dict[str, Any],
     task_description: str | None,
     seed: int,
@@ -329,10 +255,7 @@ def evaluate_samples(
     combination_files: dict[str, dict[str, Any]],
     graph_files: dict[str, dict[str, Any]],
     seed_files: dict[str, dict[str, Any]],
-    stage_dir: str,
-    code: str,
-    inject_failure: bool = False,
-) -> dict[str, Any]:
+) -> StageOutput:
     """The labelled-text metrics (tasks.text.evaluate_text_sets: students on the real test
     split, diversity, fidelity) plus concept coverage: the share of graph nodes and edges
     used by the sampled combinations (`sampled_*`) and by the kept samples, and the kept
@@ -341,51 +264,36 @@ def evaluate_samples(
     from synthloom.models.encoder import load_encoder
     from tasks.text import DEFAULT_ENCODER, evaluate_text_sets
 
-    def body(out: Path) -> StageOutput:
-        kept = pd.read_parquet(filtered_files["synthetic"]["path"])
-        combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
-        graph = graph_from_tables(
-            pd.read_parquet(graph_files["nodes"]["path"]),
-            pd.read_parquet(graph_files["edges"]["path"]),
+    kept = pd.read_parquet(filtered_files["synthetic"]["path"])
+    combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
+    graph = graph_from_tables(
+        pd.read_parquet(graph_files["nodes"]["path"]),
+        pd.read_parquet(graph_files["edges"]["path"]),
+    )
+    metrics: dict[str, Any] = {f"sampled_{k}": v for k, v in coverage(combos, graph).items()}
+    metrics |= coverage(_combinations(kept), graph)
+    for level in (1, 2, 3):
+        metrics[f"kept_level{level}"] = float((kept["level"] == level).sum())
+    real = {k: pd.read_parquet(seed_files[k]["path"]) for k in SPLITS}
+    if len(kept):
+        encoder = load_encoder(
+            evaluate.get("encoder", DEFAULT_ENCODER), device=resolve_device(device)
         )
-        metrics: dict[str, Any] = {f"sampled_{k}": v for k, v in coverage(combos, graph).items()}
-        metrics |= coverage(_combinations(kept), graph)
-        for level in (1, 2, 3):
-            metrics[f"kept_level{level}"] = float((kept["level"] == level).sum())
-        real = {k: pd.read_parquet(seed_files[k]["path"]) for k in SPLITS}
-        if len(kept):
-            encoder = load_encoder(
-                evaluate.get("encoder", DEFAULT_ENCODER), device=resolve_device(device)
-            )
-            text_metrics, _ = evaluate_text_sets(
-                kept, real, encoder, evaluate, seed=seed, task_description=task_description
-            )
-            metrics |= text_metrics
-        atomic_write_json(metrics, out / "metrics.json")
-        kept.head(50).to_csv(out / "sample_rows.csv", index=False)
-        scalar = {
-            k: v
-            for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        return StageOutput(
-            files={
-                "metrics": ("metrics.json", None),
-                "sample_rows": ("sample_rows.csv", min(50, len(kept))),
-            },
-            rows_in=len(kept),
-            rows_out=len(kept),
-            metrics=scalar,
+        text_metrics, _ = evaluate_text_sets(
+            kept, real, encoder, evaluate, seed=seed, task_description=task_description
         )
-
-    return execute_stage(
-        "evaluate",
-        stage_dir,
-        body,
-        config={"evaluate": evaluate, "task": task_description},
-        inputs=_hashes(filtered_files)
-        | _hashes(combination_files)
-        | {k: seed_files[k]["sha256"] for k in SPLITS}
-        | {"seed": seed},
-        inject_failure=inject_failure,
+        metrics |= text_metrics
+    atomic_write_json(metrics, run.out / "metrics.json")
+    kept.head(50).to_csv(run.out / "sample_rows.csv", index=False)
+    scalar = {
+        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    return StageOutput(
+        files={
+            "metrics": ("metrics.json", None),
+            "sample_rows": ("sample_rows.csv", min(50, len(kept))),
+        },
+        rows_in=len(kept),
+        rows_out=len(kept),
+        metrics=scalar,
     )

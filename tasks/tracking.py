@@ -18,6 +18,7 @@ from typing import Any
 
 from synthloom.artifacts import read_manifest
 from synthloom.config import flatten
+from synthloom.metrics.headline import HEADLINE_METRICS
 
 
 def default_tracking_uri(data_dir: str | Path) -> str:
@@ -333,19 +334,6 @@ def end_status(mlflow_run_id: str, uri: str, status: str) -> None:
     mlflow.tracking.MlflowClient().set_terminated(mlflow_run_id, status=ended)
 
 
-COMPARE_COLUMNS = (
-    "column_shape_error_pct",
-    "pair_trend_error_pct",
-    "mle_auc_mean",
-    "mle_rmse_mean",
-    "real_mle_auc_mean",
-    "dcr_share",
-    "exact_copy_rate",
-    "c2st",
-    "filter_valid_row_rate",
-)
-
-
 def runs_table(uri: str, experiment: str | None, metrics: list[str] | None = None):  # noqa: ANN201
     """A pandas frame of pipeline runs (parent runs only), newest first."""
     import pandas as pd
@@ -366,7 +354,7 @@ def runs_table(uri: str, experiment: str | None, metrics: list[str] | None = Non
         return frame
     if "tags.stage" in frame:
         frame = frame[frame["tags.stage"].isna()]
-    wanted = list(metrics) if metrics else list(COMPARE_COLUMNS)
+    wanted = list(metrics) if metrics else list(HEADLINE_METRICS)
     out = pd.DataFrame(
         {
             "run": frame["tags.synthloom.run_id"],

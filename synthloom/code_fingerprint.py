@@ -1,0 +1,124 @@
+"""Which project code a module runs, read from the source, and a fingerprint of it.
+
+A stage's cache key includes `code_fingerprint(<its task module>)`: sha256 over the source
+of every project module the task module can import, so an edit to code a stage runs misses
+its cache and an edit elsewhere (MLflow logging, another stage, the CLI) does not.
+
+`module_closure(name)` follows, from module `name`, every import statement at any depth
+(inside functions too: a lazy import still runs), the parent packages an import executes
+(`import a.b.c` runs a/__init__.py and a/b/__init__.py), module names written as strings
+(`"synthloom.methods.text.fewgen:FewGenGenerator"` in a registry), and, for a package whose
+__init__ imports by computed name (`importlib.import_module`), every module of that package.
+Only modules under `packages` (default: synthloom and tasks) count; the rest is the
+environment (pinned packages), not project code.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from functools import cache
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("synthloom", "tasks")
+_DOTTED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?::\w+)?$")
+
+
+def module_files(root: Path, packages: Iterable[str]) -> dict[str, Path]:
+    """Dotted module name -> file for every .py file under root/<package> (a package's
+    __init__.py is the package itself)."""
+    modules = {}
+    for top in packages:
+        for path in sorted((root / top).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def imports(name: str, path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(line, imported module, names taken from it) for every import statement of module
+    `name` at any depth (functions included); relative imports are made absolute."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, []
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, module] if module else base)
+            yield node.lineno, module, [alias.name for alias in node.names]
+
+
+def _named_in_strings(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
+    """Project modules written as string constants ("pkg.mod" or "pkg.mod:attr")."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = _DOTTED.match(node.value)
+            if match and match.group(1) in modules:
+                found.add(match.group(1))
+    return found
+
+
+def _with_parents(module: str, modules: dict[str, Path]) -> set[str]:
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & set(modules)
+
+
+def direct_dependencies(name: str, modules: dict[str, Path]) -> set[str]:
+    """The project modules module `name` can run directly (see the module docstring)."""
+    path = modules[name]
+    found: set[str] = set()
+    for _, module, names in imports(name, path):
+        targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in modules]
+        for target in [module, *targets]:
+            found |= _with_parents(target, modules)
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source, str(path))
+    for module in _named_in_strings(tree, modules):
+        found |= _with_parents(module, modules)
+    if path.name == "__init__.py" and "import_module" in source:
+        found |= {m for m in modules if m.startswith(name + ".")}
+    return found - {name}
+
+
+def module_closure(
+    name: str, root: Path = REPO, packages: Iterable[str] = PACKAGES
+) -> frozenset[str]:
+    """`name`, its parent packages and every project module reachable from them."""
+    modules = module_files(root, packages)
+    todo = sorted(_with_parents(name, modules))
+    seen: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo.extend(direct_dependencies(current, modules) - seen)
+    return frozenset(seen)
+
+
+def fingerprint_of(
+    modules: Iterable[str], root: Path = REPO, packages: Iterable[str] = PACKAGES
+) -> str:
+    """sha256[:16] over the names and bytes of `modules`' files, in name order."""
+    files = module_files(root, packages)
+    digest = hashlib.sha256()
+    for module in sorted(modules):
+        digest.update(module.encode() + b"\0")
+        digest.update(files[module].read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@cache
+def code_fingerprint(module: str) -> str:
+    """The fingerprint of the project code module `module` can run (cached per process:
+    the sources do not change under a running pipeline)."""
+    return fingerprint_of(module_closure(module))
