@@ -50,10 +50,10 @@ from synthloom.filters.text import (  # noqa: E402
 )
 from synthloom.ingest import load_source  # noqa: E402
 from synthloom.methods.text import TEXT_GENERATORS, text_generator_class  # noqa: E402
+from synthloom.methods.text.runner import run_generator, text_model_box  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits_for  # noqa: E402
-from tasks.text import run_generator, text_model_box  # noqa: E402
 
 
 def method_config(name: str, base: dict) -> dict:

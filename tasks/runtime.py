@@ -93,7 +93,9 @@ def stage(
 ) -> Callable[[Callable[..., StageOutput]], Any]:
     """Declare a pipeline stage: the decorated `body(run: StageRun, **inputs) -> StageOutput`
     becomes the Prefect task `name`, called as `task(**inputs, stage_dir=..,
-    inject_failure=False)` and returning the stage manifest (`execute_stage`).
+    inject_failure=False)` and returning the stage manifest (`execute_stage`). The stage's
+    own name (`run.name`: manifest, checkpoints, messages) is its directory's, which the
+    flow's recorder gives; it equals `name` except for the scaling curves (`curve_<label>`).
 
     Cache key: STAGE_CACHE_POLICY (above). The manifest records `config` (the input of that
     name, or {name: value} of several, None left out) and `inputs` (every other input, file
@@ -124,9 +126,9 @@ def stage(
                 recorded = values[config_names[0]]
             else:
                 recorded = {k: values[k] for k in config_names if values[k] is not None}
-            run = StageRun(name, Path(stage_dir), Path(stage_dir), log, code)
+            run = StageRun(Path(stage_dir).name, Path(stage_dir), Path(stage_dir), log, code)
             manifest = execute_stage(
-                name,
+                run.name,
                 stage_dir,
                 lambda out: body(dataclasses.replace(run, out=out), **values),
                 config=recorded,

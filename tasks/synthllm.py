@@ -256,13 +256,13 @@ def evaluate_samples(
     graph_files: dict[str, dict[str, Any]],
     seed_files: dict[str, dict[str, Any]],
 ) -> StageOutput:
-    """The labelled-text metrics (tasks.text.evaluate_text_sets: students on the real test
+    """The labelled-text metrics (synthloom.metrics.text_evaluation.evaluate_text_sets: students on the real test
     split, diversity, fidelity) plus concept coverage: the share of graph nodes and edges
     used by the sampled combinations (`sampled_*`) and by the kept samples, and the kept
     samples per level."""
+    from synthloom.metrics.text_evaluation import evaluate_text_sets
     from synthloom.models.device import resolve_device
     from synthloom.models.encoder import load_encoder
-    from tasks.text import DEFAULT_ENCODER, evaluate_text_sets
 
     kept = pd.read_parquet(filtered_files["synthetic"]["path"])
     combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
@@ -276,9 +276,7 @@ def evaluate_samples(
         metrics[f"kept_level{level}"] = float((kept["level"] == level).sum())
     real = {k: pd.read_parquet(seed_files[k]["path"]) for k in SPLITS}
     if len(kept):
-        encoder = load_encoder(
-            evaluate.get("encoder", DEFAULT_ENCODER), device=resolve_device(device)
-        )
+        encoder = load_encoder(evaluate["encoder"], device=resolve_device(device))
         text_metrics, _ = evaluate_text_sets(
             kept, real, encoder, evaluate, seed=seed, task_description=task_description
         )

@@ -8,50 +8,25 @@ Frames have columns `text` and `label`; the generated frame adds provenance colu
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
 from synthloom.errors import StageError
 from synthloom.filters.text import filter_texts
 from synthloom.ingest import load_source
-from synthloom.methods.text import build_text_generator
-from synthloom.methods.text.base import ModelBox, SeedSet
 from synthloom.methods.text.label_margin import label_margin_scorer
+from synthloom.methods.text.runner import run_generator, seed_set, text_model_box
 from synthloom.metrics.text_evaluation import evaluate_text_sets, sample_texts_table
-from synthloom.models.causal_lm import load_causal_lm
-from synthloom.models.device import resolve_device, set_seed
+from synthloom.models.device import resolve_device
 from synthloom.models.encoder import encode_texts, load_encoder
 from synthloom.plots import plot_embedding_projection
 from synthloom.runs import model_cache_dir
 from synthloom.text_splits import SPLITS, text_splits_for
 from tasks.runtime import StageOutput, StageRun, stage, stage_progress
 
-DEFAULT_ENCODER = "minilm-l6"
 PROGRESS_SECONDS = 15.0  # at most one generation progress line this often (and the last)
-
-
-def text_model_box(device: str, model_cache: str, encoder: str = DEFAULT_ENCODER) -> ModelBox:
-    """The real models, loaded on first use: causal LMs by name, the sentence encoder."""
-    resolved = resolve_device(device)
-    return ModelBox(
-        load_causal_lm=lambda name: load_causal_lm(
-            name, device=resolved, cache_dir=Path(model_cache)
-        ),
-        load_encoder=lambda: load_encoder(encoder, device=resolved),
-    )
-
-
-def seed_set(frame: pd.DataFrame, descriptions: dict[str, str] | None = None) -> SeedSet:
-    """The seeds frame (columns text, label) and the labels' descriptions as a SeedSet."""
-    return SeedSet(
-        tuple(frame["text"].astype(str)), tuple(frame["label"].astype(str)), descriptions or {}
-    )
 
 
 @stage("ingest", config="data")
@@ -87,45 +62,6 @@ def ingest_text(
         rows_out=len(splits.seeds),
         info={"labels": labels, **{f"n_{k}": files[k][1] for k in SPLITS}},
     )
-
-
-def run_generator(
-    method: dict[str, Any],
-    seeds: pd.DataFrame,
-    num_samples: int,
-    models: ModelBox,
-    seed: int,
-    label_descriptions: dict[str, str] | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Run the generator named by `method["name"]`; (samples frame, stats dict)."""
-    set_seed(seed)
-    generator = build_text_generator(method)
-    start = time.perf_counter()
-    seed_texts = seed_set(seeds, label_descriptions)
-    batch = generator.generate(seed_texts, num_samples, models=models, seed=seed)
-    seconds = time.perf_counter() - start
-    frame = pd.DataFrame(
-        {
-            "text": [s.text for s in batch.samples],
-            "label": [s.label for s in batch.samples],
-            "method": method["name"],
-            "model": str(method.get("model") or method.get("base_model") or ""),
-            "sample_index": range(len(batch.samples)),
-            "info": [json.dumps(s.info, default=str, ensure_ascii=False) for s in batch.samples],
-        }
-    )
-    stats = batch.stats
-    metrics = {
-        "samples": float(len(frame)),
-        "seconds": seconds,
-        "samples_per_second": len(frame) / seconds if seconds > 0 else float("nan"),
-        "forward_passes": float(stats.forward_passes),
-        "prompt_tokens": float(stats.prompt_tokens),
-        "generated_tokens": float(stats.generated_tokens),
-        "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else float("nan"),
-        **{k: float(v) for k, v in stats.metrics.items()},
-    }
-    return frame, {"metrics": metrics, "counts": dict(stats.counts)}
 
 
 @stage("generate", config=("generate", "method", "label_descriptions"))
@@ -259,7 +195,7 @@ def evaluate_text(
     if len(synthetic) > cap:
         synthetic = synthetic.sample(n=cap, random_state=seed).reset_index(drop=True)
     real = {k: read_table(seed_files[k]["path"])[0] for k in SPLITS}
-    encoder = load_encoder(evaluate.get("encoder", DEFAULT_ENCODER), device=resolve_device(device))
+    encoder = load_encoder(evaluate["encoder"], device=resolve_device(device))
     metrics, emb = evaluate_text_sets(
         synthetic, real, encoder, evaluate, seed=seed, task_description=task_description
     )

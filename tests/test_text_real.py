@@ -12,10 +12,10 @@ from synthloom.filters.text import filter_texts
 from synthloom.ingest import load_source
 from synthloom.methods.text.fewgen import FewGenGenerator
 from synthloom.methods.text.prompts import CLOSE, OPEN
+from synthloom.methods.text.runner import run_generator, seed_set, text_model_box
 from synthloom.models.encoder import encode_texts
 from synthloom.runs import model_cache_dir
 from synthloom.text_splits import text_splits
-from tasks.text import run_generator, seed_set, text_model_box
 
 LABELS = ["Twitter for Android", "Twitter for iPhone"]
 

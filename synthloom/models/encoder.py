@@ -20,8 +20,11 @@ BUILTIN_ENCODERS: dict[str, tuple[str, str, str]] = {
 }
 
 
+DEFAULT_ENCODER = "minilm-l6"  # the sentence encoder every text stage uses unless configured
+
+
 def load_encoder(
-    name: str = "minilm-l6", *, device: str | torch.device = "auto"
+    name: str = DEFAULT_ENCODER, *, device: str | torch.device = "auto"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load `(model, tokenizer)` in float32 eval mode on `device`.
 

@@ -1,0 +1,82 @@
+"""Run a labelled-text generator outside any pipeline: the models it loads, its seeds, and
+its samples as a frame. The generate stage (tasks/text.py) and the benchmarks call these.
+
+`run_generator(method, seeds, n, models, seed)` builds the generator named by
+`method["name"]`, generates `n` samples from the seeds frame (columns text, label) and
+returns (frame, stats): the frame has columns text, label, method, model, sample_index and
+info (the sample's JSON provenance); stats holds "metrics" (samples, seconds,
+samples_per_second, forward passes, prompt and generated tokens, tokens_per_second and the
+generator's own metrics) and "counts" (what the generator dropped, by reason).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from synthloom.methods.text import build_text_generator
+from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.models.causal_lm import load_causal_lm
+from synthloom.models.device import resolve_device, set_seed
+from synthloom.models.encoder import DEFAULT_ENCODER, load_encoder
+
+
+def text_model_box(device: str, model_cache: str, encoder: str = DEFAULT_ENCODER) -> ModelBox:
+    """The real models, loaded on first use: causal LMs by name, the sentence encoder."""
+    resolved = resolve_device(device)
+    return ModelBox(
+        load_causal_lm=lambda name: load_causal_lm(
+            name, device=resolved, cache_dir=Path(model_cache)
+        ),
+        load_encoder=lambda: load_encoder(encoder, device=resolved),
+    )
+
+
+def seed_set(frame: pd.DataFrame, descriptions: dict[str, str] | None = None) -> SeedSet:
+    """The seeds frame (columns text, label) and the labels' descriptions as a SeedSet."""
+    return SeedSet(
+        tuple(frame["text"].astype(str)), tuple(frame["label"].astype(str)), descriptions or {}
+    )
+
+
+def run_generator(
+    method: dict[str, Any],
+    seeds: pd.DataFrame,
+    num_samples: int,
+    models: ModelBox,
+    seed: int,
+    label_descriptions: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Run the generator named by `method["name"]`; (samples frame, stats dict)."""
+    set_seed(seed)
+    generator = build_text_generator(method)
+    start = time.perf_counter()
+    seed_texts = seed_set(seeds, label_descriptions)
+    batch = generator.generate(seed_texts, num_samples, models=models, seed=seed)
+    seconds = time.perf_counter() - start
+    frame = pd.DataFrame(
+        {
+            "text": [s.text for s in batch.samples],
+            "label": [s.label for s in batch.samples],
+            "method": method["name"],
+            "model": str(method.get("model") or method.get("base_model") or ""),
+            "sample_index": range(len(batch.samples)),
+            "info": [json.dumps(s.info, default=str, ensure_ascii=False) for s in batch.samples],
+        }
+    )
+    stats = batch.stats
+    metrics = {
+        "samples": float(len(frame)),
+        "seconds": seconds,
+        "samples_per_second": len(frame) / seconds if seconds > 0 else float("nan"),
+        "forward_passes": float(stats.forward_passes),
+        "prompt_tokens": float(stats.prompt_tokens),
+        "generated_tokens": float(stats.generated_tokens),
+        "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else float("nan"),
+        **{k: float(v) for k, v in stats.metrics.items()},
+    }
+    return frame, {"metrics": metrics, "counts": dict(stats.counts)}
