@@ -246,13 +246,16 @@ def test_aliases_within_the_bound_still_share_a_section(tmp_path) -> None:
     """Anchors are a fair way to reuse a value; only an expansion past the bound is refused."""
     path = tmp_path / "shared.yaml"
     path.write_text(
-        "data: {source: seeds.csv, target: status, labels: &both [good, bad]}\n"
+        "data: {source: seeds.csv, target: status, drop_columns: [id, note]}\n"
         "method: {name: marginals}\n"
-        "generate: &gen {num_rows: 10}\n"
+        "generate: {num_rows: &n 12, batch_size: *n}\n"
+        "filter: {drop_duplicates: true}\n"
         "run: {seed: 3}\n"
+        "evaluate: {metrics: [quality], mle_seeds: [0]}\n"
     )
     config = load_config(path)
-    assert config.data.labels == ["good", "bad"] and config.run.seed == 3
+    assert config.generate.num_rows == config.generate.batch_size == 12
+    assert config.data.drop_columns == ["id", "note"] and config.run.seed == 3
 
 
 def test_run_names_and_ids_cannot_leave_the_runs_directory(tmp_path, capsys) -> None:
