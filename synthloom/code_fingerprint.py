@@ -118,7 +118,22 @@ def fingerprint_of(
 
 
 @cache
+def _project_graph() -> dict[str, frozenset[str]]:
+    """Module -> its direct dependencies, for the whole project (each file parsed once)."""
+    modules = module_files(REPO, PACKAGES)
+    return {name: frozenset(direct_dependencies(name, modules)) for name in modules}
+
+
+@cache
 def code_fingerprint(module: str) -> str:
-    """The fingerprint of the project code module `module` can run (cached per process:
-    the sources do not change under a running pipeline)."""
-    return fingerprint_of(module_closure(module))
+    """The fingerprint of the project code module `module` can run: `module_closure` over
+    a graph built once per process (the sources do not change under a running pipeline)."""
+    graph = _project_graph()
+    todo = [m for m in graph if module == m or module.startswith(m + ".")]
+    seen: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(graph[current] - seen)
+    return fingerprint_of(seen)

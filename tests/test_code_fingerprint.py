@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from synthloom.code_fingerprint import REPO, fingerprint_of, module_closure
+from synthloom.code_fingerprint import REPO, code_fingerprint, fingerprint_of, module_closure
 
 STAGE_MODULES = (
     "tasks.ingest",
@@ -46,6 +46,13 @@ def test_the_closure_holds_every_project_module_an_import_loads(module) -> None:
     loaded = set(json.loads(out.splitlines()[-1]))
     assert module in loaded
     assert loaded - module_closure(module) == set()
+
+
+@pytest.mark.parametrize("module", ["tasks.filter", "tasks.text"])
+def test_the_cached_fingerprint_is_the_closures(module) -> None:
+    """code_fingerprint walks one project graph built per process; it must hash exactly
+    module_closure's modules."""
+    assert code_fingerprint(module) == fingerprint_of(module_closure(module))
 
 
 def test_tracking_and_other_stages_are_outside_a_stage_and_its_code_inside() -> None:
