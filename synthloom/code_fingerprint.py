@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -40,11 +40,16 @@ def module_files(root: Path, packages: Iterable[str]) -> dict[str, Path]:
     return modules
 
 
-def imports(name: str, path: Path) -> Iterator[tuple[int, str, list[str]]]:
+def imports(
+    name: str, path: Path, tree: ast.AST | None = None
+) -> Iterator[tuple[int, str, list[str]]]:
     """(line, imported module, names taken from it) for every import statement of module
-    `name` at any depth (functions included); relative imports are made absolute."""
+    `name` at any depth (functions included); relative imports are made absolute. `tree`:
+    the file already parsed (else it is read and parsed here)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    if tree is None:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name, []
@@ -69,19 +74,19 @@ def _named_in_strings(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
 
 def _with_parents(module: str, modules: dict[str, Path]) -> set[str]:
     parts = module.split(".")
-    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & set(modules)
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & modules.keys()
 
 
 def direct_dependencies(name: str, modules: dict[str, Path]) -> set[str]:
     """The project modules module `name` can run directly (see the module docstring)."""
     path = modules[name]
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source, str(path))
     found: set[str] = set()
-    for _, module, names in imports(name, path):
+    for _, module, names in imports(name, path, tree):
         targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in modules]
         for target in [module, *targets]:
             found |= _with_parents(target, modules)
-    source = path.read_text(encoding="utf-8")
-    tree = ast.parse(source, str(path))
     for module in _named_in_strings(tree, modules):
         found |= _with_parents(module, modules)
     if path.name == "__init__.py" and "import_module" in source:
@@ -89,20 +94,26 @@ def direct_dependencies(name: str, modules: dict[str, Path]) -> set[str]:
     return found - {name}
 
 
+def _reachable(
+    name: str, modules: dict[str, Path], dependencies: Callable[[str], Iterable[str]]
+) -> frozenset[str]:
+    """`name`, its parent packages and every module reachable from them by `dependencies`."""
+    todo = sorted(_with_parents(name, modules))
+    seen: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(set(dependencies(current)) - seen)
+    return frozenset(seen)
+
+
 def module_closure(
     name: str, root: Path = REPO, packages: Iterable[str] = PACKAGES
 ) -> frozenset[str]:
     """`name`, its parent packages and every project module reachable from them."""
     modules = module_files(root, packages)
-    todo = sorted(_with_parents(name, modules))
-    seen: set[str] = set()
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        todo.extend(direct_dependencies(current, modules) - seen)
-    return frozenset(seen)
+    return _reachable(name, modules, lambda current: direct_dependencies(current, modules))
 
 
 def fingerprint_of(
@@ -118,22 +129,16 @@ def fingerprint_of(
 
 
 @cache
-def _project_graph() -> dict[str, frozenset[str]]:
-    """Module -> its direct dependencies, for the whole project (each file parsed once)."""
+def _project_graph() -> tuple[dict[str, Path], dict[str, frozenset[str]]]:
+    """(module files, module -> its direct dependencies) of the whole project, each file
+    parsed once per process."""
     modules = module_files(REPO, PACKAGES)
-    return {name: frozenset(direct_dependencies(name, modules)) for name in modules}
+    return modules, {name: frozenset(direct_dependencies(name, modules)) for name in modules}
 
 
 @cache
 def code_fingerprint(module: str) -> str:
     """The fingerprint of the project code module `module` can run: `module_closure` over
     a graph built once per process (the sources do not change under a running pipeline)."""
-    graph = _project_graph()
-    todo = [m for m in graph if module == m or module.startswith(m + ".")]
-    seen: set[str] = set()
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo.extend(graph[current] - seen)
-    return fingerprint_of(seen)
+    modules, graph = _project_graph()
+    return fingerprint_of(_reachable(module, modules, graph.__getitem__))
