@@ -60,6 +60,14 @@ class StrictConfig(BaseModel):
         return data
 
 
+class _Refused(yaml.constructor.ConstructorError):
+    """A YAML document the config reader refuses on purpose; `fix` says what to do."""
+
+    def __init__(self, problem: str, mark: yaml.Mark, fix: str, context: str | None = None):
+        super().__init__(context, mark if context else None, problem, mark)
+        self.fix = fix
+
+
 class _ConfigLoader(yaml.SafeLoader):
     """SafeLoader that refuses repeated keys and documents that expand past MAX_YAML_NODES."""
 
@@ -80,12 +88,11 @@ class _ConfigLoader(yaml.SafeLoader):
 
         total = expanded(node)
         if total > MAX_YAML_NODES:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
+            raise _Refused(
                 f"its anchors and aliases expand to {total:,} values, more than the "
                 f"{MAX_YAML_NODES:,} a config may hold",
                 node.start_mark,
+                "Fix: write the values out, or share fewer of them through aliases.",
             )
         return super().construct_document(node)
 
@@ -94,12 +101,13 @@ class _ConfigLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, str) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    f"while reading the mapping that starts at line {node.start_mark.line + 1}",
-                    node.start_mark,
+                raise _Refused(
                     f"the key `{key}` is written twice (lines {seen[key].line + 1} and "
                     f"{key_node.start_mark.line + 1}); YAML would keep the last silently",
                     key_node.start_mark,
+                    "Fix: keep one of them (merge the two sections into one).",
+                    context="while reading the mapping that starts at line "
+                    f"{node.start_mark.line + 1}",
                 )
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
@@ -114,12 +122,7 @@ def parse_yaml(text: str, origin: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or exc
-        if "written twice" in str(problem):
-            fix = "Fix: keep one of them (merge the two sections into one)."
-        elif "anchors and aliases" in str(problem):
-            fix = "Fix: write the values out, or share fewer of them through aliases."
-        else:
-            fix = "Fix the syntax (indentation with spaces, `key: value`)."
+        fix = getattr(exc, "fix", "Fix the syntax (indentation with spaces, `key: value`).")
         raise ConfigError(
             f"Config error in {origin}: not valid YAML{where} ({problem}). {fix}"
         ) from None
