@@ -32,7 +32,7 @@ first rule that removes it; null/false switches a rule off; keys of TextFilterCo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +141,7 @@ def filter_texts(
     n, cosine = rules.get("seed_ngram"), rules.get("seed_cosine")
     if n is not None or cosine is not None:
         seed_texts = seeds["text"].astype(str).tolist()
-        grams = {g for t in seed_texts for g in word_ngrams(word_tokens(t), n)} if n else set()
+        grams = ngrams_of(seed_texts, n) if n else set()
         exact = {_normal(t) for t in seed_texts}
         close = _close_to_seeds(texts, reason, seed_texts, embed, cosine) if cosine else set()
         apply(
@@ -149,7 +149,7 @@ def filter_texts(
             lambda i: (
                 i in close
                 or _normal(texts[i]) in exact
-                or bool(n and word_ngrams(word_tokens(texts[i]), n) & grams)
+                or bool(n and shares_ngram(texts[i], grams, n))
             ),
         )
     if rules.get("exact_duplicates", True):
@@ -206,6 +206,16 @@ def _degenerate(text: str) -> bool:
 def word_ngrams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
     """The set of n-grams (tuples) of a token list; empty when it is shorter than n."""
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def ngrams_of(texts: Iterable[str], n: int) -> set[tuple[str, ...]]:
+    """Every word n-gram (lower-cased ``\\w+`` tokens) of `texts`."""
+    return {g for t in texts for g in word_ngrams(word_tokens(t), n)}
+
+
+def shares_ngram(text: str, grams: set[tuple[str, ...]], n: int) -> bool:
+    """Whether `text` has a word n-gram in `grams` (the seed_copy rule's n-gram test)."""
+    return bool(word_ngrams(word_tokens(text), n) & grams)
 
 
 def _normal(text: str) -> str:

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from synthloom.config import BAREConfig
-from synthloom.filters.text import word_ngrams, word_tokens
+from synthloom.filters.text import ngrams_of, shares_ngram
 from synthloom.methods.text.base import (
     GenerationStats,
     ModelBox,
@@ -157,6 +157,8 @@ class BAREGenerator:
         base_lm = models.causal_lm(cfg["base_model"])
         draft_tokens = token_budget(base_lm[1], seeds.texts, cfg["max_new_tokens"])
         instruct_lm = models.causal_lm(cfg["instruct_model"])
+        n = cfg["draft_fallback_ngram"]
+        seed_grams = ngrams_of(seeds.texts, n) if n else set()  # draft fallback: copies of these
         stats = GenerationStats()
         samples: list[TextSample] = []
         for label, quota in label_quotas(seeds.label_names, num_samples).items():
@@ -172,7 +174,9 @@ class BAREGenerator:
                     seeds, label, pool, want, base_lm, draft_tokens, rng, generator, stats
                 )
                 tried += want
-                kept.extend(self._refine(seeds, label, drafts, instruct_lm, generator, stats))
+                kept.extend(
+                    self._refine(seeds, label, drafts, instruct_lm, generator, stats, seed_grams)
+                )
                 models.report(len(samples) + min(len(kept), quota))
             samples.extend(kept[:quota])
             if len(kept) != quota:
@@ -246,15 +250,14 @@ class BAREGenerator:
         lm,
         generator: torch.Generator,
         stats: GenerationStats,
+        seed_grams: set[tuple[str, ...]],
     ) -> list[TextSample]:
-        """Refine every draft with the instruct model; keep the parsed, non-echo results."""
+        """Refine every draft with the instruct model; keep the parsed, non-echo results
+        (a refinement with an n-gram in `seed_grams` falls back to its draft)."""
         cfg = self.cfg
+        n = cfg["draft_fallback_ngram"]
         model, tokenizer = lm
         prefill = f"{OPEN}\n" if cfg["refine_prefill"] else ""
-        n = cfg["draft_fallback_ngram"]
-        seed_grams = (
-            {g for t in seeds.texts for g in word_ngrams(word_tokens(t), n)} if n else set()
-        )
         kept: list[TextSample] = []
         for start in range(0, len(drafts), cfg["refine_batch_size"]):
             chunk = drafts[start : start + cfg["refine_batch_size"]]
@@ -306,19 +309,14 @@ class BAREGenerator:
                         "seeds_shown": examples,
                     }
                     text = refined
-                    if seed_grams and _shares(refined, seed_grams, cfg["draft_fallback_ngram"]):
-                        if _shares(draft, seed_grams, cfg["draft_fallback_ngram"]):
+                    if seed_grams and shares_ngram(refined, seed_grams, n):
+                        if shares_ngram(draft, seed_grams, n):
                             stats.count("refine_copy")
                             continue
                         stats.count("refine_copy_fallback")
                         text, info["fallback"] = draft, "draft"
                     kept.append(TextSample(text=text, label=label, info=info))
         return kept
-
-
-def _shares(text: str, grams: set[tuple[str, ...]], n: int) -> bool:
-    """Whether `text` has a word n-gram in `grams` (the filter's seed_copy test)."""
-    return bool(word_ngrams(word_tokens(text), n) & grams)
 
 
 def add_sampling_cost(stats: GenerationStats, cont: Continuations) -> None:
