@@ -342,7 +342,7 @@ def _read_csv(source: str, path: Path, default_sep: str) -> pd.DataFrame:
     return df
 
 
-def _csv_parse_error(source: str, err: Exception) -> DataError:
+def _csv_parse_error(source: str, err: Exception | str) -> DataError:
     return data_error(
         source,
         f"the file could not be parsed as CSV ({str(err).strip()}).",

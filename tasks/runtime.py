@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import functools
 import inspect
 import json
@@ -58,23 +57,33 @@ class StageCode(CachePolicy):
 STAGE_CACHE_POLICY = (INPUTS - "inject_failure") + TASK_SOURCE + StageCode()
 
 
+def checkpoint_dir(stage_dir: Path) -> Path:
+    """`<run>/.checkpoints/<stage>/`: outside the staged output, so a killed stage resumes
+    from it; the stage frame removes it once the stage's output is in place."""
+    return stage_dir.parent / ".checkpoints" / stage_dir.name
+
+
 @dataclass(frozen=True)
 class StageRun:
-    """What a stage body gets besides its inputs: the stage `name`, `out` (the staged
-    directory its files go to; renamed to `stage_dir` when the body returns), the run
-    logger `log` and `code` (the stage's code fingerprint, for keys of its own, e.g. shards)."""
+    """What a stage body gets besides its inputs: `stage_dir` (the stage's directory, named
+    after the stage), `out` (the staged directory its files go to; renamed to `stage_dir`
+    when the body returns), the run logger `log` and `code` (the stage's code fingerprint,
+    for keys of its own, e.g. shards)."""
 
-    name: str
-    out: Path
     stage_dir: Path
+    out: Path
     log: Any
     code: str
 
     @property
+    def name(self) -> str:
+        """The stage's name, as the flow's recorder gives it: its directory's."""
+        return self.stage_dir.name
+
+    @property
     def checkpoint_dir(self) -> Path:
-        """`<run>/.checkpoints/<stage>/`: outside the staged output, so a killed stage
-        resumes from it; removed once the stage's output is in place."""
-        return self.stage_dir.parent / ".checkpoints" / self.name
+        """`checkpoint_dir(stage_dir)`: where this stage may checkpoint."""
+        return checkpoint_dir(self.stage_dir)
 
 
 def _manifest_value(value: Any) -> Any:
@@ -126,17 +135,17 @@ def stage(
                 recorded = values[config_names[0]]
             else:
                 recorded = {k: values[k] for k in config_names if values[k] is not None}
-            run = StageRun(Path(stage_dir).name, Path(stage_dir), Path(stage_dir), log, code)
+            stage_path = Path(stage_dir)
             manifest = execute_stage(
-                run.name,
+                stage_path.name,
                 stage_dir,
-                lambda out: body(dataclasses.replace(run, out=out), **values),
+                lambda out: body(StageRun(stage_path, out, log, code), **values),
                 config=recorded,
                 inputs={k: _manifest_value(v) for k, v in values.items() if k not in config_names},
                 inject_failure=inject_failure,
                 fail_midway=fail_midway,
             )
-            shutil.rmtree(run.checkpoint_dir, ignore_errors=True)
+            shutil.rmtree(checkpoint_dir(stage_path), ignore_errors=True)
             return manifest
 
         run_stage.__signature__ = signature.replace(  # type: ignore[attr-defined]
