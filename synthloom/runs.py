@@ -72,8 +72,10 @@ def checked_run_id(run_id: str) -> str:
 def run_id_for(config: PipelineConfig, fresh: bool = False, given: str | None = None) -> str:
     """`given` or `<name>-<config hash[:10]>`: the same id continues the same run (finished
     stages are reused); --fresh appends the time, so it starts a new run even with --run-id.
-    The name's other characters become '-' (a name like `../x` stays under runs/)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.run.name or "run").strip("-") or "run"
+    The name's other characters become '-' and leading dots and dashes go, so a computed id
+    always passes `checked_run_id` (a name like `../x` stays under runs/ and can be resumed)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.run.name or "run")
+    name = name.strip("-").lstrip(".-") or "run"
     run_id = checked_run_id(given) if given else f"{name}-{config_hash(config)[:10]}"
     return run_id + time.strftime("-%Y%m%dT%H%M%S") if fresh else run_id
 

@@ -264,6 +264,7 @@ def test_run_names_and_ids_cannot_leave_the_runs_directory(tmp_path, capsys) -> 
     runs = tmp_path / "runs"
     run_id = run_id_for(load_config(path))
     assert (runs / run_id).resolve().parent == runs.resolve()
+    assert checked_run_id(run_id) == run_id  # the computed id can be resumed by name
     for given in ("../outside", "/abs", ".hidden", "a/b", ""):
         with pytest.raises(SynthloomError, match="is not allowed.*Fix"):
             checked_run_id(given)
