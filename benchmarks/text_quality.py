@@ -47,7 +47,7 @@ import yaml  # noqa: E402
 
 from synthloom.config import PipelineConfig, load_raw_config  # noqa: E402
 from synthloom.filters.text import filter_texts  # noqa: E402
-from synthloom.ingest import load_source  # noqa: E402
+from synthloom.ingest.sources import load_source  # noqa: E402
 from synthloom.methods.text.label_margin import label_margin_scorer  # noqa: E402
 from synthloom.methods.text.runner import run_generator, seed_set, text_model_box  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402

@@ -26,7 +26,7 @@ from typing import Any
 from synthloom import errors
 from synthloom.api import Run, load_run
 from synthloom.config import PipelineConfig, apply_override, load_config, validate_config
-from synthloom.ingest import source_files
+from synthloom.ingest.sources import source_files
 from synthloom.runs import resolve_data_dir, run_id_for
 
 DICT_ORIGIN = "synthloom.run(config mapping)"

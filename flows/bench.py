@@ -11,7 +11,7 @@ Composition only:
    `pip install ".[peers]"`, a failing one a "failed" row with the reason; the bench goes on;
 4. the table (synthloom/bench/table.py) as `bench/<bench_id>/comparison.md` and
    `comparison.parquet`, also logged to the bench's MLflow parent run, under which every
-   generator's pipeline run and the reference run are nested (tasks/bench_tracking.py).
+   generator's pipeline run and the reference run are nested (tracking/bench.py).
 Peak memory per generator: see tasks/bench.py.
 """
 
@@ -42,11 +42,11 @@ from tasks.bench import (
     reset_peak_rss,
     write_comparison,
 )
-from tasks.bench_tracking import adopt_run, finish_bench_run, log_reference_run, start_bench_run
 from tasks.ingest import ingest_seed, source_fingerprint
 from tasks.recorder import load_summary
 from tasks.runtime import file_refs
-from tasks.tracking import default_tracking_uri
+from tracking.bench import adopt_run, finish_bench_run, log_reference_run, start_bench_run
+from tracking.client import default_tracking_uri
 
 TRACKED_METRICS = (
     "column_shape_error_pct",

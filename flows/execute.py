@@ -3,13 +3,15 @@
 `execute_run` refuses a bad data source before Prefect starts, points Prefect at the data
 dir, runs the method's flow (flows/registry.py) on the configured executor with signals
 handled, and prints the stage table and the headline metrics (HEADLINE_METRICS) from
-summary.json.
+summary.json. The command line passes `before_flow` to draw its progress bar
+(cli/progress_bar.py) once Prefect's loggers exist.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,20 @@ from synthloom.errors import SynthloomError
 from synthloom.metrics.headline import HEADLINE_METRICS
 
 
-def execute_run(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
+def execute_run(
+    config: dict[str, Any],
+    run_id: str,
+    data_dir: Path,
+    *,
+    before_flow: Callable[[], object] | None = None,
+) -> int:
     """Run the pipeline `config` (a validated config dumped to JSON) as run `run_id` under
     `data_dir`, printing where it writes and, at the end, its stage table and key metrics.
+    `before_flow` is called once Prefect is imported, right before the flow starts.
     Returns the exit code: 0 finished, the error's exit code when a stage failed
     (summary.json says which); on SIGTERM or SIGINT the process exits (flows/signals.py)."""
     from flows.environment import configure_runtime, reap_orphaned_servers
-    from synthloom.ingest import source_files
+    from synthloom.ingest.sources import source_files
 
     # Refused before Prefect starts: a data.source directory that is no dataset is not walked.
     source_files(config["data"]["source"], config["data"].get("format"))
@@ -41,7 +50,7 @@ def execute_run(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
     # One process per run: a second `synthloom run` of the same run id is refused.
     with run_lock(run_dir, run_id), stop_on_signals(run_id, run_dir):
         try:
-            code = _run_flow(config, run_id, data_dir, run_dir)
+            code = _run_flow(config, run_id, data_dir, run_dir, before_flow)
         except BaseException as exc:
             exit_after_signal(exc, run_id, run_dir)  # SIGTERM/SIGINT: record, stop, exit now
             raise
@@ -49,17 +58,23 @@ def execute_run(config: dict[str, Any], run_id: str, data_dir: Path) -> int:
         return code
 
 
-def _run_flow(config: dict[str, Any], run_id: str, data_dir: Path, run_dir: Path) -> int:
+def _run_flow(
+    config: dict[str, Any],
+    run_id: str,
+    data_dir: Path,
+    run_dir: Path,
+    before_flow: Callable[[], object] | None,
+) -> int:
     from flows.environment import quiet_user_error_tracebacks
     from flows.executors import with_executor
-    from flows.progress_bar import install_progress_bar
     from flows.registry import flow_for
     from flows.signals import kill_temporary_server_at_exit
 
     pipeline = flow_for(config["method"]["name"])  # imports Prefect: after configure_runtime
     pipeline = with_executor(pipeline, config)  # run.executor: local, dask or ray
     quiet_user_error_tracebacks()
-    install_progress_bar()
+    if before_flow is not None:
+        before_flow()
 
     try:
         summary = pipeline(config=config, run_id=run_id, data_dir=str(data_dir))

@@ -1,32 +1,19 @@
-"""Which Prefect flow runs a pipeline config, by `method.name`.
+"""Which Prefect flow runs a pipeline config: the `flow` of its method's row in the core's
+method registry (synthloom/methods/registry.py), a "module:function" string imported here.
 
 Every pipeline flow has the signature `flow(config: dict, run_id: str, data_dir: str) -> dict`
-(the run's summary). Entries are "module:function", imported lazily because importing a flow
-imports Prefect, which must happen after `flows.environment.configure_runtime`.
+(the run's summary). The import is lazy because importing a flow imports Prefect, which must
+happen after `flows.environment.configure_runtime`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-TABULAR_FLOW = "flows.tabular:tabular_pipeline"
-TEXT_FLOW = "flows.text:text_pipeline"
-SYNTHLLM_FLOW = "flows.synthllm:synthllm_pipeline"
-
-# method name -> flow; methods not listed run in the tabular flow.
-FLOW_BY_METHOD: dict[str, str] = {
-    "fewgen": TEXT_FLOW,
-    "cfg": TEXT_FLOW,
-    "corrsynth": TEXT_FLOW,
-    "bare": TEXT_FLOW,
-    "synalign": TEXT_FLOW,
-    "synthllm": SYNTHLLM_FLOW,
-}
+from synthloom.methods.registry import method_spec, resolve
 
 
 def flow_for(method_name: str) -> Callable[..., dict[str, Any]]:
-    """The flow function for a method (the tabular flow unless listed in FLOW_BY_METHOD)."""
-    module, _, attr = FLOW_BY_METHOD.get(method_name, TABULAR_FLOW).partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """The flow function of a method (KeyError for a name the registry does not hold)."""
+    return resolve(method_spec(method_name).flow)

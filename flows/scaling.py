@@ -20,8 +20,9 @@ from synthloom.scaling.config import REAL_LABEL, ScalingConfig, study_hash
 from tasks.recorder import RunRecorder
 from tasks.runtime import file_refs
 from tasks.scaling import fit_curves, measure_curve, run_inputs, same_test_split
-from tasks.scaling_tracking import log_scaling_study
-from tasks.tracking import default_tracking_uri, end_status
+from tracking.client import default_tracking_uri
+from tracking.pipeline import end_status
+from tracking.scaling import log_scaling_study
 
 MIN_REAL_SIZES = 4
 

@@ -6,7 +6,7 @@ repository root that `prefect deploy` records), then runs the method's flow
 (`flows.registry.flow_for`) as a subflow with exactly the parameters `synthloom run CONFIG
 --set ...` would pass. A deployment therefore names a config file instead of embedding a
 copy of it, and an edited config is picked up by the next scheduled run. `synthloom serve`
-(flows/serve.py) serves the method's flow directly with the config validated at start.
+(cli/serve.py) serves the method's flow directly with the config validated at start.
 """
 
 from __future__ import annotations

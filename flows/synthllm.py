@@ -16,7 +16,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.run_artifacts import publish_run_artifacts
-from synthloom.config import PipelineConfig, config_hash, stages_for
+from synthloom.config import PipelineConfig, config_hash
+from synthloom.methods.registry import stages_for
 from synthloom.runs import model_cache_dir
 from tasks.ingest import source_fingerprint
 from tasks.recorder import RunRecorder
@@ -29,7 +30,8 @@ from tasks.synthllm import (
     sample_combinations_stage,
 )
 from tasks.text import filter_text, ingest_text
-from tasks.tracking import default_tracking_uri, end_status, log_pipeline_run
+from tracking.client import default_tracking_uri
+from tracking.pipeline import end_status, log_pipeline_run
 
 
 @flow(name="synthllm-pipeline", flow_run_name="{run_id}", validate_parameters=False)

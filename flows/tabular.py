@@ -14,8 +14,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.run_artifacts import publish_run_artifacts
-from synthloom.config import PipelineConfig, config_hash, stages_for
+from synthloom.config import PipelineConfig, config_hash
 from synthloom.errors import StageError
+from synthloom.methods.registry import stages_for
 from synthloom.runs import model_cache_dir
 from tasks.evaluate import evaluate_synthetic
 from tasks.filter import filter_rows
@@ -24,7 +25,8 @@ from tasks.generate import generate_rows
 from tasks.ingest import ingest_seed, source_fingerprint
 from tasks.recorder import RunRecorder
 from tasks.runtime import file_refs
-from tasks.tracking import default_tracking_uri, end_status, log_pipeline_run
+from tracking.client import default_tracking_uri
+from tracking.pipeline import end_status, log_pipeline_run
 
 
 @flow(name="tabular-pipeline", flow_run_name="{run_id}", validate_parameters=False)

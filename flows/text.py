@@ -1,7 +1,7 @@
 """The labelled-text pipeline: ingest -> generate -> filter -> evaluate, then track.
 
-Every text method (`synthloom.config.TEXT_METHODS`: FewGen, CFG, CorrSynth, BARE, SynAlign)
-runs through this flow; only the generate stage differs (the generator named by
+Every text method (kind text in synthloom/methods/registry.py: FewGen, CFG, CorrSynth, BARE,
+SynAlign) runs through this flow; only the generate stage differs (the generator named by
 `method.name`). Composition only: every stage is a cached task in `tasks/text.py`; rerunning
 the same run id reuses completed stages and continues from the first unfinished one.
 """
@@ -15,7 +15,8 @@ from prefect import flow
 
 from flows.run_artifacts import publish_run_artifacts
 from flows.tabular import track_pipeline_run  # one MLflow logging path for every flow
-from synthloom.config import PipelineConfig, config_hash, stages_for
+from synthloom.config import PipelineConfig, config_hash
+from synthloom.methods.registry import stages_for
 from synthloom.runs import model_cache_dir
 from tasks.ingest import source_fingerprint
 from tasks.recorder import RunRecorder

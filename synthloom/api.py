@@ -18,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from synthloom.config import CONDITIONAL_METHODS, validate_config
+from synthloom.config import validate_config
 from synthloom.errors import ConfigError, data_error
 from synthloom.export import kept_table, load_finished_run
+from synthloom.methods.registry import CONDITIONAL_METHODS
 from synthloom.runs import resolve_data_dir, stored_run
 from synthloom.schema import TableSchema
 
@@ -80,7 +81,7 @@ def fit(
     the same names mean; `method_keys` are the keys of `method:` (docs/config_reference.md),
     e.g. `fit(df, "tabsyn", "Status", vae_epochs=200)`. Raises ConfigError for a bad key or
     value and DataError for a frame the pipeline would refuse."""
-    from synthloom.ingest import prepare_seed_table
+    from synthloom.ingest.inference import prepare_seed_table
     from synthloom.methods import GENERATORS, build_generator
     from synthloom.models.device import set_seed
 

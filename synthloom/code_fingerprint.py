@@ -11,6 +11,11 @@ its cache and an edit elsewhere (MLflow logging, another stage, the CLI) does no
 __init__ imports by computed name (`importlib.import_module`), every module of that package.
 Only modules under `packages` (default: synthloom and tasks) count; the rest is the
 environment (pinned packages), not project code.
+
+The method registry (`DISPATCH_TABLES`) is the exception to the strings rule: it names every
+method's generator, of which a stage runs the one its config picks. Its strings are not
+followed; `stage_fingerprint(module, method)` adds the picked method's generator module and
+its closure, so an edit to FewGen misses FewGen's cached stages and no table generator's.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("synthloom", "tasks")
+# Modules whose "module:attr" strings are a dispatch table: one entry runs, chosen by the
+# config (see the module docstring and `stage_fingerprint`).
+DISPATCH_TABLES = frozenset({"synthloom.methods.registry"})
 _DOTTED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?::\w+)?$")
 
 
@@ -87,7 +95,7 @@ def direct_dependencies(name: str, modules: dict[str, Path]) -> set[str]:
         targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in modules]
         for target in [module, *targets]:
             found |= _with_parents(target, modules)
-    for module in _named_in_strings(tree, modules):
+    for module in _named_in_strings(tree, modules) if name not in DISPATCH_TABLES else ():
         found |= _with_parents(module, modules)
     if path.name == "__init__.py" and "import_module" in source:
         found |= {m for m in modules if m.startswith(name + ".")}
@@ -142,3 +150,25 @@ def code_fingerprint(module: str) -> str:
     a graph built once per process (the sources do not change under a running pipeline)."""
     modules, graph = _project_graph()
     return fingerprint_of(_reachable(module, modules, graph.__getitem__))
+
+
+def method_module(method_name: str | None) -> str | None:
+    """The module of `method_name`'s generator class in the method registry, or None (no
+    method, an unknown name, or a method whose stages import their own code)."""
+    from synthloom.methods.registry import SPECS
+
+    spec = SPECS.get(method_name) if isinstance(method_name, str) else None
+    return spec.generator.partition(":")[0] if spec is not None and spec.generator else None
+
+
+@cache
+def stage_fingerprint(module: str, method_name: str | None = None) -> str:
+    """The fingerprint of what a stage runs: the closure of its task module `module`, plus,
+    when the stage runs method `method_name` through the registry, the closure of that
+    method's generator module."""
+    modules, graph = _project_graph()
+    closure = _reachable(module, modules, graph.__getitem__)
+    generator = method_module(method_name)
+    if generator is not None and generator in modules:
+        closure |= _reachable(generator, modules, graph.__getitem__)
+    return fingerprint_of(closure)

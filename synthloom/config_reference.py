@@ -29,7 +29,7 @@ REGENERATE_COMMAND = ".venv/bin/python -m synthloom.config_reference"
 
 _HEADER = f"""# Config reference
 
-Generated from the pydantic models in `synthloom/config.py` (and the method configs its
+Generated from the pydantic models in `synthloom/config/` (and the method configs its
 `method` union holds) by `{REGENERATE_COMMAND}` (or `make docs`);
 do not edit by hand: `tests/test_docs.py` fails when this page and the models disagree.
 What the keys are for, with examples, is in [configuration.md](configuration.md).

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthloom.artifacts import atomic_write_bytes, read_manifest, staged_directory
-from synthloom.config import TEXT_METHODS
 from synthloom.errors import ConfigError
+from synthloom.methods.registry import LABELLED_TEXT_METHODS
 
 FORMATS = ("csv", "parquet", "jsonl", "hf")
 SUFFIX_FORMATS = {
@@ -60,7 +60,7 @@ class FinishedRun:
 
     @property
     def is_text(self) -> bool:
-        return self.method in (*TEXT_METHODS, "synthllm")
+        return self.method in LABELLED_TEXT_METHODS
 
 
 @dataclass(frozen=True)

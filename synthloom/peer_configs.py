@@ -1,6 +1,6 @@
 """Config models of the peer generators (`method.name` smote, gaussian_copula, ctgan, tvae,
-great); `synthloom.config` adds them to the method union. Pydantic only: no peer package is
-imported here, so configs validate (and `synthloom validate` works) without the extra.
+great); synthloom/methods/registry.py names them. Pydantic only: no peer package is imported
+here, so configs validate (and `synthloom validate` works) without the extra.
 
 Defaults are the packages' own (SMOTE k = 5; SDV's CTGAN/TVAE 300 epochs, batch 500) except
 GReaT's step budget, which is sized for a CPU (see docs/benchmarks.md, "Peers").
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from synthloom.config_base import StrictConfig
+from synthloom.config.base import StrictConfig
 
 
 class SmoteConfig(StrictConfig):
@@ -86,12 +86,3 @@ class GReaTConfig(StrictConfig):
     max_attempts_factor: float = Field(
         5.0, ge=1.0, description="stop after this many generations per requested row"
     )
-
-
-PEER_CONFIGS: dict[str, type[BaseModel]] = {
-    "smote": SmoteConfig,
-    "gaussian_copula": GaussianCopulaConfig,
-    "ctgan": CTGANConfig,
-    "tvae": TVAEConfig,
-    "great": GReaTConfig,
-}

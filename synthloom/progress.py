@@ -13,6 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# Log records that carry a progress event have this attribute ({stage, done, total, unit,
+# elapsed, rate, eta}): tasks.runtime.stage_progress writes them, the CLI's progress bar
+# (cli/progress_bar.py) draws them.
+PROGRESS_EXTRA = "synthloom_progress"
+
 
 @dataclass(frozen=True)
 class ProgressEvent:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from synthloom.ingest import load_source, prepare_seed_table
+from synthloom.ingest.inference import prepare_seed_table
+from synthloom.ingest.sources import load_source
 from synthloom.schema import TableSchema
 from synthloom.splits import Splits, split_table
 

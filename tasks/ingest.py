@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.artifacts import sha256_files, write_table
-from synthloom.ingest import source_files
+from synthloom.ingest.sources import source_files
 from synthloom.seed_splits import seed_splits
 from synthloom.splits import SPLIT_NAMES
 from tasks.runtime import StageOutput, StageRun, stage

@@ -30,8 +30,8 @@ from synthloom.budget import (
     estimate_output,
     parquet_bytes_per_row,
 )
-from synthloom.config import STAGES
 from synthloom.errors import ConfigError, StageError, SynthloomError
+from synthloom.methods.registry import STAGES
 from synthloom.stopping import RunInterrupted, stop_signal
 from tasks.runtime import interruption_signal, retry_options, set_fault_budget
 

@@ -29,16 +29,17 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 from synthloom.artifacts import MANIFEST_NAME, atomic_write_json, sha256_tree, staged_directory
-from synthloom.code_fingerprint import code_fingerprint
+from synthloom.code_fingerprint import stage_fingerprint
 from synthloom.errors import StageError, SynthloomError
-from synthloom.progress import ProgressEvent, ProgressReporter
+from synthloom.progress import PROGRESS_EXTRA, ProgressEvent, ProgressReporter
 from synthloom.stopping import RunInterrupted, stop_signal
 
 
 @dataclass
 class StageCode(CachePolicy):
-    """Cache key part: `code_fingerprint` of the task's module, i.e. the source of every
-    project module the stage can run (synthloom.code_fingerprint), not of the whole tree."""
+    """Cache key part: `stage_fingerprint` of the task's module and the method it runs, i.e.
+    the source of every project module the stage can run (synthloom.code_fingerprint), not
+    of the whole tree."""
 
     def compute_key(
         self,
@@ -47,7 +48,16 @@ class StageCode(CachePolicy):
         flow_parameters: dict[str, Any] | None,
         **kwargs: Any,
     ) -> str | None:
-        return code_fingerprint(task_ctx.task.fn.__module__) if task_ctx else None
+        if not task_ctx:
+            return None
+        return stage_fingerprint(task_ctx.task.fn.__module__, method_of(inputs or {}))
+
+
+def method_of(inputs: dict[str, Any]) -> str | None:
+    """The method a stage runs, from its inputs: `method["name"]` or `method_name`."""
+    method = inputs.get("method")
+    name = method.get("name") if isinstance(method, dict) else inputs.get("method_name")
+    return name if isinstance(name, str) else None
 
 
 # Every stage's cache key: its inputs (upstream manifests enter as their file hashes, so new
@@ -130,7 +140,7 @@ def stage(
             bound.apply_defaults()
             values = {k: v for k, v in bound.arguments.items() if k != "run"}
             log = get_run_logger()
-            code = code_fingerprint(body.__module__)
+            code = stage_fingerprint(body.__module__, method_of(values))
             if len(config_names) == 1:
                 recorded = values[config_names[0]]
             else:
@@ -279,11 +289,6 @@ class StageOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
-
-
-# Log records that carry a progress event have this attribute ({stage, done, total, unit,
-# elapsed}); the CLI's progress bar (flows/progress_bar.py) renders them.
-PROGRESS_EXTRA = "synthloom_progress"
 
 
 def stage_progress(

@@ -15,7 +15,7 @@ import numpy as np
 from synthloom.artifacts import atomic_write_json, read_table, write_table
 from synthloom.errors import StageError
 from synthloom.filters.text import filter_texts
-from synthloom.ingest import load_source
+from synthloom.ingest.sources import load_source
 from synthloom.methods.text.label_margin import label_margin_scorer
 from synthloom.methods.text.runner import run_generator, seed_set, text_model_box
 from synthloom.metrics.text_evaluation import evaluate_text_sets, sample_texts_table

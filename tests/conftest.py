@@ -126,7 +126,7 @@ def mlflow_dataset_inputs():
 
     from mlflow.tracking import MlflowClient
 
-    from tasks.tracking import default_tracking_uri
+    from tracking.client import default_tracking_uri
 
     def read(data_dir: Path, mlflow_run_id: str) -> dict[str, tuple[str, int]]:
         run = MlflowClient(default_tracking_uri(data_dir)).get_run(mlflow_run_id)

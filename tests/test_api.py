@@ -22,7 +22,8 @@ import synthloom
 from synthloom.api import FRAME_SOURCE
 from synthloom.config import load_config
 from synthloom.errors import ConfigError, DataError
-from synthloom.ingest import load_source, prepare_seed_table
+from synthloom.ingest.inference import prepare_seed_table
+from synthloom.ingest.sources import load_source
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_TABSYN = {

@@ -246,7 +246,7 @@ def test_echo_detection_and_refine_request():
 
 
 def test_config_defaults_match_the_generator_and_the_registry_builds_it():
-    from synthloom.config import METHOD_CONFIGS, TEXT_METHODS
+    from synthloom.methods.registry import METHOD_CONFIGS, TEXT_METHODS
     from synthloom.methods.text import build_text_generator
 
     assert "bare" in TEXT_METHODS

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from synthloom.bench.config import bench_hash, pipeline_config_for, validate_bench_config
 from synthloom.bench.table import (
     COLUMNS,

@@ -58,12 +58,40 @@ def test_the_cached_fingerprint_is_the_closures(module) -> None:
 def test_tracking_and_other_stages_are_outside_a_stage_and_its_code_inside() -> None:
     closure = module_closure("tasks.filter")
     assert {"tasks.filter", "tasks.runtime", "synthloom.filters.tabular"} <= closure
-    assert not {"tasks.tracking", "tasks.text", "tasks.difflm", "tasks.fit"} & closure
-    assert not any(m.startswith("flows") for m in closure)
-    # text generators are named in a string registry, models load by computed name
+    assert not {"tasks.text", "tasks.difflm", "tasks.fit"} & closure
+    # MLflow logging (tracking/), the flows and the CLI are no stage's code: outside the
+    # fingerprinted packages, and no stage reaches tracking/ even when it is counted
+    assert not any(m.split(".")[0] in ("tracking", "flows", "cli") for m in closure)
+    for module in STAGE_MODULES:
+        counted = module_closure(module, packages=("synthloom", "tasks", "tracking"))
+        assert not any(m.split(".")[0] == "tracking" for m in counted), module
+    # models load by computed name; the method registry's generator strings are not followed
     text = module_closure("tasks.text")
-    assert {"synthloom.methods.text.fewgen", "synthloom.methods.text.synalign"} <= text
     assert "synthloom.models.causal_lm" in text
+    assert not {"synthloom.methods.text.fewgen", "synthloom.methods.tabsyn.generator"} & text
+
+
+def test_a_stage_covers_the_generator_of_its_method_and_no_other() -> None:
+    """The registry names every generator; a stage's fingerprint covers the one its config
+    runs: FewGen's generate stage hashes fewgen.py, not bare.py nor tabsyn, and the fit
+    stage of tabsyn hashes tabsyn, not the text generators."""
+    from synthloom.code_fingerprint import method_module, stage_fingerprint
+    from tasks.runtime import method_of
+
+    assert method_module("fewgen") == "synthloom.methods.text.fewgen"
+    assert method_module("difflm") is None and method_module(None) is None
+    assert method_of({"method": {"name": "bare"}}) == "bare"
+    assert method_of({"method_name": "tabsyn", "seed": 0}) == "tabsyn"
+    assert method_of({"seed": 0}) is None
+    assert stage_fingerprint("tasks.text") == code_fingerprint("tasks.text")
+    assert len({stage_fingerprint("tasks.text", m) for m in ("fewgen", "bare", None)}) == 3
+    fit_tabsyn = stage_fingerprint("tasks.fit", "tabsyn")
+    assert fit_tabsyn != stage_fingerprint("tasks.fit", "marginals")
+    # what the fingerprint hashes: the two closures' union
+    union = module_closure("tasks.fit") | module_closure("synthloom.methods.tabsyn.generator")
+    assert fit_tabsyn == fingerprint_of(union)
+    assert "synthloom.methods.tabsyn.vae" in union
+    assert not any(m.startswith("synthloom.methods.text.") for m in union)
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -87,6 +87,21 @@ def test_set_overrides_are_typed(tmp_path: Path) -> None:
         load_config(path, ["generate.rows=3"])
 
 
+def test_set_values_are_read_by_the_safe_yaml_reader(tmp_path: Path) -> None:
+    """A --set value goes through the config files' reader: a repeated key or an alias bomb
+    is refused, text that is not YAML at all stays text (and fails as a wrong type)."""
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError, match="--set data.labels: the key `a` is written twice"):
+        load_config(path, ["data.labels={a: 1, a: 2}"])
+    bomb = "&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"
+    for level in range(1, 6):  # each level holds the previous one ten times: 1.1 million values
+        bomb = f"&a{level} [{bomb}" + f", *a{level - 1}" * 9 + "]"
+    with pytest.raises(ConfigError, match="anchors and aliases expand to"):
+        load_config(path, [f"evaluate.mle_seeds={bomb}"])
+    with pytest.raises(ConfigError, match=r"key `evaluate.mle_seeds`.*got '\[4'"):
+        load_config(path, ["evaluate.mle_seeds=[4"])
+
+
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(write(tmp_path, "data: [unclosed"))

@@ -19,7 +19,8 @@ from synthloom.corpora import (
     tool_spec_json,
     write_corpus,
 )
-from synthloom.ingest import load_source, prepare_seed_table
+from synthloom.ingest.inference import prepare_seed_table
+from synthloom.ingest.sources import load_source
 from synthloom.metrics.tools import tool_spec_errors
 
 

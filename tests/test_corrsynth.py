@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthloom.config import METHOD_CONFIGS, CFGConfig, CorrSynthConfig
+from synthloom.config import CFGConfig, CorrSynthConfig
 from synthloom.errors import DataError
+from synthloom.methods.registry import METHOD_CONFIGS
 from synthloom.methods.text import build_text_generator
 from synthloom.methods.text.base import ModelBox, SeedSet, TextGenerator
 from synthloom.methods.text.cfg import CFGGenerator, cfg_guidance, negative_examples

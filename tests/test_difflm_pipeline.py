@@ -12,8 +12,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from flows.cli import main
-from synthloom.config import DIFFLM_STAGES, PipelineConfig, load_config
+from cli.main import main
+from synthloom.config import PipelineConfig, load_config
+from synthloom.methods.registry import DIFFLM_STAGES
 from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
 from synthloom.runs import run_id_for
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main
-from synthloom.config import DIFFLM_STAGES, load_config
+from cli.main import main
+from synthloom.config import load_config
+from synthloom.methods.registry import DIFFLM_STAGES
 from synthloom.runs import run_id_for
 
 

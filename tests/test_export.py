@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from synthloom.errors import ConfigError
 from synthloom.export import export_format, export_run, read_export_metadata
 
@@ -131,7 +131,7 @@ def test_hub_push_that_cannot_reach_the_hub_says_so_and_keeps_the_file(
     env = dict(os.environ, HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_not_a_token")
     env.pop("HF_HUB_OFFLINE", None)
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "export", run_id, "--out", str(out)]
+        [sys.executable, "-m", "cli.main", "export", run_id, "--out", str(out)]
         + ["--hub", "someone/rows", "--data-dir", str(data_dir)],
         cwd=Path(__file__).resolve().parent.parent,
         env=env,

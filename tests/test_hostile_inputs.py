@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from synthloom.config import load_config
-from synthloom.config_base import MAX_YAML_NODES
+from synthloom.config.base import MAX_YAML_NODES
 from synthloom.errors import SynthloomError
 from synthloom.runs import checked_run_id, run_id_for
 from synthloom.seed_splits import seed_splits

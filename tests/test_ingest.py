@@ -11,14 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthloom.errors import DataError
-from synthloom.ingest import (
-    default_max_categories,
-    infer_schema,
-    load_source,
-    prepare_seed_table,
-    schema_from_arrow_metadata,
-    schema_to_arrow_metadata,
-)
+from synthloom.ingest.inference import default_max_categories, infer_schema, prepare_seed_table
+from synthloom.ingest.schema_metadata import schema_from_arrow_metadata, schema_to_arrow_metadata
+from synthloom.ingest.sources import load_source
 from synthloom.schema import ColumnKind, TableSchema
 from synthloom.splits import split_table
 
@@ -528,3 +523,15 @@ def test_sklearn_breast_cancer_end_to_end():
     assert schema.column("target").categories == ("benign", "malignant")
     assert all(schema.column(c).kind is ColumnKind.NUMERIC for c in schema.features)
     assert schema.column("mean radius").minimum == pytest.approx(6.981)
+
+
+def test_the_package_re_exports_its_modules_public_names():
+    """`from synthloom.ingest import load_source` keeps working: each name the package
+    exports is the object its concept module defines."""
+    import synthloom.ingest as ingest
+    from synthloom.ingest import inference, schema_metadata, sources
+
+    owners = {}
+    for module in (sources, inference, schema_metadata):
+        owners.update({name: getattr(module, name) for name in module.__all__})
+    assert ingest.__all__ and all(getattr(ingest, n) is owners[n] for n in ingest.__all__)

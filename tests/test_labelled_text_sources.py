@@ -13,7 +13,7 @@ import pytest
 from synthloom import corpora
 from synthloom.config import load_config
 from synthloom.errors import DataError
-from synthloom.ingest import load_source
+from synthloom.ingest.sources import load_source
 from synthloom.text_splits import text_splits
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from synthloom.config import config_hash, load_config
 from synthloom.errors import ConfigError, DataError, StageError
 from synthloom.progress import ProgressReporter
@@ -87,7 +87,7 @@ def test_retry_condition_never_retries_user_errors() -> None:
 
 
 def test_progress_reporter_rate_eta_and_terminal_bar() -> None:
-    from flows.progress_bar import install_progress_bar, render_bar
+    from cli.progress_bar import install_progress_bar, render_bar
     from tasks.runtime import PROGRESS_EXTRA
 
     now = [0.0]
@@ -159,22 +159,28 @@ def test_transient_failure_is_retried_and_keeps_finished_shards(
 
 
 @pytest.mark.integration
-def test_two_dask_workers_give_the_same_output_as_one_process(tmp_path: Path, mixed_table) -> None:
+@pytest.mark.parametrize("executor", ["dask", "ray"])
+def test_two_workers_give_the_same_output_as_one_process(
+    tmp_path: Path, mixed_table, executor: str
+) -> None:
+    """Dask's local cluster and a local Ray instance (both installed by `make setup`) run the
+    five generate shards in worker processes; the rows and metrics equal a local run's."""
     path = ops_config(tmp_path, mixed_table)
     assert main(["run", str(path), "--run-id", "local"]) == 0
-    assert main(["run", str(path), "--run-id", "dask", "--set", "run.executor=dask",
+    assert main(["run", str(path), "--run-id", executor, "--set", f"run.executor={executor}",
                  "--set", "run.workers=2"]) == 0  # fmt: skip
     runs = tmp_path / "data" / "runs"
     local = (runs / "local" / "generate" / "synthetic.parquet").read_bytes()
-    dask = (runs / "dask" / "generate" / "synthetic.parquet").read_bytes()
-    assert local == dask
-    on_dask = summary(tmp_path / "data", "dask")
-    assert stages(on_dask)["generate"]["shards_computed"] == [0, 1, 2, 3, 4]
+    remote = (runs / executor / "generate" / "synthetic.parquet").read_bytes()
+    assert local == remote
+    on_workers = summary(tmp_path / "data", executor)
+    assert stages(on_workers)["generate"]["shards_computed"] == [0, 1, 2, 3, 4]
 
     def results(metrics: dict) -> dict:  # wall-clock figures differ between any two runs
         return {k: v for k, v in metrics.items() if "second" not in k and "time_" not in k}
 
-    assert results(on_dask["metrics"]) == results(summary(tmp_path / "data", "local")["metrics"])
+    local_metrics = summary(tmp_path / "data", "local")["metrics"]
+    assert results(on_workers["metrics"]) == results(local_metrics)
 
 
 @pytest.mark.integration
@@ -190,7 +196,7 @@ def test_rerun_from_a_stage_recomputes_it_and_later_stages(tmp_path: Path, mixed
     env = dict(os.environ, SYNTHLOOM_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
     env.pop("PREFECT_HOME", None)  # a fresh process with its own Prefect state, as a user's
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "rerun", "r1", "--from", "filter"]
+        [sys.executable, "-m", "cli.main", "rerun", "r1", "--from", "filter"]
         + ["--set", "filter.drop_duplicates=false"],
         cwd=REPO,
         env=env,
@@ -231,7 +237,8 @@ def test_compare_sorts_plots_and_logs_the_plot(tmp_path: Path, capsys) -> None:
     """Real MLflow store: two logged pipeline runs, then `compare --sort --plot`."""
     import mlflow
 
-    from tasks.tracking import default_tracking_uri, log_pipeline_run
+    from tracking.client import default_tracking_uri
+    from tracking.pipeline import log_pipeline_run
 
     data_dir = tmp_path / "data"
     uri = default_tracking_uri(data_dir)

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from synthloom.config import load_config
 from synthloom.runs import run_id_for
 
@@ -170,7 +170,7 @@ def _cli(*args: str, data_dir: Path) -> subprocess.Popen:
     env = dict(os.environ, SYNTHLOOM_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
     env.pop("PREFECT_HOME", None)  # each process uses <data_dir>/prefect, as a user's would
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

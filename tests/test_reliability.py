@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from synthloom.artifacts import read_table, sha256_files
 from synthloom.budget import OutputEstimate, check_output_fits
 from synthloom.config import config_hash, load_config
 from synthloom.errors import ConfigError, DataError
-from synthloom.ingest import load_source, prepare_seed_table, sniff_delimiter, source_files
+from synthloom.ingest.inference import prepare_seed_table
+from synthloom.ingest.sources import load_source, sniff_delimiter, source_files
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -353,7 +354,7 @@ def _cli_env() -> dict[str, str]:
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """`synthloom ARGS` in a subprocess (output captured, 400 s at most)."""
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -384,7 +385,7 @@ def test_sigterm_during_generation_exits_fast_records_cancelled_and_resumes(
     env = _cli_env()
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", str(path), "--run-id", "sig"],
+        [sys.executable, "-m", "cli.main", "run", str(path), "--run-id", "sig"],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -476,7 +477,8 @@ def test_watcher_ends_a_run_whose_signal_was_swallowed(tmp_path) -> None:
 
 
 def test_a_cancelled_run_ends_killed_in_mlflow(tmp_path) -> None:
-    from tasks.tracking import default_tracking_uri, end_status, mlflow_at
+    from tracking.client import default_tracking_uri, mlflow_at
+    from tracking.pipeline import end_status
 
     (tmp_path / "mlflow").mkdir()
     uri = default_tracking_uri(tmp_path)
@@ -574,7 +576,7 @@ def test_kill_9_during_generation_resumes_to_the_uninterrupted_result(
     data_dir = tmp_path / "data"
     run_dir = data_dir / "runs" / "k9"
     env = _cli_env()
-    cli = [sys.executable, "-m", "flows.cli"]
+    cli = [sys.executable, "-m", "cli.main"]
     proc = subprocess.Popen(
         [*cli, "run", str(path), "--run-id", "k9"],
         cwd=REPO,
@@ -624,7 +626,7 @@ def kill_on_nth_call(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return original(*args, **kwargs)
 setattr(target, name, kill_on_nth_call)
-from flows.cli import main
+from cli.main import main
 sys.exit(main(sys.argv[4:]))
 """
 
@@ -635,7 +637,7 @@ sys.exit(main(sys.argv[4:]))
         # ingest has written its first split file into the staged directory
         pytest.param(("tasks.ingest", "write_table", 2), id="during-ingest"),
         # the MLflow run and its first stage's child run exist, the rest is not logged
-        pytest.param(("tasks.tracking", "_log_history", 1), id="during-mlflow-logging"),
+        pytest.param(("tracking.pipeline", "_log_history", 1), id="during-mlflow-logging"),
     ],
 )
 def test_kill_9_at_ingest_or_mlflow_logging_resumes_to_one_clean_run(
@@ -646,7 +648,7 @@ def test_kill_9_at_ingest_or_mlflow_logging_resumes_to_one_clean_run(
     (the killed process never wrote the MLflow run id back; resume continues that run)."""
     import mlflow
 
-    from tasks.tracking import default_tracking_uri
+    from tracking.client import default_tracking_uri
 
     csv = tmp_path / "seed.csv"
     mixed_table.to_csv(csv, index=False)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from flows.run_artifacts import (
     ARTIFACTS,
     artifact_key,

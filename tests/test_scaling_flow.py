@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import main
+from cli.main import main
 from synthloom.errors import ConfigError
 from synthloom.scaling.config import load_scaling_config
 

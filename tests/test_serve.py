@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import main
-from flows.dashboard import (
+from cli.main import main
+from cli.serve import build_schedule, deployment_parameters
+from cli.ui import (
     free_port,
     sigterm_raises_keyboard_interrupt,
     start_prefect_server,
@@ -28,7 +29,6 @@ from flows.dashboard import (
     stop_process_groups,
     wait_healthy,
 )
-from flows.serve import build_schedule, deployment_parameters
 from synthloom.config import load_config
 from synthloom.errors import ConfigError
 from synthloom.runs import run_id_for
@@ -157,7 +157,7 @@ def test_served_interval_deployment_completes_a_scheduled_run(tmp_path) -> None:
         env.pop("PREFECT_HOME", None)  # serve uses <data_dir>/prefect, as a user's would
         sets = [arg for value in FAST for arg in ("--set", value)]
         serve = start_process(
-            [sys.executable, "-m", "flows.cli", "serve", str(BASELINE), "--interval", "5"]
+            [sys.executable, "-m", "cli.main", "serve", str(BASELINE), "--interval", "5"]
             + ["--data-dir", str(data_dir), *sets],
             env,
             serve_log,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from synthloom.errors import DataError
-from synthloom.ingest import prepare_seed_table
+from synthloom.ingest.inference import prepare_seed_table
 from synthloom.splits import SPLIT_NAMES, Splits, split_table
 
 

@@ -368,7 +368,7 @@ def test_synalign_on_a_tiny_model_drops_invalid_attributes(tiny_box):
 
 
 def test_config_defaults_match_the_generator_and_the_registry_builds_it():
-    from synthloom.config import METHOD_CONFIGS, TEXT_METHODS
+    from synthloom.methods.registry import METHOD_CONFIGS, TEXT_METHODS
     from synthloom.methods.text import build_text_generator
 
     assert "synalign" in TEXT_METHODS

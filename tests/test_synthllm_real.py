@@ -70,7 +70,7 @@ def test_generation_records_concepts_and_level_with_a_tiny_model() -> None:
 
 @pytest.mark.integration
 def test_synthllm_pipeline_on_real_tweets(tmp_path: Path) -> None:
-    from flows.cli import main
+    from cli.main import main
 
     config = yaml.safe_load(Path("pipeline_configs/synthllm_text.yaml").read_text())
     config["data"] |= {"seeds_per_label": 20, "test_per_label": 30, "real_train_per_label": 30}

@@ -360,7 +360,7 @@ def test_tabsyn_pipeline_runs_under_conditions_and_resumes_cached(
     sharded generate stage, checkpoints cleaned up, a rerun reuses every stage."""
     import yaml
 
-    from flows.cli import main
+    from cli.main import main
 
     csv = tmp_path / "seed.csv"
     mixed_table.to_csv(csv, index=False)

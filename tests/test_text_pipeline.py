@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 import synthloom.methods.text.fewgen as fewgen
-from flows.cli import main
-from synthloom.config import TEXT_STAGES, load_config
+from cli.main import main
+from synthloom.config import load_config
 from synthloom.errors import DataError
+from synthloom.methods.registry import TEXT_STAGES
 from synthloom.methods.text.base import ModelBox, SeedSet
 from synthloom.methods.text.sampling import Continuations
 from synthloom.metrics.student import STUDENT_C_GRID

@@ -9,7 +9,7 @@ import pytest
 
 from synthloom.config import TextFilterConfig
 from synthloom.filters.text import filter_texts
-from synthloom.ingest import load_source
+from synthloom.ingest.sources import load_source
 from synthloom.methods.text.fewgen import FewGenGenerator
 from synthloom.methods.text.prompts import CLOSE, OPEN
 from synthloom.methods.text.runner import run_generator, seed_set, text_model_box

@@ -25,26 +25,21 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from synthloom.config import (
-    METHOD_CONFIGS,
+from synthloom.config.base import StrictConfig, config_error
+from synthloom.config.loading import load_overridden
+from synthloom.config.pipeline import MethodConfig, PipelineConfig
+from synthloom.config.sections import (
     DataConfig,
     EvaluateConfig,
     FilterConfig,
     GenerateConfig,
-    MethodConfig,
-    PipelineConfig,
     RunConfig,
     TrackingConfig,
-    load_overridden,
 )
-from synthloom.config_base import StrictConfig, config_error
 from synthloom.errors import ConfigError
-from synthloom.methods import GENERATORS
+from synthloom.methods.registry import METHOD_CONFIGS, TABULAR_METHODS
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# Table generators (the tabular flow's `fit` stage) and DiffLM (its own stages); text
-# methods run in another flow and cannot fill a table.
-TABULAR_FLOW_METHODS = (*GENERATORS, "difflm")
 
 
 class GenerateOverride(StrictConfig):
@@ -65,10 +60,10 @@ class GeneratorEntry(StrictConfig):
     @field_validator("method")
     @classmethod
     def _runs_on_tables(cls, method: BaseModel) -> BaseModel:
-        if method.name not in TABULAR_FLOW_METHODS:
+        if method.name not in TABULAR_METHODS:
             raise ValueError(
                 f"method {method.name!r} generates text, not table rows; a bench compares "
-                f"tabular generators: {', '.join(TABULAR_FLOW_METHODS)}"
+                f"tabular generators: {', '.join(TABULAR_METHODS)}"
             )
         return method
 
@@ -153,7 +148,7 @@ def validate_bench_config(raw: Any, origin: str) -> BenchConfig:
             "Fix the file or the --set override; docs/benchmarks.md ('Benchmark') lists the "
             "keys, pipeline_configs/bench_credit.yaml is an example.",
             tags=METHOD_CONFIGS,
-            choices=TABULAR_FLOW_METHODS,
+            choices=TABULAR_METHODS,
         ) from None
     for label in config.enabled():
         try:

@@ -1,5 +1,5 @@
-"""Config model of SynthLLM (`method.name: synthllm`); `synthloom.config` adds it to the method
-union. Pydantic only, so configs validate without loading any model."""
+"""Config model of SynthLLM (`method.name: synthllm`); synthloom/methods/registry.py names it
+(and its stages). Pydantic only, so configs validate without loading any model."""
 
 from __future__ import annotations
 
@@ -7,17 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from synthloom.config_base import StrictConfig
-
-SYNTHLLM_STAGES = (
-    "ingest",
-    "extract_concepts",
-    "build_graph",
-    "sample_combinations",
-    "generate",
-    "filter",
-    "evaluate",
-)
+from synthloom.config.base import StrictConfig
 
 
 class LevelMix(StrictConfig):

@@ -1,37 +1,32 @@
-"""Generators by `method.name`. Add a method: a class meeting `TabularGenerator`, a config
-model in `synthloom.config`, and an entry in `GENERATORS`."""
+"""Table generators by `method.name`: the tabular rows of the method registry
+(synthloom/methods/registry.py) that name a generator class, imported on first use (so
+importing this package imports no method's code). Add a method: see the registry."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synthloom.methods.base import TabularGenerator
-from synthloom.methods.marginals import IndependentMarginals
-from synthloom.methods.peers import PEER_GENERATORS  # their packages load lazily (fit/load)
-from synthloom.methods.tabsyn import TabSynGenerator
+from synthloom.methods.registry import METHODS, resolve
 
-GENERATORS: dict[str, type] = {
-    IndependentMarginals.name: IndependentMarginals,
-    TabSynGenerator.name: TabSynGenerator,
-    **PEER_GENERATORS,
+if TYPE_CHECKING:
+    from synthloom.methods.base import TabularGenerator
+
+# method name -> "module:Class" of its `TabularGenerator`
+GENERATORS: dict[str, str] = {
+    spec.name: spec.generator for spec in METHODS if spec.kind == "tabular" and spec.generator
 }
+
+
+def generator_class(name: str) -> type[TabularGenerator]:
+    """The table generator class of method `name` (KeyError for another name)."""
+    return resolve(GENERATORS[name])
 
 
 def build_generator(method: dict[str, Any]) -> TabularGenerator:
     """Instantiate the generator named by `method["name"]` with the remaining keys."""
     params = dict(method)
     name = params.pop("name")
-    return GENERATORS[name](**params)
+    return generator_class(name)(**params)
 
 
-def generator_class(name: str) -> type:
-    return GENERATORS[name]
-
-
-__all__ = [
-    "GENERATORS",
-    "IndependentMarginals",
-    "TabularGenerator",
-    "build_generator",
-    "generator_class",
-]
+__all__ = ["GENERATORS", "build_generator", "generator_class"]

@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from synthloom.config import TrackingConfig, load_overridden
-from synthloom.config_base import StrictConfig, config_error
+from synthloom.config.base import StrictConfig, config_error
+from synthloom.config.loading import load_overridden
+from synthloom.config.sections import TrackingConfig
 from synthloom.errors import ConfigError
 from synthloom.scaling.law import log_spaced_sizes
 

@@ -2,7 +2,8 @@
 
 Every peer lives in a third-party package installed by the optional extra
 (`pip install ".[peers]"`); the adapters import it only when they fit or load, so this
-package imports without them (see `availability.py`).
+package imports without them (see `availability.py`). synthloom/methods/registry.py names
+each one's config and generator class.
 
 | method            | package            | licence  | module        |
 | ----------------- | ------------------ | -------- | ------------- |
@@ -29,21 +30,8 @@ from synthloom.methods.peers.sdv_models import (
 )
 from synthloom.methods.peers.smote import SmoteGenerator
 
-PEER_GENERATORS: dict[str, type] = {
-    cls.name: cls
-    for cls in (
-        SmoteGenerator,
-        GaussianCopulaGenerator,
-        CTGANGenerator,
-        TVAEGenerator,
-        GReaTGenerator,
-    )
-}
-assert set(PEER_GENERATORS) == set(PEER_PACKAGES)
-
 __all__ = [
     "INSTALL_HINT",
-    "PEER_GENERATORS",
     "PEER_PACKAGES",
     "CTGANGenerator",
     "GReaTGenerator",

@@ -1,29 +1,23 @@
-"""Labelled-text generators by `method.name`, imported lazily (each pulls its own code).
+"""Labelled-text generators by `method.name`: the method registry's text rows
+(synthloom/methods/registry.py), each class imported on first use (each pulls its own code).
 
 Add a method: a class meeting `TextGenerator` (synthloom.methods.text.base), a config model
-in `synthloom.config`, and an entry "name": "module:Class" in `TEXT_GENERATORS`.
+in synthloom/config/methods.py, and a row in the registry.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from synthloom.methods.registry import TEXT_METHODS, method_spec, resolve
 from synthloom.methods.text.base import TextGenerator
 
-TEXT_GENERATORS: dict[str, str] = {
-    "fewgen": "synthloom.methods.text.fewgen:FewGenGenerator",
-    "cfg": "synthloom.methods.text.cfg:CFGGenerator",
-    "corrsynth": "synthloom.methods.text.corrsynth:CorrSynthGenerator",
-    "bare": "synthloom.methods.text.bare:BAREGenerator",
-    "synalign": "synthloom.methods.text.synalign:SynAlignGenerator",
-}
 
-
-def text_generator_class(name: str) -> type:
-    """The generator class registered under `name` (KeyError for an unknown name)."""
-    module, _, attr = TEXT_GENERATORS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+def text_generator_class(name: str) -> type[TextGenerator]:
+    """The generator class registered under `name` (KeyError for another name)."""
+    if name not in TEXT_METHODS:
+        raise KeyError(f"{name!r} is not a text method; text methods: {', '.join(TEXT_METHODS)}")
+    return resolve(method_spec(name).generator)
 
 
 def build_text_generator(method: dict[str, Any]) -> TextGenerator:
@@ -31,4 +25,4 @@ def build_text_generator(method: dict[str, Any]) -> TextGenerator:
     return text_generator_class(method["name"])(dict(method))
 
 
-__all__ = ["TEXT_GENERATORS", "build_text_generator", "text_generator_class"]
+__all__ = ["build_text_generator", "text_generator_class"]

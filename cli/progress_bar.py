@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from tasks.runtime import PROGRESS_EXTRA
+from synthloom.progress import PROGRESS_EXTRA
 
 BAR_WIDTH = 28
 

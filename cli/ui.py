@@ -3,7 +3,7 @@
 Starts `prefect server start` (PREFECT_HOME = <data_dir>/prefect, the same database the
 ephemeral API of a plain `synthloom run` writes, so earlier runs show up too) and
 `mlflow ui --workers 1` on the run store `<data_dir>/mlflow/mlflow.db`
-(`tasks.tracking.default_tracking_uri`), each in its own process group with its output in
+(`tracking.client.default_tracking_uri`), each in its own process group with its output in
 `<data_dir>/logs/`. Waits until both answer their health endpoints, prints the URLs, and on
 Ctrl-C or SIGTERM stops both process groups (SIGTERM, then SIGKILL after a grace period).
 `synthloom run` reports into this server when PREFECT_API_URL is exported.
@@ -88,7 +88,7 @@ def prefect_server_command(host: str, port: int) -> list[str]:
 
 
 def mlflow_ui_command(data_dir: Path, host: str, port: int) -> list[str]:
-    from tasks.tracking import default_tracking_uri
+    from tracking.client import default_tracking_uri
 
     artifacts = (data_dir / "mlflow" / "artifacts").resolve()
     return [

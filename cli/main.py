@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cli.progress_bar import install_progress_bar
 from flows.execute import execute_run
 from synthloom.config import load_config, validate_config
 from synthloom.errors import ConfigError, SynthloomError
@@ -21,6 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.model_dump(mode="json"),
         run_id_for(config, args.fresh, args.run_id),
         resolve_data_dir(args.data_dir, config),
+        before_flow=install_progress_bar,
     )
 
 
@@ -42,7 +44,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir, raw = stored_run(args.run_id, data_dir, "resume")
     raw.setdefault("run", {})["fail_at_stage"] = None  # an injected failure is not resumed
     config = validate_config(raw, str(run_dir / "config.json"))
-    return execute_run(config.model_dump(mode="json"), args.run_id, data_dir)
+    return execute_run(
+        config.model_dump(mode="json"), args.run_id, data_dir, before_flow=install_progress_bar
+    )
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
@@ -51,7 +55,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     The run keeps its id and directory; `--set` overrides are applied to the stored config,
     which is replaced by the new one (summary.json records the new config hash and which
     stages were rerun)."""
-    from synthloom.config import apply_override, stages_for
+    from synthloom.config import apply_override
+    from synthloom.methods.registry import stages_for
 
     data_dir = resolve_data_dir(args.data_dir)
     run_dir, raw = stored_run(args.run_id, data_dir, "rerun")
@@ -70,20 +75,17 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if args.set:
         origin += " (with --set " + " ".join(args.set) + ")"
     config = validate_config(raw, origin)
-    return execute_run(config.model_dump(mode="json"), args.run_id, data_dir)
+    return execute_run(
+        config.model_dump(mode="json"), args.run_id, data_dir, before_flow=install_progress_bar
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Table of runs (best first with --sort), optionally a PNG bar chart logged to MLflow."""
     from flows.environment import configure_runtime
     from synthloom.metrics.headline import HEADLINE_METRICS
-    from tasks.tracking import (
-        default_tracking_uri,
-        log_comparison,
-        plot_comparison,
-        runs_table,
-        sort_runs,
-    )
+    from tracking.client import default_tracking_uri
+    from tracking.compare import log_comparison, plot_comparison, runs_table, sort_runs
 
     data_dir = configure_runtime(resolve_data_dir(args.data_dir))
     uri = args.tracking_uri or default_tracking_uri(data_dir)
@@ -188,16 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--data-dir")
     cmp_.set_defaults(func=cmd_compare)
 
-    from flows.bench_cli import add_bench_parser
-    from flows.dashboard import add_ui_command
-    from flows.scaling_cli import add_scaling_parser
-    from flows.serve import add_serve_command
+    from cli.bench import add_bench_parser
+    from cli.scaling import add_scaling_parser
+    from cli.serve import add_serve_command
+    from cli.ui import add_ui_command
 
     add_bench_parser(sub)
     add_scaling_parser(sub)
     add_serve_command(sub)
     add_ui_command(sub)
-    from flows.export_cli import add_export_parser
+    from cli.export import add_export_parser
 
     add_export_parser(sub)
     return parser

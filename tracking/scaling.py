@@ -18,7 +18,7 @@ import pandas as pd
 
 from synthloom.config import flatten
 from tasks.scaling import FIT_KEYS
-from tasks.tracking import ensure_experiment, finite_metrics, git_commit, mlflow_at
+from tracking.client import ensure_experiment, finite_metrics, git_commit, mlflow_at
 
 
 def log_scaling_study(

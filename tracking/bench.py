@@ -2,7 +2,7 @@
 nested under it, plus a nested run for the real-data reference.
 
 Nesting is MLflow's `mlflow.parentRunId` tag. A generator's pipeline run is an ordinary
-pipeline run (tasks/tracking.py, with its own nested stage runs); the bench tags it with
+pipeline run (tracking/pipeline.py, with its own nested stage runs); the bench tags it with
 the parent after it finished, so `synthloom compare` and the MLflow UI both see it. A rerun
 of the bench reuses finished pipeline runs and re-parents them to the new bench run. Only
 `MlflowClient` calls are used here: no global active run that a pipeline run would collide
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.config import flatten
-from tasks.tracking import ensure_experiment, finite_metrics, git_commit, mlflow_at
+from tracking.client import ensure_experiment, finite_metrics, git_commit, mlflow_at
 
 PARENT_TAG = "mlflow.parentRunId"
 BENCH_TAG = "synthloom.bench_id"

@@ -1,16 +1,14 @@
-"""MLflow tracking: one run per pipeline run, a nested run per stage, and the run table.
+"""MLflow tracking of a pipeline run: one run per pipeline run, a nested run per stage.
 
-Default store: `sqlite:///<data_dir>/mlflow/mlflow.db` with artifacts under
-`<data_dir>/mlflow/artifacts`. A resumed pipeline run appends to the MLflow run it
-started (its id is kept in summary.json) and adds nested runs for the stages it ran.
+The store and experiment come from tracking/client.py. A resumed pipeline run appends to the
+MLflow run it started (its id is kept in summary.json) and adds nested runs for the stages
+it ran.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -18,48 +16,7 @@ from typing import Any
 
 from synthloom.artifacts import read_manifest
 from synthloom.config import flatten
-from synthloom.metrics.headline import HEADLINE_METRICS
-
-
-def default_tracking_uri(data_dir: str | Path) -> str:
-    return "sqlite:///" + str((Path(data_dir) / "mlflow" / "mlflow.db").resolve())
-
-
-def _artifact_root(data_dir: str | Path) -> str:
-    return (Path(data_dir) / "mlflow" / "artifacts").resolve().as_uri()
-
-
-def mlflow_at(uri: str):  # noqa: ANN202 - mlflow is imported lazily (slow import)
-    """The `mlflow` module with its tracking URI set to `uri`."""
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    return mlflow
-
-
-def ensure_experiment(mlflow: Any, name: str, data_dir: str | Path) -> str:
-    """The id of experiment `name`, created with its artifacts under `data_dir` if absent."""
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    Path(data_dir, "mlflow", "artifacts").mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(name, artifact_location=f"{_artifact_root(data_dir)}/{name}")
-
-
-def git_commit() -> str:
-    """The short commit hash of the checkout holding this code, or "unknown"."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
+from tracking.client import ensure_experiment, finite_metrics, git_commit, metric_name, mlflow_at
 
 # Method config keys that name a model (tagged as `model.<key>` on every run).
 MODEL_KEYS = ("encoder", "decoder", "model", "teacher", "student", "generator", "embedder")
@@ -104,20 +61,6 @@ def machine_tags(device: str = "auto") -> dict[str, str]:
     }
 
 
-def _metric_name(name: str) -> str:
-    """MLflow accepts letters, digits, _ - . space / in metric names; map the rest to _."""
-    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
-
-
-def finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of `metrics` as floats, keys made valid MLflow metric names."""
-    return {
-        _metric_name(k): float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-    }
-
-
 STAGE_ARTIFACTS = (
     "metrics.json",
     "columns.png",
@@ -139,7 +82,7 @@ def _log_history(mlflow: Any, path: Path) -> None:
     history = json.loads(path.read_text(encoding="utf-8"))
     now = int(time.time() * 1000)
     metrics = [
-        Metric(_metric_name(name), float(value), now, int(step))
+        Metric(metric_name(name), float(value), now, int(step))
         for name, points in history.items()
         if isinstance(points, list)
         for step, value in points
@@ -332,113 +275,3 @@ def end_status(mlflow_run_id: str, uri: str, status: str) -> None:
     mlflow = mlflow_at(uri)
     ended = {"completed": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
     mlflow.tracking.MlflowClient().set_terminated(mlflow_run_id, status=ended)
-
-
-def runs_table(uri: str, experiment: str | None, metrics: list[str] | None = None):  # noqa: ANN201
-    """A pandas frame of pipeline runs (parent runs only), newest first."""
-    import pandas as pd
-
-    mlflow = mlflow_at(uri)
-    if experiment:
-        if mlflow.get_experiment_by_name(experiment) is None:
-            return pd.DataFrame()
-        names = [experiment]
-    else:
-        names = [e.name for e in mlflow.search_experiments()]
-    frame = mlflow.search_runs(
-        experiment_names=names,
-        filter_string="tags.`synthloom.run_id` != ''",
-        order_by=["start_time DESC"],
-    )
-    if frame.empty:
-        return frame
-    if "tags.stage" in frame:
-        frame = frame[frame["tags.stage"].isna()]
-    wanted = list(metrics) if metrics else list(HEADLINE_METRICS)
-    out = pd.DataFrame(
-        {
-            "run": frame["tags.synthloom.run_id"],
-            "method": frame.get("tags.method"),
-            "dataset": frame.get("tags.dataset"),
-            "status": frame.get("tags.status"),
-            "wall_s": frame["metrics.pipeline_wall_seconds"].round(1)
-            if "metrics.pipeline_wall_seconds" in frame
-            else math.nan,
-        }
-    )
-    for name in wanted:
-        column = f"metrics.{name}"
-        if column in frame:
-            out[name] = frame[column].round(4)
-    return out.reset_index(drop=True)
-
-
-# Metrics where a smaller value is better; `dcr_share` is best at 0.5 (sorted by |x - 0.5|).
-_LOWER_IS_BETTER = ("error", "rmse", "copy", "gap", "seconds", "_std", "wall", "mb")
-
-
-def sort_runs(table, metric: str):  # noqa: ANN001, ANN201 - pandas frame in and out
-    """Best first: ascending for errors/costs, descending for scores, |x - 0.5| for DCR."""
-    if metric == "dcr_share":
-        return table.sort_values(metric, key=lambda s: (s - 0.5).abs(), na_position="last")
-    ascending = any(word in metric for word in _LOWER_IS_BETTER)
-    return table.sort_values(metric, ascending=ascending, na_position="last")
-
-
-def plot_comparison(table, metrics: list[str], path: str | Path) -> Path:  # noqa: ANN001
-    """A PNG with one horizontal bar chart per metric, one bar per run (table order)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [
-        f"{run} ({method})" for run, method in zip(table["run"], table["method"], strict=True)
-    ]
-    height = max(2.0, 0.35 * len(labels) + 1.2)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 2.5, height))
-    axes = [axes] if len(metrics) == 1 else list(axes)
-    positions = list(range(len(labels)))
-    for index, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
-        values = table[metric].astype(float).fillna(0.0).tolist()
-        ax.barh(positions, values, color="#4C72B0")
-        ax.set_yticks(positions, labels if index == 0 else [""] * len(labels))
-        ax.invert_yaxis()
-        ax.set_title(metric, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def log_comparison(
-    uri: str,
-    experiment: str | None,
-    png: Path,
-    table,
-    data_dir: str | Path,  # noqa: ANN001
-) -> str:
-    """Log the comparison PNG and table as a small MLflow run tagged `synthloom.comparison`
-    in the compared experiment (or `synthloom-comparisons`); returns its run id.
-
-    A separate run keeps finished pipeline runs unchanged; `runs_table` skips it (it has no
-    `synthloom.run_id` tag)."""
-    import tempfile
-
-    mlflow = mlflow_at(uri)
-    experiment_id = ensure_experiment(mlflow, experiment or "synthloom-comparisons", data_dir)
-    name = time.strftime("comparison-%Y%m%dT%H%M%S")
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=name,
-        tags={"synthloom.comparison": "true", "compared_runs": ",".join(map(str, table["run"]))},
-    ) as run:
-        mlflow.log_artifact(str(png), artifact_path="comparison")
-        with tempfile.TemporaryDirectory() as tmp:
-            csv = Path(tmp) / "comparison.csv"
-            table.to_csv(csv, index=False)
-            mlflow.log_artifact(str(csv), artifact_path="comparison")
-        return run.info.run_id

@@ -6,7 +6,8 @@
 - `parse_yaml(text, origin)`: `yaml.safe_load` (no `!!python` tags) that also refuses a key
   written twice in one mapping (YAML keeps the last silently) and anchors/aliases that
   expand to more than `MAX_YAML_NODES` nodes (an "alias bomb" is a few lines that expand to
-  billions).
+  billions). `read_yaml(text)` is the same reader raising yaml's own errors (`RefusedYaml`
+  for a document refused on purpose), for callers that treat text that is not YAML apart.
 - `config_error(title, origin, exc, root, fix, ...)`: one `ConfigError` for a pydantic
   `ValidationError`, each problem as the dotted key, what is wrong and what was given; an
   unknown key lists the keys allowed where it was found and the closest one.
@@ -60,7 +61,7 @@ class StrictConfig(BaseModel):
         return data
 
 
-class _Refused(yaml.constructor.ConstructorError):
+class RefusedYaml(yaml.constructor.ConstructorError):
     """A YAML document the config reader refuses on purpose; `fix` says what to do."""
 
     def __init__(self, problem: str, mark: yaml.Mark, fix: str, context: str | None = None):
@@ -88,7 +89,7 @@ class _ConfigLoader(yaml.SafeLoader):
 
         total = expanded(node)
         if total > MAX_YAML_NODES:
-            raise _Refused(
+            raise RefusedYaml(
                 f"its anchors and aliases expand to {total:,} values, more than the "
                 f"{MAX_YAML_NODES:,} a config may hold",
                 node.start_mark,
@@ -101,7 +102,7 @@ class _ConfigLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, str) and key in seen:
-                raise _Refused(
+                raise RefusedYaml(
                     f"the key `{key}` is written twice (lines {seen[key].line + 1} and "
                     f"{key_node.start_mark.line + 1}); YAML would keep the last silently",
                     key_node.start_mark,
@@ -113,11 +114,17 @@ class _ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def read_yaml(text: str) -> Any:
+    """The YAML document in `text` (see the module docstring); yaml.YAMLError when it cannot
+    be read, `RefusedYaml` (with its `fix`) when it is refused."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_yaml(text: str, origin: str) -> Any:
     """The YAML document in `text` (see the module docstring); ConfigError naming `origin`,
     the line and column, and the fix when it cannot be read."""
     try:
-        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+        return read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -14,6 +14,7 @@ import re
 import time
 from pathlib import Path
 
+from cli.progress_bar import install_progress_bar
 from synthloom.errors import StageError
 
 
@@ -57,7 +58,9 @@ def cmd_scaling(args: argparse.Namespace) -> int:
             pipeline = load_config(curve.config, [*overrides, f"generate.num_rows={largest}"])
         run_id = run_id_for(pipeline)
         print(f"synthloom scaling: curve {curve.label!r} needs run {run_id}", flush=True)
-        code = execute_run(pipeline.model_dump(mode="json"), run_id, data_dir)
+        code = execute_run(
+            pipeline.model_dump(mode="json"), run_id, data_dir, before_flow=install_progress_bar
+        )
         if code != 0:
             raise StageError(
                 f"Scaling study: the pipeline run {run_id} of curve {curve.label!r} failed "

@@ -1,0 +1,1 @@
+"""The `synthloom` command line (main.py) and its subcommands."""
