@@ -189,6 +189,10 @@ def log_pipeline_run(
             mlflow.log_artifact(str(summary_path))
         if summary["status"] == "completed":
             log_datasets(mlflow, summary, config)
+            if (config.get("tracking") or {}).get("log_model", True):
+                from tracking.generator_model import log_generator_model  # imports mlflow.pyfunc
+
+                log_generator_model(mlflow, summary, config["method"]["name"])
         return parent.info.run_id
 
 

@@ -264,6 +264,11 @@ class TrackingConfig(StrictConfig):
     enabled: bool = True
     experiment: str = "synthloom"
     uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under data_dir")
+    log_model: bool = Field(
+        True,
+        description="log a table generator's fitted model as an MLflow pyfunc `generator` "
+        "(input: num_rows, seed, conditions; output: rows)",
+    )
 
 
 class RunConfig(StrictConfig):
