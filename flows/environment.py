@@ -56,6 +56,28 @@ def quiet_user_error_tracebacks() -> None:
                 handler.addFilter(_UserErrorsWithoutTraceback())
 
 
+def console_logs_to_current_stderr() -> None:
+    """Point Prefect's console log handlers at the current `sys.stderr`.
+
+    Prefect makes them once per process, bound to the `sys.stderr` of that moment. A process
+    that replaced `sys.stderr` since (a notebook, a wrapper, pytest's per-test capture) would
+    have every later run write its log to that old stream, closed by then: "--- Logging
+    error --- ... I/O operation on closed file" in the middle of the run's output. Called
+    before each run."""
+    import logging
+    import sys
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, PrefectConsoleHandler) and handler.stream is not sys.stderr:
+                with handler.lock:  # not setStream: it flushes the old stream, maybe closed
+                    handler.stream = sys.stderr
+                    handler.console.file = sys.stderr
+
+
 def reap_orphaned_servers(prefect_home: str | Path | None = None) -> list[int]:
     """Stop ephemeral Prefect API servers left running by a killed synthloom process.
 

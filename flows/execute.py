@@ -65,7 +65,7 @@ def _run_flow(
     run_dir: Path,
     before_flow: Callable[[], object] | None,
 ) -> int:
-    from flows.environment import quiet_user_error_tracebacks
+    from flows.environment import console_logs_to_current_stderr, quiet_user_error_tracebacks
     from flows.executors import with_executor
     from flows.registry import flow_for
     from flows.signals import kill_temporary_server_at_exit
@@ -73,6 +73,7 @@ def _run_flow(
     pipeline = flow_for(config["method"]["name"])  # imports Prefect: after configure_runtime
     pipeline = with_executor(pipeline, config)  # run.executor: local, dask or ray
     quiet_user_error_tracebacks()
+    console_logs_to_current_stderr()
     if before_flow is not None:
         before_flow()
 

@@ -14,14 +14,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.run_artifacts import publish_run_artifacts
+from flows.frame import log_safely, recorded_run
 from synthloom.config import TrackingConfig
 from synthloom.scaling.config import REAL_LABEL, ScalingConfig, study_hash
 from tasks.recorder import RunRecorder
 from tasks.runtime import file_refs
 from tasks.scaling import fit_curves, measure_curve, run_inputs, same_test_split
 from tracking.client import default_tracking_uri
-from tracking.pipeline import end_status
 from tracking.scaling import log_scaling_study
 
 MIN_REAL_SIZES = 4
@@ -47,8 +46,12 @@ def scaling_study(
     )
     sizes, seeds = cfg.size_list(), list(cfg.seeds)
     student = {"mle_grid": cfg.mle_grid, "encoder": cfg.encoder}
-    status = "failed"
-    try:
+
+    def track(summary: dict[str, Any]) -> None:
+        if cfg.tracking.enabled and summary["status"] == "completed":
+            _track(recorder, summary, config, cfg.tracking, data_dir)
+
+    with recorded_run(recorder, track) as finished:
         inputs = {c.label: run_inputs(data_dir, runs[c.label], c.label) for c in cfg.curves}
         same_test_split(inputs)
         curve_files: dict[str, dict[str, Any]] = {}
@@ -101,13 +104,7 @@ def scaling_study(
         )
         recorder.summary["runs"] = runs
         recorder.summary["fit_dir"] = fitted["dir"]
-        status = "completed"
-    finally:
-        summary = recorder.finish(status)
-        if cfg.tracking.enabled and status == "completed":
-            _track(recorder, summary, config, cfg.tracking, data_dir)
-        publish_run_artifacts(summary)
-    return summary
+    return finished.summary
 
 
 def _rows_of(path: str) -> int:
@@ -123,23 +120,18 @@ def _track(
     tracking: TrackingConfig,
     data_dir: str,
 ) -> None:
-    """Log to MLflow; a tracking failure is reported but never loses the study's artifacts."""
+    """Log the study to MLflow (`log_safely`: a failure never loses its artifacts)."""
     uri = tracking.uri or default_tracking_uri(data_dir)
-    try:
-        run_id = log_scaling_study(
+    log_safely(
+        recorder,
+        summary,
+        uri,
+        lambda: log_scaling_study(
             summary,
             config,
             summary["fit_dir"],
             uri=uri,
             experiment=tracking.experiment,
             data_dir=data_dir,
-        )
-        recorder.set_mlflow_run(run_id)
-        end_status(run_id, uri, summary["status"])
-    except Exception as exc:  # noqa: BLE001 - tracking must not fail a finished study
-        get_run_logger().warning(
-            "MLflow tracking failed (%s: %s); artifacts are intact in %s",
-            type(exc).__name__,
-            exc,
-            recorder.run_dir,
-        )
+        ),
+    )

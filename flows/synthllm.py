@@ -13,14 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from flows.run_artifacts import publish_run_artifacts
-from synthloom.config import PipelineConfig, config_hash
-from synthloom.methods.registry import stages_for
-from synthloom.runs import model_cache_dir
+from flows.frame import pipeline_run
 from tasks.ingest import source_fingerprint
-from tasks.recorder import RunRecorder
 from tasks.runtime import file_refs
 from tasks.synthllm import (
     build_graph,
@@ -30,25 +26,18 @@ from tasks.synthllm import (
     sample_combinations_stage,
 )
 from tasks.text import filter_text, ingest_text
-from tracking.client import default_tracking_uri
-from tracking.pipeline import end_status, log_pipeline_run
 
 
 @flow(name="synthllm-pipeline", flow_run_name="{run_id}", validate_parameters=False)
 def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[str, Any]:
-    cfg = PipelineConfig.model_validate(config)
-    recorder = RunRecorder(
-        Path(data_dir) / "runs" / run_id,
-        run_id,
-        config,
-        config_hash(cfg),
-        fail_at_stage=cfg.run.fail_at_stage,
-        stages=stages_for(cfg.method.name),
-    )
-    method, run = config["method"], cfg.run
-    model_cache = str(model_cache_dir(data_dir))
-    status = "failed"
-    try:
+    with pipeline_run(config, run_id, data_dir) as frame:
+        cfg, config, recorder = frame.cfg, frame.config, frame.recorder
+        frame.extra_logging.append(
+            lambda mlflow_run_id, uri: _log_graph(
+                mlflow_run_id, uri, recorder.run_dir / "build_graph"
+            )
+        )
+        method, run, model_cache = config["method"], cfg.run, frame.model_cache
         seed = recorder.run(
             "ingest",
             ingest_text,
@@ -114,43 +103,7 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             recorder.skip("evaluate", "evaluate.enabled is false")
         stats = json.loads(Path(file_refs(graph)["stats"]["path"]).read_text(encoding="utf-8"))
         recorder.summary["top_concepts"] = stats["top_concepts"]
-        status = "completed"
-    finally:
-        summary = recorder.finish(status)
-        if cfg.tracking.enabled:
-            _track(recorder, summary, config, cfg, data_dir)
-        publish_run_artifacts(summary)
-    return summary
-
-
-def _track(
-    recorder: RunRecorder,
-    summary: dict[str, Any],
-    config: dict[str, Any],
-    cfg: PipelineConfig,
-    data_dir: str,
-) -> None:
-    """The shared pipeline logging, plus the concept graph's artifacts on the parent run.
-
-    A run cancelled by a signal is not logged (the process is leaving); its resume logs it."""
-    if summary["status"] == "cancelled":
-        get_run_logger().warning("MLflow not updated: %s", summary["error"]["message"])
-        return
-    uri = cfg.tracking.uri or default_tracking_uri(data_dir)
-    try:
-        run_id = log_pipeline_run(
-            summary, config, uri=uri, experiment=cfg.tracking.experiment, data_dir=data_dir
-        )
-        recorder.set_mlflow_run(run_id)
-        _log_graph(run_id, uri, recorder.run_dir / "build_graph")
-        end_status(run_id, uri, summary["status"])
-    except Exception as exc:  # noqa: BLE001 - tracking must not fail a finished run
-        get_run_logger().warning(
-            "MLflow tracking failed (%s: %s); artifacts are intact in %s",
-            type(exc).__name__,
-            exc,
-            recorder.run_dir,
-        )
+    return frame.summary
 
 
 def _log_graph(mlflow_run_id: str, uri: str, graph_dir: Path) -> None:

@@ -8,40 +8,23 @@ continues from the first unfinished one.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from flows.run_artifacts import publish_run_artifacts
-from synthloom.config import PipelineConfig, config_hash
-from synthloom.errors import StageError
-from synthloom.methods.registry import stages_for
-from synthloom.runs import model_cache_dir
+from flows.frame import PipelineRun, pipeline_run
 from tasks.evaluate import evaluate_synthetic
 from tasks.filter import filter_rows
 from tasks.fit import fit_generator
 from tasks.generate import generate_rows
 from tasks.ingest import ingest_seed, source_fingerprint
-from tasks.recorder import RunRecorder
 from tasks.runtime import file_refs
-from tracking.client import default_tracking_uri
-from tracking.pipeline import end_status, log_pipeline_run
 
 
 @flow(name="tabular-pipeline", flow_run_name="{run_id}", validate_parameters=False)
 def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[str, Any]:
-    cfg = PipelineConfig.model_validate(config)
-    recorder = RunRecorder(
-        Path(data_dir) / "runs" / run_id,
-        run_id,
-        config,
-        config_hash(cfg),
-        fail_at_stage=cfg.run.fail_at_stage,
-        stages=stages_for(cfg.method.name),
-    )
-    status = "failed"
-    try:
+    with pipeline_run(config, run_id, data_dir) as run:
+        cfg, config, recorder = run.cfg, run.config, run.recorder
         seed = recorder.run(
             "ingest",
             ingest_seed,
@@ -51,7 +34,7 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
         )
         recorder.check_output_fits("generate", seed, cfg.generate.num_rows)
         if cfg.method.name == "difflm":
-            generated = _difflm_stages(recorder, config, cfg, seed, data_dir)
+            generated = _difflm_stages(run, seed)
         else:
             model = recorder.run(
                 "fit",
@@ -87,22 +70,10 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
             )
         else:
             recorder.skip("evaluate", "evaluate.enabled is false")
-        status = "completed"
-    finally:
-        summary = recorder.finish(status)
-        if cfg.tracking.enabled:
-            track_pipeline_run(recorder, summary, config, cfg, data_dir)
-        publish_run_artifacts(summary)
-    return summary
+    return run.summary
 
 
-def _difflm_stages(
-    recorder: RunRecorder,
-    config: dict[str, Any],
-    cfg: PipelineConfig,
-    seed: dict[str, Any],
-    data_dir: str,
-) -> dict[str, Any]:
+def _difflm_stages(run: PipelineRun, seed: dict[str, Any]) -> dict[str, Any]:
     """serialize -> train_vae -> train_diffusion -> generate (DiffLM, arXiv 2411.03250), then
     the reconstruction diagnostic; returns the generate stage's outputs."""
     # imported here: DiffLM's stages load transformers, which no other tabular method needs
@@ -114,8 +85,9 @@ def _difflm_stages(
         train_vae_stage,
     )
 
-    method, run = config["method"], cfg.run
-    model_cache = str(model_cache_dir(data_dir))
+    cfg, recorder, method = run.cfg, run.recorder, run.config["method"]
+    model_cache = run.model_cache
+    generate, ops = run.config["generate"], cfg.run
     records = recorder.run(
         "serialize", serialize_records, method=method, seed_files=file_refs(seed)
     )
@@ -123,8 +95,8 @@ def _difflm_stages(
         "train_vae",
         train_vae_stage,
         method=method,
-        seed=run.seed,
-        device=run.device,
+        seed=ops.seed,
+        device=ops.device,
         record_files=file_refs(records),
         model_cache=model_cache,
     )
@@ -132,17 +104,17 @@ def _difflm_stages(
         "train_diffusion",
         train_diffusion_stage,
         method=method,
-        seed=run.seed,
-        device=run.device,
+        seed=ops.seed,
+        device=ops.device,
         vae_files=file_refs(vae),
     )
     generated = recorder.run(
         "generate",
         generate_records,
-        generate=config["generate"],
+        generate=generate,
         method=method,
-        seed=run.seed,
-        device=run.device,
+        seed=ops.seed,
+        device=ops.device,
         vae_files=file_refs(vae),
         diffusion_files=file_refs(diffusion),
         seed_files=file_refs(seed),
@@ -154,8 +126,8 @@ def _difflm_stages(
             reconstruction_stage,
             method=method,
             mle={"grid": cfg.evaluate.mle_grid, "seeds": cfg.evaluate.mle_seeds},
-            seed=run.seed,
-            device=run.device,
+            seed=ops.seed,
+            device=ops.device,
             record_files=file_refs(records),
             vae_files=file_refs(vae),
             diffusion_files=file_refs(diffusion),
@@ -166,36 +138,3 @@ def _difflm_stages(
     else:
         recorder.skip("reconstruction", "method.reconstruction_records is 0")
     return generated
-
-
-def track_pipeline_run(
-    recorder: RunRecorder,
-    summary: dict[str, Any],
-    config: dict[str, Any],
-    cfg: PipelineConfig,
-    data_dir: str,
-) -> None:
-    """Log to MLflow; a tracking failure is reported but never loses the run's artifacts.
-
-    A run cancelled by a signal is not logged (the process is leaving within seconds); its
-    resume logs it."""
-    if summary["status"] == "cancelled":
-        get_run_logger().warning("MLflow not updated: %s", summary["error"]["message"])
-        return
-    uri = cfg.tracking.uri or default_tracking_uri(data_dir)
-    try:
-        run_id = log_pipeline_run(
-            summary, config, uri=uri, experiment=cfg.tracking.experiment, data_dir=data_dir
-        )
-        recorder.set_mlflow_run(run_id)
-        end_status(run_id, uri, summary["status"])
-    except Exception as exc:  # noqa: BLE001 - tracking must not fail a finished run
-        get_run_logger().warning(
-            "MLflow tracking failed (%s: %s); artifacts are intact in %s",
-            type(exc).__name__,
-            exc,
-            recorder.run_dir,
-        )
-
-
-__all__ = ["StageError", "tabular_pipeline"]
