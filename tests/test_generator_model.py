@@ -34,9 +34,14 @@ def test_requests_read_rows_seeds_and_conditions() -> None:
     [
         (pd.DataFrame({"rows": [5]}), "expected columns num_rows"),
         (pd.DataFrame({"num_rows": [5], "temperature": [1.0]}), "expected columns num_rows"),
-        (pd.DataFrame({"num_rows": [0]}), "positive whole number"),
-        (pd.DataFrame({"num_rows": [2.5]}), "positive whole number"),
-        (pd.DataFrame({"num_rows": [True]}), "positive whole number"),
+        (pd.DataFrame({"num_rows": [0]}), "num_rows must be a whole number >= 1"),
+        (pd.DataFrame({"num_rows": [2.5]}), "num_rows must be a whole number >= 1"),
+        (pd.DataFrame({"num_rows": [True]}), "num_rows must be a whole number >= 1"),
+        (pd.DataFrame({"num_rows": ["many"]}), "num_rows must be a whole number >= 1"),
+        (pd.DataFrame({"num_rows": [None]}), "num_rows must be a whole number >= 1"),
+        (pd.DataFrame({"num_rows": [5], "seed": [-1]}), "seed must be a whole number >= 0"),
+        (pd.DataFrame({"num_rows": [5], "seed": ["x"]}), "seed must be a whole number >= 0"),
+        (pd.DataFrame({"num_rows": []}), "has no rows"),
         (pd.DataFrame({"num_rows": [5], "conditions": ["{bad"]}), "conditions is not JSON"),
     ],
 )

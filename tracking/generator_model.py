@@ -54,16 +54,14 @@ def requests_of(model_input: Any) -> list[dict[str, Any]]:
             f"(optional); got {list(frame.columns)}. Fix: pass e.g. "
             'pd.DataFrame({"num_rows": [500], "seed": [0]}).'
         )
+    if frame.empty:
+        raise ConfigError(
+            "generator model input has no rows. Fix: one row per request, e.g. "
+            'pd.DataFrame({"num_rows": [500]}).'
+        )
     requests = []
     for i, row in enumerate(frame.to_dict(orient="records")):
-        n, seed = row["num_rows"], row.get("seed", 0)
-        if pd.isna(seed):
-            seed = 0
-        if isinstance(n, bool) or pd.isna(n) or float(n) != int(n) or int(n) <= 0:
-            raise ConfigError(
-                f"generator model input row {i}: num_rows must be a positive whole number, got "
-                f"{n!r}. Fix: pass a row count such as 500."
-            )
+        seed = row.get("seed")
         conditions = row.get("conditions")
         if isinstance(conditions, str):
             try:
@@ -75,8 +73,29 @@ def requests_of(model_input: Any) -> list[dict[str, Any]]:
                 ) from None
         elif conditions is not None and not isinstance(conditions, dict) and pd.isna(conditions):
             conditions = None
-        requests.append({"n": int(n), "seed": int(seed), "conditions": conditions or None})
+        requests.append(
+            {
+                "n": _whole(row["num_rows"], "num_rows", i, minimum=1),
+                "seed": 0 if seed is None or pd.isna(seed) else _whole(seed, "seed", i),
+                "conditions": conditions or None,
+            }
+        )
     return requests
+
+
+def _whole(value: Any, column: str, row: int, minimum: int = 0) -> int:
+    """`value` as a whole number >= minimum, else a ConfigError naming the row and column."""
+    try:
+        number = float(value)
+        ok = not isinstance(value, bool) and number.is_integer() and number >= minimum
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"generator model input row {row}: {column} must be a whole number >= {minimum}, "
+            f"got {value!r}. Fix: pass e.g. {column}=500."
+        )
+    return int(number)
 
 
 class GeneratorModel(PythonModel):
