@@ -119,9 +119,8 @@ def pipeline_run(config: dict[str, Any], run_id: str, data_dir: str) -> Iterator
         if cfg.tracking.enabled:
             track_pipeline_run(run)
 
-    with recorded_run(recorder, track) as finished:
+    with recorded_run(recorder, track):  # track() sets run.summary on any exit
         yield run
-    run.summary = finished.summary
 
 
 def track_pipeline_run(run: PipelineRun) -> None:

@@ -145,11 +145,17 @@ def _project_graph() -> tuple[dict[str, Path], dict[str, frozenset[str]]]:
 
 
 @cache
+def _closure(module: str) -> frozenset[str]:
+    """`module_closure(module)` over the project graph built once per process."""
+    modules, graph = _project_graph()
+    return _reachable(module, modules, graph.__getitem__)
+
+
+@cache
 def code_fingerprint(module: str) -> str:
     """The fingerprint of the project code module `module` can run: `module_closure` over
     a graph built once per process (the sources do not change under a running pipeline)."""
-    modules, graph = _project_graph()
-    return fingerprint_of(_reachable(module, modules, graph.__getitem__))
+    return fingerprint_of(_closure(module))
 
 
 def method_module(method_name: str | None) -> str | None:
@@ -166,9 +172,7 @@ def stage_fingerprint(module: str, method_name: str | None = None) -> str:
     """The fingerprint of what a stage runs: the closure of its task module `module`, plus,
     when the stage runs method `method_name` through the registry, the closure of that
     method's generator module."""
-    modules, graph = _project_graph()
-    closure = _reachable(module, modules, graph.__getitem__)
     generator = method_module(method_name)
-    if generator is not None and generator in modules:
-        closure |= _reachable(generator, modules, graph.__getitem__)
-    return fingerprint_of(closure)
+    if generator is None or generator not in _project_graph()[0]:
+        return code_fingerprint(module)
+    return fingerprint_of(_closure(module) | _closure(generator))

@@ -67,3 +67,15 @@ def finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         for k, v in metrics.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
     }
+
+
+def log_config_params(mlflow: Any, run_id: str, config: dict[str, Any]) -> None:
+    """The flattened `config` as params of MLflow run `run_id` (values cut to 500 chars),
+    leaving out those the run already has: a resumed run logs only what is new, since MLflow
+    refuses to change a logged param."""
+    from synthloom.config import flatten
+
+    existing = mlflow.get_run(run_id).data.params
+    params = {k: str(v)[:500] for k, v in flatten(config).items() if k not in existing}
+    if params:
+        mlflow.log_params(params)

@@ -139,8 +139,9 @@ def log_generator_model(mlflow: Any, summary: dict[str, Any], method: str) -> st
     run = mlflow.get_run(mlflow.active_run().info.run_id)
     if LOGGED_TAG in run.data.tags:
         return run.data.tags[LOGGED_TAG]
+    from importlib.metadata import version
+
     import mlflow.pyfunc
-    import torch
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -169,7 +170,7 @@ def log_generator_model(mlflow: Any, summary: dict[str, Any], method: str) -> st
             # model runs in the Python that has synthloom, `--env-manager local`
             pip_requirements=[
                 f"mlflow=={mlflow.__version__}",
-                f"torch=={torch.__version__.split('+')[0]}",
+                f"torch=={version('torch').split('+')[0]}",
                 f"pandas=={pd.__version__}",
             ],
         )

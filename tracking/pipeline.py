@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.artifacts import read_manifest
-from synthloom.config import flatten
-from tracking.client import ensure_experiment, finite_metrics, git_commit, metric_name, mlflow_at
+from tracking.client import (
+    ensure_experiment,
+    finite_metrics,
+    git_commit,
+    log_config_params,
+    metric_name,
+    mlflow_at,
+)
 
 # Method config keys that name a model (tagged as `model.<key>` on every run).
 MODEL_KEYS = ("encoder", "decoder", "model", "teacher", "student", "generator", "embedder")
@@ -138,10 +144,7 @@ def log_pipeline_run(
         tags=tags,
     ) as parent:
         mlflow.set_tags(tags)
-        existing = mlflow.get_run(parent.info.run_id).data.params
-        params = {k: str(v)[:500] for k, v in flatten(config).items() if k not in existing}
-        if params:
-            mlflow.log_params(params)
+        log_config_params(mlflow, parent.info.run_id, config)
         mlflow.log_metrics(finite_metrics(summary["metrics"]))
         mlflow.log_metrics(finite_metrics(summary["counts"]))
         mlflow.log_metric("pipeline_wall_seconds", summary.get("wall_seconds") or 0.0)

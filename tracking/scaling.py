@@ -16,9 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from synthloom.config import flatten
 from tasks.scaling import FIT_KEYS
-from tracking.client import ensure_experiment, finite_metrics, git_commit, mlflow_at
+from tracking.client import (
+    ensure_experiment,
+    finite_metrics,
+    git_commit,
+    log_config_params,
+    mlflow_at,
+)
 
 
 def log_scaling_study(
@@ -53,10 +58,7 @@ def log_scaling_study(
         tags=tags,
     ) as parent:
         mlflow.set_tags(tags)
-        existing = mlflow.get_run(parent.info.run_id).data.params
-        params = {k: str(v)[:500] for k, v in flatten(config).items() if k not in existing}
-        if params:
-            mlflow.log_params(params)
+        log_config_params(mlflow, parent.info.run_id, config)
         mlflow.log_metrics(finite_metrics(summary["metrics"]))
         mlflow.log_metrics(
             finite_metrics(
