@@ -1,7 +1,8 @@
 """The tabular pipeline: ingest -> fit -> generate -> filter -> evaluate, then track.
 
-DiffLM fits in three stages (serialize -> train_vae -> train_diffusion), generates by
-decoding and then diagnoses where it loses (reconstruction). Composition only: every
+TabSyn fits in two stages (train_vae -> train_diffusion). DiffLM fits in three (serialize
+-> train_vae -> train_diffusion), generates by decoding and then diagnoses where it loses
+(reconstruction). Composition only: every
 stage is a cached task in `tasks/`; rerunning the same run id reuses completed stages and
 continues from the first unfinished one.
 """
@@ -36,14 +37,17 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
         if cfg.method.name == "difflm":
             generated = _difflm_stages(run, seed)
         else:
-            model = recorder.run(
-                "fit",
-                fit_generator,
-                method=config["method"],
-                seed=cfg.run.seed,
-                device=cfg.run.device,
-                seed_files=file_refs(seed),
-            )
+            if cfg.method.name == "tabsyn":
+                model = _tabsyn_stages(run, seed)
+            else:
+                model = recorder.run(
+                    "fit",
+                    fit_generator,
+                    method=config["method"],
+                    seed=cfg.run.seed,
+                    device=cfg.run.device,
+                    seed_files=file_refs(seed),
+                )
             generated = recorder.run(
                 "generate",
                 generate_rows,
@@ -71,6 +75,23 @@ def tabular_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict
         else:
             recorder.skip("evaluate", "evaluate.enabled is false")
     return run.summary
+
+
+def _tabsyn_stages(run: PipelineRun, seed: dict[str, Any]) -> dict[str, Any]:
+    """train_vae -> train_diffusion (TabSyn, arXiv 2310.09656); returns the diffusion stage's
+    outputs, whose `model` the generate stage samples."""
+    from tasks.tabsyn import train_tabsyn_diffusion, train_tabsyn_vae
+
+    method, ops = run.config["method"], run.cfg.run
+    common = {"method": method, "seed": ops.seed, "device": ops.device}
+    vae = run.recorder.run("train_vae", train_tabsyn_vae, **common, seed_files=file_refs(seed))
+    return run.recorder.run(
+        "train_diffusion",
+        train_tabsyn_diffusion,
+        **common,
+        seed_files=file_refs(seed),
+        vae_files=file_refs(vae),
+    )
 
 
 def _difflm_stages(run: PipelineRun, seed: dict[str, Any]) -> dict[str, Any]:

@@ -190,7 +190,19 @@ def train_diffusion_stage(
         if record["epoch"] % 100 == 0:
             run.log.info("diffusion step %d loss %.4f", record["step"], record["loss"])
 
-    model = train_latent_diffusion(means, config, device=resolve_device(device), log=log)
+    model = train_latent_diffusion(
+        means,
+        config,
+        device=resolve_device(device),
+        log=log,
+        checkpoint=run.checkpoint_dir / "diffusion.pt",
+        checkpoint_seconds=method["checkpoint_seconds"],
+    )
+    if model.training["resumed_from_epoch"]:
+        run.log.info(
+            "resumed the diffusion from its checkpoint at epoch %d",
+            model.training["resumed_from_epoch"],
+        )
     model.save(run.out / "diffusion")
     atomic_write_json(history, run.out / "history.json")
     last = history["diffusion_loss"][-1][1] if history["diffusion_loss"] else float("nan")

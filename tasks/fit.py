@@ -3,18 +3,24 @@
 A generator whose `fit` takes `validation` gets the validation split (for early stopping
 and schedules; never the test split); one whose `fit` takes `checkpoint_dir` gets
 `run.checkpoint_dir` (`<run>/.checkpoints/fit/`), outside the staged output, so a killed fit
-resumes from its last checkpoint; the stage frame removes it once the output is in place."""
+resumes from its last checkpoint; the stage frame removes it once the output is in place.
+TabSyn fits in two stages instead (tasks/tabsyn.py), with the same helpers."""
 
 from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from synthloom.artifacts import atomic_write_json, read_table
 from synthloom.methods import build_generator
 from synthloom.models.device import set_seed
 from synthloom.plots import plot_latents, plot_loss_curves
+from synthloom.schema import TableSchema
 from tasks.runtime import StageOutput, StageRun, stage
 
 
@@ -32,7 +38,25 @@ def fit_generator(
     assert schema is not None, "the ingest stage stores the schema with every split"
     generator = build_generator(method)
     run.log.info("fitting %s on %d rows", method["name"], len(train))
-    accepts = inspect.signature(generator.fit).parameters
+    generator.fit(train, schema, seed=seed, **fit_extras(generator.fit, run, seed_files, device))
+    generator.save(run.out / "model")
+    files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
+    files.update(write_training_plots(generator, train, schema, seed, run.out))
+    return StageOutput(
+        files=files,
+        rows_in=len(train),
+        rows_out=None,
+        info={"method": method["name"], "device": device, **generator.describe()},
+    )
+
+
+def fit_extras(
+    fit: Callable[..., Any], run: StageRun, seed_files: dict[str, dict[str, Any]], device: str
+) -> dict[str, Any]:
+    """The keyword arguments a generator's `fit` (or fit phase) accepts beyond the rows:
+    `validation` (the validation split), `checkpoint_dir`, `log` (throttled to the run log)
+    and `device`."""
+    accepts = inspect.signature(fit).parameters
     extra: dict[str, Any] = {}
     if "validation" in accepts and "validation" in seed_files:
         extra["validation"], _ = read_table(seed_files["validation"]["path"])
@@ -42,24 +66,25 @@ def fit_generator(
         extra["log"] = _training_logger(run.log)
     if "device" in accepts:
         extra["device"] = device
-    generator.fit(train, schema, seed=seed, **extra)
-    generator.save(run.out / "model")
-    files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
-    if hasattr(generator, "training_history"):  # curves and latents for MLflow
+    return extra
+
+
+def write_training_plots(
+    generator: Any, train: pd.DataFrame, schema: TableSchema, seed: int, out: Path
+) -> dict[str, tuple[str, int | None]]:
+    """For MLflow: `history.json` and `loss_curves.png` from a generator with
+    `training_history()`, `latents.png` from one with `encode_rows`; returns the files."""
+    files: dict[str, tuple[str, int | None]] = {}
+    if hasattr(generator, "training_history"):
         history = generator.training_history()
-        atomic_write_json(history, run.out / "history.json")
-        plot_loss_curves(history, run.out / "loss_curves.png")
+        atomic_write_json(history, out / "history.json")
+        plot_loss_curves(history, out / "loss_curves.png")
         files["history"] = ("history.json", None)
     if hasattr(generator, "encode_rows"):
         labels = train[schema.target].astype(str).tolist() if schema.target else []
         means = generator.encode_rows(train, seed=seed)
-        plot_latents(means, labels or ["all"] * len(means), run.out / "latents.png", schema.target)
-    return StageOutput(
-        files=files,
-        rows_in=len(train),
-        rows_out=None,
-        info={"method": method["name"], "device": device, **generator.describe()},
-    )
+        plot_latents(means, labels or ["all"] * len(means), out / "latents.png", schema.target)
+    return files
 
 
 def _training_logger(logger: Any, every_seconds: float = 30.0) -> Any:

@@ -255,3 +255,83 @@ def test_early_stopping_and_bad_input():
         train_latent_diffusion(np.full((10, 2), np.nan), LatentDiffusionConfig(hidden=8))
     with pytest.raises(ValueError):
         LatentDiffusionConfig(normalization="minmax")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- class-conditional
+
+
+def test_a_class_conditional_model_samples_the_mode_of_the_asked_class():
+    """Labels = which mode a latent came from; asked for one class, the sampler stays in
+    that class's mode (an unconditional model would give 70/30 of both)."""
+    z, _ = _two_mode_mixture(n=1000)
+    labels = (z[:, 0] < 0).astype(np.int64)  # 1: the left mode
+    config = LatentDiffusionConfig(
+        hidden=64, epochs=60, batch_size=256, lr=2e-3, sampler_steps=20, n_classes=2, seed=0
+    )
+    model = train_latent_diffusion(z, config, labels=labels)
+    for label, centre in ((1, [-4.0, 1.0]), (0, [4.0, -1.0])):
+        samples = model.sample(400, seed=1, labels=np.full(400, label))
+        assert (np.linalg.norm(samples - centre, axis=1) < 1.5).mean() > 0.9
+    mixed = np.array([0, 1] * 50)
+    np.testing.assert_array_equal(
+        model.sample(100, seed=2, labels=mixed), model.sample(100, seed=2, labels=mixed)
+    )
+
+
+def test_class_labels_are_checked():
+    z = np.random.default_rng(3).normal(size=(40, 2))
+    config = LatentDiffusionConfig(hidden=8, epochs=1, batch_size=40, n_classes=2)
+    with pytest.raises(ValueError, match="pass labels"):
+        train_latent_diffusion(z, config)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        train_latent_diffusion(z, config, labels=np.full(40, 2))
+    model = train_latent_diffusion(z, config, labels=np.arange(40) % 2)
+    with pytest.raises(ValueError, match="need 5 labels"):
+        model.sample(5, seed=0, labels=[0, 1])
+    plain = train_latent_diffusion(z, LatentDiffusionConfig(hidden=8, epochs=1, batch_size=40))
+    with pytest.raises(ValueError, match="unconditional"):
+        plain.sample(2, seed=0, labels=[0, 1])
+
+
+def test_the_class_embedding_leaves_the_unconditional_initialisation_alone():
+    """Built last, the embedding draws no random number before the shared layers: a saved
+    unconditional model's keys and a seed's initial weights are what they were."""
+    torch.manual_seed(0)
+    plain = MLPDenoiser(6, hidden=16)
+    torch.manual_seed(0)
+    conditional = MLPDenoiser(6, hidden=16, n_classes=3)
+    extra = set(conditional.state_dict()) - set(plain.state_dict())
+    assert extra == {"class_embed.weight"}
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, conditional.state_dict()[key])
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
+    z = np.random.default_rng(4).normal(size=(120, 3))
+    labels = np.arange(120) % 3
+    config = LatentDiffusionConfig(hidden=16, epochs=12, batch_size=32, n_classes=3, seed=2)
+    reference = train_latent_diffusion(z, config, labels=labels)
+    checkpoint = tmp_path / "diffusion.pt"
+
+    def stop_at_8(record: dict) -> None:
+        if record["epoch"] == 8:
+            raise KeyboardInterrupt  # a kill between epochs: the checkpoint holds epoch 7
+
+    with pytest.raises(KeyboardInterrupt):
+        train_latent_diffusion(
+            z, config, labels=labels, checkpoint=checkpoint, checkpoint_seconds=0, log=stop_at_8
+        )
+    records: list[dict] = []
+    resumed = train_latent_diffusion(
+        z, config, labels=labels, checkpoint=checkpoint, checkpoint_seconds=0, log=records.append
+    )
+    assert resumed.training["resumed_from_epoch"] == 7 and resumed.training["epochs"] == 12
+    assert [r["epoch"] for r in records] == list(range(1, 13))  # the saved ones replayed
+    expected, got = reference.denoiser.state_dict(), resumed.denoiser.state_dict()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    other = LatentDiffusionConfig(hidden=16, epochs=13, batch_size=32, n_classes=3, seed=2)
+    fresh = train_latent_diffusion(z, other, labels=labels, checkpoint=checkpoint)
+    assert fresh.training["resumed_from_epoch"] == 0  # other settings: not resumed
+    checkpoint.write_bytes(b"not a checkpoint")
+    again = train_latent_diffusion(z, config, labels=labels, checkpoint=checkpoint)
+    assert again.training["resumed_from_epoch"] == 0

@@ -197,14 +197,14 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path: Path) -> 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if checkpoint.is_file():
-            epoch = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+            epoch = torch.load(checkpoint, weights_only=False)["state"]["counters"]["epoch"]
             if epoch >= 20:
                 break
         time.sleep(0.05)
     assert proc.poll() is None, "training ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    killed_at = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+    killed_at = torch.load(checkpoint, weights_only=False)["state"]["counters"]["epoch"]
     assert 20 <= killed_at < 150
     rerun = subprocess.run(
         [sys.executable, str(script), str(checkpoint), str(tmp_path / "run.st")],
@@ -378,17 +378,17 @@ def test_tabsyn_pipeline_runs_under_conditions_and_resumes_cached(
     run_dir = tmp_path / "data" / "runs" / "t"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [s["name"] for s in summary["stages"]] == [
-        "ingest", "fit", "generate", "filter", "evaluate"
+        "ingest", "train_vae", "train_diffusion", "generate", "filter", "evaluate"
     ]  # fmt: skip
     assert all(s["status"] == "completed" for s in summary["stages"])
     rows = pd.read_parquet(run_dir / "generate" / "synthetic.parquet")
     assert rows["status"].value_counts().to_dict() == {"good": 60, "bad": 30}
-    assert not (run_dir / ".checkpoints" / "fit").exists()
-    fit = json.loads((run_dir / "fit" / "manifest.json").read_text())
+    assert not (run_dir / ".checkpoints").exists() or not any((run_dir / ".checkpoints").iterdir())
+    fit = json.loads((run_dir / "train_diffusion" / "manifest.json").read_text())
     assert fit["info"]["training"]["n_validation"] > 0  # the pipeline's validation split
     for name in ("history.json", "loss_curves.png", "latents.png"):  # for MLflow
-        assert (run_dir / "fit" / name).is_file(), name
-    curves = json.loads((run_dir / "fit" / "history.json").read_text())
+        assert (run_dir / "train_diffusion" / name).is_file(), name
+    curves = json.loads((run_dir / "train_diffusion" / "history.json").read_text())
     assert len(curves["val_recon"]) == TINY["vae_epochs"] and curves["diffusion_loss"]
     assert main(["run", str(path), "--run-id", "t"]) == 0
     again = json.loads((run_dir / "summary.json").read_text())
@@ -404,3 +404,52 @@ def test_training_rows_decode_from_their_own_latents(fitted) -> None:
     rebuilt = generator.decode_latents(latents)
     assert list(rebuilt.columns) == schema.names and len(rebuilt) == len(frame)
     assert set(rebuilt["status"]) <= {"good", "bad"} and (rebuilt["const"] == 7.0).all()
+
+
+@pytest.fixture(scope="module")
+def class_conditional() -> tuple[TabSynGenerator, pd.DataFrame, TableSchema]:
+    frame, schema = dirty_table(n=200)
+    generator = build_generator({"name": "tabsyn", **TINY, "class_conditional": True})
+    generator.fit(frame, schema, seed=0)
+    return generator, frame, schema
+
+
+def test_a_class_conditional_model_keeps_the_training_balance_exactly(class_conditional) -> None:
+    generator, _, _ = class_conditional
+    assert generator.diffusion.config.n_classes == 2
+    bad, good = generator.label_counts  # the categories sort: bad, good
+    rows = generator.sample(150, seed=3)
+    counts = rows["status"].value_counts().to_dict()
+    assert set(counts) == {"bad", "good"} and sum(counts.values()) == 150
+    assert abs(counts["bad"] - 150 * bad / (bad + good)) <= 0.5  # largest remainder
+    assert 0.0 <= generator.last_label_agreement <= 1.0
+    assert generator.sample(150, seed=3).equals(rows)
+    assert not generator.sample(150, seed=4).equals(rows)
+
+
+def test_conditions_on_the_target_of_a_class_conditional_model_draw_no_row_in_vain(
+    class_conditional,
+) -> None:
+    generator, _, _ = class_conditional
+    rows = generator.sample(50, seed=1, conditions={"status": {"good": 5, "bad": 45}})
+    assert rows["status"].value_counts().to_dict() == {"good": 5, "bad": 45}
+    assert generator.last_attempts == 50  # the counts are the labels: no rejection
+    rows = generator.sample(40, seed=1, conditions={"city": {"a": 25, "b": 15}})
+    assert rows["city"].value_counts().to_dict() == {"a": 25, "b": 15}  # other columns: rejection
+    assert generator.last_attempts > 40
+
+
+def test_a_class_conditional_model_saves_and_loads(class_conditional, tmp_path: Path) -> None:
+    generator, _, _ = class_conditional
+    generator.save(tmp_path / "model")
+    loaded = TabSynGenerator.load(tmp_path / "model")
+    assert loaded.label_index == generator.label_index
+    assert loaded.sample(40, seed=5).equals(generator.sample(40, seed=5))
+
+
+def test_a_numeric_target_leaves_the_denoiser_unconditional() -> None:
+    frame, schema = dirty_table(n=120)
+    schema = TableSchema(columns=schema.columns, target="income", task="regression")
+    generator = TabSynGenerator(**TINY, class_conditional=True).fit(frame, schema, seed=0)
+    assert generator.label_index is None and generator.diffusion.config.n_classes == 0
+    assert len(generator.sample(20, seed=0)) == 20

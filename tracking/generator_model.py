@@ -119,9 +119,14 @@ class GeneratorModel(PythonModel):
         return pd.concat(parts, ignore_index=True)
 
 
+MODEL_STAGES = ("fit", "train_diffusion")  # the stage that saves a table generator's model
+
+
 def fit_model_dir(summary: dict[str, Any], method: str) -> Path | None:
-    """The fit/model directory of a run of table generator `method`, else None."""
-    fit = next((s for s in summary.get("stages", []) if s["name"] == "fit"), None)
+    """The fitted model directory (fit/model, TabSyn's train_diffusion/model) of a run of
+    table generator `method`, else None."""
+    stages = summary.get("stages", [])
+    fit = next((s for s in stages if s["name"] in MODEL_STAGES), None)
     manifest = read_manifest(Path(fit.get("dir") or "")) if fit else None
     entry = (manifest or {}).get("files", {}).get("model")
     if method not in GENERATORS or not entry or not Path(entry["path"]).is_dir():

@@ -46,6 +46,12 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "checkpoint_seconds": 120.0,  # where the state is saved, never what is computed
 }
 
+# The same for the other methods' keys added after runs existed.
+_METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
+    "difflm": _DIFFLM_HASH_OMITTED,
+    "tabsyn": {"class_conditional": False},
+}
+
 # Keys that cannot change a run's results: left out of its identity.
 _HASH_EXCLUDED = {
     ("tracking",),
@@ -73,10 +79,10 @@ def config_hash(config: PipelineConfig) -> str:
         if dumped.get(section, {}).get(key, default) == default:
             dumped.get(section, {}).pop(key, None)
     method = dumped["method"]
-    if method["name"] == "difflm":  # keys at the value that behaves as before they existed
-        for key, before in _DIFFLM_HASH_OMITTED.items():
-            if method.get(key) == before:
-                method.pop(key)
+    # keys at the value that behaves as before they existed
+    for key, before in _METHOD_HASH_OMITTED.get(method["name"], {}).items():
+        if key in method and method[key] == before:
+            method.pop(key)
     for path in _HASH_EXCLUDED:
         node = dumped
         for key in path[:-1]:

@@ -138,7 +138,8 @@ class DiffLMConfig(StrictConfig):
     checkpoint_seconds: float = Field(
         120.0,
         gt=0,
-        description="VAE training state saved this often (a killed run resumes from it)",
+        description="VAE and diffusion training state saved this often (a killed run "
+        "resumes from it)",
     )
     decoder_lora_rank: int = Field(
         0,
@@ -234,7 +235,9 @@ class TabSynConfig(StrictConfig):
         300, gt=0, description="stop after this many epochs without a better validation loss"
     )
     checkpoint_seconds: float = Field(
-        120.0, gt=0, description="VAE training state saved this often (resume after a kill)"
+        120.0,
+        gt=0,
+        description="VAE and diffusion training state saved this often (resume after a kill)",
     )
     diffusion_hidden: int = Field(256, gt=0, description="denoiser MLP width (TabSyn: 1024)")
     diffusion_epochs: int = Field(10_000, gt=0, description="passes over the latents")
@@ -268,6 +271,12 @@ class TabSynConfig(StrictConfig):
     )
     max_condition_factor: float = Field(
         50.0, ge=1, description="conditions: rows drawn at most, as a multiple of the request"
+    )
+    class_conditional: bool = Field(
+        False,
+        description="condition the denoiser on the target's class (TabDDPM-style) and draw "
+        "the classes in the training balance, or in generate.conditions' exact counts "
+        "(false: the paper's unconditional denoiser; ignored for a numeric target)",
     )
 
 

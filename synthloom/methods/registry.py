@@ -51,6 +51,7 @@ from synthloom.peer_configs import (
 MethodKind = Literal["tabular", "text", "synthllm"]
 
 STAGES = ("ingest", "fit", "generate", "filter", "evaluate")
+TABSYN_STAGES = ("ingest", "train_vae", "train_diffusion", "generate", "filter", "evaluate")
 DIFFLM_STAGES = (
     "ingest",
     "serialize",
@@ -97,9 +98,13 @@ class MethodSpec:
 
 
 def _tabular(
-    name: str, config: type[BaseModel], generator: str, conditional: bool = False
+    name: str,
+    config: type[BaseModel],
+    generator: str,
+    conditional: bool = False,
+    stages: tuple[str, ...] = STAGES,
 ) -> MethodSpec:
-    return MethodSpec(name, config, "tabular", generator, TABULAR_FLOW, STAGES, conditional)
+    return MethodSpec(name, config, "tabular", generator, TABULAR_FLOW, stages, conditional)
 
 
 def _text(name: str, config: type[BaseModel], generator: str) -> MethodSpec:
@@ -115,6 +120,7 @@ METHODS: tuple[MethodSpec, ...] = (
         TabSynConfig,
         "synthloom.methods.tabsyn.generator:TabSynGenerator",
         conditional=True,
+        stages=TABSYN_STAGES,
     ),
     # the peers (synthloom/methods/peers): their packages are imported when they fit or load
     _tabular("smote", SmoteConfig, "synthloom.methods.peers.smote:SmoteGenerator"),

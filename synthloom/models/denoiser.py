@@ -50,9 +50,16 @@ class MLPDenoiser(nn.Module):
     h = proj(x_in) + noise_mlp(PositionalEmbedding(c_noise))     # (B, hidden)
     F = mlp(h): hidden -> 2 hidden -> 2 hidden -> hidden -> dim, SiLU between layers.
     noise_mlp is Linear-SiLU-Linear. With hidden=1024 and dim=64: about 10.6M parameters.
+
+    With `n_classes` > 0 the network is class-conditional (TabDDPM's conditioning,
+    arXiv 2209.15421): h += class_embed(y) for integer labels y in [0, n_classes). The
+    embedding is built after the other layers, so an unconditional network's initial
+    weights and state-dict keys are the same with or without this option.
     """
 
-    def __init__(self, dim: int, hidden: int = 1024, max_positions: int = 10_000) -> None:
+    def __init__(
+        self, dim: int, hidden: int = 1024, max_positions: int = 10_000, n_classes: int = 0
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.hidden = hidden
@@ -72,10 +79,18 @@ class MLPDenoiser(nn.Module):
             nn.SiLU(),
             nn.Linear(hidden, dim),
         )
+        self.n_classes = n_classes
+        self.class_embed = nn.Embedding(n_classes, hidden) if n_classes > 0 else None
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
-        """x: (B, dim), c_noise: (B,) -> (B, dim)."""
+    def forward(self, x: Tensor, c_noise: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        """x: (B, dim), c_noise: (B,), class_labels: (B,) int64 (class-conditional only)."""
         h = self.proj(x) + self.noise_mlp(self.noise_embed(c_noise))
+        if self.class_embed is not None:
+            if class_labels is None:
+                raise ValueError("a class-conditional denoiser needs class_labels")
+            h = h + self.class_embed(class_labels.reshape(-1))
+        elif class_labels is not None:
+            raise ValueError("class_labels given to an unconditional denoiser")
         return self.mlp(h)
 
 
@@ -101,11 +116,17 @@ class EDMPrecond(nn.Module):
         c_noise = sigma.log() / 4
         return c_skip, c_out, c_in, c_noise
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
-        """x: (B, dim), sigma: scalar or (B,) -> denoised estimate of x_0, (B, dim) float32."""
+    def forward(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
+        """x: (B, dim), sigma: scalar or (B,), class_labels: (B,) for a class-conditional
+        net -> denoised estimate of x_0, (B, dim) float32."""
         x = x.float()
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         sigma = sigma.reshape(-1, 1).expand(x.shape[0], 1)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
-        f = self.net(c_in * x, c_noise.reshape(-1))
+        if class_labels is None:
+            f = self.net(c_in * x, c_noise.reshape(-1))
+        else:
+            f = self.net(c_in * x, c_noise.reshape(-1), class_labels)
         return c_skip * x + c_out * f.float()

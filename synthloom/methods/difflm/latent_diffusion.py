@@ -10,6 +10,10 @@ back to the latent space.
     model = train_latent_diffusion(mu, LatentDiffusionConfig(), device="cuda")
     z = model.sample(1000, seed=0)          # (1000, latent_dim) float32, in mu's space
     model.save(path); model = LatentDiffusionModel.load(path)
+
+Class-conditional (`n_classes` > 0, TabDDPM-style, used by TabSyn for the target): train
+with `labels` (N,) in [0, n_classes), sample with `labels` (n,); the denoiser learns
+D(x; sigma, y) and the sampler draws from p(z | y).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from synthloom.models.checkpoint import load_training_state, save_training_state
 from synthloom.models.denoiser import EDMPrecond, MLPDenoiser
 from synthloom.samplers.edm import EDMHeunSampler, edm_loss
 
@@ -35,6 +41,7 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 WEIGHTS_FILE = "denoiser.safetensors"
 CONFIG_FILE = "latent_diffusion.json"
 FORMAT_VERSION = 1
+CHECKPOINT_VERSION = 1  # of the mid-training state (`train_latent_diffusion(checkpoint=...)`)
 
 
 @dataclass
@@ -61,6 +68,7 @@ class LatentDiffusionConfig:
     # "standard": per-dim (z - mean) / std * sigma_data, so the data has the std that EDM's
     # preconditioning assumes; "tabsyn": (z - mean) / 2 as TabSyn and DiffLM do.
     normalization: Literal["standard", "tabsyn"] = "standard"
+    n_classes: int = 0  # > 0: class-conditional denoiser D(x; sigma, y)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,6 +81,8 @@ class LatentDiffusionConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.n_classes < 0:
+            raise ValueError(f"n_classes must be >= 0, got {self.n_classes}")
 
 
 @dataclass
@@ -171,19 +181,29 @@ class LatentDiffusionModel:
 
     @torch.no_grad()
     def sample(
-        self, n: int, *, seed: int, steps: int | None = None, batch_size: int = 16_384
+        self,
+        n: int,
+        *,
+        seed: int,
+        steps: int | None = None,
+        batch_size: int = 16_384,
+        labels: np.ndarray | None = None,
     ) -> np.ndarray:
         """n latents (n, dim) float32 in the original space; deterministic for
-        (seed, n, steps, batch_size) on a given device (noise comes from a CPU generator)."""
+        (seed, n, steps, batch_size, labels) on a given device (noise comes from a CPU
+        generator). A class-conditional model needs `labels` (n,), one class per latent."""
+        y = _check_labels(labels, n, self.config.n_classes)
         sampler = self.sampler(steps)
         generator = torch.Generator().manual_seed(seed)
         self.denoiser.eval()
         chunks = []
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
-            x = sampler.sample(
-                self.denoiser, (b, self.dim), generator=generator, device=self.device
-            )
+            denoiser = self.denoiser
+            if y is not None:
+                y_chunk = y[start : start + b].to(self.device)
+                denoiser = partial(self.denoiser, class_labels=y_chunk)
+            x = sampler.sample(denoiser, (b, self.dim), generator=generator, device=self.device)
             chunks.append(self.normalizer.inverse(x).cpu())
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -224,7 +244,26 @@ class LatentDiffusionModel:
 
 
 def _build_denoiser(dim: int, config: LatentDiffusionConfig) -> EDMPrecond:
-    return EDMPrecond(MLPDenoiser(dim, hidden=config.hidden), sigma_data=config.sigma_data)
+    net = MLPDenoiser(dim, hidden=config.hidden, n_classes=config.n_classes)
+    return EDMPrecond(net, sigma_data=config.sigma_data)
+
+
+def _check_labels(labels: Any, n: int, n_classes: int) -> torch.Tensor | None:
+    """`labels` as an (n,) int64 tensor in [0, n_classes), None for an unconditional model."""
+    if n_classes == 0:
+        if labels is not None:
+            raise ValueError("labels given to an unconditional latent diffusion model")
+        return None
+    if labels is None:
+        raise ValueError(
+            f"this latent diffusion model is conditioned on {n_classes} classes: pass labels"
+        )
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1).cpu()
+    if len(y) != n:
+        raise ValueError(f"need {n} labels, got {len(y)}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), got {int(y.min())}..{int(y.max())}")
+    return y
 
 
 def train_latent_diffusion(
@@ -233,8 +272,18 @@ def train_latent_diffusion(
     *,
     device: torch.device | str = "cpu",
     log: Callable[[dict[str, Any]], None] = lambda record: None,
+    labels: np.ndarray | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_seconds: float = 120.0,
 ) -> LatentDiffusionModel:
     """Train the latent denoiser on (N, D) latents with the EDM loss; returns the best epoch's model.
+
+    A class-conditional config (`n_classes` > 0) needs `labels` (N,): latent i's class.
+    With `checkpoint`, the whole training state (weights, optimiser, LR scheduler, RNG,
+    counters, best weights, the log records) is saved there atomically at the end of an
+    epoch once `checkpoint_seconds` have passed since the last save, and a call with the
+    same config and data shape continues from it (replaying the saved records through
+    `log`), ending with the weights an uninterrupted call gives.
 
     Calls `log({"step", "epoch", "loss", "lr"})` once per epoch (loss: mean EDM loss over the
     epoch). Stops after `config.epochs`, `config.max_steps` optimiser steps or `config.patience`
@@ -253,6 +302,8 @@ def train_latent_diffusion(
     normalizer = LatentNormalizer.fit(z, target_std=config.sigma_data, mode=config.normalization)
     data = torch.as_tensor(normalizer.transform(z), dtype=torch.float32, device=device)
     n, dim = data.shape
+    y = _check_labels(labels, n, config.n_classes)
+    y = None if y is None else y.to(device)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -269,16 +320,36 @@ def train_latent_diffusion(
     max_steps = config.max_steps or math.inf
     best_loss, best_epoch, best_state, bad_epochs = math.inf, 0, None, 0
     step, epoch, stopped_early = 0, 0, False
-    start = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    settings = {"config": asdict(config), "shape": [n, dim]}
+    saved = load_training_state(
+        checkpoint, version=CHECKPOINT_VERSION, settings=settings, map_location=device
+    )
+    elapsed = 0.0
+    if saved is not None:
+        denoiser.load_state_dict(saved["denoiser"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"].to("cpu"))
+        best_loss, best_epoch = saved["best_loss"], saved["best_epoch"]
+        best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
+        step, epoch, elapsed = saved["step"], saved["epoch"], saved["elapsed"]
+        records = saved["records"]
+        for record in records:
+            log(record)
+    resumed_from_epoch = epoch
+    start = time.perf_counter() - elapsed
+    last_save = time.perf_counter()
     denoiser.train()
     while epoch < config.epochs and step < max_steps:
         epoch += 1
         perm = torch.randperm(n, generator=generator, device=device)
         total, seen = torch.zeros((), device=device), 0
         for i in range(0, n, batch_size):
-            batch = data[perm[i : i + batch_size]]
+            rows = perm[i : i + batch_size]
+            batch = data[rows]
             loss = edm_loss(
-                denoiser,
+                denoiser if y is None else partial(denoiser, class_labels=y[rows]),
                 batch,
                 P_mean=config.p_mean,
                 P_std=config.p_std,
@@ -295,14 +366,10 @@ def train_latent_diffusion(
                 break
         epoch_loss = float(total / seen)
         scheduler.step(epoch_loss)
-        log(
-            {
-                "step": step,
-                "epoch": epoch,
-                "loss": epoch_loss,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-        )
+        record = {"step": step, "epoch": epoch, "loss": epoch_loss}
+        record["lr"] = optimizer.param_groups[0]["lr"]
+        records.append(record)
+        log(record)
         if epoch_loss < best_loss:
             best_loss, best_epoch, bad_epochs = epoch_loss, epoch, 0
             best_state = copy.deepcopy(denoiser.state_dict())
@@ -311,6 +378,25 @@ def train_latent_diffusion(
             if bad_epochs >= config.patience:
                 stopped_early = True
                 break
+        if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_seconds:
+            state = {
+                "denoiser": denoiser.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "best_loss": best_loss,
+                "best_epoch": best_epoch,
+                "best_state": best_state,
+                "bad_epochs": bad_epochs,
+                "step": step,
+                "epoch": epoch,
+                "elapsed": time.perf_counter() - start,
+                "records": records,
+            }
+            save_training_state(
+                checkpoint, version=CHECKPOINT_VERSION, settings=settings, state=state
+            )
+            last_save = time.perf_counter()
 
     if best_state is not None:
         denoiser.load_state_dict(best_state)
@@ -323,6 +409,7 @@ def train_latent_diffusion(
         "best_epoch": best_epoch,
         "best_loss": best_loss,
         "stopped_early": stopped_early,
+        "resumed_from_epoch": resumed_from_epoch,
         "seconds": time.perf_counter() - start,
         "n_parameters": sum(p.numel() for p in denoiser.parameters()),
     }

@@ -16,8 +16,6 @@ weights of an uninterrupted run (batch order depends on seed and epoch only).
 from __future__ import annotations
 
 import math
-import os
-import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
@@ -28,6 +26,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from synthloom.methods.difflm.beta import BetaSchedule
+from synthloom.models.checkpoint import load_training_state, save_training_state
 from synthloom.models.device import set_seed
 from synthloom.models.vae import DiffLMVAE
 
@@ -255,7 +254,7 @@ def train_vae(
     settings = {"steps": steps, "lr": lr, "head_lr": head_lr, "warmup_steps": warmup_steps,
                 "lr_schedule": lr_schedule, "seed": seed, "eval_every": eval_every}  # fmt: skip
     elapsed, resumed_from = 0.0, 0
-    saved = _load_checkpoint(checkpoint, settings)
+    saved = load_training_state(checkpoint, version=CHECKPOINT_VERSION, settings=settings)
     if saved is not None:
         vae.load_trainable_state_dict(saved["weights"])
         opt.load_state_dict(saved["optimizer"])
@@ -345,7 +344,9 @@ def train_vae(
                      "history": history, "best_state": best_state, "best": best,
                      "best_step": best_step, "bad_evals": bad_evals, "step": step,
                      "epoch": epoch, "used": used, "elapsed": clock() - started}  # fmt: skip
-            _save_checkpoint(checkpoint, settings, state)
+            save_training_state(
+                checkpoint, version=CHECKPOINT_VERSION, settings=settings, state=state
+            )
             last_save = clock()
     if best_state is not None:
         vae.load_trainable_state_dict(best_state)
@@ -357,32 +358,6 @@ def train_vae(
         "resumed_from_step": resumed_from,
     }
     return history
-
-
-def _save_checkpoint(path: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"version": CHECKPOINT_VERSION, "settings": settings, "state": state}, tmp)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved state, or None without a readable checkpoint or with one from other
-    settings or code (training then starts from zero and overwrites it)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        saved = torch.load(path, weights_only=False, map_location="cpu")
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
-        return None
-    if (
-        not isinstance(saved, dict)
-        or saved.get("version") != CHECKPOINT_VERSION
-        or saved.get("settings") != settings
-    ):
-        return None
-    return saved["state"]
 
 
 def lr_factor(step: int, warmup_steps: int, progress: float, schedule: str) -> float:

@@ -18,15 +18,23 @@ training rows define a monotone map s -> Phi^-1(F_{s_j}(s)) (a QuantileNormal fi
 them), applied to every decoded score before the inverse quantile transform: the training
 rows then decode with the data's own marginals, and ranks (so correlations) are kept.
 
+Class-conditional denoiser (ours, TabDDPM-style; `class_conditional`, false = the paper):
+the diffusion model learns p(z | y) for the target's class y (code of the categorical
+target), and sampling first lays out the classes in the training balance (largest-remainder
+counts, shuffled with the seed), then draws z ~ p(z | y) and writes y into the decoded
+target column (`last_label_agreement`: the share whose decoded target already was y).
+
 Conditions (`sample(..., conditions={column: {value: count}})`): exact counts for one
-categorical or boolean column, by rejection: unconditional rows are drawn in rounds and a
+categorical or boolean column. On the target of a class-conditional model the counts ARE
+the labels: no row is drawn in vain. Otherwise by rejection: rows are drawn in rounds and a
 row is kept while its value's quota is open. A kept row is an exact draw from
 p(x | column = value) of the model; a quota still open after `max_condition_factor` times
 the requested rows raises `DataError` naming the value (it is too rare in the model).
 
 Training state lives in the directory given as `checkpoint_dir` (the pipeline passes one
 outside the stage's staged output), so a killed fit resumes from its last checkpoint: the
-VAE from its training state, and a finished VAE is not trained again.
+VAE from its training state, a finished VAE is not trained again, and the diffusion model
+from its own training state.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ VAE_FILE = "vae.safetensors"
 DIFFUSION_DIR = "diffusion"
 VAE_CHECKPOINT = "vae_training.pt"
 VAE_DONE = "vae_trained.safetensors"
+DIFFUSION_CHECKPOINT = "diffusion_training.pt"
 
 
 class TabSynGenerator:
@@ -79,7 +88,11 @@ class TabSynGenerator:
         self.diffusion: LatentDiffusionModel | None = None
         self.training: dict[str, Any] = {}
         self.calibration: list[QuantileNormal] | None = None
+        # class-conditional: the target's index in codec.categorical and its training counts
+        self.label_index: int | None = None
+        self.label_counts: list[int] = []
         self.last_attempts = 0
+        self.last_label_agreement: float | None = None
 
     # ----------------------------------------------------------------------------- fit
     def fit(
@@ -93,25 +106,34 @@ class TabSynGenerator:
         log: Any = None,
         device: str = "cpu",
     ) -> TabSynGenerator:
-        """Fit codec, VAE and diffusion on `train`; `validation` rows (default: a seeded 10%
-        of `train`, then not trained on) pick the VAE's best epoch and drive its beta.
+        """Fit codec, VAE and diffusion on `train` (`fit_vae`, then `fit_diffusion`: the
+        pipeline runs them as two stages); `validation` rows (default: a seeded 10% of
+        `train`, then not trained on) pick the VAE's best epoch and drive its beta.
         Training runs on `device` ("auto": CUDA where available); the fitted model is kept
         on the CPU, where the generate stage samples."""
+        common = {"seed": seed, "validation": validation, "checkpoint_dir": checkpoint_dir}
+        common.update(log=log, device=device)
+        return self.fit_vae(train, schema, **common).fit_diffusion(train, **common)
+
+    def fit_vae(
+        self,
+        train: pd.DataFrame,
+        schema: TableSchema,
+        *,
+        seed: int = 0,
+        validation: pd.DataFrame | None = None,
+        checkpoint_dir: Path | None = None,
+        log: Any = None,
+        device: str = "cpu",
+    ) -> TabSynGenerator:
+        """Stage 1: the column codec and the VAE (resumable from `checkpoint_dir`); then
+        `save_vae` / `load_vae` carry it to `fit_diffusion`, which takes the same rows."""
         from synthloom.models.device import resolve_device
 
         c = self.config
         where = resolve_device(device)
         log = log or (lambda record: None)
-        if len(train) < 10:
-            raise DataError(
-                f"tabsyn needs at least 10 training rows, got {len(train)}. Fix: bring more "
-                "seed rows or lower data.validation_fraction / data.test_fraction."
-            )
-        if validation is None or len(validation) == 0:
-            order = np.random.default_rng(seed).permutation(len(train))
-            cut = max(1, len(train) // 10)
-            validation = train.iloc[order[:cut]]
-            train = train.iloc[order[cut:]]
+        train, validation = _split_validation(train, validation, seed)
         self.schema = schema
         self.codec = ColumnCodec.fit(
             train, schema, max_decimals=c.max_decimals, max_grid_values=c.max_grid_values
@@ -143,8 +165,45 @@ class TabSynGenerator:
             if done is not None:
                 _atomic_save(self.vae, done)
                 done.with_suffix(".json").write_text(json.dumps(vae_summary), encoding="utf-8")
-        vae_seconds = time.perf_counter() - t0
-        self.vae.eval()
+        self.vae.eval().to("cpu")
+        self.training = {
+            "vae": {k: v for k, v in vae_summary.items() if k != "history"},
+            "vae_history": vae_summary.get("history", []),
+            "vae_seconds": time.perf_counter() - t0,
+            "n_train": len(train),
+            "n_validation": len(validation),
+        }
+        return self
+
+    def fit_diffusion(
+        self,
+        train: pd.DataFrame,
+        *,
+        seed: int = 0,
+        validation: pd.DataFrame | None = None,
+        checkpoint_dir: Path | None = None,
+        log: Any = None,
+        device: str = "cpu",
+    ) -> TabSynGenerator:
+        """Stage 2, after `fit_vae` on the same rows: the latent diffusion model on the
+        training rows' latent means (resumable from `checkpoint_dir`), the decoder
+        calibration and the reconstruction summaries."""
+        from synthloom.models.device import resolve_device
+
+        assert self.codec is not None and self.vae is not None, "fit_vae first"
+        c = self.config
+        where = resolve_device(device)
+        log = log or (lambda record: None)
+        train, validation = _split_validation(train, validation, seed)
+        x_train = _tensors(*self.codec.encode(train, seed=seed), device=where)
+        x_val = _tensors(*self.codec.encode(validation, seed=seed + 1), device=where)
+        self.vae.to(where).eval()
+        self.label_index = self._label_index()
+        labels = None
+        if self.label_index is not None:
+            labels = x_train[1][:, self.label_index].cpu().numpy()
+            n_classes = self.codec.cardinalities[self.label_index]
+            self.label_counts = np.bincount(labels, minlength=n_classes).tolist()
         with torch.no_grad():
             mu, _ = self.vae.encode(*x_train)
         latents = mu.reshape(len(mu), -1).cpu().numpy()
@@ -158,6 +217,7 @@ class TabSynGenerator:
             sampler_steps=c.sampler_steps,
             sampler_churn=c.sampler_churn,
             normalization=c.latent_normalization,
+            n_classes=len(self.label_counts) if self.label_index is not None else 0,
             seed=seed,
         )
         t1 = time.perf_counter()
@@ -168,7 +228,13 @@ class TabSynGenerator:
             log({"phase": "diffusion", **record})
 
         self.diffusion = train_latent_diffusion(
-            latents, diffusion_config, device=where, log=log_diffusion
+            latents,
+            diffusion_config,
+            device=where,
+            log=log_diffusion,
+            labels=labels,
+            checkpoint=None if checkpoint_dir is None else checkpoint_dir / DIFFUSION_CHECKPOINT,
+            checkpoint_seconds=c.checkpoint_seconds,
         ).to("cpu")
         self.calibration = None
         if c.calibrate_decoder and self.codec.n_num:
@@ -179,20 +245,25 @@ class TabSynGenerator:
         recon_train = evaluate_reconstruction(self.vae, *x_train)
         recon_val = evaluate_reconstruction(self.vae, *x_val)
         self.vae.to("cpu")
-        self.training = {
-            "vae": {k: v for k, v in vae_summary.items() if k != "history"},
-            "vae_history": vae_summary.get("history", []),
-            "vae_seconds": vae_seconds,
-            "diffusion": self.diffusion.training,
-            "diffusion_seconds": time.perf_counter() - t1,
-            "diffusion_history": diffusion_history,
-            "reconstruction_train": recon_train,
-            "reconstruction_validation": recon_val,
-            "n_train": len(train),
-            "n_validation": len(validation),
-            "device": str(where),
-        }
+        self.training.update(
+            {
+                "diffusion": self.diffusion.training,
+                "diffusion_seconds": time.perf_counter() - t1,
+                "diffusion_history": diffusion_history,
+                "reconstruction_train": recon_train,
+                "reconstruction_validation": recon_val,
+                "device": str(where),
+            }
+        )
         return self
+
+    def _label_index(self) -> int | None:
+        """The target's position in codec.categorical when the denoiser is class-conditional."""
+        assert self.codec is not None and self.schema is not None
+        target = self.schema.target
+        if not self.config.class_conditional or target not in self.codec.categorical:
+            return None
+        return self.codec.categorical.index(target)
 
     def _build_vae(self) -> TabularVAE:
         """A fresh VAE for the fitted codec's columns (weights from torch's current RNG)."""
@@ -237,7 +308,26 @@ class TabSynGenerator:
         if conditions:
             return self._sample_conditioned(num_rows, seed, conditions)
         self.last_attempts = num_rows
-        return self._decode(self.diffusion.sample(num_rows, seed=seed))
+        return self._draw(num_rows, seed, self._balanced_labels(num_rows, seed))
+
+    def _balanced_labels(self, n: int, seed: int) -> np.ndarray | None:
+        """n class codes in the training balance (largest remainders), shuffled by `seed`;
+        None for an unconditional model."""
+        if self.label_index is None:
+            return None
+        counts = np.asarray(self.label_counts, dtype=np.float64)
+        exact = n * counts / counts.sum()
+        quota = np.floor(exact).astype(np.int64)
+        order = np.argsort(-(exact - quota), kind="stable")
+        quota[order[: n - int(quota.sum())]] += 1
+        labels = np.repeat(np.arange(len(counts)), quota)
+        return np.random.default_rng([seed, 104729]).permutation(labels)
+
+    def _draw(self, n: int, seed: int, labels: np.ndarray | None) -> pd.DataFrame:
+        """n rows from latents z ~ p(z | labels) (or p(z) without labels); the labels are
+        written into the target column."""
+        assert self.diffusion is not None
+        return self._decode(self.diffusion.sample(n, seed=seed, labels=labels), labels)
 
     def decode_latents(self, latents: np.ndarray) -> pd.DataFrame:
         """Flattened latents (N, n_columns * d_token) -> rows (argmax categories)."""
@@ -251,7 +341,7 @@ class TabSynGenerator:
         return mu.reshape(len(mu), -1).numpy()
 
     @torch.no_grad()
-    def _decode(self, latents: np.ndarray) -> pd.DataFrame:
+    def _decode(self, latents: np.ndarray, labels: np.ndarray | None = None) -> pd.DataFrame:
         assert self.codec is not None and self.vae is not None
         z = torch.as_tensor(latents, dtype=torch.float32)
         z = z.reshape(len(z), self.vae.n_columns, self.vae.d_token)
@@ -261,6 +351,10 @@ class TabSynGenerator:
             if logits
             else torch.zeros((len(z), 0), dtype=torch.long)
         )
+        if labels is not None and self.label_index is not None:
+            decoded = codes[:, self.label_index].numpy()
+            self.last_label_agreement = float(np.mean(decoded == labels)) if len(labels) else None
+            codes[:, self.label_index] = torch.as_tensor(labels, dtype=torch.long)
         scores = x_num.numpy().astype(np.float64)
         if self.calibration is not None:
             scores = np.stack(
@@ -274,6 +368,13 @@ class TabSynGenerator:
         assert self.schema is not None
         column, quotas = check_conditions(conditions, self.schema, num_rows)
         wanted = {str(k): int(v) for k, v in quotas.items()}
+        if self.label_index is not None and column == self.schema.target:
+            assert self.codec is not None
+            code_of = {c: i for i, c in enumerate(self.codec.categories[column])}
+            labels = np.repeat([code_of[v] for v in wanted], list(wanted.values()))
+            self.last_attempts = num_rows
+            labels = np.random.default_rng([seed, 104729]).permutation(labels)
+            return self._draw(num_rows, seed, labels)
         kept: list[pd.DataFrame] = []
         attempts, round_index = 0, 0
         limit = int(self.config.max_condition_factor * max(num_rows, 1))
@@ -287,7 +388,8 @@ class TabSynGenerator:
                     "its count, or raise method.max_condition_factor."
                 )
             batch = max(2 * sum(wanted.values()), 64)
-            rows = self._decode(self.diffusion.sample(batch, seed=seed * 7919 + round_index))
+            round_seed = seed * 7919 + round_index
+            rows = self._draw(batch, round_seed, self._balanced_labels(batch, round_seed))
             attempts += batch
             round_index += 1
             values = rows[column].map(lambda v: None if pd.isna(v) else str(v))
@@ -316,8 +418,37 @@ class TabSynGenerator:
             if self.calibration is None
             else [q.to_dict() for q in self.calibration],
             "training": self.training,
+            "label_index": self.label_index,
+            "label_counts": self.label_counts,
         }
         (directory / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    def save_vae(self, directory: Path) -> None:
+        """After `fit_vae`: the codec, the VAE and its training summary (`load_vae` reads them)."""
+        assert self.codec is not None and self.vae is not None
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(_cpu_state(self.vae), str(directory / VAE_FILE))
+        state = {
+            "config": self.config.model_dump(),
+            "codec": self.codec.to_dict(),
+            "training": self.training,
+        }
+        (directory / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    @classmethod
+    def load_vae(cls, directory: Path) -> TabSynGenerator:
+        """A generator with the codec and VAE `save_vae` wrote, ready for `fit_diffusion`."""
+        directory = Path(directory)
+        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        model = cls(**{k: v for k, v in state["config"].items() if k != "name"})
+        model.codec = ColumnCodec.from_dict(state["codec"])
+        model.schema = model.codec.schema
+        model.vae = model._build_vae()
+        model.vae.load_state_dict(load_file(str(directory / VAE_FILE)))
+        model.vae.eval()
+        model.training = state["training"]
+        return model
 
     @classmethod
     def load(cls, directory: Path) -> TabSynGenerator:
@@ -332,6 +463,8 @@ class TabSynGenerator:
         model.vae.eval()
         model.diffusion = LatentDiffusionModel.load(directory / DIFFUSION_DIR)
         model.training = state["training"]
+        model.label_index = state.get("label_index")
+        model.label_counts = list(state.get("label_counts", []))
         if state.get("calibration") is not None:
             model.calibration = [QuantileNormal.from_dict(q) for q in state["calibration"]]
         return model
@@ -358,6 +491,23 @@ class TabSynGenerator:
             curves = ("vae_history", "diffusion_history")
             info["training"] = {k: v for k, v in self.training.items() if k not in curves}
         return info
+
+
+def _split_validation(
+    train: pd.DataFrame, validation: pd.DataFrame | None, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation): as given, or without validation rows a seeded 10% of `train`
+    held out (the same split on every call with the same seed)."""
+    if len(train) < 10:
+        raise DataError(
+            f"tabsyn needs at least 10 training rows, got {len(train)}. Fix: bring more "
+            "seed rows or lower data.validation_fraction / data.test_fraction."
+        )
+    if validation is not None and len(validation) > 0:
+        return train, validation
+    order = np.random.default_rng(seed).permutation(len(train))
+    cut = max(1, len(train) // 10)
+    return train.iloc[order[cut:]], train.iloc[order[:cut]]
 
 
 def _tensors(

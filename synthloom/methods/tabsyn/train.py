@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,8 +26,9 @@ from typing import Any
 import torch
 
 from synthloom.methods.tabsyn.vae import TabularVAE, vae_loss_terms
+from synthloom.models.checkpoint import load_training_state, save_training_state
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: saved through synthloom.models.checkpoint
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,16 @@ def train_tabular_vae(
     }
     best_weights = copy.deepcopy(model.state_dict())
     resumed_from = 0
-    if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False, map_location=x_num.device)
-        if saved.get("version") == CHECKPOINT_VERSION and saved["settings"] == asdict(settings):
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            generator.set_state(saved["generator"])
-            best_weights = saved["best_weights"]
-            state = saved["state"]
-            resumed_from = state["epoch"]
+    saved = load_training_state(
+        checkpoint, version=CHECKPOINT_VERSION, settings=asdict(settings), map_location=x_num.device
+    )
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        best_weights = saved["best_weights"]
+        state = saved["counters"]
+        resumed_from = state["epoch"]
     start = time.perf_counter() - state["seconds"]
     last_save = time.perf_counter()
     stopped = "epochs"
@@ -145,7 +146,18 @@ def train_tabular_vae(
             checkpoint is not None
             and time.perf_counter() - last_save >= settings.checkpoint_seconds
         ):
-            _save_checkpoint(checkpoint, model, optimizer, generator, best_weights, state, settings)
+            save_training_state(
+                checkpoint,
+                version=CHECKPOINT_VERSION,
+                settings=asdict(settings),
+                state={
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "best_weights": best_weights,
+                    "counters": state,
+                },
+            )
             last_save = time.perf_counter()
     model.load_state_dict(best_weights)
     model.eval()
@@ -177,30 +189,3 @@ def evaluate_reconstruction(
         "ce": float(terms["ce"]),
         "accuracy": float(terms["accuracy"]),
     }
-
-
-def _save_checkpoint(
-    path: Path,
-    model: TabularVAE,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    best_weights: dict[str, torch.Tensor],
-    state: dict[str, Any],
-    settings: VAETraining,
-) -> None:
-    """Write the training state to `path` in one rename (a kill leaves the old one intact)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(
-        {
-            "version": CHECKPOINT_VERSION,
-            "settings": asdict(settings),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "best_weights": best_weights,
-            "state": state,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
