@@ -75,7 +75,13 @@ def test_cpu_tiny_fallback_runs_the_tabsyn_step(tmp_path: Path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     (result,) = report["results"]
     assert report["cpu"] and report["tiny"] and result["status"] == "completed"
-    assert set(result["stages"]) >= {"ingest", "train_vae", "train_diffusion", "generate", "evaluate"}
+    assert set(result["stages"]) >= {
+        "ingest",
+        "train_vae",
+        "train_diffusion",
+        "generate",
+        "evaluate",
+    }
 
 
 def test_install_pins_the_present_torch_and_can_stay_offline(tmp_path: Path):
