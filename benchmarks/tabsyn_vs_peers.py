@@ -1,11 +1,12 @@
 """TabSyn beside SMOTE and TVAE on one bench table, in ONE process: fit time, rows/s, quality.
 
     .venv/bin/python benchmarks/tabsyn_vs_peers.py pipeline_configs/bench_credit.yaml \
-        [--seeds 0 1 2] [--rows 1000] [--set method.vae_epochs=50 ...] [--validation]
+        [--seeds 0 1 2] [--rows 1000 train] [--set method.vae_epochs=50 ...] [--validation]
 
 For every generator seed: ingest and split the bench config's data exactly as the pipeline
-does (split seed = run.seed), fit each generator on the train split, sample `--rows` rows
-and evaluate them with the pipeline's metrics (column shapes, pair trends, MLE with the
+does (split seed = run.seed), fit each generator on the train split, sample each `--rows`
+count (`train`: as many rows as the train split, the TabSyn paper's protocol) from the
+same fit and evaluate them with the pipeline's metrics (column shapes, pair trends, MLE with the
 XGBoost grid over mle seeds 0-2, DCR share, exact copies). Scores are on the TEST split
 unless `--validation` (use that while choosing settings: never tune on the test split).
 Prints one line per generator and seed, then mean +- std over seeds and TabSyn's ratio to
@@ -35,14 +36,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", type=int, default=None, help="default: generate.num_rows")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        help="row counts, or 'train' (default: generate.num_rows)",
+    )
     parser.add_argument("--set", action="append", default=[], help="tabsyn method key=value")
     parser.add_argument("--validation", action="store_true", help="score on validation")
     parser.add_argument("--only", nargs="+", default=["tabsyn", *PEERS])
     args = parser.parse_args()
     bench = load_bench_config(args.config)
     data = bench.data.model_dump()
-    rows = args.rows or bench.generate.num_rows
+    row_counts = args.rows or [str(bench.generate.num_rows)]
     methods = {}
     for label in args.only:
         spec = bench.generators[label].method.model_dump()
@@ -51,7 +57,7 @@ def main() -> None:
                 key, _, value = assignment.partition("=")
                 spec[key.removeprefix("method.")] = _parse(value)
         methods[label] = spec
-    results: dict[str, list[dict]] = {label: [] for label in methods}
+    results: dict[str, list[dict]] = {}
     for seed in args.seeds:
         seeded = seed_splits(data, bench.run.seed)
         splits, schema = seeded.splits, seeded.schema
@@ -64,34 +70,22 @@ def main() -> None:
             else:
                 generator.fit(splits.train, schema, seed=seed)
             fit_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            synthetic = generator.sample(rows, seed=seed)
-            sample_s = time.perf_counter() - t0
-            m = evaluate_tabular(
-                synthetic,
-                train=splits.train,
-                test=reference,
-                dcr_train=splits.dcr_train,
-                dcr_holdout=splits.dcr_holdout,
-                schema=schema,
-                include=("quality", "mle", "privacy"),
-            )
-            metric = m.get("mle_metric", "auc")
-            row = {
-                "fit_s": fit_s,
-                "rows_per_s": rows / max(sample_s, 1e-9),
-                "mle": m.get(f"mle_{metric}_mean"),
-                "real_mle": m.get(f"real_mle_{metric}_mean"),
-                "shape": m["column_shape_error_pct"],
-                "trend": m["pair_trend_error_pct"],
-                "dcr": m.get("dcr_share"),
-                "copies": m.get("exact_copy_rate"),
-            }
-            results[label].append(row)
-            shown = " ".join(f"{k} {_fmt(v)}" for k, v in row.items())
-            print(f"{label:8s} seed {seed} {metric}: {shown}", flush=True)
+            for count in row_counts:
+                rows = len(splits.train) if count == "train" else int(count)
+                key = label if len(row_counts) == 1 else f"{label}@{count}"
+                t0 = time.perf_counter()
+                synthetic = generator.sample(rows, seed=seed)
+                sample_s = time.perf_counter() - t0
+                row = _score(
+                    synthetic, splits, reference, schema, fit_s, rows / max(sample_s, 1e-9)
+                )
+                if getattr(generator, "last_label_agreement", None) is not None:
+                    row["label_agreement"] = generator.last_label_agreement  # class-conditional
+                results.setdefault(key, []).append(row)
+                shown = " ".join(f"{k} {_fmt(v)}" for k, v in row.items())
+                print(f"{key:8s} seed {seed} rows {rows}: {shown}", flush=True)
     split = "validation" if args.validation else "test"
-    print(f"\nmean +- std over generator seeds {args.seeds} ({split} split, {rows} rows)")
+    print(f"\nmean +- std over generator seeds {args.seeds} ({split} split, rows {row_counts})")
     means = {}
     for label, runs in results.items():
         stats = {}
@@ -102,14 +96,40 @@ def main() -> None:
             stats[key] = (mean, std)
         means[label] = stats
         print(f"{label:8s} " + "  ".join(f"{k} {m:.4g}+-{s:.2g}" for k, (m, s) in stats.items()))
-    if "tabsyn" in means:
-        for peer in (p for p in means if p != "tabsyn"):
+    for label in (k for k in means if k.split("@")[0] == "tabsyn"):
+        suffix = label[len("tabsyn") :]
+        for peer in (p for p in means if p.split("@")[0] != "tabsyn" and p.endswith(suffix)):
             ratios = {
-                k: means["tabsyn"][k][0] / means[peer][k][0]
+                k: means[label][k][0] / means[peer][k][0]
                 for k in ("fit_s", "rows_per_s", "mle")
                 if means[peer][k][0]
             }
-            print(f"tabsyn / {peer}: " + "  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+            print(f"{label} / {peer}: " + "  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+
+
+def _score(synthetic, splits, reference, schema, fit_s: float, rows_per_s: float) -> dict:
+    """The figures of one sample: fit seconds, rows/s, MLE (and the real rows' MLE), shape
+    and trend errors, DCR share, exact copies."""
+    m = evaluate_tabular(
+        synthetic,
+        train=splits.train,
+        test=reference,
+        dcr_train=splits.dcr_train,
+        dcr_holdout=splits.dcr_holdout,
+        schema=schema,
+        include=("quality", "mle", "privacy"),
+    )
+    metric = m.get("mle_metric", "auc")
+    return {
+        "fit_s": fit_s,
+        "rows_per_s": rows_per_s,
+        "mle": m.get(f"mle_{metric}_mean"),
+        "real_mle": m.get(f"real_mle_{metric}_mean"),
+        "shape": m["column_shape_error_pct"],
+        "trend": m["pair_trend_error_pct"],
+        "dcr": m.get("dcr_share"),
+        "copies": m.get("exact_copy_rate"),
+    }
 
 
 def _parse(text: str):

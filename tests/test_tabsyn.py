@@ -406,16 +406,8 @@ def test_training_rows_decode_from_their_own_latents(fitted) -> None:
     assert set(rebuilt["status"]) <= {"good", "bad"} and (rebuilt["const"] == 7.0).all()
 
 
-@pytest.fixture(scope="module")
-def class_conditional() -> tuple[TabSynGenerator, pd.DataFrame, TableSchema]:
-    frame, schema = dirty_table(n=200)
-    generator = build_generator({"name": "tabsyn", **TINY, "class_conditional": True})
-    generator.fit(frame, schema, seed=0)
-    return generator, frame, schema
-
-
-def test_a_class_conditional_model_keeps_the_training_balance_exactly(class_conditional) -> None:
-    generator, _, _ = class_conditional
+def test_a_class_conditional_model_keeps_the_training_balance_exactly(fitted) -> None:
+    generator, _, _ = fitted
     assert generator.diffusion.config.n_classes == 2
     bad, good = generator.label_counts  # the categories sort: bad, good
     rows = generator.sample(150, seed=3)
@@ -428,9 +420,9 @@ def test_a_class_conditional_model_keeps_the_training_balance_exactly(class_cond
 
 
 def test_conditions_on_the_target_of_a_class_conditional_model_draw_no_row_in_vain(
-    class_conditional,
+    fitted,
 ) -> None:
-    generator, _, _ = class_conditional
+    generator, _, _ = fitted
     rows = generator.sample(50, seed=1, conditions={"status": {"good": 5, "bad": 45}})
     assert rows["status"].value_counts().to_dict() == {"good": 5, "bad": 45}
     assert generator.last_attempts == 50  # the counts are the labels: no rejection
@@ -439,17 +431,22 @@ def test_conditions_on_the_target_of_a_class_conditional_model_draw_no_row_in_va
     assert generator.last_attempts > 40
 
 
-def test_a_class_conditional_model_saves_and_loads(class_conditional, tmp_path: Path) -> None:
-    generator, _, _ = class_conditional
+def test_a_class_conditional_model_saves_and_loads(fitted, tmp_path: Path) -> None:
+    generator, _, _ = fitted
     generator.save(tmp_path / "model")
     loaded = TabSynGenerator.load(tmp_path / "model")
     assert loaded.label_index == generator.label_index
     assert loaded.sample(40, seed=5).equals(generator.sample(40, seed=5))
 
 
-def test_a_numeric_target_leaves_the_denoiser_unconditional() -> None:
+def test_a_numeric_target_or_the_paper_setting_leaves_the_denoiser_unconditional() -> None:
     frame, schema = dirty_table(n=120)
-    schema = TableSchema(columns=schema.columns, target="income", task="regression")
-    generator = TabSynGenerator(**TINY, class_conditional=True).fit(frame, schema, seed=0)
+    numeric = TableSchema(columns=schema.columns, target="income", task="regression")
+    generator = TabSynGenerator(**TINY).fit(frame, numeric, seed=0)
     assert generator.label_index is None and generator.diffusion.config.n_classes == 0
     assert len(generator.sample(20, seed=0)) == 20
+    paper = TabSynGenerator(**TINY, class_conditional=False).fit(frame, schema, seed=0)
+    assert paper.label_index is None and paper.diffusion.config.n_classes == 0
+    rows = paper.sample(30, seed=1, conditions={"status": {"good": 20, "bad": 10}})
+    assert rows["status"].value_counts().to_dict() == {"good": 20, "bad": 10}
+    assert paper.last_attempts > 30  # by rejection

@@ -273,7 +273,7 @@ class TabSynConfig(StrictConfig):
         50.0, ge=1, description="conditions: rows drawn at most, as a multiple of the request"
     )
     class_conditional: bool = Field(
-        False,
+        True,
         description="condition the denoiser on the target's class (TabDDPM-style) and draw "
         "the classes in the training balance, or in generate.conditions' exact counts "
         "(false: the paper's unconditional denoiser; ignored for a numeric target)",
