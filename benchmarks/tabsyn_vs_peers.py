@@ -90,7 +90,7 @@ def main() -> None:
     for label, runs in results.items():
         stats = {}
         for key in runs[0]:
-            values = [r[key] for r in runs if r[key] is not None]
+            values = [r[key] for r in runs if r[key] is not None and r[key] == r[key]]  # no NaN
             mean = statistics.fmean(values) if values else float("nan")
             std = statistics.pstdev(values) if len(values) > 1 else 0.0
             stats[key] = (mean, std)

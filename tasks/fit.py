@@ -39,11 +39,8 @@ def fit_generator(
     generator = build_generator(method)
     run.log.info("fitting %s on %d rows", method["name"], len(train))
     generator.fit(train, schema, seed=seed, **fit_extras(generator.fit, run, seed_files, device))
-    generator.save(run.out / "model")
-    files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
-    files.update(write_training_plots(generator, train, schema, seed, run.out))
     return StageOutput(
-        files=files,
+        files=save_fitted(generator, train, schema, seed, run.out),
         rows_in=len(train),
         rows_out=None,
         info={"method": method["name"], "device": device, **generator.describe()},
@@ -69,12 +66,14 @@ def fit_extras(
     return extra
 
 
-def write_training_plots(
+def save_fitted(
     generator: Any, train: pd.DataFrame, schema: TableSchema, seed: int, out: Path
 ) -> dict[str, tuple[str, int | None]]:
-    """For MLflow: `history.json` and `loss_curves.png` from a generator with
+    """Save the fitted generator under `out/model/` (what the generate stage samples) and,
+    for MLflow, `history.json` and `loss_curves.png` from a generator with
     `training_history()`, `latents.png` from one with `encode_rows`; returns the files."""
-    files: dict[str, tuple[str, int | None]] = {}
+    generator.save(out / "model")
+    files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
     if hasattr(generator, "training_history"):
         history = generator.training_history()
         atomic_write_json(history, out / "history.json")

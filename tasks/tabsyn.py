@@ -12,7 +12,7 @@ from typing import Any
 from synthloom.artifacts import read_table
 from synthloom.methods.tabsyn.generator import TabSynGenerator
 from synthloom.models.device import set_seed
-from tasks.fit import fit_extras, write_training_plots
+from tasks.fit import fit_extras, save_fitted
 from tasks.runtime import StageOutput, StageRun, stage
 
 
@@ -60,11 +60,8 @@ def train_tabsyn_diffusion(
     run.log.info("training the tabsyn latent diffusion on %d rows", len(train))
     extras = fit_extras(generator.fit_diffusion, run, seed_files, device)
     generator.fit_diffusion(train, seed=seed, **extras)
-    generator.save(run.out / "model")
-    files: dict[str, tuple[str, int | None]] = {"model": ("model", None)}
-    files.update(write_training_plots(generator, train, schema, seed, run.out))
     return StageOutput(
-        files=files,
+        files=save_fitted(generator, train, schema, seed, run.out),
         rows_in=len(train),
         metrics={"best_loss": generator.diffusion.training["best_loss"]},
         info={"method": "tabsyn", "device": device, **generator.describe()},
