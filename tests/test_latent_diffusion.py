@@ -335,3 +335,64 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
     checkpoint.write_bytes(b"not a checkpoint")
     again = train_latent_diffusion(z, config, labels=labels, checkpoint=checkpoint)
     assert again.training["resumed_from_epoch"] == 0
+
+
+_KILL_SCRIPT = """
+import sys, numpy as np, torch
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from safetensors.torch import save_file
+from synthloom.methods.difflm.latent_diffusion import LatentDiffusionConfig, train_latent_diffusion
+torch.set_num_threads(1)
+z = np.random.default_rng(5).normal(size=(256, 8))
+config = LatentDiffusionConfig(hidden=64, epochs=400, batch_size=32, n_classes=2, seed=1)
+model = train_latent_diffusion(
+    z, config, labels=np.arange(256) % 2, checkpoint=Path(sys.argv[1]), checkpoint_seconds=0
+)
+save_file(model.denoiser.state_dict(), sys.argv[2])
+print("resumed_from", model.training["resumed_from_epoch"])
+"""
+
+
+def test_sigkill_during_diffusion_training_resumes_from_the_checkpoint(tmp_path):
+    """A real SIGKILL part way: the rerun starts from the last checkpoint and ends with the
+    weights of an uninterrupted run (same thread count: exact)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    script = tmp_path / "train.py"
+    script.write_text(_KILL_SCRIPT.format(repo=str(Path(__file__).resolve().parent.parent)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(*args: str) -> str:
+        cmd = [sys.executable, str(script), *args]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "resumed_from 0" in run(str(tmp_path / "ref.pt"), str(tmp_path / "ref.st"))
+    checkpoint = tmp_path / "run.pt"
+    proc = subprocess.Popen([sys.executable, str(script), str(checkpoint), "unused"], env=env)
+    deadline = time.monotonic() + 120
+    epoch = 0
+    while time.monotonic() < deadline and proc.poll() is None and epoch < 40:
+        if checkpoint.is_file():
+            try:
+                epoch = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+            except (EOFError, RuntimeError):  # read while being replaced: try again
+                pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+    assert 40 <= killed_at < 400
+    assert f"resumed_from {killed_at}" in run(str(checkpoint), str(tmp_path / "run.st"))
+    a, b = load_file(str(tmp_path / "ref.st")), load_file(str(tmp_path / "run.st"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
