@@ -7,14 +7,13 @@ Tiny offline models, single-threaded (same thread count on both sides: exact equ
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from sigkill import kill_once_checkpointed
 from test_difflm_recipe import make_vae, tokenized
 
 from synthloom.methods.difflm.beta import DecreasingBeta
@@ -117,18 +116,14 @@ def test_sigkill_during_vae_training_resumes_from_the_checkpoint(tmp_path: Path)
                          env=env, capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
     assert "resumed_from 0" in ref.stdout
     checkpoint = tmp_path / "run.pt"
-    proc = subprocess.Popen(run + [str(checkpoint), str(tmp_path / "run.st")], env=env)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.is_file():
-            step = torch.load(checkpoint, weights_only=False)["state"]["step"]
-            if step >= 15:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    killed_at = torch.load(checkpoint, weights_only=False)["state"]["step"]
+    killed_at = kill_once_checkpointed(
+        run + [str(checkpoint), str(tmp_path / "run.st")],
+        env,
+        checkpoint,
+        lambda saved: saved["state"]["step"],
+        at_least=15,
+        timeout=300,
+    )
     assert 15 <= killed_at < 120
     rerun = subprocess.run(run + [str(checkpoint), str(tmp_path / "run.st")],
                            env=env, capture_output=True, text=True, timeout=600, check=True)  # fmt: skip

@@ -358,13 +358,12 @@ def test_sigkill_during_diffusion_training_resumes_from_the_checkpoint(tmp_path)
     """A real SIGKILL part way: the rerun starts from the last checkpoint and ends with the
     weights of an uninterrupted run (same thread count: exact)."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     from safetensors.torch import load_file
+    from sigkill import kill_once_checkpointed
 
     script = tmp_path / "train.py"
     script.write_text(_KILL_SCRIPT.format(repo=str(Path(__file__).resolve().parent.parent)))
@@ -378,20 +377,13 @@ def test_sigkill_during_diffusion_training_resumes_from_the_checkpoint(tmp_path)
 
     assert "resumed_from 0" in run(str(tmp_path / "ref.pt"), str(tmp_path / "ref.st"))
     checkpoint = tmp_path / "run.pt"
-    proc = subprocess.Popen([sys.executable, str(script), str(checkpoint), "unused"], env=env)
-    deadline = time.monotonic() + 120
-    epoch = 0
-    while time.monotonic() < deadline and proc.poll() is None and epoch < 40:
-        if checkpoint.is_file():
-            try:
-                epoch = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
-            except (EOFError, RuntimeError):  # read while being replaced: try again
-                pass
-        time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    killed_at = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+    killed_at = kill_once_checkpointed(
+        [sys.executable, str(script), str(checkpoint), "unused"],
+        env,
+        checkpoint,
+        lambda saved: saved["state"]["epoch"],
+        at_least=40,
+    )
     assert 40 <= killed_at < 400
     assert f"resumed_from {killed_at}" in run(str(checkpoint), str(tmp_path / "run.st"))
     a, b = load_file(str(tmp_path / "ref.st")), load_file(str(tmp_path / "run.st"))

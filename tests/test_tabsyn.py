@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sigkill import kill_once_checkpointed
 
 from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
@@ -191,20 +190,13 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path: Path) -> 
     )  # fmt: skip
     assert "resumed_from 0" in ref.stdout
     checkpoint = tmp_path / "run.pt"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(checkpoint), str(tmp_path / "run.st")], env=env
+    killed_at = kill_once_checkpointed(
+        [sys.executable, str(script), str(checkpoint), str(tmp_path / "run.st")],
+        env,
+        checkpoint,
+        lambda saved: saved["state"]["counters"]["epoch"],
+        at_least=20,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.is_file():
-            epoch = torch.load(checkpoint, weights_only=False)["state"]["counters"]["epoch"]
-            if epoch >= 20:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    killed_at = torch.load(checkpoint, weights_only=False)["state"]["counters"]["epoch"]
     assert 20 <= killed_at < 150
     rerun = subprocess.run(
         [sys.executable, str(script), str(checkpoint), str(tmp_path / "run.st")],
