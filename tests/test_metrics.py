@@ -116,6 +116,24 @@ def test_quality_detects_broken_shapes_and_pairs(real: pd.DataFrame, schema: Tab
     assert q_noise["column_shape_scores"]["c"] < 0.5
 
 
+def test_pair_trends_bin_the_synthetic_column_on_the_real_columns_edges(
+    real: pd.DataFrame, schema: TableSchema
+) -> None:
+    # one real row holds a far maximum (x2 = 20); the synthetic rows are the same except that
+    # row (x2 = 9): on the real edges every other row falls in the same bin, on the
+    # synthetic column's own edges (0..9 instead of 0..20) the bins mean other ranges
+    real = real.copy()
+    real.loc[real.index[0], "x2"] = 20.0
+    synthetic = real.copy()
+    synthetic.loc[synthetic.index[0], "x2"] = 9.0
+    real_bins = column_quality(real, synthetic, schema)
+    separate = column_quality(real, synthetic, schema, pair_trends_binning="separate")
+    assert real_bins["pair_trend_error_pct"] < 1.0
+    assert separate["pair_trend_error_pct"] > 5.0
+    with pytest.raises(ValueError, match="pair_trends_binning"):
+        column_quality(real, synthetic, schema, pair_trends_binning="other")
+
+
 def test_quality_counts_failed_columns(real: pd.DataFrame, schema: TableSchema) -> None:
     broken = real.copy()
     broken["x1"] = np.nan  # sdmetrics cannot score an all-missing column: NaN, counted
