@@ -1,0 +1,127 @@
+"""Where does TabSyn lose quality: the VAE (reconstruction) or the diffusion (generation)?
+
+    .venv/bin/python benchmarks/tabsyn_diagnose.py pipeline_configs/bench_churn.yaml \
+        [--seed 0] [--set method.diffusion_steps=8000 ...] [--save DIR]
+
+Fits TabSyn once on the bench config's train split (validation split for early stopping),
+then scores three tables against the VALIDATION split (never the test split: this script
+is for choosing settings):
+
+- `reconstructed`: the training rows decoded from their own latent means z = mu(x). Its
+  errors are the VAE's (plus the decoder's calibration); a high MLE here and a low one
+  for `generated` blames the diffusion.
+- `generated`: as many rows as the train split from the diffusion (the shipped sampler).
+- `train`: the real train rows themselves (the ceiling of every score).
+
+For each: MLE (the bench's XGBoost grid), column-shape and pair-trend error %, and the
+five worst columns by shape score. For the latents: MMD^2 (Gaussian kernel, median
+bandwidth) between diffusion samples and the training means, and the largest per-dimension
+gaps in mean and standard deviation (in units of the training std).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from synthloom.bench.config import load_bench_config  # noqa: E402
+from synthloom.methods import build_generator  # noqa: E402
+from synthloom.methods.text.distribution_matching import (  # noqa: E402
+    median_heuristic_bandwidth,
+    mmd2,
+)
+from synthloom.metrics.tabular import evaluate_tabular  # noqa: E402
+from synthloom.seed_splits import seed_splits  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="tabsyn method key=value")
+    parser.add_argument("--save", type=Path, help="write the three tables here as Parquet")
+    args = parser.parse_args()
+    bench = load_bench_config(args.config)
+    spec = bench.generators["tabsyn"].method.model_dump()
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        spec[key.removeprefix("method.")] = _parse(value)
+    seeded = seed_splits(bench.data.model_dump(), bench.run.seed)
+    splits, schema = seeded.splits, seeded.schema
+    generator = build_generator(spec)
+    t0 = time.perf_counter()
+    generator.fit(splits.train, schema, seed=args.seed, validation=splits.validation)
+    print(f"fit {time.perf_counter() - t0:.0f} s", flush=True)
+
+    train_latents = generator.encode_rows(splits.train, seed=args.seed)
+    tables = {
+        "train": splits.train.reset_index(drop=True),
+        "reconstructed": generator.decode_latents(train_latents),
+        "generated": generator.sample(len(splits.train), seed=args.seed),
+    }
+    for name, frame in tables.items():
+        if args.save is not None:
+            args.save.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(args.save / f"{name}.parquet")
+        m = evaluate_tabular(
+            frame,
+            train=splits.train,
+            test=splits.validation,
+            dcr_train=splits.dcr_train,
+            dcr_holdout=splits.dcr_holdout,
+            schema=schema,
+            include=("quality", "mle"),
+        )
+        metric = m.get("mle_metric", "auc")
+        shapes = {
+            k.removeprefix("column_shape_score."): v
+            for k, v in m.items()
+            if k.startswith("column_shape_score.")
+        }
+        worst = sorted(shapes.items(), key=lambda kv: kv[1])[:5]
+        print(
+            f"{name:14s} mle {metric} {m.get(f'mle_{metric}_mean', float('nan')):.4f}"
+            f"  shape {m['column_shape_error_pct']:.2f}%  trend {m['pair_trend_error_pct']:.2f}%"
+            f"  worst columns: " + ", ".join(f"{k} {v:.3f}" for k, v in worst),
+            flush=True,
+        )
+
+    labels = generator._balanced_labels(len(train_latents), args.seed)
+    sampled = np.asarray(
+        generator.diffusion.sample(len(train_latents), seed=args.seed + 1, labels=labels)
+    )
+    order = np.random.default_rng(args.seed).permutation(len(train_latents))
+    half = min(1000, len(order) // 2)
+    real_a, real_b = train_latents[order[:half]], train_latents[order[half : 2 * half]]
+    syn_z = sampled[:half]
+    bandwidth = median_heuristic_bandwidth(syn_z, real_a)
+    print(
+        f"latent MMD^2 diffusion vs train {mmd2(syn_z, real_a, bandwidth=bandwidth):.5f}"
+        f"  (one half of train vs the other: {mmd2(real_b, real_a, bandwidth=bandwidth):.5f})"
+    )
+    real_z = train_latents
+    syn_z = sampled
+    std = train_latents.std(0) + 1e-8
+    mean_gap = np.abs(syn_z.mean(0) - real_z.mean(0)) / std
+    std_ratio = syn_z.std(0) / std
+    print(
+        f"per-dimension |mean gap|/std max {mean_gap.max():.3f} mean {mean_gap.mean():.3f};"
+        f" std ratio min {std_ratio.min():.3f} max {std_ratio.max():.3f}"
+        f" mean {std_ratio.mean():.3f}"
+    )
+
+
+def _parse(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+if __name__ == "__main__":
+    main()
