@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.special import ndtr
 from sigkill import kill_once_checkpointed
 
 from synthloom.conditions import check_conditions
@@ -20,6 +21,7 @@ from synthloom.errors import DataError
 from synthloom.methods import build_generator
 from synthloom.methods.tabsyn import TabSynGenerator
 from synthloom.methods.tabsyn.columns import MISSING_SUFFIX, ColumnCodec, QuantileNormal
+from synthloom.methods.tabsyn.generator import STATE_FILE
 from synthloom.methods.tabsyn.train import VAETraining, train_tabular_vae
 from synthloom.methods.tabsyn.vae import TabularVAE
 from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
@@ -100,6 +102,22 @@ def test_codec_round_trip_restores_every_kind_gaps_and_constants() -> None:
     assert again.decode(x_num, x_cat).equals(back)
 
 
+def test_dequantised_ties_fill_their_cdf_stretch_and_decode_to_the_tied_value() -> None:
+    rng = np.random.default_rng(0)
+    values = np.where(rng.random(2000) < 0.8, 0.0, rng.uniform(100, 5000, 2000).round(0))
+    qn = QuantileNormal.fit(values)
+    zeros = values == 0.0
+    averaged = qn.transform(values)
+    assert np.unique(averaged[zeros]).size == 1  # the paper: one spike at Phi^-1(0.4)
+    spread = qn.transform(values, np.random.default_rng(1))
+    u = ndtr(spread[zeros])
+    assert u.min() < 0.05 and u.max() > 0.75 and u.max() <= zeros.mean() + 1e-9
+    assert abs(spread.mean()) < 0.1 and abs(spread.std() - 1) < 0.1  # normal, no spike
+    np.testing.assert_allclose(qn.inverse(spread), values, atol=1e-6)
+    # untied values are unchanged by the draw
+    np.testing.assert_allclose(spread[~zeros], averaged[~zeros], atol=1e-6)
+
+
 def test_a_text_column_is_refused_with_the_column_and_the_fix() -> None:
     schema = TableSchema(
         columns=(
@@ -120,6 +138,33 @@ def test_vae_gives_one_latent_token_per_modelled_column() -> None:
     assert mu.shape == logvar.shape == (8, 5, 4)
     x_hat, logits = vae.decode(mu)
     assert x_hat.shape == (8, 3) and [lg.shape for lg in logits] == [(8, 2), (8, 5)]
+
+
+def test_pre_norm_latents_are_free_and_post_norm_ones_lie_on_a_layernorm_sphere() -> None:
+    torch.manual_seed(0)
+    x_num, x_cat = torch.randn(16, 3), torch.randint(0, 2, (16, 1))
+    for norm in ("pre", "post"):
+        vae = TabularVAE(n_num=3, cardinalities=[2], d_token=4, layers=2, ffn_factor=2, norm=norm)
+        mu, _ = vae.encode(x_num, x_cat)
+        token_var = mu.var(-1, unbiased=False)  # over d_token, per row and column
+        if norm == "post":  # LayerNorm's output (weights at their init): variance 1
+            torch.testing.assert_close(token_var, torch.ones_like(token_var), atol=1e-3, rtol=0)
+        else:
+            assert token_var.std() > 0.1
+    with pytest.raises(ValueError, match="norm"):
+        TabularVAE(n_num=1, cardinalities=[], norm="middle")
+
+
+def test_a_model_saved_before_vae_norm_existed_loads_as_post_norm(tmp_path: Path) -> None:
+    frame, schema = dirty_table()
+    model = TabSynGenerator(**TINY, vae_norm="post").fit(frame, schema, seed=0)
+    model.save(tmp_path)
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    del state["config"]["vae_norm"]
+    (tmp_path / STATE_FILE).write_text(json.dumps(state))
+    loaded = TabSynGenerator.load(tmp_path)
+    assert loaded.config.vae_norm == "post"
+    assert loaded.sample(20, seed=3).equals(model.sample(20, seed=3))
 
 
 def _tiny_data(n: int = 64) -> tuple[tuple[torch.Tensor, torch.Tensor], TabularVAE]:

@@ -49,7 +49,11 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
 # The same for the other methods' keys added after runs existed.
 _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
     "difflm": _DIFFLM_HASH_OMITTED,
-    "tabsyn": {"class_conditional": False},
+    "tabsyn": {
+        "class_conditional": False,
+        "dequantize": False,
+        "vae_norm": "post",
+    },
 }
 
 # Keys that cannot change a run's results: left out of its identity.

@@ -218,6 +218,11 @@ class TabSynConfig(StrictConfig):
     d_token: int = Field(4, gt=0, description="latent width per column (TabSyn: 4)")
     layers: int = Field(2, gt=0, description="transformer blocks in each of the three stacks")
     ffn_factor: int = Field(32, gt=0, description="feed-forward width = d_token x this")
+    vae_norm: Literal["pre", "post"] = Field(
+        "pre",
+        description="'pre': LayerNorm before each block, the output free (TabSyn); 'post': "
+        "after each block, every latent token on a LayerNorm sphere (synthloom before 2026-12)",
+    )
     vae_epochs: int = Field(
         100, gt=0, description="VAE passes over the training rows (TabSyn: 4000 at batch 4096)"
     )
@@ -277,6 +282,12 @@ class TabSynConfig(StrictConfig):
         description="condition the denoiser on the target's class (TabDDPM-style) and draw "
         "the classes in the training balance, or in generate.conditions' exact counts "
         "(false: the paper's unconditional denoiser; ignored for a numeric target)",
+    )
+    dequantize: bool = Field(
+        True,
+        description="a number held by many rows (a debt of 0) maps to a uniform draw inside "
+        "its stretch of the quantile transform instead of one point, so the latent has no "
+        "spike for the diffusion to smear (false: the paper, ties averaged)",
     )
 
 

@@ -12,6 +12,11 @@
 - a numeric column with missing values also gets a missingness indicator, modelled as a
   two-category column `<name>` + MISSING_SUFFIX; its gaps are filled with values drawn
   from the observed ones (seeded), so the fill adds no spike to the quantile transform;
+- ties (ours, `dequantize`): a value held by many rows (a debt of 0 in 83 % of them)
+  spans a stretch [F(x-), F(x)] of the CDF; the paper maps it to the stretch's middle, one
+  spike that a diffusion model smooths into values never seen (1, 2, 3 where the data says
+  0). Dequantised, each such row maps to a uniform draw inside the stretch (seeded), the
+  scores stay standard normal, and the inverse transform still returns x;
 - categorical and boolean: an integer code per category, missing values as a category of
   their own (decoded back to a gap);
 - constant columns (one observed value and no gaps) are not modelled: they are written
@@ -52,12 +57,16 @@ class QuantileNormal:
         references = np.linspace(0.0, 1.0, max(q, 2))
         return cls(np.quantile(values, references), references)
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """(N,) -> (N,) standard-normal scores; ties average the forward and backward CDF."""
+    def transform(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(N,) -> (N,) standard-normal scores. A tied value x spans the CDF interval
+        [F(x-), F(x)]: without `rng` it maps to the interval's middle (scikit-learn's
+        QuantileTransformer); with `rng` to a uniform draw inside it (dequantisation), so a
+        value held by many rows becomes a stretch of the normal instead of a spike."""
         x = np.asarray(x, dtype=np.float64)
         up = np.interp(x, self.quantiles, self.references)
         down = -np.interp(-x, -self.quantiles[::-1], -self.references[::-1])
-        return ndtri(_EPS + (1 - 2 * _EPS) * 0.5 * (up + down))
+        share = 0.5 if rng is None else rng.random(len(x))
+        return ndtri(_EPS + (1 - 2 * _EPS) * (down + share * (up - down)))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """(N,) scores -> (N,) values inside [quantiles[0], quantiles[-1]]."""
@@ -89,6 +98,7 @@ class ColumnCodec:
     constants: dict[str, Any] = field(default_factory=dict)
     missing_rates: dict[str, float] = field(default_factory=dict)
     grids: dict[str, list[float]] = field(default_factory=dict)
+    dequantize: bool = False
 
     @classmethod
     def fit(
@@ -97,9 +107,10 @@ class ColumnCodec:
         schema: TableSchema,
         max_decimals: int = 6,
         max_grid_values: int = 64,
+        dequantize: bool = False,
     ) -> ColumnCodec:
         frame = to_peer_frame(train, schema)
-        codec = cls(schema)
+        codec = cls(schema, dequantize=dequantize)
         for col in schema.columns:
             values = frame[col.name]
             present = values.dropna()
@@ -156,7 +167,8 @@ class ColumnCodec:
 
     def encode(self, frame: pd.DataFrame, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Rows -> (x_num (N, n_num) float32, x_cat (N, n_cat) int64). Unknown categories map
-        to code 0; numeric gaps are filled with observed values drawn with `seed`."""
+        to code 0; numeric gaps are filled with observed values drawn with `seed`, which
+        also draws the dequantised scores of tied values (`dequantize`)."""
         frame = to_peer_frame(frame, self.schema)
         rng = np.random.default_rng(seed)
         n = len(frame)
@@ -170,12 +182,12 @@ class ColumnCodec:
                 pool = observed if len(observed) else self.transforms[name].quantiles
                 numbers[gaps] = rng.choice(pool, size=int(gaps.sum()))
                 cat_values[name + MISSING_SUFFIX] = np.where(gaps, "1", "0")
-            x_num[:, j] = self.transforms[name].transform(numbers)
+            x_num[:, j] = self.transforms[name].transform(numbers, rng if self.dequantize else None)
         x_cat = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for j, name in enumerate(self.categorical):
             if name in cat_values:
                 strings = cat_values[name]
-            elif name.endswith(MISSING_SUFFIX) and name not in self.schema.names:
+            elif _is_flag(name, self.schema):
                 strings = np.full(n, "0")  # no gap in these rows
             else:
                 values = frame[name]
@@ -207,7 +219,7 @@ class ColumnCodec:
             else:
                 out[name] = values
         for name in self.categorical:
-            if name.endswith(MISSING_SUFFIX) and name not in self.schema.names:
+            if _is_flag(name, self.schema):
                 continue
             cats = np.asarray(self.categories[name], dtype=object)
             strings = cats[np.clip(codes[name], 0, len(cats) - 1)]
@@ -227,6 +239,7 @@ class ColumnCodec:
             "constants": {k: _json_value(v) for k, v in self.constants.items()},
             "missing_rates": self.missing_rates,
             "grids": self.grids,
+            "dequantize": self.dequantize,
         }
 
     @classmethod
@@ -241,6 +254,7 @@ class ColumnCodec:
             constants=dict(d["constants"]),
             missing_rates=dict(d["missing_rates"]),
             grids={k: list(v) for k, v in d.get("grids", {}).items()},
+            dequantize=bool(d.get("dequantize", False)),
         )
 
 
@@ -251,6 +265,11 @@ def _as_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
         ns = stamps.to_numpy("datetime64[ns]").astype("int64").astype("float64")
         return np.where(stamps.isna().to_numpy(), np.nan, ns / 1e9)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _is_flag(name: str, schema: TableSchema) -> bool:
+    """A missingness indicator of the codec's own, not a table column."""
+    return name.endswith(MISSING_SUFFIX) and name not in schema.names
 
 
 def _snap(values: np.ndarray, grid: np.ndarray) -> np.ndarray:

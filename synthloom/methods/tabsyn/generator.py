@@ -136,7 +136,11 @@ class TabSynGenerator:
         train, validation = _split_validation(train, validation, seed)
         self.schema = schema
         self.codec = ColumnCodec.fit(
-            train, schema, max_decimals=c.max_decimals, max_grid_values=c.max_grid_values
+            train,
+            schema,
+            max_decimals=c.max_decimals,
+            max_grid_values=c.max_grid_values,
+            dequantize=c.dequantize,
         )
         if self.codec.n_modelled == 0:
             raise DataError(
@@ -275,6 +279,7 @@ class TabSynGenerator:
             d_token=c.d_token,
             layers=c.layers,
             ffn_factor=c.ffn_factor,
+            norm=c.vae_norm,
         )
 
     def vae_training(self, seed: int) -> VAETraining:
@@ -441,7 +446,7 @@ class TabSynGenerator:
         """A generator with the codec and VAE `save_vae` wrote, ready for `fit_diffusion`."""
         directory = Path(directory)
         state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-        model = cls(**{k: v for k, v in state["config"].items() if k != "name"})
+        model = cls(**_saved_params(state["config"]))
         model.codec = ColumnCodec.from_dict(state["codec"])
         model.schema = model.codec.schema
         model.vae = model._build_vae()
@@ -454,8 +459,7 @@ class TabSynGenerator:
     def load(cls, directory: Path) -> TabSynGenerator:
         directory = Path(directory)
         state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-        params = {k: v for k, v in state["config"].items() if k != "name"}
-        model = cls(**params)
+        model = cls(**_saved_params(state["config"]))
         model.codec = ColumnCodec.from_dict(state["codec"])
         model.schema = model.codec.schema
         model.vae = model._build_vae()
@@ -491,6 +495,13 @@ class TabSynGenerator:
             curves = ("vae_history", "diffusion_history")
             info["training"] = {k: v for k, v in self.training.items() if k not in curves}
         return info
+
+
+def _saved_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's method keys; a model saved before `vae_norm` existed is post-norm."""
+    params = {k: v for k, v in config.items() if k != "name"}
+    params.setdefault("vae_norm", "post")
+    return params
 
 
 def _split_validation(

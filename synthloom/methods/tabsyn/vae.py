@@ -9,8 +9,13 @@
     loss = MSE(x_hat_num, x_num) + mean_j CE(logits_j, c_j) + beta * KL(q(z|x) || N(0, I))
 
 with the MSE and KL averaged over their elements and beta lowered on plateaus by the trainer
-(`synthloom.methods.tabsyn.train`). Every transformer is post-norm with one head and a
-d_token * `ffn_factor` wide feed-forward layer (TabSyn: d_token 4, 2 layers, factor 32).
+(`synthloom.methods.tabsyn.train`). Every transformer has one head and a d_token *
+`ffn_factor` wide feed-forward layer (TabSyn: d_token 4, 2 layers, factor 32), and is
+pre-norm as TabSyn's (`norm="pre"`: x + f(LayerNorm(x)), no norm on the output), so a
+column's latent is the free residual stream. `norm="post"` (LayerNorm after each residual,
+torch's default and synthloom's first version) leaves every d_token-wide output on a
+LayerNorm's sphere: d_token - 2 free dimensions per column, too few to tell 51 US states
+apart in 4.
 """
 
 from __future__ import annotations
@@ -40,8 +45,12 @@ class ColumnTokenizer(nn.Module):
         return torch.cat([numeric, categorical], dim=1)
 
 
-def column_transformer(d_token: int, layers: int, ffn_factor: int) -> nn.TransformerEncoder:
-    """`layers` post-norm blocks, one attention head, over (B, columns, d_token)."""
+def column_transformer(
+    d_token: int, layers: int, ffn_factor: int, norm: str = "pre"
+) -> nn.TransformerEncoder:
+    """`layers` blocks (`norm` "pre" or "post"), one attention head, over (B, columns, d_token)."""
+    if norm not in ("pre", "post"):
+        raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
     block = nn.TransformerEncoderLayer(
         d_model=d_token,
         nhead=1,
@@ -49,6 +58,7 @@ def column_transformer(d_token: int, layers: int, ffn_factor: int) -> nn.Transfo
         dropout=0.0,
         activation="relu",
         batch_first=True,
+        norm_first=norm == "pre",
     )
     return nn.TransformerEncoder(block, num_layers=layers, enable_nested_tensor=False)
 
@@ -78,15 +88,16 @@ class TabularVAE(nn.Module):
         d_token: int = 4,
         layers: int = 2,
         ffn_factor: int = 32,
+        norm: str = "pre",
     ) -> None:
         super().__init__()
         self.n_num = n_num
         self.cardinalities = list(cardinalities)
         self.d_token = d_token
         self.tokenizer = ColumnTokenizer(n_num, self.cardinalities, d_token)
-        self.encoder_mu = column_transformer(d_token, layers, ffn_factor)
-        self.encoder_logvar = column_transformer(d_token, layers, ffn_factor)
-        self.decoder = column_transformer(d_token, layers, ffn_factor)
+        self.encoder_mu = column_transformer(d_token, layers, ffn_factor, norm)
+        self.encoder_logvar = column_transformer(d_token, layers, ffn_factor, norm)
+        self.decoder = column_transformer(d_token, layers, ffn_factor, norm)
         self.reconstructor = ColumnReconstructor(n_num, self.cardinalities, d_token)
 
     @property
