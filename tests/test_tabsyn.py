@@ -100,6 +100,12 @@ def test_codec_round_trip_restores_every_kind_gaps_and_constants() -> None:
     assert (back["const"] == 7.0).all()
     again = ColumnCodec.from_dict(json.loads(json.dumps(codec.to_dict())))
     assert again.decode(x_num, x_cat).equals(back)
+    # dequantised ties (the TabSyn default): other scores, the same rows back
+    spread = ColumnCodec.fit(frame, schema, dequantize=True)
+    d_num, d_cat = spread.encode(frame, seed=0)
+    assert not np.allclose(d_num, x_num) and (d_cat == x_cat).all()
+    assert spread.decode(d_num, d_cat).equals(back)
+    assert ColumnCodec.from_dict(json.loads(json.dumps(spread.to_dict()))).dequantize
 
 
 def test_dequantised_ties_fill_their_cdf_stretch_and_decode_to_the_tied_value() -> None:
