@@ -45,7 +45,8 @@ from typing import Any
 
 import pandas as pd
 
-from synthloom.schema import TableSchema
+from synthloom.metrics.mle import numeric_values
+from synthloom.schema import ColumnKind, TableSchema
 
 _TABLE = "table"
 
@@ -64,6 +65,10 @@ def column_quality(
     ``column_shapes_n_failed``, ``pair_trends_n_pairs`` and ``pair_trends_n_failed``."""
     from sdmetrics.reports import QualityReport
 
+    if pair_trends_binning not in ("real", "separate"):
+        raise ValueError(
+            f"pair_trends_binning must be 'real' or 'separate', not {pair_trends_binning!r}"
+        )
     cols = schema.sdmetrics_columns
     metadata = {"tables": {_TABLE: schema.sdmetrics_metadata()}}
     report = QualityReport()
@@ -85,12 +90,8 @@ def column_quality(
     per_column = {str(row["Column"]): float(row["Score"]) for _, row in shape_details.iterrows()}
     pair_details = report.get_details("Column Pair Trends")
     if pair_trends_binning == "real" and len(pair_details):
-        pair_details = _rebinned_on_real(pair_details, real[cols], synthetic[cols], metadata)
+        pair_details = _rebinned_on_real(pair_details, real[cols], synthetic[cols], schema)
         trends = float(pair_details["Score"].mean())  # NaN (failed) pairs left out, as sdmetrics
-    elif pair_trends_binning != "real" and pair_trends_binning != "separate":
-        raise ValueError(
-            f"pair_trends_binning must be 'real' or 'separate', not {pair_trends_binning!r}"
-        )
     n_pairs = int(len(pair_details))
     n_failed = int(pair_details["Score"].isna().sum()) if n_pairs else 0
 
@@ -107,18 +108,20 @@ def column_quality(
 
 
 def _rebinned_on_real(
-    details: pd.DataFrame, real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict
+    details: pd.DataFrame, real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema
 ) -> pd.DataFrame:
     """The report's pair details with each continuous-discrete pair's ContingencySimilarity
-    recomputed on bins taken from the real column (10 histogram bins, open outer edges)."""
+    recomputed on bins taken from the real column (10 histogram bins, open outer edges);
+    datetimes binned as epoch seconds (`numeric_values`)."""
     from sdmetrics.column_pairs import ContingencySimilarity
 
-    sdtypes = {k: v["sdtype"] for k, v in metadata["tables"][_TABLE]["columns"].items()}
-    continuous = {c for c, t in sdtypes.items() if t in ("numerical", "datetime")}
-    real, synthetic = (
-        _datetimes_as_numbers(real, sdtypes),
-        _datetimes_as_numbers(synthetic, sdtypes),
-    )
+    kinds = {c.name: c.kind for c in schema.columns if c.name in real.columns}
+    continuous = {n for n, k in kinds.items() if k in (ColumnKind.NUMERIC, ColumnKind.DATETIME)}
+    real, synthetic = real.copy(), synthetic.copy()
+    for name, kind in kinds.items():
+        if kind is ColumnKind.DATETIME:
+            real[name] = numeric_values(real[name], kind)
+            synthetic[name] = numeric_values(synthetic[name], kind)
     details = details.copy()
     for i, row in details.iterrows():
         pair = [str(row["Column 1"]), str(row["Column 2"])]
@@ -135,14 +138,3 @@ def _rebinned_on_real(
                 )
             )
     return details
-
-
-def _datetimes_as_numbers(frame: pd.DataFrame, sdtypes: dict[str, str]) -> pd.DataFrame:
-    """Datetime columns as float nanoseconds since the epoch (NaN for gaps), others as they are."""
-    frame = frame.copy()
-    for col, sdtype in sdtypes.items():
-        if sdtype == "datetime" and col in frame:
-            stamps = pd.to_datetime(frame[col], errors="coerce")
-            ns = stamps.to_numpy("datetime64[ns]").astype("int64").astype("float64")
-            frame[col] = pd.Series(ns, index=frame.index).where(stamps.notna().to_numpy())
-    return frame
