@@ -1,7 +1,8 @@
 """Where does TabSyn lose quality: the VAE (reconstruction) or the diffusion (generation)?
 
     .venv/bin/python benchmarks/tabsyn_diagnose.py pipeline_configs/bench_churn.yaml \
-        [--seed 0] [--set method.diffusion_steps=8000 ...] [--save DIR]
+        [--seed 0] [--set method.diffusion_steps=8000 ...] [--save DIR] \
+        [--guidance 1 2 3]   # with --set method.label_dropout=0.1: one fit, several w
 
 Fits TabSyn once on the bench config's train split (validation split for early stopping),
 then scores three tables against the VALIDATION split (never the test split: this script
@@ -10,7 +11,8 @@ is for choosing settings):
 - `reconstructed`: the training rows decoded from their own latent means z = mu(x). Its
   errors are the VAE's (plus the decoder's calibration); a high MLE here and a low one
   for `generated` blames the diffusion.
-- `generated`: as many rows as the train split from the diffusion (the shipped sampler).
+- `generated`: as many rows as the train split from the diffusion (the shipped sampler);
+  with `--guidance`, one such table per classifier-free guidance weight, from the same fit.
 - `train`: the real train rows themselves (the ceiling of every score).
 
 For each: MLE (the bench's XGBoost grid), column-shape and pair-trend error %, and the
@@ -45,7 +47,10 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="tabsyn method key=value")
-    parser.add_argument("--save", type=Path, help="write the three tables here as Parquet")
+    parser.add_argument("--save", type=Path, help="write the tables here as Parquet")
+    parser.add_argument(
+        "--guidance", type=float, nargs="+", help="sample at each of these guidance_scale values"
+    )
     args = parser.parse_args()
     bench = load_bench_config(args.config)
     spec = bench.generators["tabsyn"].method.model_dump()
@@ -63,12 +68,15 @@ def main() -> None:
     tables = {
         "train": splits.train.reset_index(drop=True),
         "reconstructed": generator.decode_latents(train_latents),
-        "generated": generator.sample(len(splits.train), seed=args.seed),
     }
+    for w in args.guidance or [generator.config.guidance_scale]:
+        generator.config = generator.config.model_copy(update={"guidance_scale": w})
+        name = "generated" if args.guidance is None else f"generated w={w:g}"
+        tables[name] = generator.sample(len(splits.train), seed=args.seed)
     for name, frame in tables.items():
         if args.save is not None:
             args.save.mkdir(parents=True, exist_ok=True)
-            frame.to_parquet(args.save / f"{name}.parquet")
+            frame.to_parquet(args.save / f"{name.replace(' ', '_')}.parquet")
         m = evaluate_tabular(
             frame,
             train=splits.train,
@@ -86,7 +94,7 @@ def main() -> None:
         }
         worst = sorted(shapes.items(), key=lambda kv: kv[1])[:5]
         print(
-            f"{name:14s} mle {metric} {m.get(f'mle_{metric}_mean', float('nan')):.4f}"
+            f"{name:16s} mle {metric} {m.get(f'mle_{metric}_mean', float('nan')):.4f}"
             f"  shape {m['column_shape_error_pct']:.2f}%  trend {m['pair_trend_error_pct']:.2f}%"
             f"  worst columns: " + ", ".join(f"{k} {v:.3f}" for k, v in worst),
             flush=True,

@@ -293,6 +293,52 @@ def test_class_labels_are_checked():
         plain.sample(2, seed=0, labels=[0, 1])
 
 
+def test_guidance_moves_samples_toward_where_their_class_is_likely():
+    """Two overlapping classes, N(-0.6, 1) and N(+0.6, 1) in x_0 (x_1 is shared noise).
+    Trained with label dropout, the null class samples the mixture (w = 0), the
+    conditional model its class (w = 1), and guidance w = 3 follows
+    p(x | y)^3 p(x)^-2, whose class-1 mean lies beyond the class's own (numerically 1.17)."""
+    rng = np.random.default_rng(5)
+    labels = np.arange(2000) % 2
+    z = rng.normal(size=(2000, 2))
+    z[:, 0] += np.where(labels == 1, 0.6, -0.6)
+    config = LatentDiffusionConfig(
+        hidden=64,
+        epochs=120,
+        batch_size=250,
+        lr=2e-3,
+        sampler_steps=20,
+        n_classes=2,
+        label_dropout=0.2,
+        seed=0,
+    )
+    model = train_latent_diffusion(z, config, labels=labels)
+    ones = np.ones(1500, dtype=np.int64)
+    means = {
+        w: model.sample(1500, seed=1, labels=ones, guidance_scale=w)[:, 0].mean()
+        for w in (0.0, 1.0, 3.0)
+    }
+    assert abs(means[0.0]) < 0.25
+    assert abs(means[1.0] - 0.6) < 0.2
+    assert means[3.0] > means[1.0] + 0.4
+    np.testing.assert_array_equal(
+        model.sample(50, seed=2, labels=ones[:50], guidance_scale=2.0),
+        model.sample(50, seed=2, labels=ones[:50], guidance_scale=2.0),
+    )
+
+
+def test_guidance_needs_a_model_trained_with_a_null_class():
+    z = np.random.default_rng(3).normal(size=(40, 2))
+    config = LatentDiffusionConfig(hidden=8, epochs=1, batch_size=40, n_classes=2)
+    model = train_latent_diffusion(z, config, labels=np.arange(40) % 2)
+    with pytest.raises(ValueError, match="label_dropout"):
+        model.sample(4, seed=0, labels=[0, 1, 0, 1], guidance_scale=2.0)
+    with pytest.raises(ValueError, match="class-conditional"):
+        LatentDiffusionConfig(label_dropout=0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        LatentDiffusionConfig(n_classes=2, label_dropout=1.0)
+
+
 def test_the_class_embedding_leaves_the_unconditional_initialisation_alone():
     """Built last, the embedding draws no random number before the shared layers: a saved
     unconditional model's keys and a seed's initial weights are what they were."""

@@ -493,3 +493,32 @@ def test_a_numeric_target_or_the_paper_setting_leaves_the_denoiser_unconditional
     rows = paper.sample(30, seed=1, conditions={"status": {"good": 20, "bad": 10}})
     assert rows["status"].value_counts().to_dict() == {"good": 20, "bad": 10}
     assert paper.last_attempts > 30  # by rejection
+
+
+def test_guidance_samples_from_a_null_class_model_and_survives_save_and_load(
+    tmp_path: Path,
+) -> None:
+    frame, schema = dirty_table(n=120)
+    generator = TabSynGenerator(**TINY, label_dropout=0.2, guidance_scale=2.0)
+    generator.fit(frame, schema, seed=0)
+    # the null class is one more row of the class table
+    assert generator.diffusion.denoiser.net.class_embed.num_embeddings == 3
+    guided = generator.sample(40, seed=3)
+    assert (
+        guided["status"].value_counts().to_dict()
+        == generator.sample(40, seed=3)["status"].value_counts().to_dict()
+    )
+    plain = generator.config.model_copy(update={"guidance_scale": 1.0})
+    generator.config, guided_config = plain, generator.config
+    unguided = generator.sample(40, seed=3)
+    generator.config = guided_config
+    assert not unguided.equals(guided)  # the same noise, another denoiser
+    generator.save(tmp_path / "model")
+    assert TabSynGenerator.load(tmp_path / "model").sample(40, seed=3).equals(guided)
+
+
+def test_guidance_without_a_null_class_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="label_dropout > 0"):
+        TabSynGenerator(guidance_scale=2.0)
+    with pytest.raises(ValueError, match="class_conditional: true"):
+        TabSynGenerator(guidance_scale=2.0, label_dropout=0.1, class_conditional=False)

@@ -53,6 +53,8 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
         "class_conditional": False,
         "dequantize": False,
         "vae_norm": "post",
+        "label_dropout": 0.0,
+        "guidance_scale": 1.0,
     },
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from synthloom.config.base import StrictConfig
 
@@ -291,6 +291,28 @@ class TabSynConfig(StrictConfig):
         "its stretch of the quantile transform instead of one point, so the latent has no "
         "spike for the diffusion to smear (false: the paper, ties averaged)",
     )
+    label_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="class-conditional denoiser: share of training labels replaced by a null "
+        "class, so the network also learns p(z) for classifier-free guidance (0: none)",
+    )
+    guidance_scale: float = Field(
+        1.0,
+        ge=0,
+        description="classifier-free guidance weight w at sampling, D_null + w (D_y - D_null); "
+        "1: the conditional model; != 1 needs label_dropout > 0 and a categorical target",
+    )
+
+    @model_validator(mode="after")
+    def _guidance_needs_a_null_class(self) -> TabSynConfig:
+        if self.guidance_scale != 1.0 and (self.label_dropout <= 0 or not self.class_conditional):
+            raise ValueError(
+                f"guidance_scale {self.guidance_scale} needs class_conditional: true and "
+                "label_dropout > 0 (e.g. 0.1), which trains the null class guidance uses"
+            )
+        return self
 
 
 class _GuidedTextConfig(StrictConfig):

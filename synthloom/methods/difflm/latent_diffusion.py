@@ -14,6 +14,16 @@ back to the latent space.
 Class-conditional (`n_classes` > 0, TabDDPM-style, used by TabSyn for the target): train
 with `labels` (N,) in [0, n_classes), sample with `labels` (n,); the denoiser learns
 D(x; sigma, y) and the sampler draws from p(z | y).
+
+Classifier-free guidance (Ho & Salimans 2022, arXiv 2207.12598): with `label_dropout` p > 0
+each training label is replaced by a null class (index n_classes) with probability p, so
+the same network also learns the unconditional D(x; sigma, null). Sampling with
+`guidance_scale` w then follows
+
+    D_w(x; sigma, y) = D(x; sigma, null) + w (D(x; sigma, y) - D(x; sigma, null))
+
+(w = 1: the conditional model; w > 1 weights p(y | x) by an extra power w - 1, pushing
+samples toward where their class is likely), at two denoiser calls per evaluation.
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ class LatentDiffusionConfig:
     # preconditioning assumes; "tabsyn": (z - mean) / 2 as TabSyn and DiffLM do.
     normalization: Literal["standard", "tabsyn"] = "standard"
     n_classes: int = 0  # > 0: class-conditional denoiser D(x; sigma, y)
+    label_dropout: float = 0.0  # > 0: train a null class too, for classifier-free guidance
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -83,6 +94,10 @@ class LatentDiffusionConfig:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.n_classes < 0:
             raise ValueError(f"n_classes must be >= 0, got {self.n_classes}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
+        if self.label_dropout > 0 and self.n_classes == 0:
+            raise ValueError("label_dropout needs a class-conditional model (n_classes > 0)")
 
 
 @dataclass
@@ -188,11 +203,18 @@ class LatentDiffusionModel:
         steps: int | None = None,
         batch_size: int = 16_384,
         labels: np.ndarray | None = None,
+        guidance_scale: float = 1.0,
     ) -> np.ndarray:
         """n latents (n, dim) float32 in the original space; deterministic for
-        (seed, n, steps, batch_size, labels) on a given device (noise comes from a CPU
-        generator). A class-conditional model needs `labels` (n,), one class per latent."""
+        (seed, n, steps, batch_size, labels, guidance_scale) on a given device (noise comes
+        from a CPU generator). A class-conditional model needs `labels` (n,), one class per
+        latent; `guidance_scale` w != 1 needs a model trained with `label_dropout` > 0."""
         y = _check_labels(labels, n, self.config.n_classes)
+        if guidance_scale != 1.0 and (y is None or self.config.label_dropout <= 0):
+            raise ValueError(
+                f"guidance_scale {guidance_scale} needs a class-conditional model trained "
+                "with label_dropout > 0 (it learns the null class guidance contrasts with)"
+            )
         sampler = self.sampler(steps)
         generator = torch.Generator().manual_seed(seed)
         self.denoiser.eval()
@@ -202,7 +224,16 @@ class LatentDiffusionModel:
             denoiser = self.denoiser
             if y is not None:
                 y_chunk = y[start : start + b].to(self.device)
-                denoiser = partial(self.denoiser, class_labels=y_chunk)
+                if guidance_scale == 1.0:
+                    denoiser = partial(self.denoiser, class_labels=y_chunk)
+                else:
+                    denoiser = partial(
+                        _guided,
+                        self.denoiser,
+                        labels=y_chunk,
+                        null=self.config.n_classes,
+                        scale=guidance_scale,
+                    )
             x = sampler.sample(denoiser, (b, self.dim), generator=generator, device=self.device)
             chunks.append(self.normalizer.inverse(x).cpu())
         if not chunks:
@@ -244,8 +275,24 @@ class LatentDiffusionModel:
 
 
 def _build_denoiser(dim: int, config: LatentDiffusionConfig) -> EDMPrecond:
-    net = MLPDenoiser(dim, hidden=config.hidden, n_classes=config.n_classes)
+    """The preconditioned MLP; with label_dropout its class table has one more row (the null
+    class, index n_classes)."""
+    n_embeddings = config.n_classes + (1 if config.label_dropout > 0 else 0)
+    net = MLPDenoiser(dim, hidden=config.hidden, n_classes=n_embeddings)
     return EDMPrecond(net, sigma_data=config.sigma_data)
+
+
+def _guided(
+    denoiser: EDMPrecond, x: torch.Tensor, sigma: torch.Tensor, *, labels, null: int, scale: float
+) -> torch.Tensor:
+    """D(x; sigma, null) + scale (D(x; sigma, y) - D(x; sigma, null)), both in one batch."""
+    both = denoiser(
+        torch.cat([x, x]),
+        torch.cat([sigma, sigma]) if sigma.dim() else sigma,
+        class_labels=torch.cat([labels, torch.full_like(labels, null)]),
+    )
+    conditional, unconditional = both.chunk(2)
+    return unconditional + scale * (conditional - unconditional)
 
 
 def _check_labels(labels: Any, n: int, n_classes: int) -> torch.Tensor | None:
@@ -348,8 +395,12 @@ def train_latent_diffusion(
         for i in range(0, n, batch_size):
             rows = perm[i : i + batch_size]
             batch = data[rows]
+            y_batch = None if y is None else y[rows]
+            if y_batch is not None and config.label_dropout > 0:
+                drop = torch.rand(len(rows), generator=generator, device=device)
+                y_batch = y_batch.masked_fill(drop < config.label_dropout, config.n_classes)
             loss = edm_loss(
-                denoiser if y is None else partial(denoiser, class_labels=y[rows]),
+                denoiser if y_batch is None else partial(denoiser, class_labels=y_batch),
                 batch,
                 P_mean=config.p_mean,
                 P_std=config.p_std,

@@ -222,6 +222,7 @@ class TabSynGenerator:
             sampler_churn=c.sampler_churn,
             normalization=c.latent_normalization,
             n_classes=len(self.label_counts) if self.label_index is not None else 0,
+            label_dropout=c.label_dropout if self.label_index is not None else 0.0,
             seed=seed,
         )
         t1 = time.perf_counter()
@@ -332,7 +333,9 @@ class TabSynGenerator:
         """n rows from latents z ~ p(z | labels) (or p(z) without labels); the labels are
         written into the target column."""
         assert self.diffusion is not None
-        return self._decode(self.diffusion.sample(n, seed=seed, labels=labels), labels)
+        guidance = self.config.guidance_scale if labels is not None else 1.0
+        latents = self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=guidance)
+        return self._decode(latents, labels)
 
     def decode_latents(self, latents: np.ndarray) -> pd.DataFrame:
         """Flattened latents (N, n_columns * d_token) -> rows (argmax categories)."""
