@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/tabsyn_diagnose.py pipeline_configs/bench_churn.yaml \
         [--seed 0] [--set method.diffusion_steps=8000 ...] [--save DIR] \
-        [--guidance 1 2 3]   # with --set method.label_dropout=0.1: one fit, several w
+        [--vary category_temperature=0,1] [--vary guidance_scale=1,2]  # sampling keys
 
 Fits TabSyn once on the bench config's train split (validation split for early stopping),
 then scores three tables against the VALIDATION split (never the test split: this script
@@ -12,7 +12,9 @@ is for choosing settings):
   errors are the VAE's (plus the decoder's calibration); a high MLE here and a low one
   for `generated` blames the diffusion.
 - `generated`: as many rows as the train split from the diffusion (the shipped sampler);
-  with `--guidance`, one such table per classifier-free guidance weight, from the same fit.
+  with `--vary KEY=V1,V2` (sampling-time keys: category_temperature, guidance_scale, the
+  latter after `--set method.label_dropout=0.1`), one such table per combination of values,
+  all from the same fit and the same diffusion noise.
 - `train`: the real train rows themselves (the ceiling of every score).
 
 For each: MLE (the bench's XGBoost grid), column-shape and pair-trend error %, and the
@@ -24,6 +26,7 @@ gaps in mean and standard deviation (in units of the training std).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -49,7 +52,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="tabsyn method key=value")
     parser.add_argument("--save", type=Path, help="write the tables here as Parquet")
     parser.add_argument(
-        "--guidance", type=float, nargs="+", help="sample at each of these guidance_scale values"
+        "--vary",
+        action="append",
+        default=[],
+        help="sampling key=v1,v2,...: one generated table per value (repeat: every combination)",
     )
     args = parser.parse_args()
     bench = load_bench_config(args.config)
@@ -67,11 +73,12 @@ def main() -> None:
     train_latents = generator.encode_rows(splits.train, seed=args.seed)
     tables = {
         "train": splits.train.reset_index(drop=True),
-        "reconstructed": generator.decode_latents(train_latents),
+        "reconstructed": generator.decode_latents(train_latents, seed=args.seed),
     }
-    for w in args.guidance or [generator.config.guidance_scale]:
-        generator.config = generator.config.model_copy(update={"guidance_scale": w})
-        name = "generated" if args.guidance is None else f"generated w={w:g}"
+    sweeps = [_sweep(text) for text in args.vary]
+    for combination in itertools.product(*sweeps):
+        generator.config = generator.config.model_copy(update=dict(combination))
+        name = " ".join(["generated", *(f"{k}={v:g}" for k, v in combination)])
         tables[name] = generator.sample(len(splits.train), seed=args.seed)
     for name, frame in tables.items():
         if args.save is not None:
@@ -94,7 +101,7 @@ def main() -> None:
         }
         worst = sorted(shapes.items(), key=lambda kv: kv[1])[:5]
         print(
-            f"{name:16s} mle {metric} {m.get(f'mle_{metric}_mean', float('nan')):.4f}"
+            f"{name:24s} mle {metric} {m.get(f'mle_{metric}_mean', float('nan')):.4f}"
             f"  shape {m['column_shape_error_pct']:.2f}%  trend {m['pair_trend_error_pct']:.2f}%"
             f"  worst columns: " + ", ".join(f"{k} {v:.3f}" for k, v in worst),
             flush=True,
@@ -121,6 +128,15 @@ def main() -> None:
         f" std ratio min {std_ratio.min():.3f} max {std_ratio.max():.3f}"
         f" mean {std_ratio.mean():.3f}"
     )
+
+
+def _sweep(text: str) -> list[tuple[str, float]]:
+    """ "key=v1,v2" -> [(key, v1), (key, v2)] (method. prefix optional)."""
+    key, _, values = text.partition("=")
+    if not values:
+        raise SystemExit(f"--vary {text!r}: expected KEY=V1,V2,...")
+    key = key.removeprefix("method.")
+    return [(key, float(v)) for v in values.split(",")]
 
 
 def _parse(text: str):

@@ -522,3 +522,55 @@ def test_guidance_without_a_null_class_is_refused_with_the_fix() -> None:
         TabSynGenerator(guidance_scale=2.0)
     with pytest.raises(ValueError, match="class_conditional: true"):
         TabSynGenerator(guidance_scale=2.0, label_dropout=0.1, class_conditional=False)
+
+
+def test_category_codes_are_the_argmax_at_zero_and_softmax_draws_above() -> None:
+    from synthloom.methods.tabsyn.generator import _category_codes
+
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]])).repeat(20_000, 1)
+    logits[:5] = torch.tensor([0.0, 0.0, 9.0])
+    assert _category_codes(logits, 0.0, np.random.default_rng(0))[:6].tolist() == [2] * 5 + [0]
+    codes = _category_codes(logits, 1.0, np.random.default_rng(0)).numpy()
+    np.testing.assert_allclose(np.bincount(codes[5:]) / len(codes[5:]), [0.7, 0.2, 0.1], atol=0.01)
+    hot = _category_codes(logits, 2.0, np.random.default_rng(0)).numpy()[5:]
+    flat = np.sqrt([0.7, 0.2, 0.1]) / np.sqrt([0.7, 0.2, 0.1]).sum()  # p^(1/T), T = 2
+    np.testing.assert_allclose(np.bincount(hot) / len(hot), flat, atol=0.01)
+
+
+def test_sampled_categories_keep_a_column_the_latent_carries_badly() -> None:
+    """A 24-value column the tiny VAE cannot carry: the argmax piles it onto a few values,
+    draws from the decoder's softmax restore its shares (total variation 0.63 vs 0.17)."""
+    rng = np.random.default_rng(1)
+    n = 240
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n).round(3),
+            "code": rng.choice([f"c{i}" for i in range(24)], n).astype(object),
+            "y": np.where(rng.random(n) < 0.5, "a", "b").astype(object),
+        }
+    )
+    schema = TableSchema(
+        columns=(
+            ColumnSchema("x", ColumnKind.NUMERIC),
+            ColumnSchema(
+                "code", ColumnKind.CATEGORICAL, categories=tuple(f"c{i}" for i in range(24))
+            ),
+            ColumnSchema("y", ColumnKind.CATEGORICAL, categories=("a", "b")),
+        ),
+        target="y",
+        task="classification",
+    )
+    tiny = {**TINY, "vae_epochs": 5}
+    argmax = TabSynGenerator(**tiny, category_temperature=0.0).fit(frame, schema, seed=0)
+    drawn = TabSynGenerator(**tiny, category_temperature=1.0).fit(frame, schema, seed=0)
+    collapsed, spread = argmax.sample(400, seed=2), drawn.sample(400, seed=2)
+    real = frame["code"].value_counts(normalize=True)
+
+    def total_variation(rows: pd.DataFrame) -> float:
+        shares = rows["code"].value_counts(normalize=True)
+        return 0.5 * float(real.subtract(shares, fill_value=0).abs().sum())
+
+    assert total_variation(spread) < 0.5 * total_variation(collapsed)
+    assert set(spread["code"]) <= set(schema.column("code").categories)
+    assert spread.equals(drawn.sample(400, seed=2))
+    assert not spread.equals(drawn.sample(400, seed=3))

@@ -55,6 +55,7 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
         "vae_norm": "post",
         "label_dropout": 0.0,
         "guidance_scale": 1.0,
+        "category_temperature": 0.0,
     },
 }
 

@@ -291,6 +291,13 @@ class TabSynConfig(StrictConfig):
         "its stretch of the quantile transform instead of one point, so the latent has no "
         "spike for the diffusion to smear (false: the paper, ties averaged)",
     )
+    category_temperature: float = Field(
+        1.0,
+        ge=0,
+        description="decode each category by a draw from softmax(logits / this) (ours), so "
+        "a column the latent carries only partly (mlc_churn's 51 US states) keeps its "
+        "shares instead of piling onto a few values (0: the argmax, the paper)",
+    )
     label_dropout: float = Field(
         0.0,
         ge=0,

@@ -6,7 +6,8 @@ Our implementation of TabSyn (Zhang et al. 2024, arXiv 2310.09656), not the auth
             VAE on (x_num, x_cat), beta 1e-2 -> 1e-5 on plateaus, best validation epoch
             z_i = mu(x_i) flattened to (n_columns * d_token,)
             EDM latent diffusion on {z_i} (shared with DiffLM: `train_latent_diffusion`)
-    sample: z ~ Heun sampler; x_hat_num, logits = VAE.decode(z); argmax categories;
+    sample: z ~ Heun sampler; x_hat_num, logits = VAE.decode(z); categories drawn from
+            softmax(logits / category_temperature) (0: argmax, the paper);
             calibrated scores (below); inverse quantile transform, rounding, gaps from
             the missingness indicators
 
@@ -335,11 +336,12 @@ class TabSynGenerator:
         assert self.diffusion is not None
         guidance = self.config.guidance_scale if labels is not None else 1.0
         latents = self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=guidance)
-        return self._decode(latents, labels)
+        return self._decode(latents, labels, seed=seed)
 
-    def decode_latents(self, latents: np.ndarray) -> pd.DataFrame:
-        """Flattened latents (N, n_columns * d_token) -> rows (argmax categories)."""
-        return self._decode(latents)
+    def decode_latents(self, latents: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
+        """Flattened latents (N, n_columns * d_token) -> rows (categories as configured by
+        `category_temperature`; `seed` drives their draws)."""
+        return self._decode(latents, seed=seed)
 
     def encode_rows(self, frame: pd.DataFrame, *, seed: int = 0) -> np.ndarray:
         """Rows -> their flattened latent means (N, n_columns * d_token)."""
@@ -349,13 +351,17 @@ class TabSynGenerator:
         return mu.reshape(len(mu), -1).numpy()
 
     @torch.no_grad()
-    def _decode(self, latents: np.ndarray, labels: np.ndarray | None = None) -> pd.DataFrame:
+    def _decode(
+        self, latents: np.ndarray, labels: np.ndarray | None = None, *, seed: int = 0
+    ) -> pd.DataFrame:
         assert self.codec is not None and self.vae is not None
         z = torch.as_tensor(latents, dtype=torch.float32)
         z = z.reshape(len(z), self.vae.n_columns, self.vae.d_token)
         x_num, logits = self.vae.decode(z)
+        rng = np.random.default_rng([seed, 15485863])
+        temperature = self.config.category_temperature
         codes = (
-            torch.stack([lg.argmax(-1) for lg in logits], dim=1)
+            torch.stack([_category_codes(lg, temperature, rng) for lg in logits], dim=1)
             if logits
             else torch.zeros((len(z), 0), dtype=torch.long)
         )
@@ -498,6 +504,19 @@ class TabSynGenerator:
             curves = ("vae_history", "diffusion_history")
             info["training"] = {k: v for k, v in self.training.items() if k not in curves}
         return info
+
+
+def _category_codes(
+    logits: torch.Tensor, temperature: float, rng: np.random.Generator
+) -> torch.Tensor:
+    """(N, K) decoder logits -> (N,) codes: argmax at temperature 0, else one draw per row
+    from softmax(logits / temperature) (inverse CDF of a uniform from `rng`)."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.double() / temperature, dim=-1).numpy()
+    u = rng.random((len(probs), 1))
+    codes = (probs.cumsum(axis=1) < u).sum(axis=1)
+    return torch.as_tensor(np.minimum(codes, probs.shape[1] - 1), dtype=torch.long)
 
 
 def _saved_params(config: dict[str, Any]) -> dict[str, Any]:
