@@ -161,15 +161,15 @@ def test_pre_norm_latents_are_free_and_post_norm_ones_lie_on_a_layernorm_sphere(
         TabularVAE(n_num=1, cardinalities=[], norm="middle")
 
 
-def test_a_model_saved_before_vae_norm_existed_loads_as_post_norm(tmp_path: Path) -> None:
+def test_a_model_saved_before_vae_norm_and_category_draws_loads_as_it_was(tmp_path: Path) -> None:
     frame, schema = dirty_table()
-    model = TabSynGenerator(**TINY, vae_norm="post").fit(frame, schema, seed=0)
-    model.save(tmp_path)
+    model = TabSynGenerator(**TINY, vae_norm="post", category_temperature=0.0)
+    model.fit(frame, schema, seed=0).save(tmp_path)
     state = json.loads((tmp_path / STATE_FILE).read_text())
-    del state["config"]["vae_norm"]
+    del state["config"]["vae_norm"], state["config"]["category_temperature"]
     (tmp_path / STATE_FILE).write_text(json.dumps(state))
     loaded = TabSynGenerator.load(tmp_path)
-    assert loaded.config.vae_norm == "post"
+    assert loaded.config.vae_norm == "post" and loaded.config.category_temperature == 0.0
     assert loaded.sample(20, seed=3).equals(model.sample(20, seed=3))
 
 

@@ -520,9 +520,11 @@ def _category_codes(
 
 
 def _saved_params(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved config's method keys; a model saved before `vae_norm` existed is post-norm."""
+    """A saved config's method keys; a model saved before `vae_norm` existed is post-norm,
+    one saved before `category_temperature` existed decodes categories by the argmax."""
     params = {k: v for k, v in config.items() if k != "name"}
     params.setdefault("vae_norm", "post")
+    params.setdefault("category_temperature", 0.0)
     return params
 
 
