@@ -505,8 +505,8 @@ def test_guidance_samples_from_a_null_class_model_and_survives_save_and_load(
     assert generator.diffusion.denoiser.net.class_embed.num_embeddings == 3
     guided = generator.sample(40, seed=3)
     assert guided.equals(generator.sample(40, seed=3))
-    plain = generator.config.model_copy(update={"guidance_scale": 1.0})
-    generator.config, guided_config = plain, generator.config
+    guided_config = generator.config
+    generator.config = guided_config.model_copy(update={"guidance_scale": 1.0})
     unguided = generator.sample(40, seed=3)
     generator.config = guided_config
     assert not unguided.equals(guided)  # the same noise, another denoiser
