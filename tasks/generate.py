@@ -45,7 +45,11 @@ def sample_shard(
         part = generator.sample(rows, seed=seed)
     else:
         part = generator.sample(rows, seed=seed, conditions=conditions[index])
-    return {"synthetic": part}, {"attempts": int(getattr(generator, "last_attempts", len(part)))}
+    stats = {
+        "attempts": int(getattr(generator, "last_attempts", len(part))),
+        "inpainted": int(getattr(generator, "last_inpainted", 0)),  # conditions: TabSyn
+    }
+    return {"synthetic": part}, stats
 
 
 @stage("generate", config="generate", fail_midway=True)
@@ -85,10 +89,14 @@ def generate_rows(
     shards.remove()
     seconds = time.perf_counter() - start
     attempts = sum(r["stats"]["attempts"] for r in shards.records)
+    metrics = {"rows_per_second": len(frame) / max(seconds, 1e-9), "attempts": attempts}
+    inpainted = sum(r["stats"].get("inpainted", 0) for r in shards.records)
+    if inpainted:
+        metrics["inpainted_rows"] = inpainted
     return StageOutput(
         files={"synthetic": ("synthetic.parquet", len(frame))},
         rows_in=None,
         rows_out=len(frame),
-        metrics={"rows_per_second": len(frame) / max(seconds, 1e-9), "attempts": attempts},
+        metrics=metrics,
         info=shards.describe(),
     )

@@ -56,6 +56,10 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
         "label_dropout": 0.0,
         "guidance_scale": 1.0,
         "category_temperature": 0.0,
+        # 'auto' draws the same rows as the rejection runs made before it, which failed
+        # where it goes on to inpaint
+        "condition_sampling": "auto",
+        "inpaint_resample": 10,
     },
 }
 

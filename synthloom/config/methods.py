@@ -277,7 +277,23 @@ class TabSynConfig(StrictConfig):
         "nearest of them (0: never)",
     )
     max_condition_factor: float = Field(
-        50.0, ge=1, description="conditions: rows drawn at most, as a multiple of the request"
+        50.0,
+        ge=1,
+        description="conditions by rejection: rows drawn at most, as a multiple of the request",
+    )
+    condition_sampling: Literal["auto", "rejection", "inpaint"] = Field(
+        "auto",
+        description="conditions on a column other than a class-conditional model's target: "
+        "'rejection' keeps drawn rows while their value's quota is open (exact, slow for a "
+        "rare value; fails after max_condition_factor x the request); 'inpaint' fixes the "
+        "column's latent token to one of a training row with the value and draws the rest "
+        "(the paper's imputation); 'auto': rejection, then inpainting for what is still open",
+    )
+    inpaint_resample: int = Field(
+        10,
+        ge=1,
+        description="inpainting: passes per sampler step (RePaint's U; 1: plain replacement, "
+        "which leaves the other columns closer to their unconditional distribution)",
     )
     class_conditional: bool = Field(
         True,

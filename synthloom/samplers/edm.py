@@ -146,6 +146,47 @@ class EDMHeunSampler:
             x = self.step(denoiser, x, sigma, sigma_next, generator=generator)
         return x
 
+    @torch.no_grad()
+    def inpaint(
+        self,
+        denoiser: Denoiser,
+        known: Tensor,
+        mask: Tensor,
+        generator: torch.Generator | None = None,
+        resample: int = 1,
+    ) -> Tensor:
+        """Draw x_0 ~ p(x | x[mask] = known[mask]) by replacement (RePaint, Lugmayr et al.
+        2022, arXiv 2201.09865, in EDM's variance-exploding form).
+
+        After every step to sigma_next the known entries are overwritten by a fresh forward
+        noising of the known values, known + sigma_next N(0, I) (exactly `known` at
+        sigma = 0), so the unknown entries are denoised beside a consistent noisy copy of
+        the known ones. With `resample` = U > 1 each step is repeated U times, going back
+        from sigma_next to sigma by adding sqrt(sigma^2 - sigma_next^2) N(0, I) in between,
+        which lets the unknown entries agree with the known ones (U = 1: plain replacement).
+        `known` (B, ...) on the target device; `mask` bool, broadcastable to it. The result
+        equals `known` where `mask` holds. Costs U (2 * steps - 1) denoiser calls.
+        """
+        if resample < 1:
+            raise ValueError(f"resample must be >= 1, got {resample}")
+        known = known.float()
+        mask = mask.to(known.device).expand_as(known)
+        sigmas = self.sigmas.tolist()
+
+        def noised(sigma: float) -> Tensor:
+            return known + sigma * _randn(known.shape, generator, known) if sigma > 0 else known
+
+        x = torch.where(mask, noised(sigmas[0]), sigmas[0] * _randn(known.shape, generator, known))
+        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+            for u in range(resample):
+                x_next = self.step(denoiser, x, sigma, sigma_next, generator=generator)
+                x_next = torch.where(mask, noised(sigma_next), x_next)
+                if u < resample - 1:  # back to sigma: x_next + sqrt(sigma^2 - sigma_next^2) n
+                    jump = math.sqrt(sigma**2 - sigma_next**2)
+                    x = x_next + jump * _randn(known.shape, generator, known)
+            x = x_next
+        return x
+
 
 def _full(x: Tensor, sigma: float) -> Tensor:
     """sigma as a (B,) float32 tensor on x's device."""

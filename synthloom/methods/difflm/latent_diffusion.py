@@ -221,24 +221,83 @@ class LatentDiffusionModel:
         chunks = []
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
-            denoiser = self.denoiser
-            if y is not None:
-                y_chunk = y[start : start + b].to(self.device)
-                if guidance_scale == 1.0:
-                    denoiser = partial(self.denoiser, class_labels=y_chunk)
-                else:
-                    denoiser = partial(
-                        _guided,
-                        self.denoiser,
-                        labels=y_chunk,
-                        null=self.config.n_classes,
-                        scale=guidance_scale,
-                    )
+            denoiser = self._conditioned(y, start, b, guidance_scale)
             x = sampler.sample(denoiser, (b, self.dim), generator=generator, device=self.device)
             chunks.append(self.normalizer.inverse(x).cpu())
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         return torch.cat(chunks).numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def inpaint(
+        self,
+        known: np.ndarray,
+        mask: np.ndarray,
+        *,
+        seed: int,
+        resample: int = 1,
+        steps: int | None = None,
+        batch_size: int = 16_384,
+        labels: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Latents (n, dim) with the dimensions where `mask` (dim,) holds fixed to `known`
+        (n, dim), the others drawn from p(z_rest | z_known) by RePaint-style replacement
+        (`EDMHeunSampler.inpaint`, `resample` passes per step), in the original space.
+
+        The sampler runs at the largest churn (gamma = sqrt(2) - 1), whatever the model's
+        `sampler_churn`: replacement only approaches the conditional when the unknown
+        dimensions are re-noised enough to mix. On a 2-D Gaussian with correlation 0.8 and
+        the exact denoiser, the conditional mean came out at 41 % of the true shift with plain
+        replacement on the ODE, 62 % at this churn, 95 % at this churn and resample 10
+        (tests/test_latent_diffusion.py).
+        Deterministic for (seed, inputs, steps, batch_size); labels as in `sample`."""
+        known = np.asarray(known, dtype=np.float64)
+        keep = torch.as_tensor(np.asarray(mask, dtype=bool).reshape(-1))
+        n = len(known)
+        if known.ndim != 2 or known.shape[1] != self.dim or len(keep) != self.dim:
+            raise ValueError(
+                f"inpaint needs known (n, {self.dim}) and mask ({self.dim},), got "
+                f"{known.shape} and {tuple(keep.shape)}"
+            )
+        y = _check_labels(labels, n, self.config.n_classes)
+        sampler = self.sampler(steps)
+        sampler.s_churn = float(sampler.steps)  # gamma capped at sqrt(2) - 1
+        generator = torch.Generator().manual_seed(seed)
+        self.denoiser.eval()
+        target = self.normalizer.transform(torch.as_tensor(known, dtype=torch.float32))
+        chunks = []
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            denoiser = self._conditioned(y, start, b, 1.0)
+            x = sampler.inpaint(
+                denoiser,
+                target[start : start + b].to(self.device),
+                keep,
+                generator=generator,
+                resample=resample,
+            )
+            chunks.append(self.normalizer.inverse(x).cpu())
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = torch.cat(chunks).numpy().astype(np.float32)
+        out[:, keep.numpy()] = known[:, keep.numpy()]  # exact, not through the normaliser
+        return out
+
+    def _conditioned(self, y: torch.Tensor | None, start: int, b: int, guidance_scale: float):
+        """The denoiser for rows start..start+b: as it is (unconditional), given their
+        classes, or guided (D_null + w (D_y - D_null))."""
+        if y is None:
+            return self.denoiser
+        y_chunk = y[start : start + b].to(self.device)
+        if guidance_scale == 1.0:
+            return partial(self.denoiser, class_labels=y_chunk)
+        return partial(
+            _guided,
+            self.denoiser,
+            labels=y_chunk,
+            null=self.config.n_classes,
+            scale=guidance_scale,
+        )
 
     def save(self, directory: str | Path) -> Path:
         """Write `denoiser.safetensors` and `latent_diffusion.json` (config, normaliser, summary)."""

@@ -27,10 +27,18 @@ target column (`last_label_agreement`: the share whose decoded target already wa
 
 Conditions (`sample(..., conditions={column: {value: count}})`): exact counts for one
 categorical or boolean column. On the target of a class-conditional model the counts ARE
-the labels: no row is drawn in vain. Otherwise by rejection: rows are drawn in rounds and a
-row is kept while its value's quota is open. A kept row is an exact draw from
-p(x | column = value) of the model; a quota still open after `max_condition_factor` times
-the requested rows raises `DataError` naming the value (it is too rare in the model).
+the labels: no row is drawn in vain. Otherwise (`condition_sampling`):
+
+- rejection: rows are drawn in rounds and a row is kept while its value's quota is open.
+  A kept row is an exact draw from p(x | column = value) of the model; a quota still open
+  after `max_condition_factor` times the requested rows raises `DataError` naming the value.
+- inpaint (the paper's imputation, in latent space): the column's latent token is fixed to
+  z_c = mu_c(x_i) of a training row i with the value (drawn from a bank of up to
+  `CONDITION_BANK` such rows per value, kept at fit; with a class-conditional denoiser the
+  row's class y_i comes with it, a draw of p(y | value)), and the other tokens are drawn
+  from p(z_rest | z_c) by RePaint replacement (`LatentDiffusionModel.inpaint`); the value
+  is written into the column (`last_condition_agreement`: the share that decoded to it).
+- auto (default): rejection, then inpainting for the quotas still open at its limit.
 
 Training state lives in the directory given as `checkpoint_dir` (the pipeline passes one
 outside the stage's staged output), so a killed fit resumes from its last checkpoint: the
@@ -72,6 +80,8 @@ DIFFUSION_DIR = "diffusion"
 VAE_CHECKPOINT = "vae_training.pt"
 VAE_DONE = "vae_trained.safetensors"
 DIFFUSION_CHECKPOINT = "diffusion_training.pt"
+CONDITION_BANK_FILE = "condition_latents.safetensors"
+CONDITION_BANK = 64  # training rows' latent tokens kept per category value, for inpainting
 
 
 class TabSynGenerator:
@@ -94,6 +104,11 @@ class TabSynGenerator:
         self.label_counts: list[int] = []
         self.last_attempts = 0
         self.last_label_agreement: float | None = None
+        # inpainting: per categorical column (codec index) the bank's codes, latent tokens
+        # (M, d_token) and, for a class-conditional model, the rows' class codes
+        self.condition_bank: dict[int, dict[str, np.ndarray]] | None = None
+        self.last_inpainted = 0
+        self.last_condition_agreement: float | None = None
 
     # ----------------------------------------------------------------------------- fit
     def fit(
@@ -242,6 +257,7 @@ class TabSynGenerator:
             checkpoint=None if checkpoint_dir is None else checkpoint_dir / DIFFUSION_CHECKPOINT,
             checkpoint_seconds=c.checkpoint_seconds,
         ).to("cpu")
+        self.condition_bank = self._condition_bank(mu, x_train[1], labels, seed)
         self.calibration = None
         if c.calibrate_decoder and self.codec.n_num:
             with torch.no_grad():
@@ -262,6 +278,36 @@ class TabSynGenerator:
             }
         )
         return self
+
+    def _condition_bank(
+        self, mu: torch.Tensor, x_cat: torch.Tensor, labels: np.ndarray | None, seed: int
+    ) -> dict[int, dict[str, np.ndarray]]:
+        """For each categorical column (not a missingness indicator): up to CONDITION_BANK
+        training rows per value, seeded, with their latent token mu_c and class code."""
+        assert self.codec is not None and self.schema is not None
+        rng = np.random.default_rng([seed, 7368787])
+        names = set(self.schema.names)
+        bank: dict[int, dict[str, np.ndarray]] = {}
+        codes_all = x_cat.cpu().numpy()
+        tokens_all = mu.detach().cpu().numpy()
+        for j, name in enumerate(self.codec.categorical):
+            if name not in names:
+                continue
+            codes = codes_all[:, j]
+            rows = np.concatenate(
+                [
+                    rng.permutation(np.flatnonzero(codes == value))[:CONDITION_BANK]
+                    for value in np.unique(codes)
+                ]
+            )
+            entry = {
+                "codes": codes[rows].astype(np.int64),
+                "tokens": tokens_all[rows, self.codec.n_num + j, :].astype(np.float32),
+            }
+            if labels is not None:
+                entry["labels"] = np.asarray(labels)[rows].astype(np.int64)
+            bank[j] = entry
+        return bank
 
     def _label_index(self) -> int | None:
         """The target's position in codec.categorical when the denoiser is class-conditional."""
@@ -338,6 +384,53 @@ class TabSynGenerator:
         latents = self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=guidance)
         return self._decode(latents, labels, seed=seed)
 
+    def _inpaint(self, column: str, counts: dict[str, int], seed: int) -> pd.DataFrame:
+        """sum(counts) rows with `column` = value by latent inpainting (module docstring)."""
+        assert self.codec is not None and self.diffusion is not None
+        if column not in self.codec.categorical:
+            raise DataError(
+                f"generate.conditions.{column}: the column is constant in the training rows, "
+                "so every row holds its one value. Fix: ask only for that value, or drop "
+                "the condition."
+            )
+        j = self.codec.categorical.index(column)
+        entry = (self.condition_bank or {}).get(j)
+        if entry is None:
+            raise DataError(
+                f"this tabsyn model has no latent bank for generate.conditions.{column} (it "
+                "was fitted before inpainting existed). Fix: refit it (synthloom run --fresh) "
+                "or set method.condition_sampling: rejection."
+            )
+        code_of = {c: i for i, c in enumerate(self.codec.categories[column])}
+        rng = np.random.default_rng([seed, 2750159])
+        picks = []
+        for value, count in counts.items():
+            if count <= 0:
+                continue
+            pool = np.flatnonzero(entry["codes"] == code_of[value])
+            if len(pool) == 0:
+                raise DataError(
+                    f"generate.conditions.{column}: value {value!r} never occurs in the "
+                    "training rows, so tabsyn has no latent for it. Fix: ask for values the "
+                    "training split holds."
+                )
+            picks.append(rng.choice(pool, size=count, replace=True))
+        rows = np.concatenate(picks)
+        d = self.vae.d_token if self.vae is not None else entry["tokens"].shape[1]
+        start = (self.codec.n_num + j) * d
+        known = np.zeros((len(rows), self.diffusion.dim), dtype=np.float32)
+        known[:, start : start + d] = entry["tokens"][rows]
+        mask = np.zeros(self.diffusion.dim, dtype=bool)
+        mask[start : start + d] = True
+        labels = (
+            entry["labels"][rows] if "labels" in entry and self.label_index is not None else None
+        )
+        latents = self.diffusion.inpaint(
+            known, mask, seed=seed, resample=self.config.inpaint_resample, labels=labels
+        )
+        fixed = {j: entry["codes"][rows]}
+        return self._decode(latents, labels, seed=seed, fixed=fixed)
+
     def decode_latents(self, latents: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
         """Flattened latents (N, n_columns * d_token) -> rows (categories as configured by
         `category_temperature`; `seed` drives their draws)."""
@@ -352,8 +445,16 @@ class TabSynGenerator:
 
     @torch.no_grad()
     def _decode(
-        self, latents: np.ndarray, labels: np.ndarray | None = None, *, seed: int = 0
+        self,
+        latents: np.ndarray,
+        labels: np.ndarray | None = None,
+        *,
+        seed: int = 0,
+        fixed: dict[int, np.ndarray] | None = None,
     ) -> pd.DataFrame:
+        """Latents -> rows; `labels` (the target's codes) and `fixed` (categorical index ->
+        codes, an inpainted condition) are written over the decoded categories, the share
+        that decoded to them kept in `last_label_agreement` / `last_condition_agreement`."""
         assert self.codec is not None and self.vae is not None
         z = torch.as_tensor(latents, dtype=torch.float32)
         z = z.reshape(len(z), self.vae.n_columns, self.vae.d_token)
@@ -369,6 +470,11 @@ class TabSynGenerator:
             decoded = codes[:, self.label_index].numpy()
             self.last_label_agreement = float(np.mean(decoded == labels)) if len(labels) else None
             codes[:, self.label_index] = torch.as_tensor(labels, dtype=torch.long)
+        for j, values in (fixed or {}).items():
+            self.last_condition_agreement = (
+                float(np.mean(codes[:, j].numpy() == values)) if len(values) else None
+            )
+            codes[:, j] = torch.as_tensor(values, dtype=torch.long)
         scores = x_num.numpy().astype(np.float64)
         if self.calibration is not None:
             scores = np.stack(
@@ -389,17 +495,22 @@ class TabSynGenerator:
             self.last_attempts = num_rows
             labels = np.random.default_rng([seed, 104729]).permutation(labels)
             return self._draw(num_rows, seed, labels)
+        mode = self.config.condition_sampling
         kept: list[pd.DataFrame] = []
         attempts, round_index = 0, 0
+        self.last_inpainted, self.last_condition_agreement = 0, None
         limit = int(self.config.max_condition_factor * max(num_rows, 1))
-        while any(v > 0 for v in wanted.values()):
+        while mode != "inpaint" and any(v > 0 for v in wanted.values()):
             if attempts >= limit:
+                if mode == "auto" and self.condition_bank:
+                    break
                 open_ = {k: v for k, v in wanted.items() if v > 0}
                 raise DataError(
                     f"tabsyn could not fill the quota {open_} of generate.conditions."
                     f"{column} after {attempts} rows ({self.config.max_condition_factor}x "
-                    "the request): the value is too rare in the fitted model. Fix: lower "
-                    "its count, or raise method.max_condition_factor."
+                    "the request): the value is too rare in the fitted model. Fix: set "
+                    "method.condition_sampling: inpaint (or auto), lower its count, or raise "
+                    "method.max_condition_factor."
                 )
             batch = max(2 * sum(wanted.values()), 64)
             round_seed = seed * 7919 + round_index
@@ -414,6 +525,10 @@ class TabSynGenerator:
                     take[i] = True
             kept.append(rows[take])
         self.last_attempts = attempts
+        if any(v > 0 for v in wanted.values()):
+            inpainted = self._inpaint(column, wanted, seed * 7919 + round_index)
+            self.last_inpainted = len(inpainted)
+            kept.append(inpainted)
         out = pd.concat(kept, ignore_index=True)
         order = np.random.default_rng(seed).permutation(len(out))
         return out.iloc[order].reset_index(drop=True)
@@ -425,6 +540,15 @@ class TabSynGenerator:
         directory.mkdir(parents=True, exist_ok=True)
         save_file(_cpu_state(self.vae), str(directory / VAE_FILE))
         self.diffusion.save(directory / DIFFUSION_DIR)
+        if self.condition_bank is not None:
+            save_file(
+                {
+                    f"{j}.{part}": torch.as_tensor(array).contiguous()
+                    for j, entry in self.condition_bank.items()
+                    for part, array in entry.items()
+                },
+                str(directory / CONDITION_BANK_FILE),
+            )
         state = {
             "config": self.config.model_dump(),
             "codec": self.codec.to_dict(),
@@ -478,6 +602,12 @@ class TabSynGenerator:
         model.training = state["training"]
         model.label_index = state.get("label_index")
         model.label_counts = list(state.get("label_counts", []))
+        if (directory / CONDITION_BANK_FILE).is_file():  # absent: fitted before inpainting
+            bank: dict[int, dict[str, np.ndarray]] = {}
+            for key, tensor in load_file(str(directory / CONDITION_BANK_FILE)).items():
+                j, _, part = key.partition(".")
+                bank.setdefault(int(j), {})[part] = tensor.numpy()
+            model.condition_bank = bank
         if state.get("calibration") is not None:
             model.calibration = [QuantileNormal.from_dict(q) for q in state["calibration"]]
         return model
