@@ -380,6 +380,37 @@ def test_auto_conditions_inpaint_what_rejection_leaves_open(rare_kind, tmp_path:
         )
 
 
+def test_joint_classes_keep_binary_shares_and_condition_them_exactly(tmp_path: Path) -> None:
+    """conditioning: target_and_binary: the denoiser's classes are the joint values of the
+    target and the two-valued columns, so their cross-counts come out as in training (in
+    proportion, by largest remainders) and a condition on one of them needs no rejection."""
+    frame, schema = rare_kind_table()
+    generator = TabSynGenerator(**SMALL, conditioning="target_and_binary").fit(
+        frame, schema, seed=0
+    )
+    kind, status = generator.codec.categorical.index("kind"), generator.label_index
+    assert generator.label_columns == [status, kind] and len(generator.label_combos) == 4
+    rows = generator.sample(540, seed=1)  # the 540 training rows' own size: counts exact
+    trained = dict(zip(map(tuple, generator.label_combos), generator.label_counts, strict=True))
+    cats = generator.codec.categories
+    for (s_code, k_code), count in trained.items():
+        got = (rows["status"] == cats["status"][s_code]) & (rows["kind"] == cats["kind"][k_code])
+        assert int(got.sum()) == count
+    assert rows.loc[rows["kind"] == "b", "x"].mean() > 1.5  # b's x (data: 5, a's: 0)
+
+    asked = generator.sample(100, seed=1, conditions={"kind": {"b": 80, "a": 20}})
+    assert asked["kind"].value_counts().to_dict() == {"b": 80, "a": 20}
+    assert generator.last_attempts == 100 and generator.last_inpainted == 0
+    by_status = generator.sample(100, seed=1, conditions={"status": {"bad": 50, "good": 50}})
+    assert by_status["status"].value_counts().to_dict() == {"bad": 50, "good": 50}
+    assert (by_status["kind"] == "b").sum() == 4  # 2 + 2: b's share within each class
+
+    generator.save(tmp_path / "model")
+    loaded = TabSynGenerator.load(tmp_path / "model")
+    assert loaded.label_combos == generator.label_combos
+    assert loaded.sample(50, seed=3).equals(generator.sample(50, seed=3))
+
+
 @pytest.mark.parametrize(
     ("conditions", "message"),
     [

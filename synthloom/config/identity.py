@@ -60,6 +60,7 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
         # where it goes on to inpaint
         "condition_sampling": "auto",
         "inpaint_resample": 10,
+        "conditioning": "target",
     },
 }
 

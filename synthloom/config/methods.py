@@ -301,6 +301,13 @@ class TabSynConfig(StrictConfig):
         "the classes in the training balance, or in generate.conditions' exact counts "
         "(false: the paper's unconditional denoiser; ignored for a numeric target)",
     )
+    conditioning: Literal["target", "target_and_binary"] = Field(
+        "target",
+        description="with class_conditional: the denoiser's class is the target's value "
+        "('target'), or the joint value of the target and every two-valued categorical "
+        "column ('target_and_binary', ours): their shares and cross-counts then come out "
+        "exactly as in training, and conditions on them need no rejection",
+    )
     dequantize: bool = Field(
         True,
         description="a number held by many rows (a debt of 0) maps to a uniform draw inside "

@@ -99,8 +99,12 @@ class TabSynGenerator:
         self.diffusion: LatentDiffusionModel | None = None
         self.training: dict[str, Any] = {}
         self.calibration: list[QuantileNormal] | None = None
-        # class-conditional: the target's index in codec.categorical and its training counts
+        # class-conditional: the target's index in codec.categorical; the columns whose
+        # joint value is the denoiser's class (codec.categorical indices, the target first),
+        # each class's codes in those columns, and its training count
         self.label_index: int | None = None
+        self.label_columns: list[int] = []
+        self.label_combos: list[list[int]] = []
         self.label_counts: list[int] = []
         self.last_attempts = 0
         self.last_label_agreement: float | None = None
@@ -219,11 +223,7 @@ class TabSynGenerator:
         x_val = _tensors(*self.codec.encode(validation, seed=seed + 1), device=where)
         self.vae.to(where).eval()
         self.label_index = self._label_index()
-        labels = None
-        if self.label_index is not None:
-            labels = x_train[1][:, self.label_index].cpu().numpy()
-            n_classes = self.codec.cardinalities[self.label_index]
-            self.label_counts = np.bincount(labels, minlength=n_classes).tolist()
+        labels = self._fit_labels(x_train[1].cpu().numpy())
         with torch.no_grad():
             mu, _ = self.vae.encode(*x_train)
         latents = mu.reshape(len(mu), -1).cpu().numpy()
@@ -237,8 +237,8 @@ class TabSynGenerator:
             sampler_steps=c.sampler_steps,
             sampler_churn=c.sampler_churn,
             normalization=c.latent_normalization,
-            n_classes=len(self.label_counts) if self.label_index is not None else 0,
-            label_dropout=c.label_dropout if self.label_index is not None else 0.0,
+            n_classes=len(self.label_counts) if labels is not None else 0,
+            label_dropout=c.label_dropout if labels is not None else 0.0,
             seed=seed,
         )
         t1 = time.perf_counter()
@@ -309,6 +309,61 @@ class TabSynGenerator:
             bank[j] = entry
         return bank
 
+    def _fit_labels(self, x_cat: np.ndarray) -> np.ndarray | None:
+        """The training rows' classes for the denoiser (None: unconditional). "target": the
+        target's code (every category a class, seen or not); "target_and_binary": the index
+        of the row's joint value of the target and every two-valued categorical column, over
+        the joint values seen in training."""
+        assert self.codec is not None and self.schema is not None
+        columns = [] if self.label_index is None else [self.label_index]
+        if self.config.class_conditional and self.config.conditioning == "target_and_binary":
+            names = set(self.schema.names)
+            pairs = zip(self.codec.categorical, self.codec.cardinalities, strict=True)
+            columns += [
+                j
+                for j, (name, k) in enumerate(pairs)
+                if name in names and k == 2 and j not in columns
+            ]
+        self.label_columns = columns
+        if not columns:
+            self.label_combos, self.label_counts = [], []
+            return None
+        if columns == [self.label_index]:
+            n_classes = self.codec.cardinalities[self.label_index]
+            labels = x_cat[:, self.label_index]
+            self.label_combos = [[k] for k in range(n_classes)]
+            self.label_counts = np.bincount(labels, minlength=n_classes).tolist()
+            return labels
+        combos, labels, counts = np.unique(
+            x_cat[:, columns], axis=0, return_inverse=True, return_counts=True
+        )
+        self.label_combos = combos.tolist()
+        self.label_counts = counts.tolist()
+        return labels.reshape(-1)
+
+    def _labels_with(self, position: int, wanted: dict[int, int], seed: int) -> np.ndarray:
+        """Classes for rows whose column `label_columns[position]` takes code c exactly
+        wanted[c] times: each code's count split over the classes holding it in their
+        training proportions (largest remainders), shuffled by `seed`."""
+        combos = np.asarray(self.label_combos)
+        counts = np.asarray(self.label_counts, dtype=np.float64)
+        labels = []
+        for code, n in wanted.items():
+            classes = np.flatnonzero(combos[:, position] == code)
+            if n > 0 and (len(classes) == 0 or counts[classes].sum() == 0):
+                classes = classes[:1] if len(classes) else classes
+                if len(classes) == 0:
+                    raise DataError(
+                        f"tabsyn's denoiser never saw code {code} of its class column "
+                        f"{self.codec.categorical[self.label_columns[position]]!r}. Fix: ask "
+                        "for values the training split holds."
+                    )
+                labels.append(np.repeat(classes, n))
+                continue
+            labels.append(np.repeat(classes, _largest_remainders(counts[classes], n)))
+        joined = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+        return np.random.default_rng([seed, 104729]).permutation(joined)
+
     def _label_index(self) -> int | None:
         """The target's position in codec.categorical when the denoiser is class-conditional."""
         assert self.codec is not None and self.schema is not None
@@ -366,14 +421,10 @@ class TabSynGenerator:
     def _balanced_labels(self, n: int, seed: int) -> np.ndarray | None:
         """n class codes in the training balance (largest remainders), shuffled by `seed`;
         None for an unconditional model."""
-        if self.label_index is None:
+        if not self.label_columns:
             return None
-        counts = np.asarray(self.label_counts, dtype=np.float64)
-        exact = n * counts / counts.sum()
-        quota = np.floor(exact).astype(np.int64)
-        order = np.argsort(-(exact - quota), kind="stable")
-        quota[order[: n - int(quota.sum())]] += 1
-        labels = np.repeat(np.arange(len(counts)), quota)
+        quota = _largest_remainders(np.asarray(self.label_counts, dtype=np.float64), n)
+        labels = np.repeat(np.arange(len(quota)), quota)
         return np.random.default_rng([seed, 104729]).permutation(labels)
 
     def _draw(self, n: int, seed: int, labels: np.ndarray | None) -> pd.DataFrame:
@@ -422,9 +473,7 @@ class TabSynGenerator:
         known[:, start : start + d] = entry["tokens"][rows]
         mask = np.zeros(self.diffusion.dim, dtype=bool)
         mask[start : start + d] = True
-        labels = (
-            entry["labels"][rows] if "labels" in entry and self.label_index is not None else None
-        )
+        labels = entry["labels"][rows] if "labels" in entry and self.label_columns else None
         latents = self.diffusion.inpaint(
             known, mask, seed=seed, resample=self.config.inpaint_resample, labels=labels
         )
@@ -466,10 +515,16 @@ class TabSynGenerator:
             if logits
             else torch.zeros((len(z), 0), dtype=torch.long)
         )
-        if labels is not None and self.label_index is not None:
-            decoded = codes[:, self.label_index].numpy()
-            self.last_label_agreement = float(np.mean(decoded == labels)) if len(labels) else None
-            codes[:, self.label_index] = torch.as_tensor(labels, dtype=torch.long)
+        if labels is not None and self.label_columns:
+            written = np.asarray(self.label_combos, dtype=np.int64)[np.asarray(labels)]
+            if self.label_index is not None:
+                decoded = codes[:, self.label_index].numpy()
+                target = written[:, 0] if len(labels) else np.zeros(0, dtype=np.int64)
+                self.last_label_agreement = (
+                    float(np.mean(decoded == target)) if len(labels) else None
+                )
+            for p, j in enumerate(self.label_columns):
+                codes[:, j] = torch.as_tensor(written[:, p], dtype=torch.long)
         for j, values in (fixed or {}).items():
             self.last_condition_agreement = (
                 float(np.mean(codes[:, j].numpy() == values)) if len(values) else None
@@ -488,12 +543,14 @@ class TabSynGenerator:
         assert self.schema is not None
         column, quotas = check_conditions(conditions, self.schema, num_rows)
         wanted = {str(k): int(v) for k, v in quotas.items()}
-        if self.label_index is not None and column == self.schema.target:
-            assert self.codec is not None
+        assert self.codec is not None
+        label_names = [self.codec.categorical[j] for j in self.label_columns]
+        if column in label_names:  # a class column: the counts are the classes, exactly
             code_of = {c: i for i, c in enumerate(self.codec.categories[column])}
-            labels = np.repeat([code_of[v] for v in wanted], list(wanted.values()))
+            codes = {code_of[v]: n for v, n in wanted.items()}
+            labels = self._labels_with(label_names.index(column), codes, seed)
             self.last_attempts = num_rows
-            labels = np.random.default_rng([seed, 104729]).permutation(labels)
+            self.last_inpainted, self.last_condition_agreement = 0, None
             return self._draw(num_rows, seed, labels)
         mode = self.config.condition_sampling
         kept: list[pd.DataFrame] = []
@@ -557,6 +614,8 @@ class TabSynGenerator:
             else [q.to_dict() for q in self.calibration],
             "training": self.training,
             "label_index": self.label_index,
+            "label_columns": self.label_columns,
+            "label_combos": self.label_combos,
             "label_counts": self.label_counts,
         }
         (directory / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
@@ -602,6 +661,12 @@ class TabSynGenerator:
         model.training = state["training"]
         model.label_index = state.get("label_index")
         model.label_counts = list(state.get("label_counts", []))
+        if "label_columns" in state:
+            model.label_columns = list(state["label_columns"])
+            model.label_combos = [list(c) for c in state["label_combos"]]
+        elif model.label_index is not None:  # saved before joint classes: the target's codes
+            model.label_columns = [model.label_index]
+            model.label_combos = [[k] for k in range(len(model.label_counts))]
         if (directory / CONDITION_BANK_FILE).is_file():  # absent: fitted before inpainting
             bank: dict[int, dict[str, np.ndarray]] = {}
             for key, tensor in load_file(str(directory / CONDITION_BANK_FILE)).items():
@@ -647,6 +712,16 @@ def _category_codes(
     u = rng.random((len(probs), 1))
     codes = (probs.cumsum(axis=1) < u).sum(axis=1)
     return torch.as_tensor(np.minimum(codes, probs.shape[1] - 1), dtype=torch.long)
+
+
+def _largest_remainders(counts: np.ndarray, n: int) -> np.ndarray:
+    """n split in proportion to `counts` (int64, summing to n): floors, then one more to
+    the largest remainders (ties to the earlier index)."""
+    exact = n * counts / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - quota), kind="stable")
+    quota[order[: n - int(quota.sum())]] += 1
+    return quota
 
 
 def _saved_params(config: dict[str, Any]) -> dict[str, Any]:
