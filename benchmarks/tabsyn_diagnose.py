@@ -107,10 +107,7 @@ def main() -> None:
             flush=True,
         )
 
-    labels = generator._balanced_labels(len(train_latents), args.seed)
-    sampled = np.asarray(
-        generator.diffusion.sample(len(train_latents), seed=args.seed + 1, labels=labels)
-    )
+    sampled = np.asarray(generator.sample_latents(len(train_latents), seed=args.seed + 1))
     order = np.random.default_rng(args.seed).permutation(len(train_latents))
     half = min(1000, len(order) // 2)
     real_a, real_b = train_latents[order[:half]], train_latents[order[half : 2 * half]]

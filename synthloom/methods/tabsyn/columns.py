@@ -36,6 +36,7 @@ from scipy.special import ndtr, ndtri
 
 from synthloom.errors import DataError
 from synthloom.methods.peers.frames import from_peer_frame, to_peer_frame
+from synthloom.metrics.mle import numeric_values
 from synthloom.schema import ColumnKind, TableSchema
 
 MISSING_SUFFIX = "::missing"
@@ -129,7 +130,7 @@ class ColumnCodec:
                 continue
             codec.missing_rates[col.name] = float(values.isna().mean())
             if col.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
-                numbers = _as_numbers(values, col.kind)
+                numbers = numeric_values(values, col.kind)
                 observed = numbers[~np.isnan(numbers)]
                 codec.numeric.append(col.name)
                 codec.transforms[col.name] = QuantileNormal.fit(observed)
@@ -175,7 +176,7 @@ class ColumnCodec:
         x_num = np.zeros((n, len(self.numeric)), dtype=np.float32)
         cat_values: dict[str, np.ndarray] = {}
         for j, name in enumerate(self.numeric):
-            numbers = _as_numbers(frame[name], self.schema.column(name).kind)
+            numbers = numeric_values(frame[name], self.schema.column(name).kind)
             gaps = np.isnan(numbers)
             if gaps.any():
                 observed = numbers[~gaps]
@@ -256,15 +257,6 @@ class ColumnCodec:
             grids={k: list(v) for k, v in d.get("grids", {}).items()},
             dequantize=bool(d.get("dequantize", False)),
         )
-
-
-def _as_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
-    """float64 numbers (datetimes as epoch seconds), NaN for gaps."""
-    if kind is ColumnKind.DATETIME:
-        stamps = pd.to_datetime(values, errors="coerce")
-        ns = stamps.to_numpy("datetime64[ns]").astype("int64").astype("float64")
-        return np.where(stamps.isna().to_numpy(), np.nan, ns / 1e9)
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _is_flag(name: str, schema: TableSchema) -> bool:

@@ -480,6 +480,14 @@ class TabSynGenerator:
         fixed = {j: entry["codes"][rows]}
         return self._decode(latents, labels, seed=seed, fixed=fixed)
 
+    def sample_latents(self, n: int, *, seed: int = 0) -> np.ndarray:
+        """n flattened latents (n, n_columns * d_token) from the diffusion, the classes in
+        the training balance (what `sample` decodes, before decoding)."""
+        assert self.diffusion is not None
+        labels = self._balanced_labels(n, seed)
+        guidance = self.config.guidance_scale if labels is not None else 1.0
+        return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=guidance)
+
     def decode_latents(self, latents: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
         """Flattened latents (N, n_columns * d_token) -> rows (categories as configured by
         `category_temperature`; `seed` drives their draws)."""
