@@ -411,6 +411,22 @@ def test_joint_classes_keep_binary_shares_and_condition_them_exactly(tmp_path: P
     assert loaded.sample(50, seed=3).equals(generator.sample(50, seed=3))
 
 
+def test_joint_classes_stop_before_every_row_gets_a_class_of_its_own() -> None:
+    rng = np.random.default_rng(0)
+    flags = {f"f{i}": np.where(rng.random(300) < 0.5, "y", "n").astype(object) for i in range(8)}
+    frame = pd.DataFrame({**flags, "status": np.where(rng.random(300) < 0.3, "bad", "good")})
+    schema = TableSchema(
+        columns=tuple(ColumnSchema(n, ColumnKind.CATEGORICAL, categories=("n", "y")) for n in flags)
+        + (ColumnSchema("status", ColumnKind.CATEGORICAL, categories=("bad", "good")),),
+        target="status",
+        task="classification",
+    )
+    generator = TabSynGenerator(**TINY, conditioning="target_and_binary").fit(frame, schema, seed=0)
+    # the target and five flags: 64 joint values; a sixth flag would double them
+    assert len(generator.label_columns) == 6 and len(generator.label_combos) <= 64
+    assert generator.label_columns[0] == generator.label_index
+
+
 @pytest.mark.parametrize(
     ("conditions", "message"),
     [

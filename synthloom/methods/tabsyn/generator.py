@@ -82,6 +82,7 @@ VAE_DONE = "vae_trained.safetensors"
 DIFFUSION_CHECKPOINT = "diffusion_training.pt"
 CONDITION_BANK_FILE = "condition_latents.safetensors"
 CONDITION_BANK = 64  # training rows' latent tokens kept per category value, for inpainting
+JOINT_CLASS_LIMIT = 64  # conditioning "target_and_binary": joint values the denoiser learns
 
 
 class TabSynGenerator:
@@ -312,18 +313,21 @@ class TabSynGenerator:
     def _fit_labels(self, x_cat: np.ndarray) -> np.ndarray | None:
         """The training rows' classes for the denoiser (None: unconditional). "target": the
         target's code (every category a class, seen or not); "target_and_binary": the index
-        of the row's joint value of the target and every two-valued categorical column, over
-        the joint values seen in training."""
+        of the row's joint value of the target and the two-valued categorical columns, over
+        the joint values seen in training (columns taken in order while the joint values
+        stay at most JOINT_CLASS_LIMIT, so a table of many flags does not give each row a
+        class of its own)."""
         assert self.codec is not None and self.schema is not None
         columns = [] if self.label_index is None else [self.label_index]
         if self.config.class_conditional and self.config.conditioning == "target_and_binary":
             names = set(self.schema.names)
             pairs = zip(self.codec.categorical, self.codec.cardinalities, strict=True)
-            columns += [
-                j
-                for j, (name, k) in enumerate(pairs)
-                if name in names and k == 2 and j not in columns
-            ]
+            for j, (name, k) in enumerate(pairs):
+                if name not in names or k != 2 or j in columns:
+                    continue
+                joint = np.unique(x_cat[:, [*columns, j]], axis=0)
+                if len(joint) <= JOINT_CLASS_LIMIT:  # else skipped: classes too thin
+                    columns.append(j)
         self.label_columns = columns
         if not columns:
             self.label_combos, self.label_counts = [], []
