@@ -302,11 +302,11 @@ class TabSynConfig(StrictConfig):
         "(false: the paper's unconditional denoiser; ignored for a numeric target)",
     )
     conditioning: Literal["target", "target_and_binary"] = Field(
-        "target",
-        description="with class_conditional: the denoiser's class is the target's value "
-        "('target'), or the joint value of the target and every two-valued categorical "
-        "column ('target_and_binary', ours): their shares and cross-counts then come out "
-        "exactly as in training, and conditions on them need no rejection",
+        "target_and_binary",
+        description="with class_conditional: the denoiser's class is the joint value of the "
+        "target and the two-valued categorical columns (ours; at most 64 joint values): their "
+        "shares and cross-counts come out as in training and conditions on them need no "
+        "rejection; 'target': the target's value alone",
     )
     dequantize: bool = Field(
         True,

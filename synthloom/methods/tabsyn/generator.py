@@ -25,9 +25,15 @@ target), and sampling first lays out the classes in the training balance (larges
 counts, shuffled with the seed), then draws z ~ p(z | y) and writes y into the decoded
 target column (`last_label_agreement`: the share whose decoded target already was y).
 
+Joint classes (`conditioning: target_and_binary`, the default): the class y is the joint
+value of the target and the two-valued categorical columns (while at most
+JOINT_CLASS_LIMIT joint values), so those columns' shares and cross-counts are laid out in
+the training balance like the target's.
+
 Conditions (`sample(..., conditions={column: {value: count}})`): exact counts for one
-categorical or boolean column. On the target of a class-conditional model the counts ARE
-the labels: no row is drawn in vain. Otherwise (`condition_sampling`):
+categorical or boolean column. On a class column of a class-conditional model the counts
+ARE the classes (each value's count split over the joint classes holding it in their
+training proportions): no row is drawn in vain. Otherwise (`condition_sampling`):
 
 - rejection: rows are drawn in rounds and a row is kept while its value's quota is open.
   A kept row is an exact draw from p(x | column = value) of the model; a quota still open
