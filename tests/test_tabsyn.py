@@ -404,6 +404,8 @@ def test_joint_classes_keep_binary_shares_and_condition_them_exactly(tmp_path: P
     by_status = generator.sample(100, seed=1, conditions={"status": {"bad": 50, "good": 50}})
     assert by_status["status"].value_counts().to_dict() == {"bad": 50, "good": 50}
     assert (by_status["kind"] == "b").sum() == 4  # 2 + 2: b's share within each class
+    none_b = generator.sample(10, seed=0, conditions={"kind": {"b": 0, "a": 10}})
+    assert (none_b["kind"] == "a").all()
 
     generator.save(tmp_path / "model")
     loaded = TabSynGenerator.load(tmp_path / "model")

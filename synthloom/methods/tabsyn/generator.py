@@ -359,9 +359,11 @@ class TabSynGenerator:
         counts = np.asarray(self.label_counts, dtype=np.float64)
         labels = []
         for code, n in wanted.items():
+            if n <= 0:
+                continue
             classes = np.flatnonzero(combos[:, position] == code)
-            if n > 0 and (len(classes) == 0 or counts[classes].sum() == 0):
-                classes = classes[:1] if len(classes) else classes
+            if len(classes) == 0 or counts[classes].sum() == 0:
+                classes = classes[:1]  # the target's unseen class: "target" keeps its row
                 if len(classes) == 0:
                     raise DataError(
                         f"tabsyn's denoiser never saw code {code} of its class column "
