@@ -283,7 +283,8 @@ class TabSynConfig(StrictConfig):
     )
     condition_sampling: Literal["auto", "rejection", "inpaint"] = Field(
         "auto",
-        description="conditions on a column other than a class-conditional model's target: "
+        description="conditions on a column the denoiser's class does not hold (see "
+        "conditioning): "
         "'rejection' keeps drawn rows while their value's quota is open (exact, slow for a "
         "rare value; fails after max_condition_factor x the request); 'inpaint' fixes the "
         "column's latent token to one of a training row with the value and draws the rest "
