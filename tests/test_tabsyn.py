@@ -340,17 +340,19 @@ def test_inpainting_a_rare_value_carries_what_goes_with_it(rare_kind) -> None:
     0.5 on this small fit, whose own unconditional b rows average 2.0)."""
     generator, _ = rare_kind
     means = {}
-    for resample in (1, 10):
+    try:
+        for resample in (1, 10):
+            generator.config = generator.config.model_copy(
+                update={"condition_sampling": "inpaint", "inpaint_resample": resample}
+            )
+            rows = generator.sample(100, seed=1, conditions={"kind": {"b": 80, "a": 20}})
+            assert rows["kind"].value_counts().to_dict() == {"b": 80, "a": 20}
+            means[resample] = rows.loc[rows["kind"] == "b", "x"].mean()
+            assert rows.loc[rows["kind"] == "a", "x"].mean() < 1.0
+    finally:  # the fixture is shared by the module's tests
         generator.config = generator.config.model_copy(
-            update={"condition_sampling": "inpaint", "inpaint_resample": resample}
+            update={"condition_sampling": "auto", "inpaint_resample": 10}
         )
-        rows = generator.sample(100, seed=1, conditions={"kind": {"b": 80, "a": 20}})
-        assert rows["kind"].value_counts().to_dict() == {"b": 80, "a": 20}
-        means[resample] = rows.loc[rows["kind"] == "b", "x"].mean()
-        assert rows.loc[rows["kind"] == "a", "x"].mean() < 1.0
-    generator.config = generator.config.model_copy(
-        update={"condition_sampling": "auto", "inpaint_resample": 10}
-    )
     assert means[10] > 2.0 and means[10] > means[1] + 1.0
 
 
@@ -361,6 +363,9 @@ def test_auto_conditions_inpaint_what_rejection_leaves_open(rare_kind, tmp_path:
         rows = generator.sample(60, seed=0, conditions={"kind": {"b": 30, "a": 30}})
         assert rows["kind"].value_counts().to_dict() == {"b": 30, "a": 30}
         assert 0 < generator.last_inpainted < 60  # some b rows came by rejection
+        generator.sample(10, seed=0)
+        assert generator.last_inpainted == 0  # reset by a sample without conditions
+        generator.sample(60, seed=0, conditions={"kind": {"b": 30, "a": 30}})
         generator.save(tmp_path / "model")
         loaded = TabSynGenerator.load(tmp_path / "model")
         again = loaded.sample(60, seed=0, conditions={"kind": {"b": 30, "a": 30}})

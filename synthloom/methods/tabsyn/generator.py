@@ -362,17 +362,15 @@ class TabSynGenerator:
             if n <= 0:
                 continue
             classes = np.flatnonzero(combos[:, position] == code)
-            if len(classes) == 0 or counts[classes].sum() == 0:
-                classes = classes[:1]  # the target's unseen class: "target" keeps its row
-                if len(classes) == 0:
-                    raise DataError(
-                        f"tabsyn's denoiser never saw code {code} of its class column "
-                        f"{self.codec.categorical[self.label_columns[position]]!r}. Fix: ask "
-                        "for values the training split holds."
-                    )
-                labels.append(np.repeat(classes, n))
-                continue
-            labels.append(np.repeat(classes, _largest_remainders(counts[classes], n)))
+            if len(classes) == 0:
+                raise DataError(
+                    f"tabsyn's denoiser never saw code {code} of its class column "
+                    f"{self.codec.categorical[self.label_columns[position]]!r}. Fix: ask "
+                    "for values the training split holds."
+                )
+            # "target" keeps a class for an unseen target value: its one row, count 0
+            weights = counts[classes] if counts[classes].sum() > 0 else np.ones(len(classes))
+            labels.append(np.repeat(classes, _largest_remainders(weights, n)))
         joined = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
         return np.random.default_rng([seed, 104729]).permutation(joined)
 
@@ -425,6 +423,7 @@ class TabSynGenerator:
     ) -> pd.DataFrame:
         """`num_rows` rows in the schema's columns (see the module docstring for conditions)."""
         assert self.codec is not None and self.vae is not None and self.diffusion is not None
+        self.last_inpainted, self.last_condition_agreement = 0, None  # no stale count
         if conditions:
             return self._sample_conditioned(num_rows, seed, conditions)
         self.last_attempts = num_rows
@@ -440,12 +439,15 @@ class TabSynGenerator:
         return np.random.default_rng([seed, 104729]).permutation(labels)
 
     def _draw(self, n: int, seed: int, labels: np.ndarray | None) -> pd.DataFrame:
-        """n rows from latents z ~ p(z | labels) (or p(z) without labels); the labels are
-        written into the target column."""
+        """n rows from latents z ~ p(z | labels) (or p(z) without labels); the classes'
+        values are written into their columns."""
+        return self._decode(self._latents(n, seed, labels), labels, seed=seed)
+
+    def _latents(self, n: int, seed: int, labels: np.ndarray | None) -> np.ndarray:
+        """n latents z ~ p(z | labels), guided by `guidance_scale` (p(z) without labels)."""
         assert self.diffusion is not None
         guidance = self.config.guidance_scale if labels is not None else 1.0
-        latents = self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=guidance)
-        return self._decode(latents, labels, seed=seed)
+        return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=guidance)
 
     def _inpaint(self, column: str, counts: dict[str, int], seed: int) -> pd.DataFrame:
         """sum(counts) rows with `column` = value by latent inpainting (module docstring)."""
@@ -464,13 +466,13 @@ class TabSynGenerator:
                 "was fitted before inpainting existed). Fix: refit it (synthloom run --fresh) "
                 "or set method.condition_sampling: rejection."
             )
-        code_of = {c: i for i, c in enumerate(self.codec.categories[column])}
+        categories = self.codec.categories[column]
         rng = np.random.default_rng([seed, 2750159])
         picks = []
         for value, count in counts.items():
             if count <= 0:
                 continue
-            pool = np.flatnonzero(entry["codes"] == code_of[value])
+            pool = np.flatnonzero(entry["codes"] == categories.index(value))
             if len(pool) == 0:
                 raise DataError(
                     f"generate.conditions.{column}: value {value!r} never occurs in the "
@@ -479,7 +481,7 @@ class TabSynGenerator:
                 )
             picks.append(rng.choice(pool, size=count, replace=True))
         rows = np.concatenate(picks)
-        d = self.vae.d_token if self.vae is not None else entry["tokens"].shape[1]
+        d = entry["tokens"].shape[1]  # d_token
         start = (self.codec.n_num + j) * d
         known = np.zeros((len(rows), self.diffusion.dim), dtype=np.float32)
         known[:, start : start + d] = entry["tokens"][rows]
@@ -495,10 +497,7 @@ class TabSynGenerator:
     def sample_latents(self, n: int, *, seed: int = 0) -> np.ndarray:
         """n flattened latents (n, n_columns * d_token) from the diffusion, the classes in
         the training balance (what `sample` decodes, before decoding)."""
-        assert self.diffusion is not None
-        labels = self._balanced_labels(n, seed)
-        guidance = self.config.guidance_scale if labels is not None else 1.0
-        return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=guidance)
+        return self._latents(n, seed, self._balanced_labels(n, seed))
 
     def decode_latents(self, latents: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
         """Flattened latents (N, n_columns * d_token) -> rows (categories as configured by
@@ -521,9 +520,10 @@ class TabSynGenerator:
         seed: int = 0,
         fixed: dict[int, np.ndarray] | None = None,
     ) -> pd.DataFrame:
-        """Latents -> rows; `labels` (the target's codes) and `fixed` (categorical index ->
-        codes, an inpainted condition) are written over the decoded categories, the share
-        that decoded to them kept in `last_label_agreement` / `last_condition_agreement`."""
+        """Latents -> rows; the values of `labels` (the denoiser's classes, label_combos
+        rows) and `fixed` (categorical index -> codes, an inpainted condition) are written
+        over the decoded categories; the share whose decoded target (resp. fixed column)
+        already held them is kept in `last_label_agreement` / `last_condition_agreement`."""
         assert self.codec is not None and self.vae is not None
         z = torch.as_tensor(latents, dtype=torch.float32)
         z = z.reshape(len(z), self.vae.n_columns, self.vae.d_token)
@@ -537,11 +537,10 @@ class TabSynGenerator:
         )
         if labels is not None and self.label_columns:
             written = np.asarray(self.label_combos, dtype=np.int64)[np.asarray(labels)]
-            if self.label_index is not None:
+            if self.label_index is not None:  # label_columns[0]
                 decoded = codes[:, self.label_index].numpy()
-                target = written[:, 0] if len(labels) else np.zeros(0, dtype=np.int64)
                 self.last_label_agreement = (
-                    float(np.mean(decoded == target)) if len(labels) else None
+                    float(np.mean(decoded == written[:, 0])) if len(labels) else None
                 )
             for p, j in enumerate(self.label_columns):
                 codes[:, j] = torch.as_tensor(written[:, p], dtype=torch.long)
@@ -566,16 +565,14 @@ class TabSynGenerator:
         assert self.codec is not None
         label_names = [self.codec.categorical[j] for j in self.label_columns]
         if column in label_names:  # a class column: the counts are the classes, exactly
-            code_of = {c: i for i, c in enumerate(self.codec.categories[column])}
-            codes = {code_of[v]: n for v, n in wanted.items()}
+            categories = self.codec.categories[column]
+            codes = {categories.index(v): n for v, n in wanted.items()}
             labels = self._labels_with(label_names.index(column), codes, seed)
             self.last_attempts = num_rows
-            self.last_inpainted, self.last_condition_agreement = 0, None
             return self._draw(num_rows, seed, labels)
         mode = self.config.condition_sampling
         kept: list[pd.DataFrame] = []
         attempts, round_index = 0, 0
-        self.last_inpainted, self.last_condition_agreement = 0, None
         limit = int(self.config.max_condition_factor * max(num_rows, 1))
         while mode != "inpaint" and any(v > 0 for v in wanted.values()):
             if attempts >= limit:
