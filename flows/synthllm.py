@@ -72,6 +72,7 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             concept_files=file_refs(concepts),
             combination_files=file_refs(combos),
             model_cache=model_cache,
+            label_descriptions=cfg.data.label_descriptions,
         )
         kept = recorder.run(
             "filter",

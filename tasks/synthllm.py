@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from synthloom.artifacts import atomic_write_json
-from synthloom.concepts.combine import Combination, coverage, sample_combinations
+from synthloom.concepts.combine import Combination, coverage, sample_label_combinations
 from synthloom.concepts.extract import extract_concepts_llm, extract_keyphrases, llm_completer
 from synthloom.concepts.generate import SeedDocuments, generate_from_combinations
 from synthloom.concepts.graph import (
@@ -121,11 +121,16 @@ def build_graph(
     )
 
 
-def _seed_documents(path: str) -> tuple[pd.DataFrame, SeedDocuments]:
+def _seed_documents(
+    path: str, descriptions: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, SeedDocuments]:
     docs = pd.read_parquet(path)
     concepts = [list(c) for c in docs["concepts"]]
     seeds = SeedDocuments(
-        docs["text"].astype(str).tolist(), docs["label"].astype(str).tolist(), concepts
+        docs["text"].astype(str).tolist(),
+        docs["label"].astype(str).tolist(),
+        concepts,
+        dict(descriptions or {}),
     )
     return docs, seeds
 
@@ -141,42 +146,27 @@ def sample_combinations_stage(
     """combinations.parquet (label, level, concepts, documents): `num_rows` draws spread evenly
     over the labels, each label's draws from a graph of that label's documents only."""
     _, seeds = _seed_documents(concept_files["concepts"]["path"])
-    rng = np.random.default_rng(seed)
-    labels = sorted(set(seeds.labels))
-    quota = {
-        lab: num_rows // len(labels) + (i < num_rows % len(labels)) for i, lab in enumerate(labels)
-    }
     mix = method["level_mix"]
-    rows: list[dict[str, Any]] = []
-    counts: dict[str, int] = {}
-    for label in labels:
-        docs = [i for i, lab in enumerate(seeds.labels) if lab == label]
-        graph = build_concept_graph(
-            [c if lab == label else [] for c, lab in zip(seeds.concepts, seeds.labels, strict=True)]
-        )
-        draw = sample_combinations(
-            seeds.concepts,
-            graph,
-            quota[label],
-            rng=rng,
-            level_mix={1: mix["level1"], 2: mix["level2"], 3: mix["level3"]},
-            min_concepts=method["min_concepts"],
-            max_concepts=method["max_concepts"],
-            documents=docs,
-            label=label,
-            max_walks=method["max_walks"],
-        )
-        for key, n in draw.counts.items():
-            counts[key] = counts.get(key, 0) + n
-        rows.extend(
-            {
-                "label": c.label,
-                "level": c.level,
-                "concepts": list(c.concepts),
-                "documents": list(c.documents),
-            }
-            for c in draw.combinations
-        )
+    draw = sample_label_combinations(
+        seeds.concepts,
+        seeds.labels,
+        num_rows,
+        rng=np.random.default_rng(seed),
+        level_mix={1: mix["level1"], 2: mix["level2"], 3: mix["level3"]},
+        min_concepts=method["min_concepts"],
+        max_concepts=method["max_concepts"],
+        max_walks=method["max_walks"],
+    )
+    counts = draw.counts
+    rows = [
+        {
+            "label": c.label,
+            "level": c.level,
+            "concepts": list(c.concepts),
+            "documents": list(c.documents),
+        }
+        for c in draw.combinations
+    ]
     frame = pd.DataFrame(rows, columns=["label", "level", "concepts", "documents"])
     frame.to_parquet(run.out / "combinations.parquet", index=False)
     return StageOutput(
@@ -194,7 +184,7 @@ def _combinations(frame: pd.DataFrame) -> list[Combination]:
     ]
 
 
-@stage("generate", config="method")
+@stage("generate", config=("method", "label_descriptions"))
 def generate_samples(
     run: StageRun,
     method: dict[str, Any],
@@ -203,11 +193,13 @@ def generate_samples(
     concept_files: dict[str, dict[str, Any]],
     combination_files: dict[str, dict[str, Any]],
     model_cache: str,
+    label_descriptions: dict[str, str] | None = None,
 ) -> StageOutput:
-    """samples.parquet (text, label, level, concepts, documents): one sample per combination."""
+    """samples.parquet (text, label, level, concepts, documents): one sample per combination;
+    a labelled prompt says what its label means when `label_descriptions` describes it."""
     import time
 
-    _, seeds = _seed_documents(concept_files["concepts"]["path"])
+    _, seeds = _seed_documents(concept_files["concepts"]["path"], label_descriptions)
     combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
     model, tokenizer = _load_lm(method["model"], device, model_cache)
     start = time.perf_counter()
@@ -224,6 +216,7 @@ def generate_samples(
         max_new_tokens=method["max_new_tokens"],
         batch_size=method["batch_size"],
         seed=seed,
+        seed_openers=method["seed_openers"],
     )
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(result.rows, columns=["text", "label", "level", "concepts", "documents"])

@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from synthloom.concepts.combine import coverage, sample_combinations
+from synthloom.concepts.combine import coverage, sample_combinations, sample_label_combinations
 from synthloom.concepts.extract import (
     extract_concepts_llm,
     extract_keyphrases,
@@ -106,6 +106,35 @@ def test_level_mix_and_unavailable_level3() -> None:
         lonely, build_concept_graph(lonely), 5, rng=np.random.default_rng(0), level_mix={3: 1}
     )
     assert draw.combinations == [] and draw.counts["level3_unavailable"] == 5
+
+
+def test_label_combinations_split_the_draws_and_stay_inside_each_label() -> None:
+    labels = ["a", "a", "b", "b", "b"]
+    draw = sample_label_combinations(
+        DOCS, labels, 11, rng=np.random.default_rng(0), level_mix={1: 1, 2: 1}
+    )
+    by_label = Counter(c.label for c in draw.combinations)
+    assert by_label == {"a": 6, "b": 5}  # 11 over 2 labels: the first (sorted) gets the extra
+    for combo in draw.combinations:
+        assert all(labels[d] == combo.label for d in combo.documents)
+        assert set(combo.concepts) <= set().union(*(DOCS[d] for d in combo.documents))
+    assert draw.counts["level1"] + draw.counts["level2"] == 11
+    # the same draws as the per-label loop it replaces: one graph per label, one rng
+    rng = np.random.default_rng(0)
+    loop = []
+    for label in ("a", "b"):
+        own = [c if lab == label else [] for c, lab in zip(DOCS, labels, strict=True)]
+        quota = 6 if label == "a" else 5
+        loop += sample_combinations(
+            DOCS,
+            build_concept_graph(own),
+            quota,
+            rng=rng,
+            level_mix={1: 1, 2: 1},
+            documents=[i for i, lab in enumerate(labels) if lab == label],
+            label=label,
+        ).combinations
+    assert loop == draw.combinations
 
 
 def test_coverage_counts_nodes_and_edges() -> None:

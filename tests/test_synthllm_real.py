@@ -15,6 +15,7 @@ from synthloom.concepts.combine import Combination
 from synthloom.concepts.generate import (
     SeedDocuments,
     combination_prompt,
+    combination_prompts,
     generate_from_combinations,
 )
 from synthloom.methods.text.prompts import OPEN
@@ -41,6 +42,108 @@ def test_prompt_shows_label_examples_and_the_combination() -> None:
         level1, SEEDS, output="labelled", task="notes", num_examples=1, rng=np.random.default_rng(0)
     )
     assert "Traffic on the highway again." in first  # level 1 shows its source document
+
+
+def test_labelled_prompt_says_what_the_label_means_when_described() -> None:
+    described = SeedDocuments(
+        SEEDS.texts, SEEDS.labels, SEEDS.concepts, {"pos": "good news about energy."}
+    )
+    combo = Combination(("battery", "grid"), 2, (0,), "pos")
+    rng = np.random.default_rng(0)
+    prompt = combination_prompt(
+        combo, described, output="labelled", task="notes", num_examples=1, rng=rng
+    )
+    assert 'Label "pos" means: good news about energy.\n' in prompt
+    plain = combination_prompt(
+        combo, SEEDS, output="labelled", task="notes", num_examples=1, rng=np.random.default_rng(0)
+    )
+    assert "means:" not in plain
+    assert prompt.replace('Label "pos" means: good news about energy.\n', "") == plain
+    other = Combination(("traffic", "highway"), 2, (1,), "neg")  # undescribed label
+    assert "means:" not in combination_prompt(
+        other, described, output="labelled", task="notes", num_examples=1, rng=rng
+    )
+
+
+def test_auto_token_budget_follows_the_seed_lengths() -> None:
+    from synthloom.methods.text.prompts import token_budget
+    from synthloom.models.tiny import tiny_causal_lm
+
+    model, tokenizer = tiny_causal_lm(0)
+    combos = [Combination(("battery", "grid"), 2, (0,), "pos")] * 2
+    kwargs = dict(
+        output="document",
+        task="notes",
+        num_examples=1,
+        temperature=1.0,
+        top_p=1.0,
+        batch_size=2,
+        seed=0,
+    )
+    auto = generate_from_combinations(
+        combos, SEEDS, model, tokenizer, max_new_tokens="auto", **kwargs
+    )
+    budget = token_budget(tokenizer, SEEDS.texts, "auto")
+    fixed = generate_from_combinations(
+        combos, SEEDS, model, tokenizer, max_new_tokens=budget, **kwargs
+    )
+    assert auto.rows == fixed.rows and auto.generated_tokens == fixed.generated_tokens
+    assert fixed.generated_tokens <= 2 * budget
+
+
+def test_seed_openers_end_each_labelled_prompt_with_a_seed_of_its_label() -> None:
+    combos = [Combination(("battery", "grid"), 2, (0,), "pos")] * 6 + [
+        Combination(("traffic",), 2, (1,), "neg")
+    ] * 3
+    kwargs = dict(output="labelled", task="notes", num_examples=1, seed=0)
+    with_openers = combination_prompts(combos, SEEDS, seed_openers=2, **kwargs)
+    plain = combination_prompts(combos, SEEDS, **kwargs)
+    allowed = {"pos": {"Solar panels", "Grid news."}, "neg": {"Traffic on"}}
+    for combo, (prompt, opener), (plain_prompt, none) in zip(
+        combos, with_openers, plain, strict=True
+    ):
+        assert opener in allowed[combo.label] and none == ""
+        assert prompt == plain_prompt + opener  # the same examples, the opener appended
+    assert {o for _, o in with_openers[:6]} == allowed["pos"]  # both pos seeds get drawn
+    document = combination_prompts(
+        combos, SEEDS, **{**kwargs, "output": "document"}, seed_openers=2
+    )
+    assert all(opener == "" for _, opener in document)  # openers are per label
+
+
+def test_run_generator_runs_synthllm_from_a_seeds_frame() -> None:
+    from synthloom.config import PipelineConfig
+    from synthloom.methods.text.base import ModelBox
+    from synthloom.methods.text.runner import run_generator
+    from synthloom.models.tiny import tiny_causal_lm
+
+    method = PipelineConfig.model_validate(
+        {
+            "data": {"source": "x.csv", "text_column": "text", "target": "label"},
+            "method": {
+                "name": "synthllm",
+                "keyphrase_min_df": 1,
+                "max_new_tokens": 8,
+                "level_mix": {"level1": 1, "level2": 1, "level3": 0},  # 3 docs: no walks
+            },
+            "generate": {"num_rows": 6},
+        }
+    ).model_dump(mode="json")["method"]
+    seeds = pd.DataFrame({"text": list(SEEDS.texts), "label": list(SEEDS.labels)})
+    frame, stats = run_generator(
+        method,
+        seeds,
+        6,
+        ModelBox(lambda name: tiny_causal_lm(0)),
+        seed=0,
+        label_descriptions={"pos": "good news"},
+    )
+    assert list(frame.columns) == ["text", "label", "method", "model", "sample_index", "info"]
+    assert stats["metrics"]["sampled"] == 6  # 3 combinations per label
+    assert len(frame) + stats["counts"]["unfinished"] + stats["counts"]["empty"] == 6
+    assert set(frame["label"]) <= {"pos", "neg"} and (frame["method"] == "synthllm").all()
+    for info in frame["info"]:
+        assert {"level", "concepts", "documents"} <= set(json.loads(info))
 
 
 def test_generation_records_concepts_and_level_with_a_tiny_model() -> None:

@@ -15,6 +15,8 @@
   (`level3_unavailable`).
 
 `sample_combinations` draws the level of each sample from `level_mix` (weights normalised).
+`sample_label_combinations` spreads `num` draws evenly over the labels (the first
+`num % labels` labels, sorted, get one more), each label's from a graph of its own documents.
 Each `Combination` records its concepts, level, the documents it came from and its label.
 `coverage` = the share of graph nodes and edges that a set of combinations uses (an edge is
 used when both of its concepts appear in one combination).
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
+
+from synthloom.concepts.graph import build_concept_graph
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,42 @@ def sample_combinations(
         out.append(Combination(tuple(walk), 3, tuple(docs), label))
         counts["level3"] += 1
     return CombinationDraw(out, counts)
+
+
+def sample_label_combinations(
+    doc_concepts: Sequence[Sequence[str]],
+    labels: Sequence[str],
+    num: int,
+    *,
+    rng: np.random.Generator,
+    level_mix: Mapping[int, float],
+    min_concepts: int = 2,
+    max_concepts: int = 4,
+    max_walks: int = 50,
+) -> CombinationDraw:
+    """`num` draws spread evenly over the labels (see the module docstring); the counts are
+    summed over the labels."""
+    names = sorted(set(labels))
+    out = CombinationDraw([], {})
+    for i, label in enumerate(names):
+        quota = num // len(names) + (i < num % len(names))
+        own = [c if lab == label else [] for c, lab in zip(doc_concepts, labels, strict=True)]
+        draw = sample_combinations(
+            doc_concepts,
+            build_concept_graph(own),
+            quota,
+            rng=rng,
+            level_mix=level_mix,
+            min_concepts=min_concepts,
+            max_concepts=max_concepts,
+            documents=[d for d, lab in enumerate(labels) if lab == label],
+            label=label,
+            max_walks=max_walks,
+        )
+        out.combinations.extend(draw.combinations)
+        for key, n in draw.counts.items():
+            out.counts[key] = out.counts.get(key, 0) + n
+    return out
 
 
 def _cross_document_walk(

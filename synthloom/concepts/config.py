@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from synthloom.config.base import StrictConfig
+from synthloom.config.methods import SeedOpeners, TokenBudget
 
 
 class LevelMix(StrictConfig):
@@ -52,7 +53,10 @@ class SynthLLMConfig(StrictConfig):
     num_examples: int = Field(2, ge=0, description="seed documents shown per prompt")
     temperature: float = Field(0.8, ge=0, description="0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(64, gt=0)
+    max_new_tokens: TokenBudget = Field(
+        64, description='"auto": 1.5 x the seeds\' 95th-percentile token length + 8 (min 16)'
+    )
+    seed_openers: SeedOpeners = 0  # labelled: the opener of a random seed of the label
     batch_size: int = Field(16, gt=0, description="prompts decoded together")
 
     @model_validator(mode="after")

@@ -4,8 +4,9 @@ Prompts (`combination_prompt`), by `output` kind:
 
 - ``labelled`` / ``document``: a raw-completion few-shot prompt (as
   `synthloom.methods.text.prompts`): `num_examples` seed documents (of the combination's
-  label for ``labelled``), each preceded by a "Concepts: ..." line with its own extracted
-  concepts, then "Concepts: <the combination>" and an open delimiter. The model continues
+  label for ``labelled``, after a line saying what the label means when
+  `data.label_descriptions` describes it), each preceded by a "Concepts: ..." line with its
+  own extracted concepts, then "Concepts: <the combination>" and an open delimiter. The model continues
   with a text written around the listed concepts; decoding stops at the closing delimiter.
   At level 1 the source document is the first example (the paper's document-grounded level).
 - ``question``: a chat turn asking for one question that combines the concepts (the
@@ -19,7 +20,7 @@ Each kept sample records its concepts, level, source documents and label.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,13 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.concepts.combine import Combination
-from synthloom.methods.text.prompts import CLOSE, OPEN
+from synthloom.methods.text.prompts import (
+    CLOSE,
+    OPEN,
+    random_seed_opener,
+    token_budget,
+    with_opener,
+)
 from synthloom.methods.text.sampling import chat_prompt, sample_prompts
 
 OUTPUT_KINDS = ("labelled", "document", "question")
@@ -41,6 +48,7 @@ class SeedDocuments:
     texts: Sequence[str]
     labels: Sequence[str]
     concepts: Sequence[Sequence[str]]
+    descriptions: Mapping[str, str] = field(default_factory=dict)  # label -> what it means
 
 
 @dataclass
@@ -83,16 +91,54 @@ def combination_prompt(
     rest = [i for i in pool if i not in first]
     take = max(num_examples - len(first), 0)
     picked = first + [rest[j] for j in rng.permutation(len(rest))[:take].tolist()]
+    head = f"Examples of {task}"
     if output == "labelled":
-        head = f'Examples of {task}, all with label "{combo.label}".'
-    else:
-        head = f"Examples of {task}."
-    head += " Each one is written around the concepts listed before it.\n\n"
+        head += f', all with label "{combo.label}"'
+    head += ". Each one is written around the concepts listed before it.\n"
+    description = seeds.descriptions.get(str(combo.label)) if output == "labelled" else None
+    if description:
+        head += f'Label "{combo.label}" means: {description.strip().rstrip(".")}.\n'
+    head += "\n"
     body = "".join(
         f"Concepts: {', '.join(seeds.concepts[i])}\n{OPEN}\n{_clean(seeds.texts[i])}\n{CLOSE}\n\n"
         for i in picked
     )
     return head + body + f"Concepts: {concepts}\n{OPEN}\n"
+
+
+def combination_prompts(
+    combinations: Sequence[Combination],
+    seeds: SeedDocuments,
+    *,
+    output: str,
+    task: str,
+    num_examples: int,
+    seed: int,
+    seed_openers: int = 0,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> list[tuple[str, str]]:
+    """(prompt, opener) per combination: `combination_prompt` (examples drawn with
+    default_rng(seed)), then, for a ``labelled`` output with `seed_openers` n > 0, the first n
+    words of a random seed of the label appended (drawn from default_rng([seed, 1]), so the
+    examples stay those of n = 0); the opener is "" otherwise."""
+    rng = np.random.default_rng(seed)
+    opener_rng = np.random.default_rng([seed, 1])
+    words = seed_openers if output == "labelled" else 0
+    out = []
+    for c in combinations:
+        own = [t for t, lab in zip(seeds.texts, seeds.labels, strict=True) if lab == c.label]
+        opener = random_seed_opener(own, words, opener_rng) if own else ""
+        prompt = combination_prompt(
+            c,
+            seeds,
+            output=output,
+            task=task,
+            num_examples=num_examples,
+            rng=rng,
+            tokenizer=tokenizer,
+        )
+        out.append((prompt + opener, opener))
+    return out
 
 
 def generate_from_combinations(
@@ -106,26 +152,30 @@ def generate_from_combinations(
     num_examples: int,
     temperature: float,
     top_p: float,
-    max_new_tokens: int,
+    max_new_tokens: int | str,
     batch_size: int,
     seed: int,
+    seed_openers: int = 0,
 ) -> ConceptSamples:
-    """One sampled continuation per combination, in order (see the module docstring)."""
+    """One sampled continuation per combination, in order (see the module docstring).
+    `max_new_tokens` "auto" is `token_budget` of the seed texts. Prompts are
+    `combination_prompts`; with `seed_openers` n > 0 a labelled sample is its prompt's opener
+    + the continuation, as in FewGen."""
     assert output in OUTPUT_KINDS, output
-    rng = np.random.default_rng(seed)
+    max_new_tokens = token_budget(tokenizer, seeds.texts, max_new_tokens)
     generator = torch.Generator().manual_seed(seed)
-    prompts = [
-        combination_prompt(
-            c,
-            seeds,
-            output=output,
-            task=task,
-            num_examples=num_examples,
-            rng=rng,
-            tokenizer=tokenizer,
-        )
-        for c in combinations
-    ]
+    planned = combination_prompts(
+        combinations,
+        seeds,
+        output=output,
+        task=task,
+        num_examples=num_examples,
+        seed=seed,
+        seed_openers=seed_openers,
+        tokenizer=tokenizer,
+    )
+    prompts = [prompt for prompt, _ in planned]
+    openers = [opener for _, opener in planned]
     stops = ("\n\n",) if output == "question" else (CLOSE, "\nConcepts:")
     out = ConceptSamples(rows=[], counts={"unfinished": 0, "empty": 0})
     for start in range(0, len(prompts), batch_size):
@@ -145,7 +195,7 @@ def generate_from_combinations(
         out.prompt_tokens += result.prompt_tokens
         for offset, (text, done) in enumerate(zip(result.texts, result.finished, strict=True)):
             combo = combinations[start + offset]
-            text = text.strip()
+            text = with_opener(openers[start + offset], text)
             if not done:
                 out.counts["unfinished"] += 1
             elif not text:

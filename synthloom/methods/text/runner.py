@@ -51,8 +51,14 @@ def run_generator(
     seed: int,
     label_descriptions: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Run the generator named by `method["name"]`; (samples frame, stats dict)."""
+    """Run the generator named by `method["name"]`; (samples frame, stats dict).
+    `synthllm` (not a TextGenerator: concepts, a graph, combinations) runs through
+    `synthloom.concepts.runner.run_synthllm`, with the same outputs."""
     set_seed(seed)
+    if method["name"] == "synthllm":
+        from synthloom.concepts.runner import run_synthllm
+
+        return run_synthllm(method, seeds, num_samples, models.causal_lm, seed, label_descriptions)
     generator = build_text_generator(method)
     start = time.perf_counter()
     seed_texts = seed_set(seeds, label_descriptions)
