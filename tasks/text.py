@@ -154,6 +154,7 @@ def filter_text(
         scorer_model=scorer_model,
         task=task_description,
         embed=embed,
+        progress=lambda total: stage_progress("filter: label margins", total, "scores", 15.0),
     )
     result = filter_texts(
         samples, seeds, rules, task=task_description, embed=embed, label_margin=label_margin

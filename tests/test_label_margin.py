@@ -76,6 +76,23 @@ def test_cached_prefix_log_likelihoods_equal_a_full_forward(lm):
             assert got[n, k] == pytest.approx(want, abs=1e-8)
 
 
+def test_progress_hears_every_score_batch_by_batch(lm):
+    model, tok = lm
+    prompts = [fewshot_prompt(lab, ["red apples"], task="fruit") for lab in ("a", "b")]
+    texts = ["red pears", "blue car", "x", "green"]
+    totals, updates = [], []
+
+    def progress(total):
+        totals.append(total)
+        return updates.append
+
+    quiet = label_log_likelihoods(model, tok, texts, prompts, batch_size=3)
+    heard = label_log_likelihoods(model, tok, texts, prompts, batch_size=3, progress=progress)
+    assert np.array_equal(quiet, heard)
+    assert totals == [8]  # 4 texts x 2 prompts, announced once
+    assert updates == [3, 4, 7, 8]  # batches of 3 and 1 per prompt, cumulative
+
+
 def test_margin_is_the_log_posterior_of_the_own_label():
     ll = np.array([[-1.0, -3.0], [-5.0, -2.0]])
     m = label_margins(ll, [0, 0])

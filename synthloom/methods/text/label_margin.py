@@ -12,6 +12,8 @@ K-class classifier-free guidance contrasts during decoding, computed after the f
 generator's samples. Each prompt is prefilled once; its KV cache is copied to a batch of
 samples, which are scored in one forward pass of their own tokens (right padded; padding
 positions come after every real token, so a causal model needs no mask for them).
+Scoring N samples under K prompts is N x K scores; `progress` (a factory: total ->
+update(done)) hears about them batch by batch, so a long filter is not silent.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from synthloom.methods.text.prompts import CLOSE, fewshot_prompt
 from synthloom.methods.text.sampling import encode_prompt
 from synthloom.metrics.student import unit_rows
 from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
+
+Progress = Callable[[int], Callable[[int], None]]  # total scores -> update(done so far)
 
 __all__ = [
     "generator_margin_scorer",
@@ -63,11 +67,15 @@ def label_log_likelihoods(
     *,
     batch_size: int = 32,
     max_text_tokens: int = 128,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """(N, K) float64: l_k(texts[n]) under prompts[k] (see the module doc). Texts are cut to
-    `max_text_tokens` tokens before the closing delimiter is appended."""
+    `max_text_tokens` tokens before the closing delimiter is appended; `progress(N * K)`
+    gets the scores done after every batch."""
     if not texts:
         return np.zeros((0, len(prompts)))
+    report = progress(len(texts) * len(prompts)) if progress is not None else None
+    done = 0
     close = tokenizer("\n" + CLOSE, add_special_tokens=False).input_ids
     encoded = [
         tokenizer(t.strip(), add_special_tokens=False).input_ids[:max_text_tokens] + close
@@ -86,6 +94,9 @@ def label_log_likelihoods(
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             out[rows, k] = _score_batch(model, memory, first, [encoded[i] for i in rows], pad)
+            done += len(rows)
+            if report is not None:
+                report(done)
     return out
 
 
@@ -96,6 +107,7 @@ def generator_margin_scorer(
     *,
     task: str,
     max_examples: int = 10,
+    progress: Progress | None = None,
 ) -> Callable[[list[str], list[str]], np.ndarray]:
     """(texts, labels) -> (N,) generator label margins m(x) over the seeds' labels, each
     label's scoring prompt built from its seeds and description (`scoring_prompts`)."""
@@ -108,7 +120,9 @@ def generator_margin_scorer(
     )
 
     def score(texts: list[str], labels: list[str]) -> np.ndarray:
-        ll = label_log_likelihoods(model, tokenizer, texts, [prompts[n] for n in names])
+        ll = label_log_likelihoods(
+            model, tokenizer, texts, [prompts[n] for n in names], progress=progress
+        )
         return label_margins(ll, [names.index(label) for label in labels])
 
     return score
@@ -140,9 +154,11 @@ def label_margin_scorer(
     scorer_model: str | None,
     task: str | None,
     embed: Callable[[list[str]], np.ndarray] | None,
+    progress: Progress | None = None,
 ) -> Callable[[list[str], list[str]], np.ndarray] | None:
     """The label-margin rule's scorer for `rules` (None when the rule is off): the generator
-    `scorer_model` under per-label prompts, or a classifier on the seeds' embeddings."""
+    `scorer_model` under per-label prompts (`progress` hears its scores), or a classifier on
+    the seeds' embeddings."""
     if rules.get("label_margin_keep") is None:
         return None
     if rules.get("label_margin_score") == "seed_classifier":
@@ -150,7 +166,9 @@ def label_margin_scorer(
             raise ValueError("label_margin_score: seed_classifier needs sentence embeddings")
         return seed_classifier_margin_scorer(seeds, embed)
     model, tokenizer = models.causal_lm(scorer_model or "smollm2-135m-instruct")
-    return generator_margin_scorer(model, tokenizer, seeds, task=task or "short texts")
+    return generator_margin_scorer(
+        model, tokenizer, seeds, task=task or "short texts", progress=progress
+    )
 
 
 def label_margins(log_likelihoods: np.ndarray, label_index: Sequence[int]) -> np.ndarray:
