@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from synthloom.artifacts import atomic_write_json
-from synthloom.concepts.combine import Combination, coverage, sample_label_combinations
-from synthloom.concepts.extract import extract_concepts_llm, extract_keyphrases, llm_completer
-from synthloom.concepts.generate import SeedDocuments, generate_from_combinations
+from synthloom.concepts.combine import Combination, coverage
+from synthloom.concepts.generate import SeedDocuments
 from synthloom.concepts.graph import (
     build_concept_graph,
     graph_from_tables,
@@ -26,6 +25,7 @@ from synthloom.concepts.graph import (
     plot_degree_distribution,
     write_graphml,
 )
+from synthloom.concepts.runner import combine_for_labels, extract_seed_concepts, write_samples
 from synthloom.text_splits import SPLITS
 from tasks.runtime import StageOutput, StageRun, stage
 
@@ -48,21 +48,9 @@ def extract_concepts(
     """concepts.parquet: the seed documents with a `concepts` list column."""
     seeds = pd.read_parquet(seed_files["seeds"]["path"])
     texts = seeds["text"].astype(str).tolist()
-    limit = method["max_concepts_per_document"]
-    if method["extractor"] == "llm":
-        model, tokenizer = _load_lm(method["model"], device, model_cache)
-        complete = llm_completer(
-            model,
-            tokenizer,
-            temperature=method["extraction_temperature"],
-            max_new_tokens=method["extraction_max_new_tokens"],
-            seed=seed,
-        )
-        result = extract_concepts_llm(
-            texts, complete, max_concepts=limit, max_retries=method["extraction_retries"]
-        )
-    else:
-        result = extract_keyphrases(texts, max_concepts=limit, min_df=method["keyphrase_min_df"])
+    result = extract_seed_concepts(
+        texts, method, lambda name: _load_lm(name, device, model_cache), seed
+    )
     seeds["concepts"] = result.concepts
     seeds.to_parquet(run.out / "concepts.parquet", index=False)
     with_concepts = sum(1 for c in result.concepts if c)
@@ -146,17 +134,7 @@ def sample_combinations_stage(
     """combinations.parquet (label, level, concepts, documents): `num_rows` draws spread evenly
     over the labels, each label's draws from a graph of that label's documents only."""
     _, seeds = _seed_documents(concept_files["concepts"]["path"])
-    mix = method["level_mix"]
-    draw = sample_label_combinations(
-        seeds.concepts,
-        seeds.labels,
-        num_rows,
-        rng=np.random.default_rng(seed),
-        level_mix={1: mix["level1"], 2: mix["level2"], 3: mix["level3"]},
-        min_concepts=method["min_concepts"],
-        max_concepts=method["max_concepts"],
-        max_walks=method["max_walks"],
-    )
+    draw = combine_for_labels(seeds.concepts, seeds.labels, num_rows, method, seed)
     counts = draw.counts
     rows = [
         {
@@ -203,21 +181,7 @@ def generate_samples(
     combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
     model, tokenizer = _load_lm(method["model"], device, model_cache)
     start = time.perf_counter()
-    result = generate_from_combinations(
-        combos,
-        seeds,
-        model,
-        tokenizer,
-        output=method["output"],
-        task=method["task"],
-        num_examples=method["num_examples"],
-        temperature=method["temperature"],
-        top_p=method["top_p"],
-        max_new_tokens=method["max_new_tokens"],
-        batch_size=method["batch_size"],
-        seed=seed,
-        seed_openers=method["seed_openers"],
-    )
+    result = write_samples(combos, seeds, model, tokenizer, method, seed)
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(result.rows, columns=["text", "label", "level", "concepts", "documents"])
     frame.to_parquet(run.out / "samples.parquet", index=False)

@@ -1,8 +1,10 @@
-"""SynthLLM in one call, outside the pipeline: seeds -> concepts -> combinations -> samples.
+"""SynthLLM's steps from its method config, and all of them in one call.
 
-`run_synthllm(method, seeds, n, load_lm, seed, label_descriptions)` does what the SynthLLM
-flow's extract_concepts, sample_combinations and generate stages do (tasks/synthllm.py), with
-the same core functions, and returns `(frame, stats)` in the shape of
+`extract_seed_concepts`, `combine_for_labels` and `write_samples` each run one step with the
+settings of a `method:` section (SynthLLMConfig dumped to a dict); the flow's
+extract_concepts, sample_combinations and generate stages (tasks/synthllm.py) call them.
+`run_synthllm(method, seeds, n, load_lm, seed, label_descriptions)` runs the three in a row,
+outside the pipeline, and returns `(frame, stats)` in the shape of
 `synthloom.methods.text.runner.run_generator` (which calls it for `method.name: synthllm`),
 so the text benchmarks measure SynthLLM beside the other text generators. The frame's `info`
 holds each sample's level, concepts and source documents; stats["metrics"]["sampled"] is the
@@ -13,17 +15,90 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from synthloom.concepts.combine import sample_label_combinations
-from synthloom.concepts.extract import extract_concepts_llm, extract_keyphrases, llm_completer
-from synthloom.concepts.generate import SeedDocuments, generate_from_combinations
+from synthloom.concepts.combine import Combination, CombinationDraw, sample_label_combinations
+from synthloom.concepts.extract import (
+    Extraction,
+    extract_concepts_llm,
+    extract_keyphrases,
+    llm_completer,
+)
+from synthloom.concepts.generate import ConceptSamples, SeedDocuments, generate_from_combinations
 
 LoadLM = Callable[[str], tuple[Any, Any]]  # model name -> (model, tokenizer)
+
+
+def extract_seed_concepts(
+    texts: Sequence[str], method: dict[str, Any], load_lm: LoadLM, seed: int
+) -> Extraction:
+    """Concepts of each text by `method["extractor"]`: TF-IDF keyphrases, or the LLM's JSON
+    lists (retried, then dropped; both counted)."""
+    limit = method["max_concepts_per_document"]
+    if method["extractor"] != "llm":
+        return extract_keyphrases(texts, max_concepts=limit, min_df=method["keyphrase_min_df"])
+    model, tokenizer = load_lm(method["model"])
+    complete = llm_completer(
+        model,
+        tokenizer,
+        temperature=method["extraction_temperature"],
+        max_new_tokens=method["extraction_max_new_tokens"],
+        seed=seed,
+    )
+    return extract_concepts_llm(
+        texts, complete, max_concepts=limit, max_retries=method["extraction_retries"]
+    )
+
+
+def combine_for_labels(
+    concepts: Sequence[Sequence[str]],
+    labels: Sequence[str],
+    num: int,
+    method: dict[str, Any],
+    seed: int,
+) -> CombinationDraw:
+    """`sample_label_combinations` with the method's level mix and concept counts."""
+    mix = method["level_mix"]
+    return sample_label_combinations(
+        concepts,
+        labels,
+        num,
+        rng=np.random.default_rng(seed),
+        level_mix={1: mix["level1"], 2: mix["level2"], 3: mix["level3"]},
+        min_concepts=method["min_concepts"],
+        max_concepts=method["max_concepts"],
+        max_walks=method["max_walks"],
+    )
+
+
+def write_samples(
+    combinations: Sequence[Combination],
+    seeds: SeedDocuments,
+    model: Any,
+    tokenizer: Any,
+    method: dict[str, Any],
+    seed: int,
+) -> ConceptSamples:
+    """`generate_from_combinations` with the method's prompt and decoding settings."""
+    return generate_from_combinations(
+        combinations,
+        seeds,
+        model,
+        tokenizer,
+        output=method["output"],
+        task=method["task"],
+        num_examples=method["num_examples"],
+        temperature=method["temperature"],
+        top_p=method["top_p"],
+        max_new_tokens=method["max_new_tokens"],
+        batch_size=method["batch_size"],
+        seed=seed,
+        seed_openers=method["seed_openers"],
+    )
 
 
 def run_synthllm(
@@ -37,50 +112,11 @@ def run_synthllm(
     """`num_samples` combinations of the seeds' concepts, one sample each (module docstring)."""
     texts, labels = seeds["text"].astype(str).tolist(), seeds["label"].astype(str).tolist()
     start = time.perf_counter()
-    limit = method["max_concepts_per_document"]
-    if method["extractor"] == "llm":
-        model, tokenizer = load_lm(method["model"])
-        complete = llm_completer(
-            model,
-            tokenizer,
-            temperature=method["extraction_temperature"],
-            max_new_tokens=method["extraction_max_new_tokens"],
-            seed=seed,
-        )
-        extraction = extract_concepts_llm(
-            texts, complete, max_concepts=limit, max_retries=method["extraction_retries"]
-        )
-    else:
-        extraction = extract_keyphrases(
-            texts, max_concepts=limit, min_df=method["keyphrase_min_df"]
-        )
-    mix = method["level_mix"]
-    draw = sample_label_combinations(
-        extraction.concepts,
-        labels,
-        num_samples,
-        rng=np.random.default_rng(seed),
-        level_mix={1: mix["level1"], 2: mix["level2"], 3: mix["level3"]},
-        min_concepts=method["min_concepts"],
-        max_concepts=method["max_concepts"],
-        max_walks=method["max_walks"],
-    )
+    extraction = extract_seed_concepts(texts, method, load_lm, seed)
+    draw = combine_for_labels(extraction.concepts, labels, num_samples, method, seed)
     model, tokenizer = load_lm(method["model"])
-    result = generate_from_combinations(
-        draw.combinations,
-        SeedDocuments(texts, labels, extraction.concepts, dict(label_descriptions or {})),
-        model,
-        tokenizer,
-        output=method["output"],
-        task=method["task"],
-        num_examples=method["num_examples"],
-        temperature=method["temperature"],
-        top_p=method["top_p"],
-        max_new_tokens=method["max_new_tokens"],
-        batch_size=method["batch_size"],
-        seed=seed,
-        seed_openers=method["seed_openers"],
-    )
+    documents = SeedDocuments(texts, labels, extraction.concepts, dict(label_descriptions or {}))
+    result = write_samples(draw.combinations, documents, model, tokenizer, method, seed)
     seconds = time.perf_counter() - start
     rows = result.rows
     frame = pd.DataFrame(
