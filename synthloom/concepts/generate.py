@@ -124,9 +124,12 @@ def combination_prompts(
     rng = np.random.default_rng(seed)
     opener_rng = np.random.default_rng([seed, 1])
     words = seed_openers if output == "labelled" else 0
+    by_label: dict[str, list[str]] = {}
+    for text, label in zip(seeds.texts, seeds.labels, strict=True):
+        by_label.setdefault(label, []).append(text)
     out = []
     for c in combinations:
-        own = [t for t, lab in zip(seeds.texts, seeds.labels, strict=True) if lab == c.label]
+        own = by_label.get(c.label, []) if c.label is not None else []
         opener = random_seed_opener(own, words, opener_rng) if own else ""
         prompt = combination_prompt(
             c,
