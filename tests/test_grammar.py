@@ -229,6 +229,59 @@ def test_constrained_greedy_decoding_is_independent_of_compaction(tiny, mixed_sc
     assert runs[0].forward_passes <= runs[1].forward_passes
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_scoring_only_the_allowed_tokens_writes_the_same_records(tiny, mixed_schema, temperature):
+    """The restricted output head (logits of the union of allowed tokens only) samples the
+    same token as the full head for the same uniform draw, so the records are identical."""
+    model, tok = tiny
+    constraint = TokenConstraint.build(
+        RecordGrammar.for_schema(mixed_schema, "json"), tok, model.config.vocab_size
+    )
+    ids, allowed = constraint.candidates(constraint.start_states(3))
+    assert 2 * ids.numel() <= model.config.vocab_size  # the restricted path is taken
+    assert allowed.shape == (3, ids.numel()) and bool(allowed.all())
+    injection = Injection(
+        prefix_embeds=torch.randn(
+            10, 4, model.config.hidden_size, generator=torch.Generator().manual_seed(5)
+        )
+    )
+    runs = {}
+    for restrict in (False, True):
+        profile: dict[str, float] = {}
+        runs[restrict] = decode_records(
+            model,
+            tok,
+            injection,
+            max_new_tokens=120,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(2),
+            constraint=constraint,
+            restrict_vocabulary=restrict,
+            profile=profile,
+        )
+        assert {"forward", "grammar", "sampling"} <= set(profile)
+        assert ("head" in profile) == restrict
+        assert all(v >= 0 for v in profile.values())
+    assert runs[True].texts == runs[False].texts
+    assert runs[True].finished.tolist() == runs[False].finished.tolist()
+
+
+def test_candidates_union_keeps_each_rows_own_mask(tiny, mixed_schema):
+    model, tok = tiny
+    constraint = TokenConstraint.build(
+        RecordGrammar.for_schema(mixed_schema, "json"), tok, model.config.vocab_size
+    )
+    start = constraint.grammar.start()
+    after = constraint.advance([start], [int(constraint.table(start).ids[0])])[0]
+    states = [start, after, start]
+    ids, allowed = constraint.candidates(states)
+    assert bool((ids[1:] > ids[:-1]).all())  # ascending, no repeats
+    for row, state in enumerate(states):
+        expected = constraint.table(state).mask[ids]
+        assert torch.equal(allowed[row], expected)
+        assert int(allowed[row].sum()) == int(constraint.table(state).mask.sum())
+
+
 def test_categories_with_json_escapes_round_trip():
     schema = TableSchema(
         columns=(ColumnSchema("c", ColumnKind.CATEGORICAL, categories=('a"b', "é", "a\\b")),),

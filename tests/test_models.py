@@ -289,3 +289,37 @@ def test_quiet_loading_silences_the_gguf_converters_progress_bar_and_restores_it
     assert gguf_utils.tqdm is original
     list(gguf_utils.tqdm(range(3), desc="Converting", mininterval=0))
     assert "Converting" in capfd.readouterr().err  # the check above can fail
+
+
+def test_split_output_head_reproduces_the_models_logits():
+    from synthloom.models.output_head import split_output_head
+    from synthloom.models.tiny import tiny_causal_lm
+
+    model, tok = tiny_causal_lm(seed=4)
+    split = split_output_head(model)
+    assert split is not None and split_output_head(model) is split  # probed once
+    ids = tok("a b c", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        full = model(input_ids=ids).logits[:, -1]
+        hidden = split.body(input_ids=ids).last_hidden_state[:, -1]
+        subset = torch.tensor([0, 7, 42])
+        assert torch.allclose(split.logits(hidden), full, atol=1e-5)
+        assert torch.allclose(split.logits(hidden, subset), full[:, subset], atol=1e-5)
+
+
+def test_split_output_head_refuses_a_model_whose_logits_are_not_the_plain_head():
+    """A model that scales its logits (as some architectures do) gets no split, so the
+    decoding loop keeps its full forward pass."""
+    from synthloom.models.output_head import split_output_head
+    from synthloom.models.tiny import tiny_causal_lm
+
+    model, _ = tiny_causal_lm(seed=4)
+    plain_forward = model.forward
+
+    def scaled(*args, **kwargs):
+        out = plain_forward(*args, **kwargs)
+        out.logits = out.logits * 2.0
+        return out
+
+    model.forward = scaled
+    assert split_output_head(model) is None

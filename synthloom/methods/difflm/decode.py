@@ -16,7 +16,10 @@ batch sits at the same position (same prefix length, one BOS, one new token per 
   SmolLM2's 49k vocabulary, one thread: 82 ms per step -> 4 ms, against ~180 ms for the
   forward pass);
 - finished rows are dropped from the batch (cache and injection index-selected) once enough
-  of them have piled up, so the rows still writing run on a smaller, faster batch.
+  of them have piled up, so the rows still writing run on a smaller, faster batch;
+- under a schema constraint, the output head scores only the tokens the rows' grammar
+  states allow (`synthloom.models.output_head`): a digit or a category is one of a few
+  hundred tokens, not of 49k.
 `benchmarks/difflm_decode_throughput.py` compares the loop with `model.generate()`.
 """
 
@@ -33,6 +36,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from synthloom.methods.difflm.grammar import END, TokenConstraint
 from synthloom.models.injection import Injection
 from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
+from synthloom.models.output_head import split_output_head
 from synthloom.samplers.token_sampling import NUCLEUS_CANDIDATES  # noqa: F401 - re-exported
 from synthloom.samplers.token_sampling import sample_next_token as _sample
 
@@ -78,6 +82,8 @@ def decode_records(
     autocast_dtype: torch.dtype | None = None,
     min_batch_to_compact: int = 4,
     constraint: TokenConstraint | None = None,
+    restrict_vocabulary: bool = True,
+    profile: dict[str, float] | None = None,
 ) -> DecodeResult:
     """Decode one record per injection row: BOS, then tokens until a stop token or the budget.
 
@@ -95,7 +101,19 @@ def decode_records(
 
     With a `constraint` (schema-constrained decoding, `grammar.py`), each step's logits are
     masked to the tokens the row's grammar state allows, and a row is finished (its last
-    token kept) as soon as its state reaches the end of the record.
+    token kept) as soon as its state reaches the end of the record. With
+    `restrict_vocabulary` (default) and a model whose logits are a linear head over its
+    body's last hidden state (`split_output_head`), a step computes the logits of only the
+    U tokens some row's state allows (their ascending union, when U <= V / 2): the same
+    masked distribution, and the same token for the same uniform draw (the CDF is inverted
+    in token-id order either way), without the other V - U rows of the head and a
+    V-wide softmax per row.
+
+    `profile`, when given, accumulates wall seconds per phase of the loop: "forward" (the
+    model's body, or the whole model when the head is not split), "head" (output logits),
+    "grammar" (masks, unions and state updates), "sampling", "other" (embedding the next
+    token, compaction, bookkeeping); on CUDA each phase ends with a synchronize, which
+    slows the loop a little.
 
     Greedy outputs do not depend on batch composition or compaction. Sampling draws one
     uniform per (row, step) from `generator` up front, so sampled outputs are reproducible for
@@ -150,30 +168,58 @@ def decode_records(
         if autocast_dtype is not None
         else nullcontext()
     )
+    split = split_output_head(model) if constraint is not None and restrict_vocabulary else None
+    vocab = model.get_output_embeddings().weight.shape[0]
+    clock = _PhaseClock(profile, device)
     with torch.inference_mode(), amp:
         for step in range(max_new_tokens):
             q = inputs.shape[1]
             positions = torch.arange(position, position + q, device=device)[None]  # (1, q)
-            logits = model(
-                inputs_embeds=inputs,
-                position_ids=positions,
-                **cache_kwargs(kv),
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1]  # (B', V)
+            clock.lap("other")
+            candidates = None
+            if split is None:
+                logits = model(
+                    inputs_embeds=inputs,
+                    position_ids=positions,
+                    **cache_kwargs(kv),
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits[:, -1]  # (B', V)
+                clock.lap("forward")
+            else:
+                hidden = split.body(
+                    inputs_embeds=inputs, position_ids=positions, **cache_kwargs(kv), use_cache=True
+                ).last_hidden_state[:, -1]  # (B', H)
+                clock.lap("forward")
+                ids, allowed = constraint.candidates(states)  # (U,), (B', U)
+                clock.lap("grammar")
+                if 2 * ids.numel() <= vocab:
+                    candidates = ids
+                    logits = split.logits(hidden, ids)  # (B', U)
+                else:
+                    allowed = None
+                    logits = split.logits(hidden)  # (B', V)
+                clock.lap("head")
             forward_passes += 1
             row_forwards += len(rows)
             position += q
             if states is not None:
-                logits = logits.masked_fill(~constraint.allowed(states), float("-inf"))
+                if candidates is None:
+                    allowed = constraint.allowed(states)
+                logits = logits.masked_fill(~allowed, float("-inf"))
+                clock.lap("grammar")
             u = uniforms[rows, step] if uniforms is not None else None  # (B',)
             token = _sample(logits, temperature, top_p, u)  # (B',)
+            if candidates is not None:
+                token = candidates[token]
+            clock.lap("sampling")
             out_ids[rows, step] = token
             if states is not None:  # the record ends with its last token, kept
                 states = constraint.advance(states, token.tolist())
                 stopped = torch.tensor([s == END for s in states], device=device)
                 stopped &= ~finished[rows]
                 length = step + 1
+                clock.lap("grammar")
             else:  # the stop token ends the record and is not part of it
                 stopped = torch.isin(token, stops) & ~finished[rows]  # (B',) newly finished
                 length = step
@@ -198,7 +244,26 @@ def decode_records(
             inputs = embed(token)[:, None, :]  # (B', 1, H)
             if offset is not None:
                 inputs = inputs + offset[:, None, :]
+        clock.lap("other")
     return _result(tokenizer, out_ids, num_tokens, finished, forward_passes, row_forwards, start)
+
+
+class _PhaseClock:
+    """Adds the wall time since the previous lap to `profile[phase]`; inert for None."""
+
+    def __init__(self, profile: dict[str, float] | None, device: torch.device) -> None:
+        self.profile = profile
+        self.sync = device.type == "cuda" and profile is not None
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.profile is None:
+            return
+        if self.sync:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.profile[phase] = self.profile.get(phase, 0.0) + now - self.last
+        self.last = now
 
 
 def batched(

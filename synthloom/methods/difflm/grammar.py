@@ -328,6 +328,7 @@ class _TrieNode:
 @dataclass
 class _StateTable:
     mask: torch.Tensor  # (V,) bool: tokens allowed in this state
+    ids: torch.Tensor  # (n,) long: the allowed token ids, ascending
     next_state: dict[int, State]  # allowed token id -> state after it
 
 
@@ -395,19 +396,30 @@ class TokenConstraint:
                     next_state[token_id] = after
                 if child.children:
                     stack.append((child, after))
-        mask = torch.zeros(len(self.vocab), dtype=torch.bool)
-        if next_state:
-            mask[list(next_state)] = True
-        else:
-            mask[self.fallback_token] = True
+        if not next_state:
             next_state[self.fallback_token] = END
-        table = _StateTable(mask.to(self.device), next_state)
+        ids = torch.tensor(sorted(next_state), dtype=torch.long)
+        mask = torch.zeros(len(self.vocab), dtype=torch.bool)
+        mask[ids] = True
+        table = _StateTable(mask.to(self.device), ids.to(self.device), next_state)
         self._tables[state] = table
         return table
 
     def allowed(self, states: list[State]) -> torch.Tensor:
         """(B, V) bool mask, row b = tokens allowed in states[b]."""
         return torch.stack([self.table(s).mask for s in states])
+
+    def candidates(self, states: list[State]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids (U,), allowed (B, U)): the ascending union of the tokens any of `states`
+        allows, and row b's mask over it (True where states[b] allows ids[u]). A step that
+        scores only these U tokens samples exactly what the (B, V) `allowed` mask admits."""
+        tables = [self.table(s) for s in states]
+        distinct = {id(t): t for t in tables}
+        if len(distinct) == 1:
+            ids = tables[0].ids
+        else:
+            ids = torch.unique(torch.cat([t.ids for t in distinct.values()]))  # sorted
+        return ids, torch.stack([t.mask for t in tables]).index_select(1, ids)
 
     def advance(self, states: list[State], tokens: list[int]) -> list[State]:
         """The states after each row's sampled (allowed) token."""
