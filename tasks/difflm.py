@@ -41,7 +41,7 @@ from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionModel,
     train_latent_diffusion,
 )
-from synthloom.models.device import autocast_dtype, resolve_device, set_seed
+from synthloom.models.device import autocast_dtype, resolve_device, set_seed, training_dtype
 from synthloom.plots import plot_latents, plot_loss_curves
 from synthloom.schema import TableSchema
 from synthloom.serialize import record_schema, serialize_table
@@ -104,7 +104,10 @@ def train_vae_stage(
     records, schema = read_table(record_files["records"]["path"])
     train = records[records["split"] == "train"]
     val = records[records["split"] == "validation"]
-    models = load_base_models(method, torch_device, Path(model_cache))
+    decoder_dtype = training_dtype(method["vae_dtype"], torch_device)
+    models = load_base_models(method, torch_device, Path(model_cache), decoder_dtype=decoder_dtype)
+    trained_in = str(models.decoder.dtype).removeprefix("torch.")
+    run.log.info("method.vae_dtype: %s -> frozen decoder in %s", method["vae_dtype"], trained_in)
     limited = resolve_max_record_tokens(method, train["text"].tolist(), models)
     if method["max_record_tokens"] == "auto":
         run.log.info(
@@ -157,7 +160,11 @@ def train_vae_stage(
             "best_step": float(history["best_step"]),
             "records_per_second": steps * method["vae_batch_size"] / max(seconds, 1e-9),
         },
-        info={"stop_reason": history["stop_reason"], "device": str(torch_device)},
+        info={
+            "stop_reason": history["stop_reason"],
+            "device": str(torch_device),
+            "decoder_dtype": trained_in,
+        },
     )
 
 

@@ -255,6 +255,7 @@ PAPER_RECIPE = {
     "max_record_tokens": 160,  # the default before auto
     "column_order": "schema",
     "encoder_numeric_features": False,
+    "vae_dtype": "float32",  # the decoder's dtype in CPU training before the key existed
 }
 
 

@@ -44,6 +44,7 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "decoder_lora_alpha": 16.0,
     "encoder_numeric_features": False,
     "checkpoint_seconds": 120.0,  # where the state is saved, never what is computed
+    "vae_dtype": "float32",  # what every CPU run trained in before the key existed
 }
 
 # The same for the other methods' keys added after runs existed.
