@@ -285,6 +285,23 @@ def test_training_lowers_reconstruction_loss_substantially():
 
 
 @pytest.mark.parametrize("mode", INJECTION_MODES)
+def test_a_bfloat16_decoder_trains_the_float32_parts(mode):
+    """`method.vae_dtype: bfloat16` (auto on AMX CPUs): the frozen decoder's weights are
+    bf16, the encoder, heads and injector stay float32 and still learn."""
+    decoder, _, encoder, _ = _tiny_models()
+    decoder, encoder = copy.deepcopy(decoder), copy.deepcopy(encoder)
+    _fan_in_init(decoder)
+    decoder.to(torch.bfloat16)
+    torch.manual_seed(0)
+    vae = DiffLMVAE(encoder, decoder, VAEConfig(mode=mode, **SMALL))
+    history = fit(vae, tokenized(), steps=100, autocast_dtype=None)
+    trained = [p for p in vae.parameters() if p.requires_grad]
+    assert trained and all(p.dtype == torch.float32 for p in trained)
+    assert all(p.dtype == torch.bfloat16 for p in vae.decoder.parameters())
+    assert history["val_recon"][-1][1] < 0.8 * history["recon"][0][1]
+
+
+@pytest.mark.parametrize("mode", INJECTION_MODES)
 def test_bf16_autocast_step_runs(mode):
     history = fit(make_vae(mode), tokenized(), steps=2, autocast_dtype=torch.bfloat16)
     assert all(math.isfinite(v) for _, v in history["loss"] + history["val_recon"])
