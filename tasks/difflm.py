@@ -88,6 +88,28 @@ def serialize_records(
     )
 
 
+DECODER_DTYPE_FILE = "decoder_dtype.txt"  # in the stage's checkpoint directory
+
+
+def vae_decoder_dtype(
+    choice: str, device: torch.device, checkpoint_dir: Path
+) -> torch.dtype | None:
+    """The frozen decoder's dtype for VAE training: the one a killed run of this stage
+    trained in (its checkpoint directory remembers it), else `method.vae_dtype` resolved
+    for this machine (`auto` measures it, and a measurement could differ after a restart)."""
+    remembered = checkpoint_dir / DECODER_DTYPE_FILE
+    if remembered.exists():
+        name = remembered.read_text().strip()
+        if name in ("float32", "bfloat16", "float16"):
+            return getattr(torch, name)
+    return training_dtype(choice, device)
+
+
+def remember_vae_decoder_dtype(checkpoint_dir: Path, name: str) -> None:
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    (checkpoint_dir / DECODER_DTYPE_FILE).write_text(name)
+
+
 @stage("train_vae", config="method")
 def train_vae_stage(
     run: StageRun,
@@ -104,9 +126,10 @@ def train_vae_stage(
     records, schema = read_table(record_files["records"]["path"])
     train = records[records["split"] == "train"]
     val = records[records["split"] == "validation"]
-    decoder_dtype = training_dtype(method["vae_dtype"], torch_device)
+    decoder_dtype = vae_decoder_dtype(method["vae_dtype"], torch_device, run.checkpoint_dir)
     models = load_base_models(method, torch_device, Path(model_cache), decoder_dtype=decoder_dtype)
     trained_in = str(models.decoder.dtype).removeprefix("torch.")
+    remember_vae_decoder_dtype(run.checkpoint_dir, trained_in)
     run.log.info("method.vae_dtype: %s -> frozen decoder in %s", method["vae_dtype"], trained_in)
     limited = resolve_max_record_tokens(method, train["text"].tolist(), models)
     if method["max_record_tokens"] == "auto":

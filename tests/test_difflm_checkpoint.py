@@ -138,3 +138,17 @@ def test_an_unreadable_checkpoint_starts_training_from_zero(tmp_path):
     history = _train(make_vae("soft_prompt"), 3, checkpoint=checkpoint, checkpoint_seconds=0.0)
     assert history["resumed_from_step"] == 0 and history["steps_run"] == 3
     assert torch.load(checkpoint, weights_only=False)["state"]["step"] == 2  # overwritten
+
+
+def test_a_resumed_vae_stage_keeps_the_decoder_dtype_it_trained_in(tmp_path: Path) -> None:
+    """`vae_dtype: auto` measures the machine; after a kill the rerun must not switch dtype
+    part way through training, so the checkpoint directory remembers the first choice."""
+    from tasks.difflm import remember_vae_decoder_dtype, vae_decoder_dtype
+
+    cpu = torch.device("cpu")
+    assert vae_decoder_dtype("float32", cpu, tmp_path) is torch.float32  # nothing remembered
+    remember_vae_decoder_dtype(tmp_path / "ckpt", "bfloat16")
+    assert vae_decoder_dtype("auto", cpu, tmp_path / "ckpt") is torch.bfloat16
+    assert vae_decoder_dtype("float32", cpu, tmp_path / "ckpt") is torch.bfloat16
+    (tmp_path / "ckpt" / "decoder_dtype.txt").write_text("garbage")
+    assert vae_decoder_dtype("float32", cpu, tmp_path / "ckpt") is torch.float32

@@ -169,7 +169,7 @@ def decode_records(
         else nullcontext()
     )
     split = split_output_head(model) if constraint is not None and restrict_vocabulary else None
-    vocab = model.get_output_embeddings().weight.shape[0]
+    vocab = split.weight.shape[0] if split is not None else 0
     clock = _PhaseClock(profile, device)
     with torch.inference_mode(), amp:
         for step in range(max_new_tokens):
