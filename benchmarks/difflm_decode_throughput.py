@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from synthloom.methods.difflm.decode import decode_records  # noqa: E402
 from synthloom.models.causal_lm import load_causal_lm  # noqa: E402
+from synthloom.models.device import best_matmul_seconds  # noqa: E402
 from synthloom.models.injection import Injection  # noqa: E402
 
 PREFIX_LENGTH = 16
@@ -86,13 +87,7 @@ def best_of(repeats: int, *fns: Callable[[], Run]) -> list[Run]:
 def matmul_peak_flops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     """Best FLOP/s of an n x n @ n x n product in `dtype` over `repeats` runs (after warm-up)."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+    return 2 * n**3 / best_matmul_seconds(a, b, repeats)
 
 
 def random_soft_prompt(model: torch.nn.Module, batch: int, seed: int) -> Injection:

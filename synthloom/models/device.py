@@ -58,6 +58,17 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
 CPU_BF16_MIN_SPEEDUP = 1.25  # bf16 must beat fp32 by this much to be picked (timing noise)
 
 
+def best_matmul_seconds(a: torch.Tensor, b: torch.Tensor, repeats: int = 5) -> float:
+    """Wall seconds of the fastest of `repeats` products a @ b, after one warm-up product."""
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 @cache
 def cpu_matmul_speedup_bf16(rows: int = 256, inner: int = 576, cols: int = 1536) -> float:
     """How many times faster a (rows x inner) @ (inner x cols) matmul runs in bfloat16 than
@@ -67,17 +78,7 @@ def cpu_matmul_speedup_bf16(rows: int = 256, inner: int = 576, cols: int = 1536)
     (bf16 several times faster) to CPUs without bf16 units (bf16 slower than fp32)."""
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(rows, inner, generator=gen), torch.randn(inner, cols, generator=gen)
-
-    def best(x: torch.Tensor, y: torch.Tensor) -> float:
-        x @ y
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            x @ y
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return best(a, b) / best(a.bfloat16(), b.bfloat16())
+    return best_matmul_seconds(a, b) / best_matmul_seconds(a.bfloat16(), b.bfloat16())
 
 
 def training_dtype(choice: str, device: torch.device | str) -> torch.dtype | None:
