@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/text_methods.py [--num-samples 60] [--methods fewgen corrsynth]
         [--config pipeline_configs/text_fewgen.yaml] [--threads 2] [--out results.json]
         [--samples-dir DIR [--reuse]] [--filter-set label_consistency=true ...]
+        [--decoder-dtypes float32 bfloat16] [--method-configs text_trec_]
 
 Data, seeds, filter rules and student come from `--config` (a text pipeline config); each
-method runs with its own `pipeline_configs/text_<method>.yaml` method section when that file
-exists, else with its config class's defaults (plus the base config's `task`). A method whose
+method runs with its own `pipeline_configs/<PREFIX><method>.yaml` method section (PREFIX:
+`--method-configs`, default `text_`) when that file exists, else with its config class's defaults (plus the base config's `task`). A method whose
 module does not exist yet is skipped, and the table says so. For each method: generation wall
 time, samples/s, forward passes (model calls) and, for CorrSynth and CFG, sequence steps
 (rows fed to those calls: the model evaluations), what generation dropped, what the filter
@@ -21,6 +22,11 @@ share whose MiniLM cosine to the nearest seed is >= 0.9 (`near%`, stricter than 
 with `--reuse` a method whose files exist is not generated again, so filter variants
 (`--filter-set`, YAML values, applied over the config's `text_filter`) compare on the same
 samples. Timings on a shared machine are pessimistic.
+
+`--decoder-dtypes` runs every method once per weight dtype of its causal LM (a method's
+`decoder_dtype` key; default: `auto`, what the machine measures fastest) on the same seeds,
+and prints each method's samples/s in every dtype as a ratio to the first one's, so the
+speedup is measured in one run on one machine.
 """
 
 from __future__ import annotations
@@ -51,14 +57,16 @@ from synthloom.filters.text import (  # noqa: E402
 from synthloom.ingest.sources import load_source  # noqa: E402
 from synthloom.methods.registry import METHOD_CONFIGS, TEXT_METHODS  # noqa: E402
 from synthloom.methods.text import text_generator_class  # noqa: E402
-from synthloom.methods.text.runner import run_generator, text_model_box  # noqa: E402
+from synthloom.methods.text.label_margin import label_margin_scorer  # noqa: E402
+from synthloom.methods.text.runner import run_generator, seed_set, text_model_box  # noqa: E402
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits_for  # noqa: E402
 
 
-def method_config(name: str, base: dict) -> dict:
-    path = REPO / "pipeline_configs" / f"text_{name}.yaml"
+def method_config(name: str, base: dict, prefix: str = "text_") -> dict:
+    """The method section of pipeline_configs/<prefix><name>.yaml, else the defaults."""
+    path = REPO / "pipeline_configs" / f"{prefix}{name}.yaml"
     if path.is_file():
         return dict(load_raw_config(path)["method"])
     fields = METHOD_CONFIGS[name].model_fields
@@ -71,6 +79,12 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "pipeline_configs" / "text_fewgen.yaml"))
     parser.add_argument("--num-samples", type=int, default=60)
     parser.add_argument("--methods", nargs="*", default=list(TEXT_METHODS))
+    parser.add_argument(
+        "--method-configs",
+        default="text_",
+        metavar="PREFIX",
+        help="each method's section from pipeline_configs/<PREFIX><method>.yaml (TREC: text_trec_)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-cache", default=str(REPO / "data" / "models"))
@@ -78,6 +92,13 @@ def main() -> None:
     parser.add_argument("--samples-dir", default=None, help="save generated samples here")
     parser.add_argument("--reuse", action="store_true", help="reuse samples in --samples-dir")
     parser.add_argument("--filter-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--decoder-dtypes",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "float32", "bfloat16"],
+        help="run each method with its causal LM in each of these dtypes",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -97,32 +118,50 @@ def main() -> None:
         key, _, value = assignment.partition("=")
         rules[key] = yaml.safe_load(value)
     samples_dir = Path(args.samples_dir) if args.samples_dir else None
-    models = text_model_box("cpu", args.model_cache, base["evaluate"]["encoder"])
     encoder = load_encoder(base["evaluate"]["encoder"], device="cpu")
 
     def embed(texts: list[str]) -> np.ndarray:
         return encode_texts(*encoder, texts)
 
     results: dict[str, dict] = {}
-    for name in args.methods:
+    for dtype, name in [(d, n) for d in args.decoder_dtypes for n in args.methods]:
         try:
             text_generator_class(name)
         except (ImportError, AttributeError) as exc:
             print(f"{name}: skipped, its generator is not importable yet ({exc})")
             continue
-        method = method_config(name, base)
-        frame, stats, wall = generated(name, method, splits.seeds, models, args, samples_dir)
+        method = {**method_config(name, base, args.method_configs), "decoder_dtype": dtype}
+        models = text_model_box("cpu", args.model_cache, base["evaluate"]["encoder"], dtype)
+        key = name if len(args.decoder_dtypes) == 1 else f"{name}@{dtype}"
+        frame, stats, wall = generated(
+            key, method, splits.seeds, models, args, samples_dir, data["label_descriptions"]
+        )
         task = method.get("task")
-        filtered = filter_texts(frame, splits.seeds, rules, task=task, embed=embed)
+        start = time.perf_counter()
+        scorer = label_margin_scorer(  # the config's label-margin rule, when it is on
+            rules,
+            seed_set(splits.seeds, data["label_descriptions"]),
+            models=models,
+            scorer_model=method.get("model") or method.get("base_model"),
+            task=task,
+            embed=embed,
+        )
+        filtered = filter_texts(
+            frame, splits.seeds, rules, task=task, embed=embed, label_margin=scorer
+        )
+        filter_s = time.perf_counter() - start
         metrics, emb = evaluate_text_sets(
             filtered.kept, real, encoder, base["evaluate"], seed=args.seed, task_description=task
         )
         after = after_filter_rates(filtered.kept, splits.seeds, rules, task, emb)
         n = max(len(frame), 1)
-        results[name] = {
+        results[key] = {
+            "decoder_dtypes": stats.get("decoder_dtypes", {}),
+            "tokens_per_s": stats["metrics"]["generated_tokens"] / wall,
             "generated": len(frame),
             "kept": len(filtered.kept),
             "wall_s": wall,
+            "filter_s": filter_s,
             "samples_per_s": len(frame) / wall,
             "forward_passes": stats["metrics"]["forward_passes"],
             # rows fed to decoding calls (CorrSynth / CFG report it): the model evaluations
@@ -134,13 +173,15 @@ def main() -> None:
             **after,
             "metrics": metrics,
         }
-        print(f"{name}: done in {wall:.1f} s; dropped {stats['counts']}; removed {filtered.counts}")
+        print(f"{key}: done in {wall:.1f} s; dropped {stats['counts']}; removed {filtered.counts}")
     print_table(results)
+    if len(args.decoder_dtypes) > 1:
+        print_dtype_speedups(results, args.methods, args.decoder_dtypes)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, default=float))
 
 
-def generated(name, method, seeds, models, args, samples_dir):
+def generated(name, method, seeds, models, args, samples_dir, descriptions=None):
     """(samples frame, generation stats, wall seconds): from `samples_dir` with --reuse when
     saved there before, else generated now (and saved when `samples_dir` is given)."""
     frame_path = samples_dir / f"{name}.parquet" if samples_dir else None
@@ -150,7 +191,9 @@ def generated(name, method, seeds, models, args, samples_dir):
         print(f"{name}: reusing {frame_path} (generated in {saved['wall_s']:.1f} s)")
         return pd.read_parquet(frame_path), saved["stats"], saved["wall_s"]
     start = time.perf_counter()
-    frame, stats = run_generator(method, seeds, args.num_samples, models, args.seed)
+    frame, stats = run_generator(
+        method, seeds, args.num_samples, models, args.seed, label_descriptions=descriptions
+    )
     wall = time.perf_counter() - start
     if samples_dir is not None:
         samples_dir.mkdir(parents=True, exist_ok=True)
@@ -175,12 +218,33 @@ def after_filter_rates(kept, seeds, rules, task, emb) -> dict[str, float]:
     }
 
 
+def print_dtype_speedups(results: dict[str, dict], methods: list[str], dtypes: list[str]) -> None:
+    """Per method: samples/s and generated tokens/s in each dtype, and the ratio of each
+    dtype's samples/s to the first dtype's (same seeds, same run)."""
+    print(f"\nspeed by decoder dtype (ratio = samples/s over {dtypes[0]}'s):")
+    for name in methods:
+        runs = [(d, results.get(f"{name}@{d}")) for d in dtypes]
+        if any(r is None for _, r in runs):
+            continue
+        first = runs[0][1]["samples_per_s"]
+        print(
+            f"  {name:10s} "
+            + "  ".join(
+                f"{d} ({'/'.join(sorted(set(r['decoder_dtypes'].values())))}): "
+                f"{r['samples_per_s']:.2f} samples/s, {r['tokens_per_s']:.0f} tok/s, "
+                f"x{r['samples_per_s'] / first:.2f}"
+                for d, r in runs
+            )
+        )
+
+
 def print_table(results: dict[str, dict]) -> None:
     columns = [
         ("gen", lambda r: r["generated"], "{:d}"),
         ("kept", lambda r: r["kept"], "{:d}"),
         ("wall_s", lambda r: r["wall_s"], "{:.1f}"),
         ("samp/s", lambda r: r["samples_per_s"], "{:.2f}"),
+        ("filter_s", lambda r: r["filter_s"], "{:.1f}"),
         ("fwd", lambda r: r["forward_passes"], "{:.0f}"),
         ("seq_steps", lambda r: r["sequence_steps"], "{:.0f}"),
         ("echo%", lambda r: 100 * r["echo_rate_before"], "{:.1f}"),

@@ -104,7 +104,9 @@ def main() -> None:
         json.dumps([method, data, cfg["generate"], cfg["run"]["seed"]], sort_keys=True).encode()
     ).hexdigest()[:10]
     raw = load_source(data["source"], data.get("format"))
-    models = text_model_box(args.device, args.model_cache, cfg["evaluate"]["encoder"])
+    models = text_model_box(
+        args.device, args.model_cache, cfg["evaluate"]["encoder"], method["decoder_dtype"]
+    )
     encoder = load_encoder(cfg["evaluate"]["encoder"], device=args.device)
     samples_dir = Path(args.samples_dir) if args.samples_dir else None
     exploration = exploration_test(args.test_source, data) if args.test_source else None
@@ -187,6 +189,7 @@ def main() -> None:
             "generated": int(m["samples"]),
             "kept": len(kept),
             "samples_per_s": m["samples_per_second"],
+            "decoder_dtypes": gen.get("decoder_dtypes", {}),
             "tokens_per_s": m["tokens_per_second"],
             "unfinished_share": gen["counts"].get("unfinished", 0) / sampled if sampled else 0,
             "filter_s": filter_seconds,
@@ -207,7 +210,7 @@ def main() -> None:
         rows.append(row)
         print(
             f"draw {draw}: generated {row['generated']} ({row['samples_per_s']:.2f}/s, "
-            f"{row['tokens_per_s']:.0f} tok/s, unfinished {row['unfinished_share']:.1%}), "
+            f"{row['tokens_per_s']:.0f} tok/s, weights {row['decoder_dtypes']}, unfinished {row['unfinished_share']:.1%}), "
             f"kept {row['kept']} (filter {filter_seconds:.0f} s; removed {row['removed']}); "
             f"C {row['student_c']:g}; student accuracy: "
             + ", ".join(f"{s} {row[s]:.3f}" for s in STUDENTS)

@@ -84,6 +84,7 @@ def synthllm_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dic
             generated_files=file_refs(generated),
             seed_files=file_refs(seed),
             scorer_model=cfg.method.model,
+            scorer_dtype=cfg.method.decoder_dtype,
             model_cache=model_cache,
             label_descriptions=cfg.data.label_descriptions,
         )

@@ -52,6 +52,7 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
             generated_files=file_refs(generated),
             seed_files=file_refs(seeds),
             scorer_model=config["method"].get("model") or config["method"].get("base_model"),
+            scorer_dtype=config["method"]["decoder_dtype"],
             model_cache=run.model_cache,
             label_descriptions=cfg.data.label_descriptions,
         )

@@ -41,7 +41,7 @@ from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionModel,
     train_latent_diffusion,
 )
-from synthloom.models.device import autocast_dtype, resolve_device, set_seed, training_dtype
+from synthloom.models.device import autocast_dtype, resolve_device, set_seed, frozen_model_dtype
 from synthloom.plots import plot_latents, plot_loss_curves
 from synthloom.schema import TableSchema
 from synthloom.serialize import record_schema, serialize_table
@@ -102,7 +102,7 @@ def vae_decoder_dtype(
         name = remembered.read_text().strip()
         if name in ("float32", "bfloat16", "float16"):
             return getattr(torch, name)
-    return training_dtype(choice, device)
+    return frozen_model_dtype(choice, device)
 
 
 def remember_vae_decoder_dtype(checkpoint_dir: Path, name: str) -> None:

@@ -30,10 +30,14 @@ from synthloom.text_splits import SPLITS
 from tasks.runtime import StageOutput, StageRun, stage
 
 
-def _load_lm(name: str, device: str, model_cache: str):  # noqa: ANN202
+def _load_lm(name: str, device: str, model_cache: str, decoder_dtype: str):  # noqa: ANN202
+    """The causal LM `name` on `device`, its weights in `decoder_dtype` (method key)."""
     from synthloom.models.causal_lm import load_causal_lm
+    from synthloom.models.device import frozen_model_dtype, resolve_device
 
-    return load_causal_lm(name, device=device, cache_dir=Path(model_cache))
+    resolved = resolve_device(device)
+    dtype = frozen_model_dtype(decoder_dtype, resolved)
+    return load_causal_lm(name, device=resolved, dtype=dtype, cache_dir=Path(model_cache))
 
 
 @stage("extract_concepts", config="method")
@@ -49,7 +53,7 @@ def extract_concepts(
     seeds = pd.read_parquet(seed_files["seeds"]["path"])
     texts = seeds["text"].astype(str).tolist()
     result = extract_seed_concepts(
-        texts, method, lambda name: _load_lm(name, device, model_cache), seed
+        texts, method, lambda name: _load_lm(name, device, model_cache, method["decoder_dtype"]), seed
     )
     seeds["concepts"] = result.concepts
     seeds.to_parquet(run.out / "concepts.parquet", index=False)
@@ -179,14 +183,18 @@ def generate_samples(
 
     _, seeds = _seed_documents(concept_files["concepts"]["path"], label_descriptions)
     combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
-    model, tokenizer = _load_lm(method["model"], device, model_cache)
+    model, tokenizer = _load_lm(method["model"], device, model_cache, method["decoder_dtype"])
     start = time.perf_counter()
     result = write_samples(combos, seeds, model, tokenizer, method, seed)
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(result.rows, columns=["text", "label", "level", "concepts", "documents"])
     frame.to_parquet(run.out / "samples.parquet", index=False)
     run.log.info(
-        "generated %d samples from %d combinations in %.1f s", len(frame), len(combos), seconds
+        "generated %d samples from %d combinations in %.1f s (%s weights)",
+        len(frame),
+        len(combos),
+        seconds,
+        str(model.dtype).removeprefix("torch."),
     )
     return StageOutput(
         files={"samples": ("samples.parquet", len(frame))},

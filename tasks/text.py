@@ -79,7 +79,7 @@ def generate_text(
     """`generate.num_rows` labelled samples from the seeds (and the labels' descriptions)
     -> samples.parquet."""
     seeds = read_table(seed_files["seeds"]["path"])[0]
-    models = text_model_box(device, model_cache, encoder)
+    models = text_model_box(device, model_cache, encoder, method.get("decoder_dtype", "auto"))
     progress = stage_progress(
         "generate", generate["num_rows"], "samples", min_interval=PROGRESS_SECONDS
     )
@@ -99,12 +99,13 @@ def generate_text(
     atomic_write_json(stats, run.out / "generation.json")
     m = stats["metrics"]
     run.log.info(
-        "%s: %d samples in %.1f s (%.2f samples/s, %d forward passes); dropped %s",
+        "%s: %d samples in %.1f s (%.2f samples/s, %d forward passes, weights %s); dropped %s",
         method["name"],
         len(frame),
         m["seconds"],
         m["samples_per_second"],
         m["forward_passes"],
+        stats.get("decoder_dtypes"),
         stats["counts"],
     )
     return StageOutput(
@@ -118,7 +119,14 @@ def generate_text(
 
 @stage(
     "filter",
-    config=("rules", "task_description", "encoder", "scorer_model", "label_descriptions"),
+    config=(
+        "rules",
+        "task_description",
+        "encoder",
+        "scorer_model",
+        "scorer_dtype",
+        "label_descriptions",
+    ),
 )
 def filter_text(
     run: StageRun,
@@ -131,10 +139,12 @@ def filter_text(
     scorer_model: str | None = None,
     model_cache: str | None = None,
     label_descriptions: dict[str, str] | None = None,
+    scorer_dtype: str = "auto",
 ) -> StageOutput:
     """Apply the text filter rules -> kept.parquet, removed.parquet (with a reason column).
-    The label-margin rule scores with `scorer_model` (the generator's causal LM) or a
-    classifier on the seeds (`rules.label_margin_score`)."""
+    The label-margin rule scores with `scorer_model` (the generator's causal LM, its weights
+    in `scorer_dtype`: the method's `decoder_dtype`) or a classifier on the seeds
+    (`rules.label_margin_score`)."""
     margin_rule = rules.get("label_margin_keep") is not None
     samples = read_table(generated_files["samples"]["path"])[0]
     seeds = read_table(seed_files["seeds"]["path"])[0]
@@ -150,7 +160,9 @@ def filter_text(
     label_margin = label_margin_scorer(
         rules,
         seed_set(seeds, label_descriptions),
-        models=text_model_box(device, model_cache or str(model_cache_dir()), encoder),
+        models=text_model_box(
+            device, model_cache or str(model_cache_dir()), encoder, scorer_dtype
+        ),
         scorer_model=scorer_model,
         task=task_description,
         embed=embed,

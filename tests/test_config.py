@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from synthloom.config import config_hash, flatten, load_config
+from synthloom.config import PipelineConfig, config_hash, flatten, load_config
 from synthloom.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,3 +143,22 @@ def test_method_is_chosen_by_name_with_its_own_keys(tmp_path: Path) -> None:
         load_config(path, ["method.name=difflm", "method.latnt_dim=3"])
     with pytest.raises(ConfigError, match="unknown key `method.latent_dim`"):
         load_config(path, ["method.latent_dim=3"])  # marginals has no latent_dim
+
+
+# config_hash of this FewGen config at commit 5c1e518, before `method.decoder_dtype` existed
+FEWGEN = {
+    "data": {"source": "posts.csv", "text_column": "text", "target": "label"},
+    "method": {"name": "fewgen", "seed_openers": 2, "max_new_tokens": "auto"},
+    "generate": {"num_rows": 100},
+}
+PRE_DECODER_DTYPE_HASH = "53c7d44150aa19051de549d3171dd5f7bdea4420b9cc4a9b70639b5de5d3aa83"
+
+
+def test_text_decoder_dtype_float32_keeps_the_run_ids_of_earlier_runs() -> None:
+    def hashed(**method: object) -> str:
+        raw = {**FEWGEN, "method": {**FEWGEN["method"], **method}}
+        return config_hash(PipelineConfig.model_validate(raw))
+
+    assert hashed(decoder_dtype="float32") == PRE_DECODER_DTYPE_HASH
+    assert hashed() != PRE_DECODER_DTYPE_HASH  # auto: bfloat16 where faster, a new run
+    assert hashed(decoder_dtype="bfloat16") not in (PRE_DECODER_DTYPE_HASH, hashed())

@@ -325,19 +325,19 @@ def test_split_output_head_refuses_a_model_whose_logits_are_not_the_plain_head()
     assert split_output_head(model) is None
 
 
-def test_training_dtype_follows_the_config_and_measures_the_cpu():
+def test_frozen_model_dtype_follows_the_config_and_measures_the_cpu():
     from synthloom.models.device import (
         CPU_BF16_MIN_SPEEDUP,
         cpu_matmul_speedup_bf16,
-        training_dtype,
+        frozen_model_dtype,
     )
 
-    assert training_dtype("float32", "cpu") is torch.float32
-    assert training_dtype("bfloat16", "cpu") is torch.bfloat16
-    assert training_dtype("auto", "cuda") is None  # the loader's default: bf16 where supported
+    assert frozen_model_dtype("float32", "cpu") is torch.float32
+    assert frozen_model_dtype("bfloat16", "cpu") is torch.bfloat16
+    assert frozen_model_dtype("auto", "cuda") is None  # the loader's default: bf16 where supported
     speedup = cpu_matmul_speedup_bf16()
     assert speedup > 0 and cpu_matmul_speedup_bf16() == speedup  # measured once
     expected = torch.bfloat16 if speedup >= CPU_BF16_MIN_SPEEDUP else torch.float32
-    assert training_dtype("auto", "cpu") is expected
+    assert frozen_model_dtype("auto", "cpu") is expected
     with pytest.raises(ConfigError, match="auto, float32 or bfloat16"):
-        training_dtype("fp8", "cpu")
+        frozen_model_dtype("fp8", "cpu")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 import synthloom.methods.text.fewgen as fewgen
@@ -21,8 +22,10 @@ from synthloom.config import load_config
 from synthloom.errors import DataError
 from synthloom.methods.registry import TEXT_STAGES
 from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.methods.text.runner import text_model_box
 from synthloom.methods.text.sampling import Continuations
 from synthloom.metrics.student import STUDENT_C_GRID
+from synthloom.models.device import frozen_model_dtype
 from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
 from synthloom.runs import run_id_for
 from synthloom.text_splits import text_splits
@@ -195,6 +198,17 @@ def tiny_checkpoints(tmp_path_factory) -> tuple[str, str]:
     return str(root / "lm"), str(root / "enc")
 
 
+def test_text_model_box_loads_the_generator_in_the_method_s_decoder_dtype(
+    tiny_checkpoints, tmp_path
+):
+    lm, enc = tiny_checkpoints
+    for choice, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        box = text_model_box("cpu", str(tmp_path), enc, choice)
+        model, _ = box.causal_lm(lm)
+        assert model.dtype == dtype
+        assert box.loaded_dtypes() == {lm: str(dtype).removeprefix("torch.")}
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """One data dir for every flow run of this module: the CLI ties the in-process Prefect
@@ -242,6 +256,9 @@ def test_text_flow_runs_every_stage_and_tracks(
     assert all(s["status"] == "completed" for s in summary["stages"])
     samples = pd.read_parquet(run_dir / "generate" / "samples.parquet")
     assert len(samples) == 12
+    generation = json.loads((run_dir / "generate" / "generation.json").read_text())
+    auto = frozen_model_dtype("auto", "cpu")  # bfloat16 where this CPU measures it faster
+    assert generation["decoder_dtypes"] == {cfg.method.model: str(auto).removeprefix("torch.")}
     assert {"text", "label", "method", "model", "info"} <= set(samples.columns)
     assert json.loads(samples["info"][0])["seeds_shown"]
     counts = summary["counts"]

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from synthloom.config.base import StrictConfig
-from synthloom.config.methods import SeedOpeners, TokenBudget
+from synthloom.config.methods import DecoderDtype, SeedOpeners, TokenBudget
 
 
 class LevelMix(StrictConfig):
@@ -34,6 +34,7 @@ class SynthLLMConfig(StrictConfig):
 
     name: Literal["synthllm"]
     model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
+    decoder_dtype: DecoderDtype = "auto"
     task: str = Field("short texts", description='what the data is ("Examples of {task}")')
     output: Literal["labelled", "document", "question"] = Field(
         "labelled", description="what each sample is: a labelled example, a document, a question"

@@ -22,6 +22,8 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     ("evaluate", "synthetic_weights", "label_margin"),
     ("method", "seed_openers", 0),
     ("method", "draft_fallback_ngram", None),
+    # text generators decoded in float32 on every CPU before the key existed
+    ("method", "decoder_dtype", "float32"),
 )
 
 # DiffLM method keys left out of the identity at the value that reproduces the runs made

@@ -16,6 +16,14 @@ DIFFLM_RECONSTRUCTION_RECORDS = 32  # method.reconstruction_records' default
 
 # A generation length: tokens, or "auto" (from the seeds' lengths, prompts.token_budget).
 TokenBudget = Annotated[int, Field(gt=0)] | Literal["auto"]
+DecoderDtype = Annotated[
+    Literal["auto", "float32", "bfloat16"],
+    Field(
+        description="the causal LM's weights while it decodes and scores: auto = bfloat16 on "
+        "a GPU that supports it, and on a CPU where a bfloat16 matmul measures at least "
+        "1.25x faster than float32 in this process (e.g. AMX), else float32"
+    ),
+]
 SeedOpeners = Annotated[
     int,
     Field(
@@ -357,6 +365,7 @@ class _GuidedTextConfig(StrictConfig):
     """Shared knobs of the lockstep-guided text generators (CorrSynth, K-class CFG)."""
 
     model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
+    decoder_dtype: DecoderDtype = "auto"
     task: str = Field(
         "short texts", description='what the data is, for the prompt ("{n} examples of {task}")'
     )
@@ -427,6 +436,7 @@ class FewGenConfig(StrictConfig):
 
     name: Literal["fewgen"]
     model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
+    decoder_dtype: DecoderDtype = "auto"
     task: str = Field(
         "short texts", description='what the data is, for the prompt ("{n} examples of {task}")'
     )
@@ -466,6 +476,7 @@ class BAREConfig(StrictConfig):
     instruct_model: str = Field(
         "smollm2-135m-instruct", description="refining model (chat template): alias or HF name"
     )
+    decoder_dtype: DecoderDtype = "auto"  # both models'
     num_examples: int = Field(3, gt=0, description="seed examples per draft prompt and refine")
     drafts_per_prompt: int = Field(4, gt=0, description="drafts sharing one prompt's prefill")
     base_temperature: float = Field(1.0, ge=0, description="drafting temperature; 0 = greedy")
@@ -505,6 +516,7 @@ class SynAlignConfig(StrictConfig):
         "short texts", description='what the data is, for the prompt ("{n} examples of {task}")'
     )
     model: str = Field("smollm2-135m-instruct", description="causal LM: alias or HF name")
+    decoder_dtype: DecoderDtype = "auto"
     num_examples: int = Field(3, gt=0, description="cluster size: GP pick + nearest neighbours")
     samples_per_cluster: int = Field(8, gt=0, description="samples drawn per cluster's prompt")
     clusters_per_round: int = Field(

@@ -81,11 +81,12 @@ def cpu_matmul_speedup_bf16(rows: int = 256, inner: int = 576, cols: int = 1536)
     return best_matmul_seconds(a, b) / best_matmul_seconds(a.bfloat16(), b.bfloat16())
 
 
-def training_dtype(choice: str, device: torch.device | str) -> torch.dtype | None:
-    """The dtype for a frozen model's weights in training, from a config value: "float32",
-    "bfloat16", or "auto" = bfloat16 on a CUDA GPU that supports it (None: the loader's
-    default, which is bfloat16 there), on a CPU bfloat16 when `cpu_matmul_speedup_bf16()`
-    is at least CPU_BF16_MIN_SPEEDUP, else float32."""
+def frozen_model_dtype(choice: str, device: torch.device | str) -> torch.dtype | None:
+    """The dtype for a frozen model's weights (DiffLM's decoder while the VAE trains, a text
+    generator while it decodes and scores), from a config value: "float32", "bfloat16", or
+    "auto" = bfloat16 on a CUDA GPU that supports it (None: the loader's default, which is
+    bfloat16 there), on a CPU bfloat16 when `cpu_matmul_speedup_bf16()` is at least
+    CPU_BF16_MIN_SPEEDUP, else float32."""
     if choice == "float32":
         return torch.float32
     if choice == "bfloat16":

@@ -106,6 +106,14 @@ class ModelBox:
             self._lms[name] = self.load_causal_lm(name)
         return self._lms[name]
 
+    def loaded_dtypes(self) -> dict[str, str]:
+        """{name: dtype} of the causal LMs loaded so far, e.g. {"smollm2-135m-instruct":
+        "bfloat16"}: what a run records beside its samples."""
+        return {
+            name: str(getattr(model, "dtype", "")).removeprefix("torch.")
+            for name, (model, _) in self._lms.items()
+        }
+
     def encoder(self) -> CausalLM:
         if self._encoder is None:
             if self.load_encoder is None:

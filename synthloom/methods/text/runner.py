@@ -6,7 +6,8 @@ its samples as a frame. The generate stage (tasks/text.py) and the benchmarks ca
 returns (frame, stats): the frame has columns text, label, method, model, sample_index and
 info (the sample's JSON provenance); stats holds "metrics" (samples, seconds,
 samples_per_second, forward passes, prompt and generated tokens, tokens_per_second and the
-generator's own metrics) and "counts" (what the generator dropped, by reason).
+generator's own metrics), "counts" (what the generator dropped, by reason) and
+"decoder_dtypes" (the loaded causal LMs' weight dtypes, by name).
 """
 
 from __future__ import annotations
@@ -21,16 +22,21 @@ import pandas as pd
 from synthloom.methods.text import build_text_generator
 from synthloom.methods.text.base import ModelBox, SeedSet
 from synthloom.models.causal_lm import load_causal_lm
-from synthloom.models.device import resolve_device, set_seed
+from synthloom.models.device import frozen_model_dtype, resolve_device, set_seed
 from synthloom.models.encoder import DEFAULT_ENCODER, load_encoder
 
 
-def text_model_box(device: str, model_cache: str, encoder: str = DEFAULT_ENCODER) -> ModelBox:
-    """The real models, loaded on first use: causal LMs by name, the sentence encoder."""
+def text_model_box(
+    device: str, model_cache: str, encoder: str = DEFAULT_ENCODER, decoder_dtype: str = "auto"
+) -> ModelBox:
+    """The real models, loaded on first use: causal LMs by name, with their weights in
+    `decoder_dtype` (a method's `decoder_dtype` key, resolved by `frozen_model_dtype`), and
+    the sentence encoder."""
     resolved = resolve_device(device)
+    dtype = frozen_model_dtype(decoder_dtype, resolved)
     return ModelBox(
         load_causal_lm=lambda name: load_causal_lm(
-            name, device=resolved, cache_dir=Path(model_cache)
+            name, device=resolved, dtype=dtype, cache_dir=Path(model_cache)
         ),
         load_encoder=lambda: load_encoder(encoder, device=resolved),
     )
@@ -85,4 +91,8 @@ def run_generator(
         "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else float("nan"),
         **{k: float(v) for k, v in stats.metrics.items()},
     }
-    return frame, {"metrics": metrics, "counts": dict(stats.counts)}
+    return frame, {
+        "metrics": metrics,
+        "counts": dict(stats.counts),
+        "decoder_dtypes": models.loaded_dtypes(),
+    }
