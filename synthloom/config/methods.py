@@ -428,6 +428,16 @@ class CFGConfig(_GuidedTextConfig):
     )
 
 
+class SeedAdaptationConfig(StrictConfig):
+    """LoRA steps on leave-one-out few-shot prompts of the seeds before sampling
+    (synthloom.methods.text.seed_adaptation); steps 0 = the frozen model (the paper)."""
+
+    steps: int = Field(0, ge=0, description="AdamW steps; 0 = off")
+    batch_size: int = Field(8, gt=0, description="leave-one-out prompts per step")
+    lr: float = Field(3e-3, gt=0, description="learning rate of the adapters")
+    rank: int = Field(8, gt=0, description="LoRA rank on the attention queries and values")
+
+
 class FewGenConfig(StrictConfig):
     """FewGen baseline: per label, a raw few-shot prompt with `num_examples` random seeds of
     that label (synthloom.methods.text.prompts), `samples_per_prompt` independent samples
@@ -458,6 +468,7 @@ class FewGenConfig(StrictConfig):
         64, gt=0, description="continuations decoded together (several prompts per batch)"
     )
     seed_openers: SeedOpeners = 0
+    seed_adaptation: SeedAdaptationConfig = Field(default_factory=SeedAdaptationConfig)
 
 
 class BAREConfig(StrictConfig):

@@ -15,7 +15,10 @@ prompt ends with the first n words of a random seed of its label (`random_seed_o
 samples are that opener + the continuation: a small model follows a label's typical opening
 ("Who", "How many") far more reliably than its description. Each sample's `info` records the
 seeds shown, its prompt and any opener; `stats.metrics["prompts"]` is the number of prompts decoded,
-`stats.metrics["sampled"]` the number of continuations sampled from them.
+`stats.metrics["sampled"]` the number of continuations sampled from them. With
+`seed_adaptation.steps` > 0 the model first trains LoRA adapters on leave-one-out prompts of
+the seeds (`adapt_to_seeds`, on a copy) and samples from the adapted copy; its losses and
+seconds join `stats.metrics`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from synthloom.methods.text.prompts import (
     with_opener,
 )
 from synthloom.methods.text.sampling import sample_prompts
+from synthloom.methods.text.seed_adaptation import adapt_to_seeds
 
 # A prompt samples up to this many times the rows its label still misses (some get dropped).
 _MARGIN = 1.25
@@ -64,11 +68,28 @@ class FewGenGenerator:
         self.max_prompts: int | None = config.max_prompts
         self.batch_rows: int = config.batch_rows
         self.seed_openers: int = config.seed_openers
+        self.config = config
 
     def generate(
         self, seeds: SeedSet, num_samples: int, *, models: ModelBox, seed: int
     ) -> TextBatch:
         model, tokenizer = models.causal_lm(self.model_name)
+        stats = GenerationStats()
+        adapt = self.config.seed_adaptation
+        if adapt.steps:
+            model, adaptation = adapt_to_seeds(
+                model,
+                tokenizer,
+                seeds,
+                task=self.task,
+                num_examples=self.num_examples,
+                steps=adapt.steps,
+                batch_size=adapt.batch_size,
+                rank=adapt.rank,
+                lr=adapt.lr,
+                seed=seed,
+            )
+            stats.metrics.update(adaptation.as_metrics())
         budget = token_budget(tokenizer, seeds.texts, self.max_new_tokens)
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -78,7 +99,6 @@ class FewGenGenerator:
         max_prompts = self.max_prompts or 3 * max(needed, 1)
         samples: list[TextSample] = []
         have = dict.fromkeys(labels, 0)
-        stats = GenerationStats()
         prompts = sampled = rounds = 0
         while prompts < max_prompts and any(have[lab] < quotas[lab] for lab in labels):
             # plan a round: one prompt per label in turn until the batch is full
