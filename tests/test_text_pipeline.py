@@ -414,3 +414,35 @@ def test_shipped_text_config_runs_through_the_flow_on_real_models(one_thread, na
     for key in ("seeds", "real_train"):
         assert 0 <= metrics[f"student_{key}_accuracy"] <= 1
     assert summary["mlflow_run_id"]
+
+
+def test_fewgen_attribute_grid_asks_each_prompt_for_one_combination(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler(calls))
+    table = topic_table()
+    seeds = SeedSet(tuple(table["tweet"]), tuple(table["kind"]))
+    grid = {"tone": ["calm", "angry"], "length": ["short"]}
+    method = {"num_examples": 2, "samples_per_prompt": 6, "task": "posts", "attributes": grid}
+    batch = fewgen.FewGenGenerator(method).generate(
+        seeds, 10, models=ModelBox(lambda name: (None, None)), seed=0
+    )
+    asked = []
+    for prompt in calls:
+        tail = re.search(
+            r"</text>\n\nTone of the next example: (\w+)\.\nLength of the next example: short\."
+            r"\n<text>\n$",
+            prompt,
+        )
+        assert tail, prompt[-120:]
+        asked.append(tail.group(1))
+    assert set(asked) <= {"calm", "angry"}
+    assert all(s.info["attributes"]["length"] == "short" for s in batch.samples)
+    assert {s.info["attributes"]["tone"] for s in batch.samples} <= {"calm", "angry"}
+    plain: list[str] = []
+    monkeypatch.setattr(fewgen, "sample_prompts", scripted_sampler(plain))
+    fewgen.FewGenGenerator({**method, "attributes": {}}).generate(
+        seeds, 10, models=ModelBox(lambda name: (None, None)), seed=0
+    )
+    assert not any("of the next example" in p for p in plain)
+    with pytest.raises(ValueError, match="method.attributes.tone needs at least one"):
+        fewgen.FewGenGenerator({**method, "attributes": {"tone": []}})

@@ -25,6 +25,7 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     # text generators decoded in float32 on every CPU before the key existed
     ("method", "decoder_dtype", "float32"),
     ("method", "seed_adaptation", {"steps": 0, "batch_size": 8, "lr": 3e-3, "rank": 8}),
+    ("method", "attributes", {}),
 )
 
 # DiffLM method keys left out of the identity at the value that reproduces the runs made

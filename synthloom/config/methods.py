@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthloom.config.base import StrictConfig
 
@@ -469,6 +469,22 @@ class FewGenConfig(StrictConfig):
     )
     seed_openers: SeedOpeners = 0
     seed_adaptation: SeedAdaptationConfig = Field(default_factory=SeedAdaptationConfig)
+    attributes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="attribute grid, e.g. {topic: [sports, music, history]}: each prompt asks "
+        "for one random value per attribute (AttrPrompt); {} = none (the paper)",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_have_values(cls, grid: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, values in grid.items():
+            if not values or any(not str(v).strip() for v in values):
+                raise ValueError(
+                    f"method.attributes.{name} needs at least one non-empty value, e.g. "
+                    f"{name}: [sports, music]"
+                )
+        return grid
 
 
 class BAREConfig(StrictConfig):

@@ -15,7 +15,9 @@ prompt ends with the first n words of a random seed of its label (`random_seed_o
 samples are that opener + the continuation: a small model follows a label's typical opening
 ("Who", "How many") far more reliably than its description. Each sample's `info` records the
 seeds shown, its prompt and any opener; `stats.metrics["prompts"]` is the number of prompts decoded,
-`stats.metrics["sampled"]` the number of continuations sampled from them. With
+`stats.metrics["sampled"]` the number of continuations sampled from them. With an
+`attributes` grid each prompt asks for one random value per attribute (`random_attributes`,
+the lines just before the open delimiter; `info.attributes`). With
 `seed_adaptation.steps` > 0 the model first trains LoRA adapters on leave-one-out prompts of
 the seeds (`adapt_to_seeds`, on a copy) and samples from the adapted copy; its losses and
 seconds join `stats.metrics`.
@@ -34,6 +36,7 @@ from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, Text
 from synthloom.methods.text.prompts import (
     CLOSE,
     fewshot_prompt,
+    random_attributes,
     random_seed_opener,
     token_budget,
     with_opener,
@@ -102,7 +105,8 @@ class FewGenGenerator:
         prompts = sampled = rounds = 0
         while prompts < max_prompts and any(have[lab] < quotas[lab] for lab in labels):
             # plan a round: one prompt per label in turn until the batch is full
-            plan: list[tuple[str, str, list[str], int, str]] = []  # label prompt shown rows opener
+            # label, prompt, shown, rows, opener, attributes asked for
+            plan: list[tuple[str, str, list[str], int, str, dict[str, str]]] = []
             wanted = {
                 lab: math.ceil(_MARGIN * (quotas[lab] - have[lab]))
                 for lab in labels
@@ -117,11 +121,16 @@ class FewGenGenerator:
                     pool = seeds.for_label(label)
                     pick = rng.choice(len(pool), min(self.num_examples, len(pool)), replace=False)
                     shown = [pool[i] for i in pick]
+                    wanted_attributes = random_attributes(self.config.attributes, rng)
                     prompt = fewshot_prompt(
-                        label, shown, task=self.task, description=seeds.description(label)
+                        label,
+                        shown,
+                        task=self.task,
+                        description=seeds.description(label),
+                        attributes=wanted_attributes,
                     )
                     opener = random_seed_opener(pool, self.seed_openers, rng)
-                    plan.append((label, prompt + opener, shown, rows, opener))
+                    plan.append((label, prompt + opener, shown, rows, opener, wanted_attributes))
                     width += rows
                     wanted[label] -= rows
                     if wanted[label] <= 0:
@@ -130,7 +139,7 @@ class FewGenGenerator:
                 model,
                 tokenizer,
                 [prompt for _, prompt, *_ in plan],
-                copies=[rows for _, _, _, rows, _ in plan],
+                copies=[rows for _, _, _, rows, *_ in plan],
                 max_new_tokens=budget,
                 temperature=self.temperature,
                 top_p=self.top_p,
@@ -143,7 +152,7 @@ class FewGenGenerator:
             stats.prompt_tokens += out.prompt_tokens
             stats.generated_tokens += out.generated_tokens
             row = 0
-            for label, _, shown, rows, opener in plan:
+            for label, _, shown, rows, opener, asked in plan:
                 for text, finished in zip(
                     out.texts[row : row + rows], out.finished[row : row + rows], strict=True
                 ):
@@ -159,6 +168,8 @@ class FewGenGenerator:
                         info = {"prompt_index": prompts, "seeds_shown": shown}
                         if opener:
                             info["opener"] = opener
+                        if asked:
+                            info["attributes"] = asked
                         samples.append(TextSample(text=text, label=label, info=info))
                 row += rows
                 prompts += 1

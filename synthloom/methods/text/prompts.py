@@ -10,7 +10,7 @@ small models from echoing the prompt ("Example 1: ...", "Here's a new ...").
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -20,21 +20,43 @@ CLOSE = "</text>"
 
 
 def fewshot_prompt(
-    label: str, examples: Sequence[str], *, task: str, description: str | None = None
+    label: str,
+    examples: Sequence[str],
+    *,
+    task: str,
+    description: str | None = None,
+    attributes: Mapping[str, str] | None = None,
 ) -> str:
     """`task` describes the data (e.g. "tweets, labelled by the device they were sent from");
-    `description` (optional) says what the label means (`data.label_descriptions`).
+    `description` (optional) says what the label means (`data.label_descriptions`);
+    `attributes` (optional, e.g. {"topic": "sports"}) what the NEXT example should have.
 
     Layout:  "{n} examples of {task}, all with label "{label}".\\n"
              + ("Label "{label}" means: {description}.\\n" when described) + "\\n"
-             + "<text>\\n{example}\\n</text>\\n\\n" per example + "<text>\\n"
+             + "<text>\\n{example}\\n</text>\\n\\n" per example
+             + ("{Attribute} of the next example: {value}.\\n" per attribute) + "<text>\\n"
+    The attribute lines come last, next to where the model writes: a small model follows
+    what is near the open delimiter far more than a header line.
     """
     head = f'{len(examples)} examples of {task}, all with label "{label}".\n'
     if description:
         head += f'Label "{label}" means: {description.strip().rstrip(".")}.\n'
     head += "\n"
     body = "".join(f"{OPEN}\n{_clean(e)}\n{CLOSE}\n\n" for e in examples)
-    return head + body + f"{OPEN}\n"
+    wanted = "".join(
+        f"{name.capitalize()} of the next example: {value.strip().rstrip('.')}.\n"
+        for name, value in (attributes or {}).items()
+    )
+    return head + body + wanted + f"{OPEN}\n"
+
+
+def random_attributes(
+    grid: Mapping[str, Sequence[str]] | None, rng: np.random.Generator
+) -> dict[str, str]:
+    """One value per attribute of `grid` (attribute -> values, e.g. {"topic": ["sports",
+    "music"]}), each drawn uniformly by `rng`, in the grid's order (AttrPrompt's one sampled
+    combination per prompt); {} with no draw when the grid is empty or None."""
+    return {name: values[rng.integers(len(values))] for name, values in (grid or {}).items()}
 
 
 def seed_opener(text: str, words: int) -> str:
