@@ -41,7 +41,7 @@ from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionModel,
     train_latent_diffusion,
 )
-from synthloom.models.device import autocast_dtype, resolve_device, set_seed, frozen_model_dtype
+from synthloom.models.device import autocast_dtype, frozen_model_dtype, resolve_device, set_seed
 from synthloom.plots import plot_latents, plot_loss_curves
 from synthloom.schema import TableSchema
 from synthloom.serialize import record_schema, serialize_table

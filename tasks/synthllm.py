@@ -53,7 +53,10 @@ def extract_concepts(
     seeds = pd.read_parquet(seed_files["seeds"]["path"])
     texts = seeds["text"].astype(str).tolist()
     result = extract_seed_concepts(
-        texts, method, lambda name: _load_lm(name, device, model_cache, method["decoder_dtype"]), seed
+        texts,
+        method,
+        lambda name: _load_lm(name, device, model_cache, method["decoder_dtype"]),
+        seed,
     )
     seeds["concepts"] = result.concepts
     seeds.to_parquet(run.out / "concepts.parquet", index=False)

@@ -160,9 +160,7 @@ def filter_text(
     label_margin = label_margin_scorer(
         rules,
         seed_set(seeds, label_descriptions),
-        models=text_model_box(
-            device, model_cache or str(model_cache_dir()), encoder, scorer_dtype
-        ),
+        models=text_model_box(device, model_cache or str(model_cache_dir()), encoder, scorer_dtype),
         scorer_model=scorer_model,
         task=task_description,
         embed=embed,
