@@ -7,9 +7,9 @@
 
 Data, seeds, filter rules and student come from `--config` (a text pipeline config); each
 method runs with its own `pipeline_configs/<PREFIX><method>.yaml` method section (PREFIX:
-`--method-configs`, default `text_`) when that file exists, else with its config class's defaults (plus the base config's `task`). A method whose
-module does not exist yet is skipped, and the table says so. For each method: generation wall
-time, samples/s, forward passes (model calls) and, for CorrSynth and CFG, sequence steps
+`--method-configs`, default `text_`) when that file exists, else with its config class's
+defaults (plus the base config's `task`). A method whose module does not exist yet is
+skipped, and the table says so. For each method: generation wall time, samples/s, forward passes (model calls) and, for CorrSynth and CFG, sequence steps
 (rows fed to those calls: the model evaluations), what generation dropped, what the filter
 removed (prompt echoes and seed near-copies before filtering), then on the filtered set diversity
 (distinct-2, self-BLEU, Vendi), fidelity (MMD^2 to real embeddings) and the fast student's
@@ -123,6 +123,11 @@ def main() -> None:
     def embed(texts: list[str]) -> np.ndarray:
         return encode_texts(*encoder, texts)
 
+    # one model box per dtype: each causal LM loads once and serves every method
+    boxes = {
+        d: text_model_box("cpu", args.model_cache, base["evaluate"]["encoder"], d)
+        for d in args.decoder_dtypes
+    }
     results: dict[str, dict] = {}
     for dtype, name in [(d, n) for d in args.decoder_dtypes for n in args.methods]:
         try:
@@ -131,7 +136,7 @@ def main() -> None:
             print(f"{name}: skipped, its generator is not importable yet ({exc})")
             continue
         method = {**method_config(name, base, args.method_configs), "decoder_dtype": dtype}
-        models = text_model_box("cpu", args.model_cache, base["evaluate"]["encoder"], dtype)
+        models = boxes[dtype]
         key = name if len(args.decoder_dtypes) == 1 else f"{name}@{dtype}"
         frame, stats, wall = generated(
             key, method, splits.seeds, models, args, samples_dir, data["label_descriptions"]

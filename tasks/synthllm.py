@@ -8,7 +8,6 @@ their `level`, `concepts` and `documents` columns through the filter.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,18 +25,9 @@ from synthloom.concepts.graph import (
     write_graphml,
 )
 from synthloom.concepts.runner import combine_for_labels, extract_seed_concepts, write_samples
+from synthloom.methods.text.runner import text_model_box
 from synthloom.text_splits import SPLITS
 from tasks.runtime import StageOutput, StageRun, stage
-
-
-def _load_lm(name: str, device: str, model_cache: str, decoder_dtype: str):  # noqa: ANN202
-    """The causal LM `name` on `device`, its weights in `decoder_dtype` (method key)."""
-    from synthloom.models.causal_lm import load_causal_lm
-    from synthloom.models.device import frozen_model_dtype, resolve_device
-
-    resolved = resolve_device(device)
-    dtype = frozen_model_dtype(decoder_dtype, resolved)
-    return load_causal_lm(name, device=resolved, dtype=dtype, cache_dir=Path(model_cache))
 
 
 @stage("extract_concepts", config="method")
@@ -55,7 +45,7 @@ def extract_concepts(
     result = extract_seed_concepts(
         texts,
         method,
-        lambda name: _load_lm(name, device, model_cache, method["decoder_dtype"]),
+        text_model_box(device, model_cache, decoder_dtype=method["decoder_dtype"]).causal_lm,
         seed,
     )
     seeds["concepts"] = result.concepts
@@ -186,7 +176,8 @@ def generate_samples(
 
     _, seeds = _seed_documents(concept_files["concepts"]["path"], label_descriptions)
     combos = _combinations(pd.read_parquet(combination_files["combinations"]["path"]))
-    model, tokenizer = _load_lm(method["model"], device, model_cache, method["decoder_dtype"])
+    models = text_model_box(device, model_cache, decoder_dtype=method["decoder_dtype"])
+    model, tokenizer = models.causal_lm(method["model"])
     start = time.perf_counter()
     result = write_samples(combos, seeds, model, tokenizer, method, seed)
     seconds = time.perf_counter() - start
