@@ -21,7 +21,7 @@ from prefect.exceptions import MissingContextError
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
 from synthloom.conditions import check_conditions, shard_conditions
-from synthloom.methods.difflm.diagnostics import reconstruction_report
+from synthloom.methods.difflm.diagnostics import reconstruction_report, restore_metric_names
 from synthloom.methods.difflm.fit import (
     encode_means,
     fit_vae,
@@ -44,11 +44,25 @@ from synthloom.methods.difflm.latent_diffusion import (
 from synthloom.models.device import autocast_dtype, frozen_model_dtype, resolve_device, set_seed
 from synthloom.plots import plot_latents, plot_loss_curves
 from synthloom.schema import TableSchema
-from synthloom.serialize import record_schema, serialize_table
+from synthloom.serialize import (
+    KEY_ALIASES,
+    alias_names,
+    column_key,
+    record_schema,
+    restore_names,
+    serialize_table,
+)
 from tasks.runtime import StageOutput, StageRun, stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
 
 DECODING = "decoding.json"  # train_vae: {"max_record_tokens": the limit it trained with}
+
+
+def records_schema(schema: TableSchema, method: dict[str, Any]) -> TableSchema:
+    """The schema DiffLM's records are written in: `method.column_order`, and
+    `method.record_keys` for json records (compact and raw records have no keys)."""
+    keys = method["record_keys"] if method["serialization"] == "json" else "names"
+    return record_schema(schema, method["column_order"], keys)
 
 
 @stage("serialize", config="method")
@@ -63,7 +77,7 @@ def serialize_records(
         table, schema = read_table(seed_files[split]["path"])
         texts = serialize_table(
             table,
-            record_schema(schema, method["column_order"]),
+            records_schema(schema, method),
             method["serialization"],
             method["float_digits"],
             method["number_digits"],
@@ -394,10 +408,13 @@ def generate_records(
     decoding = decoding_method(method, vae_files)
     total = generate["num_rows"]
     sizes = shard_sizes(total, min(generate["batch_size"], method["decode_batch_size"]))
+    written = records_schema(schema, method)
     conditions = generate["conditions"]
     if conditions:
         column, quotas = check_conditions(conditions, schema, total)
-        conditions = shard_conditions({column: {str(k): int(n) for k, n in quotas.items()}}, sizes)
+        conditions = shard_conditions(
+            {column_key(written, column): {str(k): int(n) for k, n in quotas.items()}}, sizes
+        )
     start = time.perf_counter()
     shards = run_shards(
         "generate",
@@ -412,14 +429,14 @@ def generate_records(
             model_cache,
             (vae_files["vae"]["path"], vae_files["vae"]["sha256"]),
             (diffusion_files["diffusion"]["path"], diffusion_files["diffusion"]["sha256"]),
-            record_schema(schema, method["column_order"]).to_json(),
+            written.to_json(),
             generate["max_attempts"] or 5 * total,
             tuple(sizes),
             conditions or None,
         ),
         progress=stage_progress("generate", total, "rows"),
     )
-    frame = shards.frame("synthetic")
+    frame = restore_names(shards.frame("synthetic"), written)
     frame = frame.reindex(columns=schema.names)
     texts = shards.frame("generations")
     write_table(frame, run.out / "synthetic.parquet", schema)
@@ -474,8 +491,10 @@ def reconstruction_stage(
     vae, models, diffusion, torch_device = _load_decoding_models(method_json, *model_key)
     records, _ = read_table(record_files["records"]["path"])
     validation, schema = read_table(seed_files["validation"]["path"])
-    schema = record_schema(schema, method["column_order"])  # how the records are written
+    schema = records_schema(schema, method)  # how the records are written
+    validation = alias_names(validation, schema)
     generated, _ = read_table(generated_files["synthetic"]["path"])
+    generated = alias_names(generated, schema)
     n = method["reconstruction_records"]
     texts = {}
     for split in ("train", "validation"):
@@ -500,6 +519,7 @@ def reconstruction_stage(
         device=torch_device,
         log=run.log.info,
     )
+    metrics = restore_metric_names(metrics, schema.extra.get(KEY_ALIASES) or {})
     decoded.to_parquet(run.out / "reconstructions.parquet")
     run.log.info(
         "latents: MMD^2 diffusion %.4g, validation %.4g, prior %.4g (bandwidth %.3g); "

@@ -242,6 +242,34 @@ def test_difflm_conditions_give_exact_counts_with_the_target_written_first(
     assert generations["shard"].nunique() == 3  # 9 rows in shards of 4: quotas split
 
 
+@pytest.mark.integration
+def test_difflm_with_key_aliases_writes_short_keys_and_returns_the_column_names(
+    tmp_path, mixed_table, tiny_checkpoints
+):
+    """method.record_keys: aliases: json records carry the short keys (target first), the
+    grammar and parser use them, generate.conditions (named by the column) still give exact
+    counts, and the rows and the reconstruction metrics come back under the column names."""
+    path = difflm_config(tmp_path, mixed_table, tiny_checkpoints, serialization="json",
+                         record_keys="aliases", max_record_tokens="auto",
+                         decode_batch_size=4, reconstruction_records=4)  # fmt: skip
+    config = yaml.safe_load(path.read_text())
+    config["generate"] = {"num_rows": 5, "max_attempts": 200,
+                          "conditions": {"status": {"good": 2, "bad": 3}}}  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 0
+    summary = run_summary(path)
+    run_dir = Path(summary["artifact_dir"])
+    records = pd.read_parquet(run_dir / "serialize" / "records.parquet")
+    assert list(json.loads(records["text"].iloc[0])) == ["s", "i", "a", "h", "m"]
+    rows = pd.read_parquet(run_dir / "generate" / "synthetic.parquet")
+    assert list(rows.columns) == list(mixed_table.columns)
+    assert rows["status"].value_counts().to_dict() == {"bad": 3, "good": 2}
+    m = summary["metrics"]
+    for column in mixed_table.columns:
+        assert 0.0 <= m[f"reconstruction_train_greedy_match_{column}"] <= 1.0, column
+    assert not any(k.endswith("_match_s") for k in m)
+
+
 def test_difflm_conditions_need_constrained_decoding():
     with pytest.raises(ValidationError, match="method.constrained: true"):
         PipelineConfig.model_validate(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -160,3 +161,52 @@ def test_record_schema_puts_the_target_first_and_keeps_the_rest_in_order() -> No
     assert parse_record(text, first).record == {"c": "b", "n": 3, "x": 0.5}
     with pytest.raises(ValueError, match="target_first"):
         record_schema(schema, "alphabetical")
+
+
+def test_key_aliases_are_short_distinct_and_stable() -> None:
+    from synthloom.serialize import key_aliases
+
+    churn = ["state", "account_length", "total_day_minutes", "total_day_calls",
+             "total_day_charge", "total_eve_calls", "number_customer_service_calls", "churn"]  # fmt: skip
+    aliases = key_aliases(churn)
+    assert aliases == {
+        "state": "s", "account_length": "al", "total_day_minutes": "tdm",
+        "total_day_calls": "tdca", "total_day_charge": "tdch", "total_eve_calls": "tec",
+        "number_customer_service_calls": "ncsc", "churn": "c",
+    }  # fmt: skip
+    assert key_aliases(churn) == aliases  # deterministic
+    # camelCase, digits, names with the same words, and widening that chases itself
+    hard = ["creditScore2", "a_b", "aB", "ab", "a", "", "__", "x"]
+    got = key_aliases(hard)
+    assert got["creditScore2"] == "cs2" and len(set(got.values())) == len(hard)
+    assert all(got.values())
+
+
+def test_aliased_record_schema_round_trips_rows_under_the_column_names() -> None:
+    from synthloom.serialize import alias_names, column_key, record_schema, restore_names
+
+    schema = TableSchema(_numbers_schema().columns, target="c", task="classification")
+    written = record_schema(schema, "target_first", keys="aliases")
+    assert written.names == ["c", "n", "x"] and written.target == "c"
+    long = TableSchema(
+        tuple(replace(col, name=f"{col.name}_value_of_the_row") for col in schema.columns),
+        target="c_value_of_the_row",
+        task="classification",
+    )
+    short = record_schema(long, "target_first", keys="aliases")
+    assert short.names == ["cvotr", "nvotr", "xvotr"] and short.target == "cvotr"
+    assert column_key(short, "x_value_of_the_row") == "xvotr" and column_key(long, "n") == "n"
+    frame = pd.DataFrame({"n_value_of_the_row": [3], "x_value_of_the_row": [0.5],
+                          "c_value_of_the_row": ["b"]})  # fmt: skip
+    (text,) = serialize_table(frame, short)
+    assert text == '{"cvotr": "b", "nvotr": 3, "xvotr": 0.5}'
+    parsed, reasons = parse_records([text], short)
+    assert not reasons
+    back = restore_names(parsed, short)
+    assert back.to_dict(orient="records") == [
+        {"c_value_of_the_row": "b", "n_value_of_the_row": 3.0, "x_value_of_the_row": 0.5}
+    ]
+    assert list(alias_names(back, short).columns) == short.names
+    assert restore_names(parsed, long) is parsed  # no aliases: unchanged
+    with pytest.raises(ValueError, match="names or aliases"):
+        record_schema(schema, "schema", keys="short")

@@ -44,6 +44,7 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "vae_minutes": None,
     "number_digits": None,
     "column_order": "schema",
+    "record_keys": "names",
     "decoder_lora_rank": 0,
     "decoder_lora_alpha": 16.0,
     "encoder_numeric_features": False,

@@ -66,6 +66,13 @@ class DiffLMConfig(StrictConfig):
         "writes the label, then features conditioned on it; generate.conditions forces that "
         "slot), or the table's own order",
     )
+    record_keys: Literal["names", "aliases"] = Field(
+        "names",
+        description="json records' keys: the column names (the paper's), or short distinct "
+        "aliases of them (total_day_minutes -> tdm; fewer tokens per record on a wide "
+        "table, so more VAE steps per minute and faster decoding); rows come back under "
+        "the column names either way",
+    )
     float_digits: int = Field(6, ge=1, le=12)
     number_digits: int | None = Field(
         None,

@@ -115,6 +115,20 @@ def agreement_metrics(
     return metrics, records
 
 
+def restore_metric_names(metrics: dict[str, float], names: dict[str, str]) -> dict[str, float]:
+    """`metrics` with the column part of every `<prefix>_match_<column>` /
+    `<prefix>_rel_error_<column>` key written as the column's name, where the records were
+    written under `names` = {key alias: column name} (`serialize.record_schema`)."""
+    columns = {metric_safe(alias): metric_safe(name) for alias, name in names.items()}
+    out = {}
+    for key, value in metrics.items():
+        match = re.fullmatch(r"(.*_(?:match|rel_error))_(.+)", key)
+        if match and match.group(2) in columns:
+            key = f"{match.group(1)}_{columns[match.group(2)]}"
+        out[key] = value
+    return out
+
+
 def metric_safe(name: str) -> str:
     """A column name as a metric-name part: characters other than [A-Za-z0-9_] become _."""
     return re.sub(r"[^A-Za-z0-9_]", "_", name)

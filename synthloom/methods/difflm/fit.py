@@ -175,8 +175,8 @@ def resolve_max_record_tokens(
             f"DiffLM: method.max_record_tokens: auto gives {limit} decoder tokens (the "
             f"longest training record has {longest}), but the decoder {method['decoder']} "
             f"holds {context} positions, {method['num_prompts'] + 1} of them for the soft "
-            "prompt and BOS. Fix: use method.serialization: compact (no column names), "
-            "drop wide text columns, or set max_record_tokens to a number that fits and "
+            "prompt and BOS. Fix: use method.record_keys: aliases (short keys) or "
+            "method.serialization: compact (no keys), drop wide text columns, or set max_record_tokens to a number that fits and "
             "raise method.max_truncated_share to train on cut records."
         )
     return method | {"max_record_tokens": limit}
@@ -204,9 +204,9 @@ def check_record_lengths(full_lengths: torch.Tensor, method: dict[str, Any]) -> 
             f"no valid row. Fix: set max_record_tokens in the DiffLM method section of the "
             f"config to {suggested} or more (training and decoding cost grow with it)"
             + (
-                ", or use method.serialization: compact, which drops the column names from "
-                "every record (about half the tokens)"
-                if method.get("serialization") == "json"
+                ", or use method.record_keys: aliases (short keys) or method.serialization: "
+                "compact, which drops the column names from every record (about half the tokens)"
+                if method.get("serialization") == "json" and method.get("record_keys") != "aliases"
                 else ""
             )
             + f"; or raise method.max_truncated_share (now {max_share}) to train on cut records."
