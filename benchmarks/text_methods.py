@@ -48,7 +48,6 @@ import yaml  # noqa: E402
 
 from synthloom.config import load_config, load_raw_config  # noqa: E402
 from synthloom.filters.text import (  # noqa: E402
-    filter_texts,
     leaks_prompt,
     nearest_seed_cosine,
     word_ngrams,
@@ -57,8 +56,11 @@ from synthloom.filters.text import (  # noqa: E402
 from synthloom.ingest.sources import load_source  # noqa: E402
 from synthloom.methods.registry import METHOD_CONFIGS, TEXT_METHODS  # noqa: E402
 from synthloom.methods.text import text_generator_class  # noqa: E402
-from synthloom.methods.text.label_margin import label_margin_scorer  # noqa: E402
-from synthloom.methods.text.runner import run_generator, seed_set, text_model_box  # noqa: E402
+from synthloom.methods.text.runner import (  # noqa: E402
+    filter_samples,
+    run_generator,
+    text_model_box,
+)
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits_for  # noqa: E402
@@ -143,16 +145,15 @@ def main() -> None:
         )
         task = method.get("task")
         start = time.perf_counter()
-        scorer = label_margin_scorer(  # the config's label-margin rule, when it is on
+        filtered = filter_samples(  # with the config's label-margin rule, when it is on
+            frame,
+            splits.seeds,
             rules,
-            seed_set(splits.seeds, data["label_descriptions"]),
             models=models,
             scorer_model=method.get("model") or method.get("base_model"),
             task=task,
+            label_descriptions=data["label_descriptions"],
             embed=embed,
-        )
-        filtered = filter_texts(
-            frame, splits.seeds, rules, task=task, embed=embed, label_margin=scorer
         )
         filter_s = time.perf_counter() - start
         metrics, emb = evaluate_text_sets(

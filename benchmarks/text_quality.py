@@ -46,10 +46,12 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from synthloom.config import PipelineConfig, load_raw_config  # noqa: E402
-from synthloom.filters.text import filter_texts  # noqa: E402
 from synthloom.ingest.sources import load_source  # noqa: E402
-from synthloom.methods.text.label_margin import label_margin_scorer  # noqa: E402
-from synthloom.methods.text.runner import run_generator, seed_set, text_model_box  # noqa: E402
+from synthloom.methods.text.runner import (  # noqa: E402
+    filter_samples,
+    run_generator,
+    text_model_box,
+)
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits_for, text_table  # noqa: E402
@@ -152,21 +154,15 @@ def main() -> None:
             filtered = json.loads(kept_path.with_suffix(".json").read_text())
         else:
             start = time.perf_counter()
-            scorer = label_margin_scorer(
-                rules,
-                seed_set(splits.seeds, data["label_descriptions"]),
-                models=models,
-                scorer_model=method.get("model") or method.get("base_model"),
-                task=method.get("task"),
-                embed=embed,
-            )
-            result = filter_texts(
+            result = filter_samples(
                 frame,
                 splits.seeds,
                 rules,
+                models=models,
+                scorer_model=method.get("model") or method.get("base_model"),
                 task=method.get("task"),
+                label_descriptions=data["label_descriptions"],
                 embed=embed,
-                label_margin=scorer,
             )
             kept = result.kept
             filtered = {"seconds": time.perf_counter() - start, "counts": result.counts}

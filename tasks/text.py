@@ -14,10 +14,8 @@ import numpy as np
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
 from synthloom.errors import StageError
-from synthloom.filters.text import filter_texts
 from synthloom.ingest.sources import load_source
-from synthloom.methods.text.label_margin import label_margin_scorer
-from synthloom.methods.text.runner import run_generator, seed_set, text_model_box
+from synthloom.methods.text.runner import filter_samples, run_generator, text_model_box
 from synthloom.metrics.text_evaluation import evaluate_text_sets, sample_texts_table
 from synthloom.models.device import resolve_device
 from synthloom.models.encoder import encode_texts, load_encoder
@@ -157,17 +155,16 @@ def filter_text(
     ):
         model = load_encoder(encoder, device=resolve_device(device))
         embed = lambda texts: encode_texts(*model, texts)  # noqa: E731
-    label_margin = label_margin_scorer(
+    result = filter_samples(
+        samples,
+        seeds,
         rules,
-        seed_set(seeds, label_descriptions),
         models=text_model_box(device, model_cache or str(model_cache_dir()), encoder, scorer_dtype),
         scorer_model=scorer_model,
         task=task_description,
+        label_descriptions=label_descriptions,
         embed=embed,
         progress=lambda total: stage_progress("filter: label margins", total, "scores", 15.0),
-    )
-    result = filter_texts(
-        samples, seeds, rules, task=task_description, embed=embed, label_margin=label_margin
     )
     write_table(result.kept, run.out / "kept.parquet")
     write_table(result.removed, run.out / "removed.parquet")

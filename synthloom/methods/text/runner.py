@@ -8,19 +8,25 @@ info (the sample's JSON provenance); stats holds "metrics" (samples, seconds,
 samples_per_second, forward passes, prompt and generated tokens, tokens_per_second and the
 generator's own metrics), "counts" (what the generator dropped, by reason) and
 "decoder_dtypes" (the loaded causal LMs' weight dtypes, by name).
+`filter_samples` applies the text filter's rules to such a frame, with the label-margin
+rule's scorer built from the same models.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from synthloom.filters.text import TextFilterResult, filter_texts
 from synthloom.methods.text import build_text_generator
 from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.methods.text.label_margin import label_margin_scorer
 from synthloom.models.causal_lm import load_causal_lm
 from synthloom.models.device import frozen_model_dtype, resolve_device, set_seed
 from synthloom.models.encoder import DEFAULT_ENCODER, load_encoder
@@ -96,3 +102,32 @@ def run_generator(
         "counts": dict(stats.counts),
         "decoder_dtypes": models.loaded_dtypes(),
     }
+
+
+def filter_samples(
+    samples: pd.DataFrame,
+    seeds: pd.DataFrame,
+    rules: dict[str, Any],
+    *,
+    models: ModelBox,
+    scorer_model: str | None,
+    task: str | None,
+    label_descriptions: dict[str, str] | None = None,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> TextFilterResult:
+    """`filter_texts(samples, seeds, rules)` as a text run applies it: `task` (the method's
+    task description) for the leakage rule, and the label-margin rule (when on) scored by
+    the causal LM `scorer_model` (the generator's own) from `models` under per-label
+    prompts of the seeds and `label_descriptions`, or by a classifier on the seeds'
+    embeddings (`embed`); `progress(total)` hears the margin scores."""
+    scorer = label_margin_scorer(
+        rules,
+        seed_set(seeds, label_descriptions),
+        models=models,
+        scorer_model=scorer_model,
+        task=task,
+        embed=embed,
+        progress=progress,
+    )
+    return filter_texts(samples, seeds, rules, task=task, embed=embed, label_margin=scorer)
