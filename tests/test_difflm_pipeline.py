@@ -281,6 +281,16 @@ def test_difflm_conditions_need_constrained_decoding():
         )
 
 
+def test_difflm_key_aliases_need_json_records():
+    with pytest.raises(ValidationError, match="serialization: json, or record_keys: names"):
+        PipelineConfig.model_validate(
+            {
+                "data": {"source": "x.csv", "target": "y"},
+                "method": {"name": "difflm", "serialization": "compact", "record_keys": "aliases"},
+            }
+        )
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("source", "suite", "expected"),

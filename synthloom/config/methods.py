@@ -230,6 +230,16 @@ class DiffLMConfig(StrictConfig):
         "their own latent (greedy and sampled) and scored against the originals; 0 = off",
     )
 
+    @model_validator(mode="after")
+    def _aliases_need_keys(self) -> DiffLMConfig:
+        if self.record_keys == "aliases" and self.serialization != "json":
+            raise ValueError(
+                f"record_keys: aliases shortens the keys of json records, but serialization "
+                f"is {self.serialization!r}, whose records have no keys. Fix: set "
+                "serialization: json, or record_keys: names"
+            )
+        return self
+
 
 class TabSynConfig(StrictConfig):
     """TabSyn (arXiv 2310.09656), our implementation (synthloom.methods.tabsyn): a VAE with one
