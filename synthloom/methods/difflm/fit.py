@@ -176,8 +176,9 @@ def resolve_max_record_tokens(
             f"longest training record has {longest}), but the decoder {method['decoder']} "
             f"holds {context} positions, {method['num_prompts'] + 1} of them for the soft "
             "prompt and BOS. Fix: use method.record_keys: aliases (short keys) or "
-            "method.serialization: compact (no keys), drop wide text columns, or set max_record_tokens to a number that fits and "
-            "raise method.max_truncated_share to train on cut records."
+            "method.serialization: compact (no keys), drop wide text columns, or set "
+            "max_record_tokens to a number that fits and raise method.max_truncated_share "
+            "to train on cut records."
         )
     return method | {"max_record_tokens": limit}
 
