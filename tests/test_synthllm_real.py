@@ -140,6 +140,7 @@ def test_run_generator_runs_synthllm_from_a_seeds_frame() -> None:
     )
     assert list(frame.columns) == ["text", "label", "method", "model", "sample_index", "info"]
     assert stats["metrics"]["sampled"] == 6  # 3 combinations per label
+    assert stats["decoder_dtypes"] == {"smollm2-135m-instruct": "float32"}  # as other methods
     assert len(frame) + stats["counts"]["unfinished"] + stats["counts"]["empty"] == 6
     assert set(frame["label"]) <= {"pos", "neg"} and (frame["method"] == "synthllm").all()
     for info in frame["info"]:

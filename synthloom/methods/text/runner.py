@@ -70,7 +70,10 @@ def run_generator(
     if method["name"] == "synthllm":
         from synthloom.concepts.runner import run_synthllm
 
-        return run_synthllm(method, seeds, num_samples, models.causal_lm, seed, label_descriptions)
+        frame, stats = run_synthllm(
+            method, seeds, num_samples, models.causal_lm, seed, label_descriptions
+        )
+        return frame, {**stats, "decoder_dtypes": models.loaded_dtypes()}
     generator = build_text_generator(method)
     start = time.perf_counter()
     seed_texts = seed_set(seeds, label_descriptions)
