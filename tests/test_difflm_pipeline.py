@@ -215,6 +215,18 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
     assert len(incomes) and not all(float(f"{v:.1g}") == v for v in incomes if v != 0)
 
 
+def run_conditioned(tmp_path: Path, table: pd.DataFrame, checkpoints, counts, **method) -> dict:
+    """Run DiffLM on `table` with generate.conditions {status: counts} (shards of 4 rows);
+    its summary."""
+    path = difflm_config(tmp_path, table, checkpoints, decode_batch_size=4, **method)
+    config = yaml.safe_load(path.read_text())
+    config["generate"] = {"num_rows": sum(counts.values()), "max_attempts": 200,
+                          "conditions": {"status": counts}}  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 0
+    return run_summary(path)
+
+
 @pytest.mark.integration
 def test_difflm_conditions_give_exact_counts_with_the_target_written_first(
     tmp_path, mixed_table, tiny_checkpoints
@@ -222,14 +234,8 @@ def test_difflm_conditions_give_exact_counts_with_the_target_written_first(
     """generate.conditions through DiffLM: the forced target slot gives the exact counts
     per value across shards; records are written target first; rows come back in the
     table's column order."""
-    path = difflm_config(tmp_path, mixed_table, tiny_checkpoints, max_record_tokens=96,
-                         decode_batch_size=4, reconstruction_records=0)  # fmt: skip
-    config = yaml.safe_load(path.read_text())
-    config["generate"] = {"num_rows": 9, "max_attempts": 200,
-                          "conditions": {"status": {"good": 2, "bad": 7}}}  # fmt: skip
-    path.write_text(yaml.safe_dump(config))
-    assert main(["run", str(path)]) == 0
-    summary = run_summary(path)
+    summary = run_conditioned(tmp_path, mixed_table, tiny_checkpoints, {"good": 2, "bad": 7},
+                              max_record_tokens=96, reconstruction_records=0)  # fmt: skip
     run_dir = Path(summary["artifact_dir"])
     records = pd.read_parquet(run_dir / "serialize" / "records.parquet")
     first = {json.loads(t)[0] for t in records["text"]}  # compact: the first value
@@ -249,15 +255,9 @@ def test_difflm_with_key_aliases_writes_short_keys_and_returns_the_column_names(
     """method.record_keys: aliases: json records carry the short keys (target first), the
     grammar and parser use them, generate.conditions (named by the column) still give exact
     counts, and the rows and the reconstruction metrics come back under the column names."""
-    path = difflm_config(tmp_path, mixed_table, tiny_checkpoints, serialization="json",
-                         record_keys="aliases", max_record_tokens="auto",
-                         decode_batch_size=4, reconstruction_records=4)  # fmt: skip
-    config = yaml.safe_load(path.read_text())
-    config["generate"] = {"num_rows": 5, "max_attempts": 200,
-                          "conditions": {"status": {"good": 2, "bad": 3}}}  # fmt: skip
-    path.write_text(yaml.safe_dump(config))
-    assert main(["run", str(path)]) == 0
-    summary = run_summary(path)
+    summary = run_conditioned(tmp_path, mixed_table, tiny_checkpoints, {"good": 2, "bad": 3},
+                              serialization="json", record_keys="aliases",
+                              max_record_tokens="auto", reconstruction_records=4)  # fmt: skip
     run_dir = Path(summary["artifact_dir"])
     records = pd.read_parquet(run_dir / "serialize" / "records.parquet")
     assert list(json.loads(records["text"].iloc[0])) == ["s", "i", "a", "h", "m"]
