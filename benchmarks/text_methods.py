@@ -58,6 +58,7 @@ from synthloom.methods.registry import METHOD_CONFIGS, TEXT_METHODS  # noqa: E40
 from synthloom.methods.text import text_generator_class  # noqa: E402
 from synthloom.methods.text.runner import (  # noqa: E402
     filter_samples,
+    generator_model,
     run_generator,
     text_model_box,
 )
@@ -150,7 +151,7 @@ def main() -> None:
             splits.seeds,
             rules,
             models=models,
-            scorer_model=method.get("model") or method.get("base_model"),
+            scorer_model=generator_model(method),
             task=task,
             label_descriptions=data["label_descriptions"],
             embed=embed,

@@ -49,6 +49,7 @@ from synthloom.config import PipelineConfig, load_raw_config  # noqa: E402
 from synthloom.ingest.sources import load_source  # noqa: E402
 from synthloom.methods.text.runner import (  # noqa: E402
     filter_samples,
+    generator_model,
     run_generator,
     text_model_box,
 )
@@ -159,7 +160,7 @@ def main() -> None:
                 splits.seeds,
                 rules,
                 models=models,
-                scorer_model=method.get("model") or method.get("base_model"),
+                scorer_model=generator_model(method),
                 task=method.get("task"),
                 label_descriptions=data["label_descriptions"],
                 embed=embed,

@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow
 
 from flows.frame import pipeline_run
+from synthloom.methods.text.runner import generator_model
 from tasks.ingest import source_fingerprint
 from tasks.runtime import file_refs
 from tasks.text import evaluate_text, filter_text, generate_text, ingest_text
@@ -51,7 +52,7 @@ def text_pipeline(config: dict[str, Any], run_id: str, data_dir: str) -> dict[st
             encoder=cfg.evaluate.encoder,
             generated_files=file_refs(generated),
             seed_files=file_refs(seeds),
-            scorer_model=config["method"].get("model") or config["method"].get("base_model"),
+            scorer_model=generator_model(config["method"]),
             scorer_dtype=config["method"]["decoder_dtype"],
             model_cache=run.model_cache,
             label_descriptions=cfg.data.label_descriptions,

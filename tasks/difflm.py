@@ -59,10 +59,9 @@ DECODING = "decoding.json"  # train_vae: {"max_record_tokens": the limit it trai
 
 
 def records_schema(schema: TableSchema, method: dict[str, Any]) -> TableSchema:
-    """The schema DiffLM's records are written in: `method.column_order`, and
-    `method.record_keys` for json records (compact and raw records have no keys)."""
-    keys = method["record_keys"] if method["serialization"] == "json" else "names"
-    return record_schema(schema, method["column_order"], keys)
+    """The schema DiffLM's records are written in: `method.column_order` and
+    `method.record_keys` (aliases only with json records: the config validates it)."""
+    return record_schema(schema, method["column_order"], method["record_keys"])
 
 
 @stage("serialize", config="method")

@@ -48,6 +48,12 @@ def text_model_box(
     )
 
 
+def generator_model(method: dict[str, Any]) -> str | None:
+    """The causal LM a text method generates with (`model`, or BARE's `base_model`): the
+    samples' `model` column and the label-margin rule's scorer."""
+    return method.get("model") or method.get("base_model")
+
+
 def seed_set(frame: pd.DataFrame, descriptions: dict[str, str] | None = None) -> SeedSet:
     """The seeds frame (columns text, label) and the labels' descriptions as a SeedSet."""
     return SeedSet(
@@ -84,7 +90,7 @@ def run_generator(
             "text": [s.text for s in batch.samples],
             "label": [s.label for s in batch.samples],
             "method": method["name"],
-            "model": str(method.get("model") or method.get("base_model") or ""),
+            "model": str(generator_model(method) or ""),
             "sample_index": range(len(batch.samples)),
             "info": [json.dumps(s.info, default=str, ensure_ascii=False) for s in batch.samples],
         }
