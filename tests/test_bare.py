@@ -245,6 +245,36 @@ def test_echo_detection_and_refine_request():
     assert request.count(OPEN) == 3 and "my draft" in request and REFINE_INSTRUCTION in request
 
 
+@pytest.mark.parametrize("describes", [True, False])
+def test_refine_message_names_the_label_meaning_only_when_asked(monkeypatch, tiny_box, describes):
+    meaning = "the text is about money: prices, banks, markets"
+    seeds = SeedSet(SEEDS.texts, SEEDS.labels, descriptions={"money": meaning})
+    prompts: list[str] = []
+
+    def sample_prompts(model, tokenizer, batch, copies=None, **kw):
+        prompts.extend(batch)
+        return Continuations(["rates rose."] * len(batch), [True] * len(batch), 1, 1, len(batch))
+
+    monkeypatch.setattr(bare_module, "sample_prompts", sample_prompts)
+    generator = BAREGenerator({"task": "sentences", "refine_describes_label": describes})
+    kept = generator._refine(
+        seeds,
+        "money",
+        [("a draft about stocks", [4, 5, 6])],
+        tiny_box.causal_lm("x"),
+        torch.Generator(),
+        GenerationStats(),
+        set(),
+    )
+    assert [s.text for s in kept] == ["rates rose."] and len(prompts) == 1
+    keep_line = 'The rewritten text must keep the label "money": ' + meaning + "."
+    assert (keep_line in prompts[0]) is describes
+    assert (f'Label "money" means: {meaning}.' in prompts[0]) is describes
+    assert REFINE_INSTRUCTION in prompts[0]  # the paper's instruction stays, first
+    # a reply that repeats the added instruction is an echo, not a sample
+    assert is_echo("It must keep the label money.", []) is True
+
+
 def test_config_defaults_match_the_generator_and_the_registry_builds_it():
     from synthloom.methods.registry import METHOD_CONFIGS, TEXT_METHODS
     from synthloom.methods.text import build_text_generator

@@ -13,7 +13,10 @@ pgasawa/BARE): a base model drafts, an instruct model refines.
    (token limit) or is empty is dropped: counts "draft_unfinished", "draft_empty".
 2. Refine step. `method.instruct_model`, through its chat template, gets the same examples
    and the draft (`refine_request`) and is told to make the draft closer in style to the
-   examples, remove ambiguity and fix errors without changing its theme. The assistant turn
+   examples, remove ambiguity and fix errors without changing its theme; when the label is
+   described (`data.label_descriptions`) and `refine_describes_label` is on (the default;
+   off is the paper's prompt), the message also says what the label means and that the
+   rewrite must keep it (`refine_request`). The assistant turn
    is pre-filled with the open delimiter (`refine_prefill`) and decoding stops at the
    closing one (or at a blank line when the draft and examples are one paragraph each);
    `parse_refinement` strips preambles ("Here is ...:"), delimiters, paragraphs beyond
@@ -77,6 +80,8 @@ REFINE_INSTRUCTION = (
     "Rewrite the draft so that it is closer in style to the examples: remove ambiguity and "
     "fix errors, but do not change its theme. Answer with the rewritten text only."
 )
+# Appended to REFINE_INSTRUCTION when the label is described (`refine_describes_label`).
+REFINE_KEEP_LABEL = 'The rewritten text must keep the label "{label}": {description}.'
 # Phrases of the refine prompt that must never appear in an output (echo of instructions).
 _ECHO_MARKERS = (
     "rewrite the draft",
@@ -84,6 +89,7 @@ _ECHO_MARKERS = (
     "answer with the",
     "closer in style",
     "rewritten text only",
+    "must keep the label",
     "all with label",
     "here is a draft",
 )
@@ -95,14 +101,33 @@ _PREAMBLE = re.compile(
 )
 
 
-def refine_request(label: str, examples: Sequence[str], draft: str, *, task: str) -> str:
-    """User message of the refine step: the examples, the draft, the instruction."""
+def refine_request(
+    label: str,
+    examples: Sequence[str],
+    draft: str,
+    *,
+    task: str,
+    description: str | None = None,
+) -> str:
+    """User message of the refine step: the examples, the draft, the instruction.
+
+    With `description` (what the label means, `data.label_descriptions`) the header gains
+    'Label "{label}" means: {description}.' and the instruction ends with
+    `REFINE_KEEP_LABEL` ('The rewritten text must keep the label "{label}": {description}.'):
+    the paper's instruction asks for style only and never says what the label is about.
+    Without `description` the message is the paper's."""
     shown = "".join(f"{OPEN}\n{_clean(e)}\n{CLOSE}\n\n" for e in examples)
+    head = f'Here are {len(examples)} examples of {task}, all with label "{label}".\n'
+    instruction = REFINE_INSTRUCTION
+    if description:
+        meaning = description.strip().rstrip(".")
+        head += f'Label "{label}" means: {meaning}.\n'
+        instruction += " " + REFINE_KEEP_LABEL.format(label=label, description=meaning)
     return (
-        f'Here are {len(examples)} examples of {task}, all with label "{label}".\n\n'
+        f"{head}\n"
         f"{shown}"
         f"Here is a draft of a new one:\n\n{OPEN}\n{_clean(draft)}\n{CLOSE}\n\n"
-        f"{REFINE_INSTRUCTION}"
+        f"{instruction}"
     )
 
 
@@ -258,13 +283,20 @@ class BAREGenerator:
         n = cfg["draft_fallback_ngram"]
         model, tokenizer = lm
         prefill = f"{OPEN}\n" if cfg["refine_prefill"] else ""
+        description = seeds.description(label) if cfg["refine_describes_label"] else None
         kept: list[TextSample] = []
         for start in range(0, len(drafts), cfg["refine_batch_size"]):
             chunk = drafts[start : start + cfg["refine_batch_size"]]
             prompts = [
                 chat_prompt(
                     tokenizer,
-                    refine_request(label, [seeds.texts[i] for i in shown], draft, task=cfg["task"]),
+                    refine_request(
+                        label,
+                        [seeds.texts[i] for i in shown],
+                        draft,
+                        task=cfg["task"],
+                        description=description,
+                    ),
                 )
                 + prefill
                 for draft, shown in chunk
