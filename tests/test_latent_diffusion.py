@@ -13,6 +13,7 @@ from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
     LatentDiffusionModel,
     LatentNormalizer,
+    _build_denoiser,
     train_latent_diffusion,
 )
 from synthloom.models.denoiser import EDMPrecond, MLPDenoiser, PositionalEmbedding
@@ -431,6 +432,59 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
     checkpoint.write_bytes(b"not a checkpoint")
     again = train_latent_diffusion(z, config, labels=labels, checkpoint=checkpoint)
     assert again.training["resumed_from_epoch"] == 0
+
+
+def test_ema_returns_the_moving_average_of_the_weights_and_resumes_exactly(tmp_path):
+    """With ema_decay d the model carries theta_ema, updated after every step as
+    d * theta_ema + (1 - d) * theta, from the initial weights: replayed here by hand from
+    the same seeded run's raw weights after each step; an interrupted EMA run resumes to
+    the same average."""
+    z = np.random.default_rng(6).normal(size=(96, 3))
+    decay = 0.9
+
+    def config(**kw) -> LatentDiffusionConfig:
+        return LatentDiffusionConfig(hidden=16, epochs=6, batch_size=32, seed=3, **kw)
+
+    model = train_latent_diffusion(z, config(ema_decay=decay))
+    steps = model.training["steps"]
+    assert steps == 18  # 6 epochs of 3 batches
+
+    def raw_after(k: int) -> dict[str, torch.Tensor]:
+        # 1 - 1e-12 rounds to 1 in float32: the "average" is the raw weights after step k
+        # (the EMA never feeds back into training, so the path is the same run's)
+        capped = train_latent_diffusion(z, config(ema_decay=1e-12, max_steps=k))
+        return {n: p.detach() for n, p in capped.denoiser.named_parameters()}
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        initial = _build_denoiser(3, config())
+    average = {n: p.detach().clone() for n, p in initial.named_parameters()}
+    for k in range(1, steps + 1):
+        for name, weight in raw_after(k).items():
+            average[name] = decay * average[name] + (1 - decay) * weight
+    for name, param in model.denoiser.named_parameters():
+        torch.testing.assert_close(param.detach(), average[name], rtol=1e-5, atol=1e-6)
+    best = train_latent_diffusion(z, config()).denoiser.state_dict()
+    assert any(not torch.equal(best[k], v) for k, v in model.denoiser.state_dict().items())
+
+    checkpoint = tmp_path / "ema.pt"
+
+    def stop_at_4(record: dict) -> None:
+        if record["epoch"] == 4:
+            raise KeyboardInterrupt  # the checkpoint holds epoch 3, its average included
+
+    with pytest.raises(KeyboardInterrupt):
+        train_latent_diffusion(
+            z, config(ema_decay=decay), checkpoint=checkpoint, checkpoint_seconds=0, log=stop_at_4
+        )
+    resumed = train_latent_diffusion(
+        z, config(ema_decay=decay), checkpoint=checkpoint, checkpoint_seconds=0
+    )
+    assert resumed.training["resumed_from_epoch"] == 3
+    expected, again = model.denoiser.state_dict(), resumed.denoiser.state_dict()
+    assert all(torch.equal(expected[k], again[k]) for k in expected)
+    with pytest.raises(ValueError, match="ema_decay"):
+        LatentDiffusionConfig(ema_decay=1.0)
 
 
 _KILL_SCRIPT = """

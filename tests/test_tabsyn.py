@@ -670,6 +670,17 @@ def test_guidance_samples_from_a_null_class_model_and_survives_save_and_load(
     assert TabSynGenerator.load(tmp_path / "model").sample(40, seed=3).equals(guided)
 
 
+def test_diffusion_ema_reaches_the_denoiser_and_changes_its_weights() -> None:
+    frame, schema = dirty_table(n=120)
+    averaged = TabSynGenerator(**TINY, diffusion_ema=0.9).fit(frame, schema, seed=0)
+    best = TabSynGenerator(**TINY).fit(frame, schema, seed=0)
+    assert averaged.diffusion.config.ema_decay == 0.9 and best.diffusion.config.ema_decay == 0
+    # the same VAE (same seed), another denoiser: the average, not the best epoch's weights
+    a, b = averaged.diffusion.denoiser.state_dict(), best.diffusion.denoiser.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(averaged.encode_rows(frame), best.encode_rows(frame))
+
+
 def test_guidance_without_a_null_class_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="label_dropout > 0"):
         TabSynGenerator(guidance_scale=2.0)

@@ -67,6 +67,7 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
         "condition_sampling": "auto",
         "inpaint_resample": 10,
         "conditioning": "target",
+        "diffusion_ema": 0.0,
     },
 }
 

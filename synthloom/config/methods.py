@@ -293,6 +293,13 @@ class TabSynConfig(StrictConfig):
     diffusion_patience: int = Field(
         500, gt=0, description="stop after this many epochs without a lower EDM loss"
     )
+    diffusion_ema: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="> 0: sample from the moving average of the denoiser's weights with this "
+        "decay per step; 0: the best epoch's weights (the paper)",
+    )
     latent_normalization: Literal["standard", "tabsyn"] = Field(
         "tabsyn", description="'tabsyn': (z - mean) / 2; 'standard': per-dim z-score x 0.5"
     )

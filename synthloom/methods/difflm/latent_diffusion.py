@@ -7,6 +7,13 @@ patience 20) and early stopping on the epoch training loss (patience 500), keep 
 epoch's weights; sample with the EDM Heun sampler (sigma 0.002..80, rho 7, 50 steps) and map
 back to the latent space.
 
+Weight averaging (`ema_decay` d > 0, this project's option; EDM and most image diffusion
+models sample from it): after every optimiser step the shadow weights become
+theta_ema <- d * theta_ema + (1 - d) * theta, and the returned model carries theta_ema
+(at the last step) instead of the best epoch's weights. The best epoch is picked on a loss
+whose sigma draws are random, so it is partly the luckiest epoch; the average smooths the
+step-to-step noise of the last ~1 / (1 - d) steps instead.
+
     model = train_latent_diffusion(mu, LatentDiffusionConfig(), device="cuda")
     z = model.sample(1000, seed=0)          # (1000, latent_dim) float32, in mu's space
     model.save(path); model = LatentDiffusionModel.load(path)
@@ -80,6 +87,7 @@ class LatentDiffusionConfig:
     normalization: Literal["standard", "tabsyn"] = "standard"
     n_classes: int = 0  # > 0: class-conditional denoiser D(x; sigma, y)
     label_dropout: float = 0.0  # > 0: train a null class too, for classifier-free guidance
+    ema_decay: float = 0.0  # > 0: return the exponential moving average of the weights
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -94,6 +102,8 @@ class LatentDiffusionConfig:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.n_classes < 0:
             raise ValueError(f"n_classes must be >= 0, got {self.n_classes}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.label_dropout > 0 and self.n_classes == 0:
@@ -389,7 +399,8 @@ def train_latent_diffusion(
     counters, best weights, the log records) is saved there atomically at the end of an
     epoch once `checkpoint_seconds` have passed since the last save, and a call with the
     same config and data shape continues from it (replaying the saved records through
-    `log`), ending with the weights an uninterrupted call gives.
+    `log`), ending with the weights an uninterrupted call gives. With `config.ema_decay` > 0
+    the returned weights are the moving average (module docstring), not the best epoch's.
 
     Calls `log({"step", "epoch", "loss", "lr"})` once per epoch (loss: mean EDM loss over the
     epoch). Stops after `config.epochs`, `config.max_steps` optimiser steps or `config.patience`
@@ -425,6 +436,7 @@ def train_latent_diffusion(
     batch_size = min(config.batch_size, n)
     max_steps = config.max_steps or math.inf
     best_loss, best_epoch, best_state, bad_epochs = math.inf, 0, None, 0
+    ema = [p.detach().clone() for p in denoiser.parameters()] if config.ema_decay > 0 else None
     step, epoch, stopped_early = 0, 0, False
     records: list[dict[str, Any]] = []
     settings = {"config": asdict(config), "shape": [n, dim]}
@@ -441,6 +453,8 @@ def train_latent_diffusion(
         best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
         step, epoch, elapsed = saved["step"], saved["epoch"], saved["elapsed"]
         records = saved["records"]
+        if ema is not None:
+            ema = [t.to(device) for t in saved["ema"]]
         for record in records:
             log(record)
     resumed_from_epoch = epoch
@@ -469,6 +483,9 @@ def train_latent_diffusion(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(ema, list(denoiser.parameters()), 1.0 - config.ema_decay)
             total += loss.detach() * len(batch)
             seen += len(batch)
             step += 1
@@ -502,13 +519,18 @@ def train_latent_diffusion(
                 "epoch": epoch,
                 "elapsed": time.perf_counter() - start,
                 "records": records,
+                "ema": ema,
             }
             save_training_state(
                 checkpoint, version=CHECKPOINT_VERSION, settings=settings, state=state
             )
             last_save = time.perf_counter()
 
-    if best_state is not None:
+    if ema is not None:
+        with torch.no_grad():
+            for param, average in zip(denoiser.parameters(), ema, strict=True):
+                param.copy_(average)
+    elif best_state is not None:
         denoiser.load_state_dict(best_state)
     denoiser.eval()
     training = {

@@ -246,6 +246,7 @@ class TabSynGenerator:
             normalization=c.latent_normalization,
             n_classes=len(self.label_counts) if labels is not None else 0,
             label_dropout=c.label_dropout if labels is not None else 0.0,
+            ema_decay=c.diffusion_ema,
             seed=seed,
         )
         t1 = time.perf_counter()
