@@ -545,9 +545,9 @@ class BAREConfig(StrictConfig):
     refine_max_new_tokens: int = Field(96, gt=0, description="token budget per refinement")
     refine_batch_size: int = Field(16, gt=0, description="refine prompts decoded together")
     refine_describes_label: bool = Field(
-        True,
-        description="the refine message says what the label means and that the rewrite must "
-        "keep it (when data.label_descriptions has it); false: the paper's refine prompt",
+        False,
+        description="true: the refine message says what the label means and that the rewrite "
+        "must keep it (when data.label_descriptions has it); false: the paper's refine prompt",
     )
     refine_prefill: bool = Field(
         True, description="open the assistant turn with the <text> delimiter"

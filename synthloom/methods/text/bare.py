@@ -14,9 +14,10 @@ pgasawa/BARE): a base model drafts, an instruct model refines.
 2. Refine step. `method.instruct_model`, through its chat template, gets the same examples
    and the draft (`refine_request`) and is told to make the draft closer in style to the
    examples, remove ambiguity and fix errors without changing its theme; when the label is
-   described (`data.label_descriptions`) and `refine_describes_label` is on (the default;
-   off is the paper's prompt), the message also says what the label means and that the
-   rewrite must keep it (`refine_request`). The assistant turn
+   described (`data.label_descriptions`) and `refine_describes_label` is on (off by
+   default: the paper's prompt; on Rotten Tomatoes it changed nothing measurable), the
+   message also says what the label means and that the rewrite must keep it
+   (`refine_request`). The assistant turn
    is pre-filled with the open delimiter (`refine_prefill`) and decoding stops at the
    closing one (or at a blank line when the draft and examples are one paragraph each);
    `parse_refinement` strips preambles ("Here is ...:"), delimiters, paragraphs beyond
