@@ -485,7 +485,8 @@ def train_latent_diffusion(
             optimizer.step()
             if ema is not None:
                 with torch.no_grad():
-                    torch._foreach_lerp_(ema, list(denoiser.parameters()), 1.0 - config.ema_decay)
+                    for average, param in zip(ema, denoiser.parameters(), strict=True):
+                        average.lerp_(param, 1.0 - config.ema_decay)
             total += loss.detach() * len(batch)
             seen += len(batch)
             step += 1
