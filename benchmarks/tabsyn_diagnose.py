@@ -86,8 +86,8 @@ def main() -> None:
     }
     for name, frame in tables.items():
         _report(name, frame, splits, schema, args.save)
-    refits = _refits(args.refit) if args.refit else [None]
-    sweeps = [_sweep(text) for text in args.vary]
+    refits = _assignments("--refit", args.refit, _parse) if args.refit else [None]
+    sweeps = [_assignments("--vary", text, float) for text in args.vary]
     for refit in refits:
         tag = [] if refit is None else [f"{refit[0]}={refit[1]}"]
         if refit is not None:
@@ -160,21 +160,12 @@ def _latent_report(generator, train_latents: np.ndarray, seed: int) -> None:
     )
 
 
-def _refits(text: str) -> list[tuple[str, object]]:
-    """ "key=v1,v2" -> [(key, v1), (key, v2)], values parsed as YAML (method. optional)."""
+def _assignments(flag: str, text: str, parse) -> list[tuple[str, object]]:
+    """ "key=v1,v2" -> [(key, parse(v1)), (key, parse(v2))] (method. prefix optional)."""
     key, _, values = text.partition("=")
     if not values:
-        raise SystemExit(f"--refit {text!r}: expected KEY=V1,V2,...")
-    return [(key.removeprefix("method."), _parse(v)) for v in values.split(",")]
-
-
-def _sweep(text: str) -> list[tuple[str, float]]:
-    """ "key=v1,v2" -> [(key, v1), (key, v2)] (method. prefix optional)."""
-    key, _, values = text.partition("=")
-    if not values:
-        raise SystemExit(f"--vary {text!r}: expected KEY=V1,V2,...")
-    key = key.removeprefix("method.")
-    return [(key, float(v)) for v in values.split(",")]
+        raise SystemExit(f"{flag} {text!r}: expected KEY=V1,V2,...")
+    return [(key.removeprefix("method."), parse(v)) for v in values.split(",")]
 
 
 def _parse(text: str):
