@@ -354,3 +354,29 @@ def test_real_smollm2_writes_labelled_samples_with_both_guided_methods(tmp_path:
         assert {s.label for s in batch.samples} <= {"sports", "tech"}
         assert all("</text>" not in s.text and s.text for s in batch.samples)
         assert batch.stats.forward_passes > 0 and batch.stats.metrics["sequence_steps"] > 0
+
+
+def test_no_repeat_ngram_in_the_lockstep_loop(tiny) -> None:
+    """No stream repeats a bigram of its own tokens with the rule on; the random tiny LM's
+    greedy guided streams loop without it, and the rule at 0 is the plain loop."""
+    model, tokenizer = tiny
+    pool = prefill_prompts(model, tokenizer, PROMPTS[:4])
+    guidance = corrsynth_guidance(torch.tensor([0, 0, 1, 1]), _corrsynth())
+
+    def run(n: int | None) -> list[list[int]]:
+        extra = {} if n is None else {"no_repeat_ngram": n}
+        return decode_lockstep(
+            model, tokenizer, pool, [0, 1, 2, 3], [0, 1, 2, 3], guidance, max_new_tokens=60,
+            temperature=0.0, stop_strings=(), **extra,
+        ).token_ids  # fmt: skip
+
+    def repeats(ids: list[int]) -> bool:
+        grams = list(zip(ids, ids[1:], strict=False))
+        return len(set(grams)) < len(grams)
+
+    plain = run(None)
+    assert run(0) == plain
+    assert all(repeats(ids) for ids in plain)
+    blocked = run(2)
+    assert not any(repeats(ids) for ids in blocked)
+    assert all(len(ids) > 1 for ids in blocked)

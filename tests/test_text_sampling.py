@@ -27,13 +27,23 @@ def lm():
     return lively_tiny_causal_lm(torch.float64)
 
 
-def reference_greedy(model, tok, prompt: str, max_new_tokens: int) -> list[int]:
-    """Greedy decoding recomputing the full sequence each step; stops at eos (excluded)."""
+def reference_greedy(
+    model, tok, prompt: str, max_new_tokens: int, no_repeat_ngram: int = 0
+) -> list[int]:
+    """Greedy decoding recomputing the full sequence each step; stops at eos (excluded).
+    With no_repeat_ngram n, a token that would repeat an n-gram of `out` is skipped
+    (a naive scan of `out` at every step)."""
     ids = tok(prompt, return_tensors="pt").input_ids[0].tolist()
     out: list[int] = []
+    n = no_repeat_ngram
     with torch.no_grad():
         for _ in range(max_new_tokens):
             logits = model(input_ids=torch.tensor([ids + out])).logits[0, -1]
+            if n and len(out) >= n - 1:
+                tail = out[len(out) - n + 1 :] if n > 1 else []
+                for i in range(len(out) - n + 1):
+                    if out[i : i + n - 1] == tail:
+                        logits[out[i + n - 1]] = float("-inf")
             token = int(logits.argmax())
             if token == tok.eos_token_id:
                 break
@@ -150,3 +160,41 @@ def test_chat_prompt_uses_template_or_falls_back():
     assert rendered == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
     tok.chat_template = None
     assert chat_prompt(tok, "hello") == "hello\n\n"
+
+
+def repeats_an_ngram(ids: list[int], n: int) -> bool:
+    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+    return len(set(grams)) < len(grams)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_no_repeat_ngram_greedy_equals_the_naive_reference(lm, n):
+    model, tok = lm
+    steps = 80
+    plain = reference_greedy(model, tok, PROMPT, steps)
+    assert repeats_an_ngram(plain, n), "the tiny LM's greedy output should loop"
+    blocked = reference_greedy(model, tok, PROMPT, steps, no_repeat_ngram=n)
+    assert not repeats_an_ngram(blocked, n)
+    prompts = [PROMPT, "Generate one new record"]
+    result = sample_prompts(
+        model, tok, prompts, copies=[2, 1], max_new_tokens=steps, temperature=0.0,
+        stop_strings=(), generator=gen(), no_repeat_ngram=n,
+    )  # fmt: skip
+    other = reference_greedy(model, tok, prompts[1], steps, no_repeat_ngram=n)
+    expected = [tok.decode(blocked, skip_special_tokens=True)] * 2
+    assert result.texts == expected + [tok.decode(other, skip_special_tokens=True)]
+    alone = sample_continuations(
+        model, tok, PROMPT, 1, max_new_tokens=steps, temperature=0.0, stop_strings=(),
+        generator=gen(), no_repeat_ngram=n,
+    )  # fmt: skip
+    assert alone.texts == expected[:1]
+
+
+def test_no_repeat_ngram_off_is_the_plain_sampler(lm):
+    model, tok = lm
+    kw = dict(max_new_tokens=20, temperature=1.0, top_p=0.9, stop_strings=())
+    plain = sample_continuations(model, tok, PROMPT, 4, generator=gen(7), **kw)
+    off = sample_continuations(model, tok, PROMPT, 4, generator=gen(7), no_repeat_ngram=0, **kw)
+    on = sample_continuations(model, tok, PROMPT, 4, generator=gen(7), no_repeat_ngram=1, **kw)
+    assert off.texts == plain.texts
+    assert on.texts != plain.texts

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from synthloom.config.base import StrictConfig
-from synthloom.config.methods import DecoderDtype, SeedOpeners, TokenBudget
+from synthloom.config.methods import DecoderDtype, NoRepeatNgram, SeedOpeners, TokenBudget
 
 
 class LevelMix(StrictConfig):
@@ -58,6 +58,7 @@ class SynthLLMConfig(StrictConfig):
         64, description='"auto": 1.5 x the seeds\' 95th-percentile token length + 8 (min 16)'
     )
     seed_openers: SeedOpeners = 0  # labelled: the opener of a random seed of the label
+    no_repeat_ngram: NoRepeatNgram = 0  # the samples, not the concept extraction
     batch_size: int = Field(16, gt=0, description="prompts decoded together")
 
     @model_validator(mode="after")

@@ -159,6 +159,7 @@ def generate_from_combinations(
     batch_size: int,
     seed: int,
     seed_openers: int = 0,
+    no_repeat_ngram: int = 0,
 ) -> ConceptSamples:
     """One sampled continuation per combination, in order (see the module docstring).
     `max_new_tokens` "auto" is `token_budget` of the seed texts. Prompts are
@@ -192,6 +193,7 @@ def generate_from_combinations(
             top_p=top_p,
             stop_strings=stops,
             generator=generator,
+            no_repeat_ngram=no_repeat_ngram,
         )
         out.generated_tokens += result.generated_tokens
         out.forward_passes += result.forward_passes

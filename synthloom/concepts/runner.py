@@ -98,6 +98,7 @@ def write_samples(
         batch_size=method["batch_size"],
         seed=seed,
         seed_openers=method["seed_openers"],
+        no_repeat_ngram=method["no_repeat_ngram"],
     )
 
 

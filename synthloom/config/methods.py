@@ -33,6 +33,15 @@ SeedOpeners = Annotated[
         "sample; 0: the model writes the whole sample (the paper's prompt)",
     ),
 ]
+NoRepeatNgram = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="n > 0: a sample never repeats an n-gram of its own generated tokens "
+        "(stops loops that run to the token budget; synthloom.samplers.ngram_block); 0: "
+        "off (the paper's decoding)",
+    ),
+]
 
 
 class MarginalsConfig(StrictConfig):
@@ -420,6 +429,7 @@ class _GuidedTextConfig(StrictConfig):
     max_rounds: int | None = Field(
         None, gt=0, description="lockstep groups to decode at most; default 2 x the rounds needed"
     )
+    no_repeat_ngram: NoRepeatNgram = 0
 
 
 class CorrSynthConfig(_GuidedTextConfig):
@@ -494,6 +504,7 @@ class FewGenConfig(StrictConfig):
         64, gt=0, description="continuations decoded together (several prompts per batch)"
     )
     seed_openers: SeedOpeners = 0
+    no_repeat_ngram: NoRepeatNgram = 0
     seed_adaptation: SeedAdaptationConfig = Field(default_factory=SeedAdaptationConfig)
     attributes: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -542,6 +553,7 @@ class BAREConfig(StrictConfig):
         "length + 8",
     )
     seed_openers: SeedOpeners = 0  # the drafts start with the opener; the refine sees them whole
+    no_repeat_ngram: NoRepeatNgram = 0  # drafts and refinements alike
     refine_max_new_tokens: int = Field(96, gt=0, description="token budget per refinement")
     refine_batch_size: int = Field(16, gt=0, description="refine prompts decoded together")
     refine_describes_label: bool = Field(
@@ -591,6 +603,7 @@ class SynAlignConfig(StrictConfig):
         "length + 8",
     )
     seed_openers: SeedOpeners = 0
+    no_repeat_ngram: NoRepeatNgram = 0  # the samples, not the attribute summaries
     attribute_temperature: float = Field(0.7, ge=0, description="for the JSON summary")
     attribute_max_new_tokens: int = Field(48, gt=0, description="token budget per summary")
     attribute_retries: int = Field(

@@ -255,6 +255,7 @@ class BAREGenerator:
             top_p=cfg["base_top_p"],
             stop_strings=(CLOSE,),
             generator=generator,
+            no_repeat_ngram=cfg["no_repeat_ngram"],
         )
         add_sampling_cost(stats, cont)
         owners = [(shown, opener) for _, shown, n, opener in plan for _ in range(n)]
@@ -318,6 +319,7 @@ class BAREGenerator:
                 top_p=cfg["refine_top_p"],
                 stop_strings=stops,
                 generator=generator,
+                no_repeat_ngram=cfg["no_repeat_ngram"],
             )
             add_sampling_cost(stats, cont)
             for (draft, shown), reply, finished, limit in zip(

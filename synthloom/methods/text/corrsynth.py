@@ -309,6 +309,7 @@ def decode_rounds(
             top_p=cfg.top_p,
             generator=generator,
             end_tokens=end_tokens,
+            no_repeat_ngram=cfg.no_repeat_ngram,
         )
         outputs.append((out, infos))
         decode_passes += out.forward_passes

@@ -145,6 +145,7 @@ class FewGenGenerator:
                 top_p=self.top_p,
                 stop_strings=(CLOSE,),
                 generator=generator,
+                no_repeat_ngram=self.config.no_repeat_ngram,
             )
             sampled += width
             rounds += 1

@@ -26,7 +26,9 @@ no useful contrast.
 
 With `end_tokens` (a (V,) bool mask) the guided scores go through
 `guidance.end_passthrough`: end tokens keep the stream's own log-probs (its first row's),
-and a stream inside the closing delimiter is decoded from its own distribution.
+and a stream inside the closing delimiter is decoded from its own distribution. With
+`no_repeat_ngram` n > 0 a stream never repeats an n-gram of its own tokens (applied to the
+final scores, `synthloom.samplers.ngram_block`).
 
 Costs are counted: `forward_passes` = model calls, `sequence_steps` = rows fed to those
 calls (one row = one sequence evaluated for one step; the paper's count of model
@@ -45,6 +47,7 @@ from synthloom.methods.text.guidance import end_passthrough
 from synthloom.methods.text.prompts import CLOSE
 from synthloom.methods.text.sampling import StopWatch, encode_prompt, end_of_sequence_ids
 from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
+from synthloom.samplers.ngram_block import NgramBlock
 from synthloom.samplers.token_sampling import sample_next_token
 
 # guidance(log_probs of the live rows (R', V), live stream ids (S',)) -> scores (S', V)
@@ -165,6 +168,7 @@ def decode_lockstep(
     stop_strings: Sequence[str] = (CLOSE,),
     compact_fraction: float = 0.25,
     end_tokens: torch.Tensor | None = None,
+    no_repeat_ngram: int = 0,
 ) -> LockstepOutput:
     """Decode streams 0..S-1 in lockstep (see the module doc).
 
@@ -199,6 +203,7 @@ def decode_lockstep(
 
     eos_ids = set(end_of_sequence_ids(model, tokenizer))
     watch = StopWatch(tokenizer, stop_strings)
+    block = NgramBlock(no_repeat_ngram)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out_ids: list[list[int]] = [[] for _ in range(num_streams)]
     texts: list[str | None] = [None] * num_streams
@@ -222,6 +227,9 @@ def decode_lockstep(
                     dtype=torch.bool,
                 )
                 scores = end_passthrough(scores, live_log_probs[first], end_tokens, inside)
+            if block.n:
+                live_streams = streams.tolist()
+                scores = block.masked(scores, live_streams, [out_ids[s] for s in live_streams])
             u = uniforms[streams, step] if uniforms is not None else None
             tokens = sample_next_token(scores, temperature, top_p, u)  # (S',)
             generated += len(streams)

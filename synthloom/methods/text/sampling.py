@@ -15,9 +15,10 @@ Both stop a row when its decoded continuation contains one of `stop_strings` (th
 cut before the first one; finished=True) or when it samples an end-of-sequence token
 (finished=True); rows that reach `max_new_tokens` are finished=False with their full text.
 Finished rows are dropped from the batch (one copy of the cache) once a few of them pile up.
-Sampling is temperature + top-p by inverse CDF on uniforms drawn up front from `generator`
-(`synthloom.samplers.token_sampling`), so the output does not depend on which rows were
-dropped; temperature 0 is greedy.
+With `no_repeat_ngram` n > 0 a row never repeats an n-gram of its own generated tokens
+(`synthloom.samplers.ngram_block`). Sampling is temperature + top-p by inverse CDF on
+uniforms drawn up front from `generator` (`synthloom.samplers.token_sampling`), so the
+output does not depend on which rows were dropped; temperature 0 is greedy.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.methods.text.prompts import CLOSE
 from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
+from synthloom.samplers.ngram_block import NgramBlock
 from synthloom.samplers.token_sampling import sample_next_token
 
 __all__ = ["Continuations", "chat_prompt", "sample_continuations", "sample_prompts"]
@@ -78,6 +80,7 @@ def sample_continuations(
     top_p: float = 1.0,
     stop_strings: Sequence[str] = (CLOSE,),
     generator: torch.Generator,
+    no_repeat_ngram: int = 0,
 ) -> Continuations:
     """`num` sampled continuations of `prompt`, sharing its prefill (see the module doc)."""
     ids = encode_prompt(tokenizer, prompt)[None].to(model.device)  # (1, P)
@@ -102,6 +105,7 @@ def sample_continuations(
         stop_strings=stop_strings,
         generator=generator,
         prompt_tokens=prompt_len,
+        no_repeat_ngram=no_repeat_ngram,
     )
 
 
@@ -116,6 +120,7 @@ def sample_prompts(
     stop_strings: Sequence[str] = (CLOSE,),
     generator: torch.Generator,
     copies: Sequence[int] | None = None,
+    no_repeat_ngram: int = 0,
 ) -> Continuations:
     """`copies[i]` continuations of prompts[i] (default 1), rows grouped by prompt in order,
     in one left-padded batch; each prompt is prefilled once."""
@@ -169,6 +174,7 @@ def sample_prompts(
         stop_strings=stop_strings,
         generator=generator,
         prompt_tokens=int(lengths.sum()),
+        no_repeat_ngram=no_repeat_ngram,
     )
 
 
@@ -186,6 +192,7 @@ def _decode(
     stop_strings: Sequence[str],
     generator: torch.Generator,
     prompt_tokens: int,
+    no_repeat_ngram: int = 0,
 ) -> Continuations:
     """The lockstep loop after the prefill.
 
@@ -197,6 +204,7 @@ def _decode(
     batch = first_logits.shape[0]
     stops = torch.tensor(end_of_sequence_ids(model, tokenizer), dtype=torch.long, device=device)
     watch = StopWatch(tokenizer, stop_strings)
+    block = NgramBlock(no_repeat_ngram)
     rng_device = generator.device if generator is not None else "cpu"
     uniforms = None
     if temperature > 0:  # one uniform per (row, step), independent of compaction
@@ -211,6 +219,9 @@ def _decode(
     with torch.inference_mode():
         for step in range(max_new_tokens):
             u = uniforms[rows, step] if uniforms is not None else None
+            if block.n:
+                batch_rows = rows.tolist()
+                logits = block.masked(logits, batch_rows, [out_ids[r] for r in batch_rows])
             token = sample_next_token(logits, temperature, top_p, u)  # (B',)
             eos = torch.isin(token, stops).tolist()
             for row, tok, is_eos in zip(rows.tolist(), token.tolist(), eos, strict=True):

@@ -189,6 +189,7 @@ class SynAlignGenerator:
                     top_p=cfg["top_p"],
                     stop_strings=(CLOSE,),
                     generator=generator,
+                    no_repeat_ngram=cfg["no_repeat_ngram"],
                 )
                 add_sampling_cost(stats, cont)
             width = cfg["samples_per_cluster"]
