@@ -1,11 +1,15 @@
 """Test environment: Prefect and MLflow state go to a temporary directory, never ./data.
 
 Prefect reads its settings when first imported, so they are set here, at collection time.
+The directory (about 0.5 GB: it holds a converted copy of the decoder) is removed when the
+test process exits; set SYNTHLOOM_KEEP_TEST_HOME=1 to keep it for a post-mortem.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -15,6 +19,16 @@ import pandas as pd
 import pytest
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="synthloom-tests-"))
+
+
+def _remove_session_home() -> None:
+    """Registered before Prefect or MLflow load, so it runs after their exit handlers
+    (atexit runs last-registered first) have stopped what writes into the directory."""
+    if not os.environ.get("SYNTHLOOM_KEEP_TEST_HOME"):
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+atexit.register(_remove_session_home)
 os.environ["SYNTHLOOM_DATA_DIR"] = str(_SESSION_HOME / "data")
 os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
