@@ -163,14 +163,45 @@ def test_pre_norm_latents_are_free_and_post_norm_ones_lie_on_a_layernorm_sphere(
 
 def test_a_model_saved_before_vae_norm_and_category_draws_loads_as_it_was(tmp_path: Path) -> None:
     frame, schema = dirty_table()
-    model = TabSynGenerator(**TINY, vae_norm="post", category_temperature=0.0)
+    model = TabSynGenerator(
+        **TINY, vae_norm="post", category_temperature=0.0, decoder_calibration="training"
+    )
     model.fit(frame, schema, seed=0).save(tmp_path)
     state = json.loads((tmp_path / STATE_FILE).read_text())
-    del state["config"]["vae_norm"], state["config"]["category_temperature"]
+    config = state["config"]
+    del config["vae_norm"], config["category_temperature"], config["decoder_calibration"]
     (tmp_path / STATE_FILE).write_text(json.dumps(state))
     loaded = TabSynGenerator.load(tmp_path)
     assert loaded.config.vae_norm == "post" and loaded.config.category_temperature == 0.0
+    assert loaded.config.decoder_calibration == "training"
     assert loaded.sample(20, seed=3).equals(model.sample(20, seed=3))
+
+
+def _ks(a: pd.Series, b: pd.Series) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic of the non-missing values."""
+    a, b = np.sort(a.dropna().to_numpy(float)), np.sort(b.dropna().to_numpy(float))
+    grid = np.concatenate([a, b])
+    fa = np.searchsorted(a, grid, side="right") / len(a)
+    fb = np.searchsorted(b, grid, side="right") / len(b)
+    return float(np.abs(fa - fb).max())
+
+
+def test_a_calibration_on_generated_latents_gives_sampled_rows_the_data_marginals(
+    one_thread,
+) -> None:
+    """decoder_calibration: "generated" fits the calibration on decoded diffusion samples,
+    so newly sampled rows get the training rows' marginals even from a denoiser trained for
+    30 steps; "training" (the same fit: same seed) only undoes the decoder's shrinkage, and
+    the undertrained denoiser's shifts stay. Measured at this size (fit seeds 0-2): KS
+    0.016-0.038 against 0.205-0.299."""
+    frame, schema = dirty_table(n=200)
+    ks = {}
+    for source in ("generated", "training"):  # one thread: the same fit both times
+        model = TabSynGenerator(**TINY, decoder_calibration=source).fit(frame, schema, seed=0)
+        rows = model.sample(2000, seed=11)
+        ks[source] = {c: _ks(rows[c], frame[c]) for c in ("income", "age")}
+    assert max(ks["generated"].values()) < 0.08, ks
+    assert all(ks["generated"][c] < ks["training"][c] for c in ("income", "age")), ks
 
 
 def _tiny_data(n: int = 64) -> tuple[tuple[torch.Tensor, torch.Tensor], TabularVAE]:

@@ -317,8 +317,15 @@ class TabSynConfig(StrictConfig):
     max_decimals: int = Field(6, ge=0, le=12, description="decimals kept at most on decoding")
     calibrate_decoder: bool = Field(
         True,
-        description="map each decoded numeric score through the training rows' decoded "
-        "distribution, restoring the tails an MSE decoder shrinks (false: the paper)",
+        description="map each decoded numeric score through a decoded distribution's "
+        "quantiles, so numbers decode with the data's marginals (false: the paper)",
+    )
+    decoder_calibration: Literal["generated", "training"] = Field(
+        "generated",
+        description="what the calibration's decoded distribution is: 'generated', decoded "
+        "diffusion samples (also removes the denoiser's shift of a column's marginal); "
+        "'training', the training rows' own latents (restores only the tails an MSE decoder "
+        "shrinks; the default before 2026-12-06)",
     )
     max_grid_values: int = Field(
         64,

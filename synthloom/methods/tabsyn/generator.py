@@ -14,10 +14,17 @@ Our implementation of TabSyn (Zhang et al. 2024, arXiv 2310.09656), not the auth
 Decoder calibration (ours; `calibrate_decoder`, on by default, false = the paper): an
 MSE-trained decoder shrinks uncertain numbers toward the mean, so even the training rows
 decode with thinner tails than they have (credit_data: Price decodes to >= 400 where the
-data starts at 105). After training, each numeric column's decoded scores s_j of the
-training rows define a monotone map s -> Phi^-1(F_{s_j}(s)) (a QuantileNormal fitted on
-them), applied to every decoded score before the inverse quantile transform: the training
-rows then decode with the data's own marginals, and ranks (so correlations) are kept.
+data starts at 105), and the denoiser's small bias in a latent dimension shifts a whole
+column (ISLR/Default: generated balances 30 above the data's at every quartile). After
+training, each numeric column's decoded scores s_j define a monotone map
+s -> Phi^-1(F_{s_j}(s)) (a QuantileNormal fitted on them), applied to every decoded score
+before the inverse quantile transform, so the scores it was fitted on decode with the
+data's own marginals, and ranks (so correlations) are kept. `decoder_calibration` says
+which scores: "generated" (default), those of CALIBRATION_ROWS[0]-CALIBRATION_ROWS[1]
+latents (as many as the training rows, within those bounds) drawn from the diffusion in
+the training balance of its classes with the fit's seed, so generated rows get the data's
+marginals; "training", those of the training rows' own latent means (the VAE's shrinkage
+only).
 
 Class-conditional denoiser (ours, TabDDPM-style; `class_conditional`, false = the paper):
 the diffusion model learns p(z | y) for the target's class y (code of the categorical
@@ -89,6 +96,8 @@ DIFFUSION_CHECKPOINT = "diffusion_training.pt"
 CONDITION_BANK_FILE = "condition_latents.safetensors"
 CONDITION_BANK = 64  # training rows' latent tokens kept per category value, for inpainting
 JOINT_CLASS_LIMIT = 64  # conditioning "target_and_binary": joint values the denoiser learns
+CALIBRATION_ROWS = (4096, 16_384)  # decoder_calibration "generated": latents drawn, bounds
+CALIBRATION_SEED_OFFSET = 7919  # their noise differs from a sample(seed=fit seed)'s
 
 
 class TabSynGenerator:
@@ -268,9 +277,7 @@ class TabSynGenerator:
         self.condition_bank = self._condition_bank(mu, x_train[1], labels, seed)
         self.calibration = None
         if c.calibrate_decoder and self.codec.n_num:
-            with torch.no_grad():
-                decoded, _ = self.vae.decode(mu)
-            scores = decoded.cpu().numpy().astype(np.float64)
+            scores = self._calibration_scores(mu, seed)
             self.calibration = [QuantileNormal.fit(scores[:, j]) for j in range(scores.shape[1])]
         recon_train = evaluate_reconstruction(self.vae, *x_train)
         recon_val = evaluate_reconstruction(self.vae, *x_val)
@@ -286,6 +293,21 @@ class TabSynGenerator:
             }
         )
         return self
+
+    @torch.no_grad()
+    def _calibration_scores(self, mu: torch.Tensor, seed: int) -> np.ndarray:
+        """The decoded numeric scores (N, n_num) the calibration is fitted on (module
+        docstring): of the training latents `mu`, or of diffusion samples."""
+        assert self.vae is not None
+        if self.config.decoder_calibration == "training":
+            z = mu
+        else:
+            n = int(np.clip(len(mu), *CALIBRATION_ROWS))
+            drawn = self.sample_latents(n, seed=seed + CALIBRATION_SEED_OFFSET)
+            z = torch.as_tensor(drawn, dtype=mu.dtype, device=mu.device)
+            z = z.reshape(n, self.vae.n_columns, self.vae.d_token)
+        decoded, _ = self.vae.decode(z)
+        return decoded.cpu().numpy().astype(np.float64)
 
     def _condition_bank(
         self, mu: torch.Tensor, x_cat: torch.Tensor, labels: np.ndarray | None, seed: int
@@ -744,10 +766,12 @@ def _largest_remainders(counts: np.ndarray, n: int) -> np.ndarray:
 
 def _saved_params(config: dict[str, Any]) -> dict[str, Any]:
     """A saved config's method keys; a model saved before `vae_norm` existed is post-norm,
-    one saved before `category_temperature` existed decodes categories by the argmax."""
+    one saved before `category_temperature` existed decodes categories by the argmax, one
+    saved before `decoder_calibration` existed holds a calibration on the training rows."""
     params = {k: v for k, v in config.items() if k != "name"}
     params.setdefault("vae_norm", "post")
     params.setdefault("category_temperature", 0.0)
+    params.setdefault("decoder_calibration", "training")
     return params
 
 
