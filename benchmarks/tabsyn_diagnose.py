@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/tabsyn_diagnose.py pipeline_configs/bench_churn.yaml \
         [--seed 0] [--set method.diffusion_steps=8000 ...] [--save DIR] \
         [--vary category_temperature=0,1] [--vary guidance_scale=1,2]  # sampling keys
+        [--sample-seeds 100 101 102]  # several generated tables from each fit
         [--refit diffusion_ema=0,0.999]  # diffusion keys: one diffusion per value, same VAE
 
 Fits TabSyn once on the bench config's train split (validation split for early stopping),
@@ -57,6 +58,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="tabsyn method key=value")
     parser.add_argument("--save", type=Path, help="write the tables here as Parquet")
     parser.add_argument(
+        "--sample-seeds",
+        type=int,
+        nargs="+",
+        help="one generated table per sampling seed, all from the same fit (default: --seed)",
+    )
+    parser.add_argument(
         "--refit",
         help="diffusion-stage key=v1,v2,...: one diffusion model per value on the same VAE",
     )
@@ -102,8 +109,10 @@ def main() -> None:
         for combination in itertools.product(*sweeps):
             generator.config = generator.config.model_copy(update=dict(combination))
             name = " ".join(["generated", *tag, *(f"{k}={v:g}" for k, v in combination)])
-            frame = generator.sample(len(splits.train), seed=args.seed)
-            _report(name, frame, splits, schema, args.save)
+            for sample_seed in args.sample_seeds or [args.seed]:
+                frame = generator.sample(len(splits.train), seed=sample_seed)
+                label = name if args.sample_seeds is None else f"{name} s={sample_seed}"
+                _report(label, frame, splits, schema, args.save)
         _latent_report(generator, train_latents, args.seed)
 
 
