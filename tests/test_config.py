@@ -162,3 +162,21 @@ def test_text_decoder_dtype_float32_keeps_the_run_ids_of_earlier_runs() -> None:
     assert hashed(decoder_dtype="float32") == PRE_DECODER_DTYPE_HASH
     assert hashed() != PRE_DECODER_DTYPE_HASH  # auto: bfloat16 where faster, a new run
     assert hashed(decoder_dtype="bfloat16") not in (PRE_DECODER_DTYPE_HASH, hashed())
+
+
+# config_hash of this TabSyn config at commit 406e224, before `method.decoder_calibration`
+TABSYN = {
+    "data": {"source": "table.csv", "target": "y"},
+    "method": {"name": "tabsyn"},
+    "generate": {"num_rows": 100},
+}
+PRE_DECODER_CALIBRATION_HASH = "4e8c8091396d20e9e855eefe0a5ddb8d488fbddff44e9a85ebb55690809feb4c"
+
+
+def test_tabsyn_calibration_on_training_latents_keeps_the_run_ids_of_earlier_runs() -> None:
+    def hashed(**method: object) -> str:
+        raw = {**TABSYN, "method": {**TABSYN["method"], **method}}
+        return config_hash(PipelineConfig.model_validate(raw))
+
+    assert hashed(decoder_calibration="training") == PRE_DECODER_CALIBRATION_HASH
+    assert hashed() != PRE_DECODER_CALIBRATION_HASH  # generated: other rows, a new run

@@ -70,6 +70,9 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
         "inpaint_resample": 10,
         "conditioning": "target",
         "diffusion_ema": 0.0,
+        # fitted on the training rows' latents before the key existed ("generated", the
+        # default since, is a new run)
+        "decoder_calibration": "training",
     },
 }
 
