@@ -145,6 +145,13 @@ def test_method_is_chosen_by_name_with_its_own_keys(tmp_path: Path) -> None:
         load_config(path, ["method.latent_dim=3"])  # marginals has no latent_dim
 
 
+def _hash_with(raw: dict, **method: object) -> str:
+    """config_hash of `raw` with `method` keys set on top of its own."""
+    return config_hash(
+        PipelineConfig.model_validate({**raw, "method": {**raw["method"], **method}})
+    )
+
+
 # config_hash of this FewGen config at commit 5c1e518, before `method.decoder_dtype` existed
 FEWGEN = {
     "data": {"source": "posts.csv", "text_column": "text", "target": "label"},
@@ -155,13 +162,10 @@ PRE_DECODER_DTYPE_HASH = "53c7d44150aa19051de549d3171dd5f7bdea4420b9cc4a9b70639b
 
 
 def test_text_decoder_dtype_float32_keeps_the_run_ids_of_earlier_runs() -> None:
-    def hashed(**method: object) -> str:
-        raw = {**FEWGEN, "method": {**FEWGEN["method"], **method}}
-        return config_hash(PipelineConfig.model_validate(raw))
-
-    assert hashed(decoder_dtype="float32") == PRE_DECODER_DTYPE_HASH
-    assert hashed() != PRE_DECODER_DTYPE_HASH  # auto: bfloat16 where faster, a new run
-    assert hashed(decoder_dtype="bfloat16") not in (PRE_DECODER_DTYPE_HASH, hashed())
+    assert _hash_with(FEWGEN, decoder_dtype="float32") == PRE_DECODER_DTYPE_HASH
+    assert _hash_with(FEWGEN) != PRE_DECODER_DTYPE_HASH  # auto: bfloat16 where faster, a new run
+    bf16 = _hash_with(FEWGEN, decoder_dtype="bfloat16")
+    assert bf16 not in (PRE_DECODER_DTYPE_HASH, _hash_with(FEWGEN))
 
 
 # config_hash of this TabSyn config at commit 406e224, before `method.decoder_calibration`
@@ -174,9 +178,5 @@ PRE_DECODER_CALIBRATION_HASH = "4e8c8091396d20e9e855eefe0a5ddb8d488fbddff44e9a85
 
 
 def test_tabsyn_calibration_on_training_latents_keeps_the_run_ids_of_earlier_runs() -> None:
-    def hashed(**method: object) -> str:
-        raw = {**TABSYN, "method": {**TABSYN["method"], **method}}
-        return config_hash(PipelineConfig.model_validate(raw))
-
-    assert hashed(decoder_calibration="training") == PRE_DECODER_CALIBRATION_HASH
-    assert hashed() != PRE_DECODER_CALIBRATION_HASH  # generated: other rows, a new run
+    assert _hash_with(TABSYN, decoder_calibration="training") == PRE_DECODER_CALIBRATION_HASH
+    assert _hash_with(TABSYN) != PRE_DECODER_CALIBRATION_HASH  # generated: a new run
