@@ -60,17 +60,29 @@ def main() -> None:
     seeded = seed_splits(bench.data.model_dump(), bench.run.seed)
     train, schema = seeded.splits.train.reset_index(drop=True), seeded.schema
     n_train = len(train)
-    sizes = [n_train if r == "train" else int(r) for r in args.rows]
+    try:
+        sizes = [n_train if r == "train" else int(r) for r in args.rows]
+        generated = [float(v) for v in args.generated.split(",")] if args.generated else None
+    except ValueError as err:
+        parser.error(f"--rows takes row counts or 'train', --generated SHAPE,TREND: {err}")
+    if any(n < 1 for n in sizes) or (generated is not None and len(generated) != 2):
+        parser.error("--rows takes positive counts; --generated two numbers, SHAPE,TREND")
+    columns = args.stratify.split(",") if args.stratify else []
+    unknown = [c for c in columns if c not in train.columns]
+    if unknown:
+        parser.error(
+            f"--stratify: {unknown} not in {args.config}'s table; its columns: "
+            f"{', '.join(map(str, train.columns))}"
+        )
     print(f"{args.config}: train split {n_train} rows, {len(schema.names)} columns")
 
     strata = (
-        train.groupby(args.stratify.split(","), dropna=False).indices.values()
-        if args.stratify
+        list(train.groupby(columns, dropna=False).indices.values())
+        if columns
         else [np.arange(n_train)]
     )
     per_part: dict[int, np.ndarray] = {}
     for parts in (2, 4):
-        m = n_train // parts  # per part (a stratified part may hold a few rows fewer)
         scores = []
         for s in range(args.splits):
             rng = np.random.default_rng(s)
@@ -83,6 +95,7 @@ def main() -> None:
             a = train.iloc[np.concatenate(halves[0])].reset_index(drop=True)
             b = train.iloc[np.concatenate(halves[1])].reset_index(drop=True)
             scores.append(_errors(a, b, schema))
+        m = len(a)  # rows per part (stratified: a few fewer than n_train / parts)
         per_part[m] = np.asarray(scores)
         mean, std = per_part[m].mean(axis=0), per_part[m].std(axis=0, ddof=1)
         print(
@@ -111,8 +124,8 @@ def main() -> None:
             f"± {boot[:, 0].std(ddof=1):.2f} %, trend {boot[:, 1].mean():.2f} "
             f"± {boot[:, 1].std(ddof=1):.2f} %"
         )
-    if args.generated:
-        shape, trend = (float(v) for v in args.generated.split(","))
+    if generated is not None:
+        shape, trend = generated
         floor = floors[sizes[0]]
         print(
             f"  given ({sizes[0]} rows): shape {shape:.2f} % = {shape / floor[0]:.2f}x the "
