@@ -15,7 +15,7 @@ real train and scores each on the same real test split. Printed: one row per dra
 mean +- std over draws of each student, and the paired difference seeds + synthetic minus
 seeds (mean +- std; "inside the noise" when |mean| < its std). Generation speed (samples/s
 and decoder tokens/s of the same run, their ratio the tokens per kept sample), the
-unfinished share and what the filter removed are reported per draw.
+unfinished share (`unfinished_share`) and what the filter removed are reported per draw.
 
 `--samples-dir` keeps each draw's generated samples (keyed by the method section's hash)
 and filtered samples (keyed by the filter rules too); with `--reuse` they are not computed
@@ -58,6 +58,15 @@ from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits_for, text_table  # noqa: E402
 
 STUDENTS = ("seeds", "synthetic", "seeds_plus_synthetic", "real_train")
+
+
+def unfinished_share(counts: dict[str, int], sampled: float) -> float:
+    """Continuations that ran to the token budget (every "unfinished" count: BARE's
+    "draft_unfinished" and "refine_unfinished" too) over the continuations decoded
+    (`metrics["sampled"]`: a SynAlign candidate pool, CorrSynth's streams, BARE's drafts and
+    refinements; the samples delivered where a method does not record it)."""
+    unfinished = sum(n for reason, n in counts.items() if reason.endswith("unfinished"))
+    return unfinished / sampled if sampled else 0.0
 
 
 def assign(tree: dict, dotted: str) -> None:
@@ -188,7 +197,7 @@ def main() -> None:
             "samples_per_s": m["samples_per_second"],
             "decoder_dtypes": gen.get("decoder_dtypes", {}),
             "tokens_per_s": m["tokens_per_second"],
-            "unfinished_share": gen["counts"].get("unfinished", 0) / sampled if sampled else 0,
+            "unfinished_share": unfinished_share(gen["counts"], sampled),
             "filter_s": filter_seconds,
             "removed": {k: v for k, v in filtered["counts"].items() if v},
             "student_c": metrics["student_c"],

@@ -131,6 +131,8 @@ def test_drafts_are_raw_prompts_and_refinements_use_the_chat_template(monkeypatc
     first_examples = fake.base_prompts[0].split("\n\n")[1:4]
     assert len(first_examples) == 3
     assert all(e in fake.refine_prompts[0] for e in first_examples)
+    # every draft and refinement decoded: the unfinished share's denominator
+    assert batch.stats.metrics["sampled"] == 4 * 4 + 8
     # costs are summed over the 4 base calls (5 passes each) and 4 refine calls (7 each)
     assert batch.stats.forward_passes == 4 * 5 + 4 * 7
     assert batch.stats.generated_tokens == 4 * 4 * 5 + 8 * 7

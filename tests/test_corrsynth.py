@@ -260,6 +260,7 @@ def test_generators_return_balanced_labelled_samples_with_provenance(name) -> No
     first, second = reported[:rounds], reported[rounds:]
     assert first == second == sorted(first) and first[-1] == len(batch.samples)
     decoded = rounds * 3 * 3
+    assert batch.stats.metrics["sampled"] == decoded  # streams: the unfinished share's base
     dropped = sum(batch.stats.counts.values())
     assert len(batch.samples) + dropped == decoded
     for sample in batch.samples:

@@ -310,6 +310,8 @@ def test_synalign_pipeline_counts_retries_drops_and_resamples(monkeypatch, tiny_
     # money: cluster 1 dropped, clusters 2-3 give 3 closed rows each; nature: 2 clusters
     assert clusters == 5
     assert stats.metrics["synalign_pool_size"] == 12 and stats.counts["not_resampled"] == 8
+    # 4 clusters decoded x 4 rows: the unfinished share's denominator (one unclosed each)
+    assert stats.metrics["sampled"] == 4 * 4 and stats.counts["unfinished"] == 4
     copies = sum(s.text in SEEDS.texts for s in batch.samples)
     assert copies >= 3
     assert stats.metrics["mmd2_after"] < stats.metrics["mmd2_before"]

@@ -8,7 +8,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from synthloom.config.base import StrictConfig
-from synthloom.config.methods import DecoderDtype, NoRepeatNgram, SeedOpeners, TokenBudget
+from synthloom.config.methods import (
+    DecoderDtype,
+    NoRepeatNgram,
+    ParagraphStop,
+    SeedOpeners,
+    TokenBudget,
+)
 
 
 class LevelMix(StrictConfig):
@@ -59,6 +65,7 @@ class SynthLLMConfig(StrictConfig):
     )
     seed_openers: SeedOpeners = 0  # labelled: the opener of a random seed of the label
     no_repeat_ngram: NoRepeatNgram = 0  # the samples, not the concept extraction
+    paragraph_stop: ParagraphStop = False  # a question always ends at a blank line
     batch_size: int = Field(16, gt=0, description="prompts decoded together")
 
     @model_validator(mode="after")

@@ -7,7 +7,8 @@ Prompts (`combination_prompt`), by `output` kind:
   label for ``labelled``, after a line saying what the label means when
   `data.label_descriptions` describes it), each preceded by a "Concepts: ..." line with its
   own extracted concepts, then "Concepts: <the combination>" and an open delimiter. The model continues
-  with a text written around the listed concepts; decoding stops at the closing delimiter.
+  with a text written around the listed concepts; decoding stops at the closing delimiter
+  (or a "Concepts:" line, and a blank line with `paragraph_stop`: `sample_stop_strings`).
   At level 1 the source document is the first example (the paper's document-grounded level).
 - ``question``: a chat turn asking for one question that combines the concepts (the
   source document quoted at level 1); decoding stops at the end of the turn or a blank line.
@@ -30,9 +31,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.concepts.combine import Combination
 from synthloom.methods.text.prompts import (
+    BLANK_LINE,
     CLOSE,
     OPEN,
     random_seed_opener,
+    sample_stop_strings,
     token_budget,
     with_opener,
 )
@@ -160,6 +163,7 @@ def generate_from_combinations(
     seed: int,
     seed_openers: int = 0,
     no_repeat_ngram: int = 0,
+    paragraph_stop: bool | str = False,
 ) -> ConceptSamples:
     """One sampled continuation per combination, in order (see the module docstring).
     `max_new_tokens` "auto" is `token_budget` of the seed texts. Prompts are
@@ -180,7 +184,11 @@ def generate_from_combinations(
     )
     prompts = [prompt for prompt, _ in planned]
     openers = [opener for _, opener in planned]
-    stops = ("\n\n",) if output == "question" else (CLOSE, "\nConcepts:")
+    stops = (
+        (BLANK_LINE,)
+        if output == "question"
+        else (*sample_stop_strings(seeds.texts, paragraph_stop), "\nConcepts:")
+    )
     out = ConceptSamples(rows=[], counts={"unfinished": 0, "empty": 0})
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]

@@ -99,6 +99,7 @@ def write_samples(
         seed=seed,
         seed_openers=method["seed_openers"],
         no_repeat_ngram=method["no_repeat_ngram"],
+        paragraph_stop=method["paragraph_stop"],
     )
 
 

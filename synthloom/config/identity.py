@@ -22,6 +22,7 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     ("evaluate", "synthetic_weights", "label_margin"),
     ("method", "seed_openers", 0),
     ("method", "no_repeat_ngram", 0),
+    ("method", "paragraph_stop", False),
     ("method", "draft_fallback_ngram", None),
     ("method", "refine_describes_label", False),
     # text generators decoded in float32 on every CPU before the key existed

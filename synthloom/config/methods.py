@@ -33,6 +33,15 @@ SeedOpeners = Annotated[
         "sample; 0: the model writes the whole sample (the paper's prompt)",
     ),
 ]
+ParagraphStop = Annotated[
+    bool | Literal["auto"],
+    Field(
+        description="a blank line ends a sample as the closing delimiter does: true; auto: "
+        "when every seed is one paragraph (a sample's blank line then starts what the data "
+        "never holds: a second text, a list, a reply); false: the closing delimiter alone "
+        "(the paper's decoding)"
+    ),
+]
 NoRepeatNgram = Annotated[
     int,
     Field(
@@ -437,6 +446,7 @@ class _GuidedTextConfig(StrictConfig):
         None, gt=0, description="lockstep groups to decode at most; default 2 x the rounds needed"
     )
     no_repeat_ngram: NoRepeatNgram = 0
+    paragraph_stop: ParagraphStop = False
 
 
 class CorrSynthConfig(_GuidedTextConfig):
@@ -512,6 +522,7 @@ class FewGenConfig(StrictConfig):
     )
     seed_openers: SeedOpeners = 0
     no_repeat_ngram: NoRepeatNgram = 0
+    paragraph_stop: ParagraphStop = False
     seed_adaptation: SeedAdaptationConfig = Field(default_factory=SeedAdaptationConfig)
     attributes: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -561,6 +572,7 @@ class BAREConfig(StrictConfig):
     )
     seed_openers: SeedOpeners = 0  # the drafts start with the opener; the refine sees them whole
     no_repeat_ngram: NoRepeatNgram = 0  # drafts and refinements alike
+    paragraph_stop: ParagraphStop = False  # the drafts (a refinement has its own rule)
     refine_max_new_tokens: int = Field(96, gt=0, description="token budget per refinement")
     refine_batch_size: int = Field(16, gt=0, description="refine prompts decoded together")
     refine_describes_label: bool = Field(
@@ -611,6 +623,7 @@ class SynAlignConfig(StrictConfig):
     )
     seed_openers: SeedOpeners = 0
     no_repeat_ngram: NoRepeatNgram = 0  # the samples, not the attribute summaries
+    paragraph_stop: ParagraphStop = False
     attribute_temperature: float = Field(0.7, ge=0, description="for the JSON summary")
     attribute_max_new_tokens: int = Field(48, gt=0, description="token budget per summary")
     attribute_retries: int = Field(

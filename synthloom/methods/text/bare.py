@@ -66,8 +66,11 @@ from synthloom.methods.text.fewgen import label_quotas
 from synthloom.methods.text.prompts import (
     CLOSE,
     OPEN,
+    PARAGRAPH_BREAK,
     fewshot_prompt,
+    paragraph_count,
     random_seed_opener,
+    sample_stop_strings,
     token_budget,
     with_opener,
 )
@@ -94,7 +97,6 @@ _ECHO_MARKERS = (
     "all with label",
     "here is a draft",
 )
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|certainly|okay|ok)[,!.]?\s*)?"
     r"(?:here(?:'s| is| are)|below is|this is)\b[^:\n]{0,80}:\s*",
@@ -132,11 +134,6 @@ def refine_request(
     )
 
 
-def paragraph_count(text: str) -> int:
-    """Blank-line-separated blocks in `text` (at least 1)."""
-    return max(len([p for p in _PARAGRAPH_BREAK.split(text.strip()) if p.strip()]), 1)
-
-
 def parse_refinement(reply: str, max_paragraphs: int | None = None) -> str:
     """The refined text inside `reply`: after an open delimiter if there is one, before the
     closing one, without a leading "Here is ...:" / "Sure! ..." preamble, cut after
@@ -150,7 +147,7 @@ def parse_refinement(reply: str, max_paragraphs: int | None = None) -> str:
     if OPEN in text:  # "Here is the text: <text> ... "
         text = text.split(OPEN, 1)[1].strip()
     if max_paragraphs is not None:
-        blocks = [p for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+        blocks = [p for p in PARAGRAPH_BREAK.split(text) if p.strip()]
         text = "\n\n".join(blocks[:max_paragraphs]).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
@@ -253,11 +250,12 @@ class BAREGenerator:
             max_new_tokens=max_new_tokens,
             temperature=cfg["base_temperature"],
             top_p=cfg["base_top_p"],
-            stop_strings=(CLOSE,),
+            stop_strings=sample_stop_strings(seeds.texts, cfg["paragraph_stop"]),
             generator=generator,
             no_repeat_ngram=cfg["no_repeat_ngram"],
         )
         add_sampling_cost(stats, cont)
+        count_sampled(stats, cont)
         owners = [(shown, opener) for _, shown, n, opener in plan for _ in range(n)]
         for text, finished, (shown, opener) in zip(cont.texts, cont.finished, owners, strict=True):
             draft = with_opener(opener, text)
@@ -322,6 +320,7 @@ class BAREGenerator:
                 no_repeat_ngram=cfg["no_repeat_ngram"],
             )
             add_sampling_cost(stats, cont)
+            count_sampled(stats, cont)
             for (draft, shown), reply, finished, limit in zip(
                 chunk, cont.texts, cont.finished, limits, strict=True
             ):
@@ -352,6 +351,12 @@ class BAREGenerator:
                         text, info["fallback"] = draft, "draft"
                     kept.append(TextSample(text=text, label=label, info=info))
         return kept
+
+
+def count_sampled(stats: GenerationStats, cont: Continuations) -> None:
+    """Add one sampling call's continuations to `stats.metrics["sampled"]` (every draft and
+    refinement decoded: the denominator of the unfinished share)."""
+    stats.metrics["sampled"] = stats.metrics.get("sampled", 0.0) + len(cont.texts)
 
 
 def add_sampling_cost(stats: GenerationStats, cont: Continuations) -> None:

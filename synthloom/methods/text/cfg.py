@@ -43,7 +43,7 @@ from synthloom.methods.text.lockstep import (
     end_token_mask,
     prefill_prompts,
 )
-from synthloom.methods.text.prompts import fewshot_prompt, token_budget
+from synthloom.methods.text.prompts import fewshot_prompt, sample_stop_strings, token_budget
 
 
 def negative_examples(
@@ -139,5 +139,6 @@ class CFGGenerator:
             method=self.name,
             start=start,
             progress=models.report,
+            stop_strings=sample_stop_strings(seeds.texts, cfg.paragraph_stop),
         )
         return TextBatch(samples, stats)

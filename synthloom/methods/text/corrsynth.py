@@ -54,8 +54,10 @@ from synthloom.methods.text.lockstep import (
     prefill_prompts,
 )
 from synthloom.methods.text.prompts import (
+    CLOSE,
     fewshot_prompt,
     random_seed_opener,
+    sample_stop_strings,
     token_budget,
     with_opener,
 )
@@ -237,6 +239,7 @@ class CorrSynthGenerator:
             start=start,
             progress=models.report,
             openers=openers,
+            stop_strings=sample_stop_strings(seeds.texts, cfg.paragraph_stop),
         )
         return TextBatch(samples, stats)
 
@@ -274,9 +277,11 @@ def decode_rounds(
     start: float,
     progress: Callable[[int], None] | None = None,
     openers: dict[tuple[str, int], str] | None = None,
+    stop_strings: Sequence[str] = (CLOSE,),
 ) -> list[TextSample]:
     """Lockstep rounds of K labels x M streams until every label's quota is met or
     `cfg.max_rounds` (default twice the rounds needed) were decoded; costs go to `stats`.
+    A stream ends at the first of `stop_strings` (`sample_stop_strings`).
     `openers` ((label, slot) -> text its prompt ended with) start the samples of that slot.
 
     Stream m of label k in round r uses prompt slot (r * M + m) mod prompts_per_label and
@@ -310,6 +315,7 @@ def decode_rounds(
             generator=generator,
             end_tokens=end_tokens,
             no_repeat_ngram=cfg.no_repeat_ngram,
+            stop_strings=stop_strings,
         )
         outputs.append((out, infos))
         decode_passes += out.forward_passes
@@ -332,6 +338,7 @@ def decode_rounds(
         len(samples),
         start,
     )
+    stats.metrics["sampled"] = float(sum(len(infos) for _, infos in outputs))  # streams decoded
     return samples
 
 

@@ -3,8 +3,8 @@ examples of that label; several independent samples per prompt share its prefill
 prompts of a round decode together in one batch.
 
 Each prompt is `fewshot_prompt(label, k examples, task=...)` (delimited examples, then an
-open delimiter), decoded by `sample_prompts` with stop string `</text>`: the sample is the
-text before it. A round plans prompts label by label in turn (one prompt per label per
+open delimiter), decoded by `sample_prompts` with stop string `</text>` (and a blank line
+with `paragraph_stop`, `sample_stop_strings`): the sample is the text before it. A round plans prompts label by label in turn (one prompt per label per
 turn) until the round holds `batch_rows` continuations or every label's plan covers
 ceil(1.25 x the samples it still misses); a prompt samples at most `samples_per_prompt`.
 Rounds repeat until every label has its share of `num_samples` (balanced; the first labels
@@ -34,10 +34,10 @@ import torch
 from synthloom.config import FewGenConfig
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
 from synthloom.methods.text.prompts import (
-    CLOSE,
     fewshot_prompt,
     random_attributes,
     random_seed_opener,
+    sample_stop_strings,
     token_budget,
     with_opener,
 )
@@ -94,6 +94,7 @@ class FewGenGenerator:
             )
             stats.metrics.update(adaptation.as_metrics())
         budget = token_budget(tokenizer, seeds.texts, self.max_new_tokens)
+        stops = sample_stop_strings(seeds.texts, self.config.paragraph_stop)
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
         labels = seeds.label_names
@@ -143,7 +144,7 @@ class FewGenGenerator:
                 max_new_tokens=budget,
                 temperature=self.temperature,
                 top_p=self.top_p,
-                stop_strings=(CLOSE,),
+                stop_strings=stops,
                 generator=generator,
                 no_repeat_ngram=self.config.no_repeat_ngram,
             )

@@ -10,6 +10,7 @@ small models from echoing the prompt ("Example 1: ...", "Here's a new ...").
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +18,8 @@ from transformers import PreTrainedTokenizerBase
 
 OPEN = "<text>"
 CLOSE = "</text>"
+BLANK_LINE = "\n\n"
+PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def fewshot_prompt(
@@ -89,6 +92,24 @@ def token_budget(
         return int(setting)
     lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts] or [32]
     return max(16, math.ceil(1.5 * float(np.percentile(lengths, 95))) + 8)
+
+
+def paragraph_count(text: str) -> int:
+    """Blank-line-separated blocks in `text` (at least 1)."""
+    return max(len([p for p in PARAGRAPH_BREAK.split(text.strip()) if p.strip()]), 1)
+
+
+def sample_stop_strings(
+    seed_texts: Sequence[str], paragraph_stop: bool | str, *, close: str = CLOSE
+) -> tuple[str, ...]:
+    """Where a sample ends (the `method.paragraph_stop` key): at `close` (the closing
+    delimiter) always; also at a blank line (`BLANK_LINE`) when `paragraph_stop` is True, or
+    "auto" and every seed text is one paragraph (`paragraph_count` 1): a sample's blank
+    line then starts what the data never holds (a second text, a list, a reply), and
+    without the stop it runs on to the token budget and is lost as unfinished."""
+    if paragraph_stop == "auto":
+        paragraph_stop = all(paragraph_count(t) == 1 for t in seed_texts)
+    return (close, BLANK_LINE) if paragraph_stop else (close,)
 
 
 def completion_text(continuation: str) -> tuple[str, bool]:

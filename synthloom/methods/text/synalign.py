@@ -17,7 +17,8 @@ matching.
    the raw completion prompt "attribute lines + few-shot prompt of the cluster" (with
    `seed_openers` n > 0 ending with the first n words of a random seed of the label, the
    sample being that opener + the continuation), every cluster of the round in one batch,
-   stopping at the closing delimiter (unclosed / empty ones dropped: "unfinished", "empty").
+   stopping at the closing delimiter (and a blank line with `paragraph_stop`; unclosed /
+   empty ones dropped: "unfinished", "empty").
 4. Distribution matching (`distribution_matching`, reconstructed): the pool holds about
    `oversample` x the requested samples. Per label (`match_per_label`, default; else over
    the whole pool against all seeds), weights w on the simplex minimise
@@ -68,7 +69,12 @@ from synthloom.methods.text.distribution_matching import (
     resample_by_weights,
 )
 from synthloom.methods.text.fewgen import label_quotas
-from synthloom.methods.text.prompts import CLOSE, random_seed_opener, token_budget, with_opener
+from synthloom.methods.text.prompts import (
+    random_seed_opener,
+    sample_stop_strings,
+    token_budget,
+    with_opener,
+)
 from synthloom.methods.text.sampling import (
     chat_prompt,
     sample_prompts,
@@ -139,6 +145,7 @@ class SynAlignGenerator:
         cfg = self.cfg
         model, tokenizer = models.causal_lm(cfg["model"])
         budget = token_budget(tokenizer, seeds.texts, cfg["max_new_tokens"])
+        stops = sample_stop_strings(seeds.texts, cfg["paragraph_stop"])
         targets = {lab: math.ceil(q * cfg["oversample"]) for lab, q in quotas.items() if q > 0}
         max_clusters = {
             lab: math.ceil(cfg["max_attempts_factor"] * t / cfg["samples_per_cluster"])
@@ -147,6 +154,7 @@ class SynAlignGenerator:
         made = {lab: 0 for lab in targets}
         clusters_tried = {lab: 0 for lab in targets}
         pool: list[TextSample] = []
+        sampled = 0
         while True:
             todo = [
                 lab
@@ -187,11 +195,12 @@ class SynAlignGenerator:
                     max_new_tokens=budget,
                     temperature=cfg["temperature"],
                     top_p=cfg["top_p"],
-                    stop_strings=(CLOSE,),
+                    stop_strings=stops,
                     generator=generator,
                     no_repeat_ngram=cfg["no_repeat_ngram"],
                 )
                 add_sampling_cost(stats, cont)
+                sampled += len(cont.texts)
             width = cfg["samples_per_cluster"]
             for k, (lab, cluster, summary, _, opener) in enumerate(plan):
                 rows = range(k * width, (k + 1) * width)
@@ -215,6 +224,7 @@ class SynAlignGenerator:
             # candidates are `oversample` x the rows; the MMD match keeps num_rows of them
             models.report(int(sum(min(made[k], targets[k]) for k in targets) / cfg["oversample"]))
         stats.metrics["synalign_clusters"] = float(sum(clusters_tried.values()))
+        stats.metrics["sampled"] = float(sampled)  # sample continuations decoded
         stats.metrics["synalign_gp_rounds"] = float(tracker.rounds)
         return pool
 
