@@ -143,6 +143,22 @@ def test_end_passthrough_keeps_end_tokens_at_their_own_probability() -> None:
     assert torch.allclose(probs[1], own[1].exp(), atol=1e-6)
 
 
+def test_a_per_row_passthrough_mask_keeps_each_row_s_own_tokens() -> None:
+    # the repeat passthrough: row 0 passes token 1 through (a repeat of its own), row 1 none
+    own = torch.tensor([[0.4, 0.3, 0.1, 0.2], [0.1, 0.2, 0.3, 0.4]]).log()
+    guided = torch.tensor([[0.0, 6.0, 2.0, 0.0], [0.0, 6.0, 2.0, 0.0]])
+    mask = torch.tensor([[False, True, False, False], [False, False, False, False]])
+    probs = end_passthrough(guided, own, mask, inside=torch.zeros(2, dtype=torch.bool))
+    probs = probs.softmax(dim=-1)
+    assert probs[0, 1].item() == pytest.approx(0.3, abs=1e-6)  # as likely as unguided
+    rest = torch.tensor([0.0, 2.0, 0.0]).softmax(dim=0) * 0.7
+    assert torch.allclose(probs[0, [0, 2, 3]], rest, atol=1e-6)
+    assert torch.allclose(probs[1], guided[1].softmax(dim=0), atol=1e-6)  # all guided
+    # guidance that is the model itself: the passthrough changes nothing
+    same = end_passthrough(own, own, mask, inside=torch.zeros(2, dtype=torch.bool))
+    assert torch.allclose(same, own, atol=1e-6)
+
+
 def test_end_passthrough_with_every_token_an_end_token_is_plain_sampling() -> None:
     own = torch.randn(3, 7).log_softmax(dim=-1)
     guided = torch.randn(3, 7) * 5

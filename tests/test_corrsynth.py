@@ -357,6 +357,38 @@ def test_real_smollm2_writes_labelled_samples_with_both_guided_methods(tmp_path:
         assert batch.stats.forward_passes > 0 and batch.stats.metrics["sequence_steps"] > 0
 
 
+def test_repeat_passthrough_takes_the_guidance_off_a_stream_s_own_repeats(tiny) -> None:
+    """A guidance that boosts one token T by e^50 makes every stream T, T, T, ...; with the
+    passthrough at n, once T would repeat an n-gram of the stream it is only as likely as
+    the model makes it, so the stream rarely repeats an n-gram (its first n tokens are
+    still T)."""
+    model, tokenizer = tiny
+    pool = prefill_prompts(model, tokenizer, PROMPTS[:4])
+    boosted = 7
+
+    def guidance(log_probs: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
+        scores = log_probs.clone()
+        scores[:, boosted] += 50.0
+        return scores
+
+    def run(n: int) -> list[list[int]]:
+        return decode_lockstep(
+            model, tokenizer, pool, [0, 1, 2, 3], [0, 1, 2, 3], guidance, max_new_tokens=40,
+            temperature=1.0, stop_strings=(), generator=torch.Generator().manual_seed(0),
+            repeat_passthrough=n,
+        ).token_ids  # fmt: skip
+
+    def repeated_ngrams(ids: list[int], n: int) -> int:
+        grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+        return len(grams) - len(set(grams))
+
+    assert all(ids == [boosted] * 40 for ids in run(0))
+    for n in (1, 2):
+        for ids in run(n):
+            assert ids[:n] == [boosted] * n
+            assert repeated_ngrams(ids, n) <= 5 < repeated_ngrams([boosted] * 40, n), ids
+
+
 def test_no_repeat_ngram_in_the_lockstep_loop(tiny) -> None:
     """No stream repeats a bigram of its own tokens with the rule on; the random tiny LM's
     greedy guided streams loop without it, and the rule at 0 is the plain loop."""

@@ -447,6 +447,13 @@ class _GuidedTextConfig(StrictConfig):
     )
     no_repeat_ngram: NoRepeatNgram = 0
     paragraph_stop: ParagraphStop = False
+    repeat_passthrough: int = Field(
+        0,
+        ge=0,
+        description="n > 0: a token that would repeat an n-gram of the sequence's own "
+        "tokens keeps the sequence's own probability instead of the guided score (the "
+        "contrast rewards copying one's own words, which runs into loops); 0: off (the paper)",
+    )
 
 
 class CorrSynthConfig(_GuidedTextConfig):

@@ -315,6 +315,7 @@ def decode_rounds(
             generator=generator,
             end_tokens=end_tokens,
             no_repeat_ngram=cfg.no_repeat_ngram,
+            repeat_passthrough=cfg.repeat_passthrough,
             stop_strings=stop_strings,
         )
         outputs.append((out, infos))

@@ -33,6 +33,13 @@ i.e. the sequence ends with its own probability and guidance shapes only what it
 a sequence already inside the delimiter (its text ends with a proper prefix of
 "\n</text>") uses its own distribution for every token.
 
+Repeat passthrough (ours; `repeat_passthrough` n of CorrSynth and CFG): the same rule with
+E_i = the end tokens plus every token w that would repeat an n-gram of sequence i's own
+generated tokens (`synthloom.samplers.ngram_block`). A sequence's own earlier words are
+likely under its own prompt and prefix and unlikely under the others', so the contrast
+rewards copying them, and copying runs into loops ("It's funny. It's funny. ..."); with
+the passthrough a repeat is as likely as the model alone makes it, never more.
+
 K-class CFG score for a sequence with label c and prefix x:
     s(w) = gamma * log p(w | c, x) - (gamma - 1) * log p(w | not c, x)
 i.e. p(w|c)^gamma / p(w|not c)^(gamma-1); `mixture_log_probs` builds log p(w | not c, x) as
@@ -142,9 +149,11 @@ def end_passthrough(
     """Scores (S, V) with end tokens at their own log-probs (module docstring).
 
     scores: guided (S, V); own_log_probs: log p(. | prompt_s, x_s) (S, V); end_mask: (V,)
-    bool, True on end tokens; inside: (S,) bool, rows that take `own_log_probs` whole."""
+    bool, True on end tokens, or (S, V), per row (the repeat passthrough adds a row's
+    repeats); inside: (S,) bool, rows that take `own_log_probs` whole."""
     own = own_log_probs.float()
-    end = end_mask.to(scores.device)[None, :]  # (1, V)
+    end = end_mask.to(scores.device)
+    end = end[None, :] if end.dim() == 1 else end  # (1 or S, V)
     p_end = own.masked_fill(~end, float("-inf")).logsumexp(dim=-1, keepdim=True).exp()
     rest = scores.float().masked_fill(end, float("-inf"))
     has_rest = torch.isfinite(rest).any(dim=-1, keepdim=True)  # (S, 1)

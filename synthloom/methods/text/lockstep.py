@@ -27,6 +27,8 @@ no useful contrast.
 With `end_tokens` (a (V,) bool mask) the guided scores go through
 `guidance.end_passthrough`: end tokens keep the stream's own log-probs (its first row's),
 and a stream inside the closing delimiter is decoded from its own distribution. With
+`repeat_passthrough` n > 0 the tokens that would repeat an n-gram of the stream's own
+tokens keep their own log-probs too (the guidance module's "repeat passthrough"). With
 `no_repeat_ngram` n > 0 a stream never repeats an n-gram of its own tokens (applied to the
 final scores, `synthloom.samplers.ngram_block`).
 
@@ -169,6 +171,7 @@ def decode_lockstep(
     compact_fraction: float = 0.25,
     end_tokens: torch.Tensor | None = None,
     no_repeat_ngram: int = 0,
+    repeat_passthrough: int = 0,
 ) -> LockstepOutput:
     """Decode streams 0..S-1 in lockstep (see the module doc).
 
@@ -204,6 +207,7 @@ def decode_lockstep(
     eos_ids = set(end_of_sequence_ids(model, tokenizer))
     watch = StopWatch(tokenizer, stop_strings)
     block = NgramBlock(no_repeat_ngram)
+    repeats = NgramBlock(repeat_passthrough)  # tokens that keep their own log-probs
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out_ids: list[list[int]] = [[] for _ in range(num_streams)]
     texts: list[str | None] = [None] * num_streams
@@ -218,15 +222,27 @@ def decode_lockstep(
             streams = batch_streams[live_rows].unique_consecutive()  # (S',)
             live_log_probs = log_probs[live_rows]  # (R'', V)
             scores = guidance(live_log_probs, streams)  # (S', V)
-            if end_tokens is not None:
+            if end_tokens is not None or repeats.n:
                 owner = batch_streams[live_rows]
                 first = torch.ones_like(owner, dtype=torch.bool)
                 first[1:] = owner[1:] != owner[:-1]  # each stream's first (own) row
                 inside = torch.tensor(
-                    [_inside_delimiter(tokenizer, out_ids[s], stop_strings) for s in streams],
+                    [
+                        end_tokens is not None
+                        and _inside_delimiter(tokenizer, out_ids[s], stop_strings)
+                        for s in streams
+                    ],
                     dtype=torch.bool,
                 )
-                scores = end_passthrough(scores, live_log_probs[first], end_tokens, inside)
+                own = end_tokens if end_tokens is not None else torch.zeros_like(scores[0])
+                own = own.bool().to(scores.device)
+                if repeats.n:
+                    own = own[None, :].repeat(len(streams), 1)  # (S', V)
+                    for i, s in enumerate(streams.tolist()):
+                        repeat = repeats.banned(s, out_ids[s])
+                        if repeat:
+                            own[i, sorted(repeat)] = True
+                scores = end_passthrough(scores, live_log_probs[first], own, inside)
             if block.n:
                 live_streams = streams.tolist()
                 scores = block.masked(scores, live_streams, [out_ids[s] for s in live_streams])
