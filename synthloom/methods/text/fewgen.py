@@ -4,8 +4,9 @@ prompts of a round decode together in one batch.
 
 Each prompt is `fewshot_prompt(label, k examples, task=...)` (delimited examples, then an
 open delimiter), decoded by `sample_prompts` with stop string `</text>` (and a blank line
-with `paragraph_stop`, `sample_stop_strings`): the sample is the text before it. A round plans prompts label by label in turn (one prompt per label per
-turn) until the round holds `batch_rows` continuations or every label's plan covers
+with `paragraph_stop`, `sample_stop_strings`): the sample is the text before it. A round
+plans prompts label by label in turn (one prompt per label per turn) until the round holds
+`batch_rows` continuations or every label's plan covers
 ceil(1.25 x the samples it still misses); a prompt samples at most `samples_per_prompt`.
 Rounds repeat until every label has its share of `num_samples` (balanced; the first labels
 get the remainder) or `max_prompts` prompts were tried. Continuations that never close

@@ -234,15 +234,20 @@ def decode_lockstep(
                     ],
                     dtype=torch.bool,
                 )
-                own = end_tokens if end_tokens is not None else torch.zeros_like(scores[0])
-                own = own.bool().to(scores.device)
+                # tokens that keep the stream's own log-prob: (V,) end tokens, or (S', V)
+                # with each stream's repeats added
+                passthrough = (
+                    (end_tokens if end_tokens is not None else torch.zeros_like(scores[0]))
+                    .bool()
+                    .to(scores.device)
+                )
                 if repeats.n:
-                    own = own[None, :].repeat(len(streams), 1)  # (S', V)
+                    passthrough = passthrough[None, :].repeat(len(streams), 1)
                     for i, s in enumerate(streams.tolist()):
                         repeat = repeats.banned(s, out_ids[s])
                         if repeat:
-                            own[i, sorted(repeat)] = True
-                scores = end_passthrough(scores, live_log_probs[first], own, inside)
+                            passthrough[i, sorted(repeat)] = True
+                scores = end_passthrough(scores, live_log_probs[first], passthrough, inside)
             if block.n:
                 live_streams = streams.tolist()
                 scores = block.masked(scores, live_streams, [out_ids[s] for s in live_streams])
