@@ -18,6 +18,7 @@ from synthloom.methods.text import bare as bare_module
 from synthloom.methods.text.bare import (
     REFINE_INSTRUCTION,
     BAREGenerator,
+    holds_whole_refinement,
     is_echo,
     paragraph_count,
     parse_refinement,
@@ -235,6 +236,27 @@ def test_parse_refinement_strips_preambles_delimiters_and_quotes():
     assert paragraph_count(talk_on) == 3 and paragraph_count("one\nline") == 1
     assert parse_refinement("Here is the text: ") == ""
     assert parse_refinement("here we go again, on my own") == "here we go again, on my own"
+
+
+def test_a_reply_cut_at_the_budget_after_its_paragraphs_holds_the_whole_refinement():
+    talk_on = "Sure! Here is the text:\n\nthe cat sat\n\nRewrite the text to be bet"
+    assert holds_whole_refinement(talk_on, 1)  # the one paragraph ended, talk began
+    assert not holds_whole_refinement(talk_on, 2)  # the second paragraph is cut
+    assert holds_whole_refinement("the cat sat\n\n", 1)  # a blank line, nothing after
+    assert not holds_whole_refinement("the cat sat and then the", 1)  # cut mid-text
+    assert not holds_whole_refinement("\n\nthe cat sat on", 1)  # a leading blank line
+    assert holds_whole_refinement(f"Here it is: {OPEN}\nthe cat sat\n\nI kept", 1)
+
+
+def test_unclosed_refinements_that_moved_on_past_their_paragraph_are_kept(monkeypatch, tiny_box):
+    def talks_on(c, prompt):  # never closes, but the refinement ended at a blank line
+        return f"better {c}-3\n\nRewrite the text to make it", False
+
+    batch, _ = _run(monkeypatch, tiny_box, talks_on, num_samples=8)
+    assert "refine_unfinished" not in batch.stats.counts
+    assert sorted(s.text for s in batch.samples if s.text.endswith("-3")) == [
+        f"better {c}-3" for c in range(4)
+    ]
 
 
 def test_echo_detection_and_refine_request():

@@ -22,7 +22,8 @@ pgasawa/BARE): a base model drafts, an instruct model refines.
    closing one (or at a blank line when the draft and examples are one paragraph each);
    `parse_refinement` strips preambles ("Here is ...:"), delimiters, paragraphs beyond
    the draft's / examples' count (small models talk on: "Rewrite the text to ...") and
-   quotes. Refinements that never close, are empty, or echo the instructions or a shown
+   quotes. Refinements that never close (and were not followed by a blank line and talk:
+   `holds_whole_refinement`), are empty, or echo the instructions or a shown
    example are dropped: counts "refine_unfinished", "refine_empty", "refine_echo"
    ("refine_unchanged" counts kept refinements identical to their draft).
 3. Draft fallback (`draft_fallback_ngram` n, off by default: the paper keeps every
@@ -134,24 +135,41 @@ def refine_request(
     )
 
 
-def parse_refinement(reply: str, max_paragraphs: int | None = None) -> str:
-    """The refined text inside `reply`: after an open delimiter if there is one, before the
-    closing one, without a leading "Here is ...:" / "Sure! ..." preamble, cut after
-    `max_paragraphs` paragraphs (what follows is the model talking on: "Rewrite the text
-    to ..."), without wrapping quotes."""
+def _reply_body(reply: str) -> str:
+    """The reply after an open delimiter if there is one, before the closing one, without
+    a leading "Here is ...:" / "Sure! ..." preamble; stripped on the left only, so a
+    trailing blank line stays visible."""
     text = reply
     if OPEN in text:
         text = text.split(OPEN, 1)[1]
-    text = text.split(CLOSE, 1)[0].strip()
-    text = _PREAMBLE.sub("", text, count=1).strip()
+    text = text.split(CLOSE, 1)[0].lstrip()
+    text = _PREAMBLE.sub("", text, count=1).lstrip()
     if OPEN in text:  # "Here is the text: <text> ... "
-        text = text.split(OPEN, 1)[1].strip()
+        text = text.split(OPEN, 1)[1].lstrip()
+    return text
+
+
+def parse_refinement(reply: str, max_paragraphs: int | None = None) -> str:
+    """The refined text inside `reply` (`_reply_body`), cut after `max_paragraphs`
+    paragraphs (what follows is the model talking on: "Rewrite the text to ..."), without
+    wrapping quotes."""
+    text = _reply_body(reply).strip()
     if max_paragraphs is not None:
         blocks = [p for p in PARAGRAPH_BREAK.split(text) if p.strip()]
         text = "\n\n".join(blocks[:max_paragraphs]).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text
+
+
+def holds_whole_refinement(reply: str, max_paragraphs: int) -> bool:
+    """A reply cut at the token budget still holds its whole refinement when a blank line
+    followed its first `max_paragraphs` paragraphs: the model had moved on to talk
+    ("Rewrite the text to ..."), which `parse_refinement` cuts. The per-row form of the
+    blank-line stop, which a decoding batch can only apply when every row allows one
+    paragraph."""
+    blocks = PARAGRAPH_BREAK.split(_reply_body(reply))
+    return len(blocks) > max_paragraphs and all(b.strip() for b in blocks[:max_paragraphs])
 
 
 def is_echo(text: str, examples: Sequence[str]) -> bool:
@@ -326,7 +344,7 @@ class BAREGenerator:
             ):
                 examples = [seeds.texts[i] for i in shown]
                 refined = parse_refinement(reply, limit)
-                if not finished:
+                if not (finished or holds_whole_refinement(reply, limit)):
                     stats.count("refine_unfinished")
                 elif not refined:
                     stats.count("refine_empty")
