@@ -15,7 +15,8 @@ real train and scores each on the same real test split. Printed: one row per dra
 mean +- std over draws of each student, and the paired difference seeds + synthetic minus
 seeds (mean +- std; "inside the noise" when |mean| < its std). Generation speed (samples/s
 and decoder tokens/s of the same run, their ratio the tokens per kept sample), the
-unfinished share (`unfinished_share`) and what the filter removed are reported per draw.
+unfinished share (`runner.unfinished_share`, recomputed so that samples stored before it
+existed count the same way) and what the filter removed are reported per draw.
 
 `--samples-dir` keeps each draw's generated samples (keyed by the method section's hash)
 and filtered samples (keyed by the filter rules too); with `--reuse` they are not computed
@@ -52,21 +53,13 @@ from synthloom.methods.text.runner import (  # noqa: E402
     generator_model,
     run_generator,
     text_model_box,
+    unfinished_share,
 )
 from synthloom.metrics.text_evaluation import evaluate_text_sets  # noqa: E402
 from synthloom.models.encoder import encode_texts, load_encoder  # noqa: E402
 from synthloom.text_splits import text_splits_for, text_table  # noqa: E402
 
 STUDENTS = ("seeds", "synthetic", "seeds_plus_synthetic", "real_train")
-
-
-def unfinished_share(counts: dict[str, int], sampled: float) -> float:
-    """Continuations that ran to the token budget (every "unfinished" count: BARE's
-    "draft_unfinished" and "refine_unfinished" too) over the continuations decoded
-    (`metrics["sampled"]`: a SynAlign candidate pool, CorrSynth's streams, BARE's drafts and
-    refinements; the samples delivered where a method does not record it)."""
-    unfinished = sum(n for reason, n in counts.items() if reason.endswith("unfinished"))
-    return unfinished / sampled if sampled else 0.0
 
 
 def assign(tree: dict, dotted: str) -> None:

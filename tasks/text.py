@@ -97,13 +97,15 @@ def generate_text(
     atomic_write_json(stats, run.out / "generation.json")
     m = stats["metrics"]
     run.log.info(
-        "%s: %d samples in %.1f s (%.2f samples/s, %d forward passes, weights %s); dropped %s",
+        "%s: %d samples in %.1f s (%.2f samples/s, %d forward passes, weights %s); "
+        "%.1f%% of continuations unfinished; dropped %s",
         method["name"],
         len(frame),
         m["seconds"],
         m["samples_per_second"],
         m["forward_passes"],
         stats.get("decoder_dtypes"),
+        100 * m["unfinished_share"],
         stats["counts"],
     )
     return StageOutput(

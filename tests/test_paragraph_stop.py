@@ -1,4 +1,5 @@
-"""`method.paragraph_stop`: a blank line ends a sample as the closing delimiter does.
+"""`method.paragraph_stop`: a blank line ends a sample as the closing delimiter does; and
+the unfinished share, counted per continuation decoded.
 
 The rule itself (`sample_stop_strings`), its config key on every text method, and that each
 generator hands the resolved stop strings to its sampler (spies around the real samplers,
@@ -8,6 +9,7 @@ test_text_sampling.py and test_corrsynth.py.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -34,6 +36,7 @@ from synthloom.methods.text.prompts import (
     paragraph_count,
     sample_stop_strings,
 )
+from synthloom.methods.text.runner import run_generator, unfinished_share
 from synthloom.methods.text.sampling import Continuations
 from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
 
@@ -156,3 +159,24 @@ def test_synthllm_samples_stop_at_a_blank_line_with_the_key(monkeypatch) -> None
             paragraph_stop=setting,
         )  # fmt: skip
         assert spy.stops == [expected]
+
+
+def test_the_unfinished_share_counts_every_unfinished_reason_per_continuation() -> None:
+    counts = {"draft_unfinished": 3, "refine_unfinished": 2, "refine_echo": 7, "unfinished": 1}
+    assert unfinished_share(counts, 120.0) == pytest.approx(6 / 120)
+    assert unfinished_share({}, 0.0) == 0.0
+
+
+def test_run_generator_reports_the_unfinished_share_of_what_it_decoded(box) -> None:
+    seeds = pd.DataFrame({"text": ONE_PARAGRAPH.texts, "label": ONE_PARAGRAPH.labels})
+    method = {"name": "synalign", "max_new_tokens": 16, "samples_per_cluster": 4}
+    spy = StopSpy(synalign_module.sample_prompts)  # valid attribute summaries
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synalign_module, "sample_prompts", spy)
+        frame, stats = run_generator(method, seeds, 4, box, seed=0)
+    m, counts = stats["metrics"], stats["counts"]
+    # every candidate decoded: the pool, the unclosed (most of the tiny LM's) and the empty
+    unfinished = counts.get("unfinished", 0)
+    assert m["sampled"] == m["synalign_pool_size"] + unfinished + counts.get("empty", 0)
+    assert m["sampled"] > len(frame) and unfinished > 0
+    assert m["unfinished_share"] == pytest.approx(unfinished / m["sampled"])

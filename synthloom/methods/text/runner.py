@@ -5,8 +5,9 @@ its samples as a frame. The generate stage (tasks/text.py) and the benchmarks ca
 `method["name"]`, generates `n` samples from the seeds frame (columns text, label) and
 returns (frame, stats): the frame has columns text, label, method, model, sample_index and
 info (the sample's JSON provenance); stats holds "metrics" (samples, seconds,
-samples_per_second, forward passes, prompt and generated tokens, tokens_per_second and the
-generator's own metrics), "counts" (what the generator dropped, by reason) and
+samples_per_second, forward passes, prompt and generated tokens, tokens_per_second, the
+generator's own metrics and `unfinished_share`), "counts" (what the generator dropped, by
+reason) and
 "decoder_dtypes" (the loaded causal LMs' weight dtypes, by name).
 `filter_samples` applies the text filter's rules to such a frame, with the label-margin
 rule's scorer built from the same models.
@@ -61,6 +62,15 @@ def seed_set(frame: pd.DataFrame, descriptions: dict[str, str] | None = None) ->
     )
 
 
+def unfinished_share(counts: dict[str, int], sampled: float) -> float:
+    """Continuations that ran to the token budget (every count named "unfinished" or
+    "*_unfinished": BARE's drafts and refinements too) over the continuations decoded
+    (`metrics["sampled"]`: a SynAlign candidate pool, CorrSynth's and CFG's streams, BARE's
+    drafts and refinements, SynthLLM's combinations); 0 when nothing was decoded."""
+    unfinished = sum(n for reason, n in counts.items() if reason.endswith("unfinished"))
+    return unfinished / sampled if sampled else 0.0
+
+
 def run_generator(
     method: dict[str, Any],
     seeds: pd.DataFrame,
@@ -78,6 +88,9 @@ def run_generator(
 
         frame, stats = run_synthllm(
             method, seeds, num_samples, models.causal_lm, seed, label_descriptions
+        )
+        stats["metrics"]["unfinished_share"] = unfinished_share(
+            stats["counts"], stats["metrics"].get("sampled", float(len(frame)))
         )
         return frame, {**stats, "decoder_dtypes": models.loaded_dtypes()}
     generator = build_text_generator(method)
@@ -106,6 +119,9 @@ def run_generator(
         "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else float("nan"),
         **{k: float(v) for k, v in stats.metrics.items()},
     }
+    metrics["unfinished_share"] = unfinished_share(
+        stats.counts, metrics.get("sampled", metrics["samples"])
+    )
     return frame, {
         "metrics": metrics,
         "counts": dict(stats.counts),
