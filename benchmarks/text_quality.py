@@ -182,7 +182,6 @@ def main() -> None:
             kept, real, encoder, cfg["evaluate"], seed=cfg["run"]["seed"]
         )
         m = gen["metrics"]
-        sampled = m.get("sampled", m["samples"])
         row = {
             "draw": draw,
             "generated": int(m["samples"]),
@@ -190,7 +189,7 @@ def main() -> None:
             "samples_per_s": m["samples_per_second"],
             "decoder_dtypes": gen.get("decoder_dtypes", {}),
             "tokens_per_s": m["tokens_per_second"],
-            "unfinished_share": unfinished_share(gen["counts"], sampled),
+            "unfinished_share": unfinished_share(gen["counts"], m),
             "filter_s": filter_seconds,
             "removed": {k: v for k, v in filtered["counts"].items() if v},
             "student_c": metrics["student_c"],

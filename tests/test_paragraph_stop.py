@@ -163,8 +163,9 @@ def test_synthllm_samples_stop_at_a_blank_line_with_the_key(monkeypatch) -> None
 
 def test_the_unfinished_share_counts_every_unfinished_reason_per_continuation() -> None:
     counts = {"draft_unfinished": 3, "refine_unfinished": 2, "refine_echo": 7, "unfinished": 1}
-    assert unfinished_share(counts, 120.0) == pytest.approx(6 / 120)
-    assert unfinished_share({}, 0.0) == 0.0
+    assert unfinished_share(counts, {"samples": 80.0, "sampled": 120.0}) == pytest.approx(6 / 120)
+    assert unfinished_share({"unfinished": 2}, {"samples": 40.0}) == pytest.approx(2 / 40)
+    assert unfinished_share({}, {"samples": 0.0}) == 0.0
 
 
 def test_run_generator_reports_the_unfinished_share_of_what_it_decoded(box) -> None:

@@ -372,8 +372,8 @@ class BAREGenerator:
 
 
 def count_sampled(stats: GenerationStats, cont: Continuations) -> None:
-    """Add one sampling call's continuations to `stats.metrics["sampled"]` (every draft and
-    refinement decoded: the denominator of the unfinished share)."""
+    """Add one sampling call's continuations to `stats.metrics["sampled"]`, the denominator
+    of the unfinished share (BARE: every draft and refinement; SynAlign: its candidates)."""
     stats.metrics["sampled"] = stats.metrics.get("sampled", 0.0) + len(cont.texts)
 
 

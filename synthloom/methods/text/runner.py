@@ -62,12 +62,14 @@ def seed_set(frame: pd.DataFrame, descriptions: dict[str, str] | None = None) ->
     )
 
 
-def unfinished_share(counts: dict[str, int], sampled: float) -> float:
+def unfinished_share(counts: dict[str, int], metrics: dict[str, float]) -> float:
     """Continuations that ran to the token budget (every count named "unfinished" or
     "*_unfinished": BARE's drafts and refinements too) over the continuations decoded
     (`metrics["sampled"]`: a SynAlign candidate pool, CorrSynth's and CFG's streams, BARE's
-    drafts and refinements, SynthLLM's combinations); 0 when nothing was decoded."""
+    drafts and refinements, SynthLLM's combinations; `metrics["samples"]` where a generator
+    does not record it); 0 when nothing was decoded."""
     unfinished = sum(n for reason, n in counts.items() if reason.endswith("unfinished"))
+    sampled = metrics.get("sampled", metrics["samples"])
     return unfinished / sampled if sampled else 0.0
 
 
@@ -89,9 +91,7 @@ def run_generator(
         frame, stats = run_synthllm(
             method, seeds, num_samples, models.causal_lm, seed, label_descriptions
         )
-        stats["metrics"]["unfinished_share"] = unfinished_share(
-            stats["counts"], stats["metrics"].get("sampled", float(len(frame)))
-        )
+        stats["metrics"]["unfinished_share"] = unfinished_share(stats["counts"], stats["metrics"])
         return frame, {**stats, "decoder_dtypes": models.loaded_dtypes()}
     generator = build_text_generator(method)
     start = time.perf_counter()
@@ -119,9 +119,7 @@ def run_generator(
         "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else float("nan"),
         **{k: float(v) for k, v in stats.metrics.items()},
     }
-    metrics["unfinished_share"] = unfinished_share(
-        stats.counts, metrics.get("sampled", metrics["samples"])
-    )
+    metrics["unfinished_share"] = unfinished_share(stats.counts, metrics)
     return frame, {
         "metrics": metrics,
         "counts": dict(stats.counts),

@@ -54,6 +54,7 @@ from synthloom.methods.text.attributes import (
 )
 from synthloom.methods.text.bare import (
     add_sampling_cost,
+    count_sampled,
 )
 from synthloom.methods.text.base import (
     GenerationStats,
@@ -154,7 +155,6 @@ class SynAlignGenerator:
         made = {lab: 0 for lab in targets}
         clusters_tried = {lab: 0 for lab in targets}
         pool: list[TextSample] = []
-        sampled = 0
         while True:
             todo = [
                 lab
@@ -200,7 +200,7 @@ class SynAlignGenerator:
                     no_repeat_ngram=cfg["no_repeat_ngram"],
                 )
                 add_sampling_cost(stats, cont)
-                sampled += len(cont.texts)
+                count_sampled(stats, cont)  # sample continuations, not summaries
             width = cfg["samples_per_cluster"]
             for k, (lab, cluster, summary, _, opener) in enumerate(plan):
                 rows = range(k * width, (k + 1) * width)
@@ -224,7 +224,6 @@ class SynAlignGenerator:
             # candidates are `oversample` x the rows; the MMD match keeps num_rows of them
             models.report(int(sum(min(made[k], targets[k]) for k in targets) / cfg["oversample"]))
         stats.metrics["synalign_clusters"] = float(sum(clusters_tried.values()))
-        stats.metrics["sampled"] = float(sampled)  # sample continuations decoded
         stats.metrics["synalign_gp_rounds"] = float(tracker.rounds)
         return pool
 
