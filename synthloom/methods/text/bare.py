@@ -65,6 +65,7 @@ from synthloom.methods.text.base import (
 )
 from synthloom.methods.text.fewgen import label_quotas
 from synthloom.methods.text.prompts import (
+    BLANK_LINE,
     CLOSE,
     OPEN,
     PARAGRAPH_BREAK,
@@ -156,7 +157,7 @@ def parse_refinement(reply: str, max_paragraphs: int | None = None) -> str:
     text = _reply_body(reply).strip()
     if max_paragraphs is not None:
         blocks = [p for p in PARAGRAPH_BREAK.split(text) if p.strip()]
-        text = "\n\n".join(blocks[:max_paragraphs]).strip()
+        text = BLANK_LINE.join(blocks[:max_paragraphs]).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text
@@ -325,7 +326,7 @@ class BAREGenerator:
                 max(paragraph_count(t) for t in [draft, *(seeds.texts[i] for i in shown)])
                 for draft, shown in chunk
             ]
-            stops = (CLOSE, "\n\n") if max(limits) == 1 else (CLOSE,)
+            stops = (CLOSE, BLANK_LINE) if max(limits) == 1 else (CLOSE,)
             cont = sample_prompts(
                 model,
                 tokenizer,
