@@ -77,7 +77,6 @@ from synthloom.methods.text.prompts import (
     with_opener,
 )
 from synthloom.methods.text.sampling import (
-    Continuations,
     chat_prompt,
     sample_prompts,
 )
@@ -273,8 +272,8 @@ class BAREGenerator:
             generator=generator,
             no_repeat_ngram=cfg["no_repeat_ngram"],
         )
-        add_sampling_cost(stats, cont)
-        count_sampled(stats, cont)
+        stats.add_sampling_cost(cont)
+        stats.count_sampled(cont)
         owners = [(shown, opener) for _, shown, n, opener in plan for _ in range(n)]
         for text, finished, (shown, opener) in zip(cont.texts, cont.finished, owners, strict=True):
             draft = with_opener(opener, text)
@@ -338,8 +337,8 @@ class BAREGenerator:
                 generator=generator,
                 no_repeat_ngram=cfg["no_repeat_ngram"],
             )
-            add_sampling_cost(stats, cont)
-            count_sampled(stats, cont)
+            stats.add_sampling_cost(cont)
+            stats.count_sampled(cont)
             for (draft, shown), reply, finished, limit in zip(
                 chunk, cont.texts, cont.finished, limits, strict=True
             ):
@@ -370,19 +369,6 @@ class BAREGenerator:
                         text, info["fallback"] = draft, "draft"
                     kept.append(TextSample(text=text, label=label, info=info))
         return kept
-
-
-def count_sampled(stats: GenerationStats, cont: Continuations) -> None:
-    """Add one sampling call's continuations to `stats.metrics["sampled"]`, the denominator
-    of the unfinished share (BARE: every draft and refinement; SynAlign: its candidates)."""
-    stats.metrics["sampled"] = stats.metrics.get("sampled", 0.0) + len(cont.texts)
-
-
-def add_sampling_cost(stats: GenerationStats, cont: Continuations) -> None:
-    """Add one sampling call's forward passes and prompt / generated tokens to `stats`."""
-    stats.forward_passes += cont.forward_passes
-    stats.prompt_tokens += cont.prompt_tokens
-    stats.generated_tokens += cont.generated_tokens
 
 
 def _normalize(text: str) -> str:

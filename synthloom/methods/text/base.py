@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from synthloom.methods.text.sampling import Continuations
 
 CausalLM = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 
@@ -64,6 +67,17 @@ class GenerationStats:
 
     def count(self, reason: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
+
+    def add_sampling_cost(self, cont: Continuations) -> None:
+        """Add one sampling call's forward passes and prompt / generated tokens."""
+        self.forward_passes += cont.forward_passes
+        self.prompt_tokens += cont.prompt_tokens
+        self.generated_tokens += cont.generated_tokens
+
+    def count_sampled(self, cont: Continuations) -> None:
+        """Add one sampling call's continuations to `metrics["sampled"]`, the denominator of
+        the unfinished share (BARE: every draft and refinement; SynAlign: its candidates)."""
+        self.metrics["sampled"] = self.metrics.get("sampled", 0.0) + len(cont.texts)
 
     def add(self, other: GenerationStats) -> None:
         """Accumulate another batch's costs and counts into this one."""

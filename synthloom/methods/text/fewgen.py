@@ -151,9 +151,7 @@ class FewGenGenerator:
             )
             sampled += width
             rounds += 1
-            stats.forward_passes += out.forward_passes
-            stats.prompt_tokens += out.prompt_tokens
-            stats.generated_tokens += out.generated_tokens
+            stats.add_sampling_cost(out)
             row = 0
             for label, _, shown, rows, opener, asked in plan:
                 for text, finished in zip(

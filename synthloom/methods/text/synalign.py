@@ -52,10 +52,6 @@ from synthloom.methods.text.attributes import (
     attribute_request,
     summarize_with_retries,
 )
-from synthloom.methods.text.bare import (
-    add_sampling_cost,
-    count_sampled,
-)
 from synthloom.methods.text.base import (
     GenerationStats,
     ModelBox,
@@ -199,8 +195,8 @@ class SynAlignGenerator:
                     generator=generator,
                     no_repeat_ngram=cfg["no_repeat_ngram"],
                 )
-                add_sampling_cost(stats, cont)
-                count_sampled(stats, cont)  # sample continuations, not summaries
+                stats.add_sampling_cost(cont)
+                stats.count_sampled(cont)  # sample continuations, not summaries
             width = cfg["samples_per_cluster"]
             for k, (lab, cluster, summary, _, opener) in enumerate(plan):
                 rows = range(k * width, (k + 1) * width)
@@ -254,7 +250,7 @@ class SynAlignGenerator:
             stop_strings=("}",),
             generator=generator,
         )
-        add_sampling_cost(stats, cont)
+        stats.add_sampling_cost(cont)
         out: list[dict[str, str] | None] = []
         for k in range(len(clusters)):
             rows = range(k * attempts, (k + 1) * attempts)
