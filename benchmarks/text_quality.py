@@ -196,6 +196,9 @@ def main() -> None:
             **{s: metrics[f"student_{s}_accuracy"] for s in STUDENTS},
             "gain": metrics["student_gain_accuracy"],
             "label_agreement": metrics.get("synthetic_label_agreement", float("nan")),
+            # nearest seed of the same label: samples vs the real test texts
+            "seed_topic_share": metrics.get("synthetic_nearest_seed_label_share", float("nan")),
+            "test_seed_topic_share": metrics.get("test_nearest_seed_label_share", float("nan")),
             **{  # the fine-tuned student, with --evaluate-set student=both
                 f"full_{s}": metrics[f"student_full_{s}_accuracy"]
                 for s in (*STUDENTS, "gain")
@@ -212,7 +215,9 @@ def main() -> None:
             f"kept {row['kept']} (filter {filter_seconds:.0f} s; removed {row['removed']}); "
             f"C {row['student_c']:g}; student accuracy: "
             + ", ".join(f"{s} {row[s]:.3f}" for s in STUDENTS)
-            + f"; gain {row['gain']:+.3f}; label agreement {row['label_agreement']:.3f}",
+            + f"; gain {row['gain']:+.3f}; label agreement {row['label_agreement']:.3f}"
+            + f"; nearest seed of the label {row['seed_topic_share']:.3f} "
+            + f"(real test {row['test_seed_topic_share']:.3f})",
             flush=True,
         )
         if args.out:
@@ -220,7 +225,8 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print("\nmean +- std over draws " + str(args.draws) + ":")
     full = [c for c in table.columns if c.startswith("full_")]
-    for col in (*STUDENTS, "gain", *full, "label_agreement", "distinct_2", "self_bleu", "mmd2"):
+    columns = (*STUDENTS, "gain", *full, "label_agreement", "seed_topic_share")
+    for col in (*columns, "test_seed_topic_share", "distinct_2", "self_bleu", "mmd2"):
         values = table[col].astype(float)
         print(
             f"  {col:22s} {values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"

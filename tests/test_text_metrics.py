@@ -21,7 +21,7 @@ from synthloom.metrics.text import (
     self_bleu,
     vendi_score,
 )
-from synthloom.metrics.text_evaluation import label_agreement
+from synthloom.metrics.text_evaluation import label_agreement, nearest_seed_label_share
 from synthloom.models.tiny import tiny_encoder
 
 
@@ -199,3 +199,23 @@ def test_label_agreement_counts_samples_the_real_train_student_assigns_to_their_
     assert flipped["synthetic_label_agreement"] < right["synthetic_label_agreement"] - 0.25
     assert "synthetic_label_agreement_a" not in flipped
     assert label_agreement(emb, {"real_train": ["a"] * 60, "synthetic": y_syn}, c=1, seed=0) == {}
+
+
+def test_nearest_seed_label_share_on_hand_placed_points():
+    # two seeds per label on the axes: "a" near x, "b" near y
+    seeds = np.array([[1.0, 0.1], [1.0, -0.1], [0.1, 1.0], [-0.1, 1.0]])
+    seed_labels = ["a", "a", "b", "b"]
+    # synthetic: three of four sit by a seed of their own label; the test texts: one of two
+    synthetic = np.array([[2.0, 0.0], [3.0, 0.5], [0.0, 5.0], [4.0, 0.2]])
+    test = np.array([[1.0, 0.0], [1.0, 0.2]])
+    emb = {"seeds": seeds, "synthetic": synthetic, "test": test}
+    labels = {"seeds": seed_labels, "synthetic": ["a", "a", "b", "b"], "test": ["a", "b"]}
+    out = nearest_seed_label_share(emb, labels)
+    assert out == {
+        "synthetic_nearest_seed_label_share": pytest.approx(0.75),
+        "test_nearest_seed_label_share": pytest.approx(0.5),
+    }
+    assert nearest_seed_label_share(emb, {**labels, "seeds": ["a"] * 4}) == {}
+    assert "synthetic_nearest_seed_label_share" not in nearest_seed_label_share(
+        {**emb, "synthetic": np.zeros((0, 2))}, {**labels, "synthetic": []}
+    )
