@@ -137,6 +137,27 @@ def test_label_combinations_split_the_draws_and_stay_inside_each_label() -> None
     assert loop == draw.combinations
 
 
+def test_shared_concepts_write_every_labels_topics_under_every_label() -> None:
+    labels = ["a", "a", "b", "b", "b"]
+    kwargs = dict(rng=np.random.default_rng(0), level_mix={1: 1, 2: 1, 3: 1}, min_concepts=1)
+    own = sample_label_combinations(DOCS, labels, 200, **kwargs)
+    kwargs["rng"] = np.random.default_rng(0)
+    shared = sample_label_combinations(DOCS, labels, 200, shared_concepts=True, **kwargs)
+    drawn = sum(shared.counts[k] for k in ("level1", "level2", "level3", "level3_unavailable"))
+    assert drawn == 200 and len(shared.combinations) == 200 - shared.counts["level3_unavailable"]
+    for label in ("a", "b"):
+        used = {d for c in own.combinations if c.label == label for d in c.documents}
+        assert {labels[d] for d in used} == {label}  # per label: its own documents only
+        pooled = {d for c in shared.combinations if c.label == label for d in c.documents}
+        assert {labels[d] for d in pooled} == {"a", "b"}  # shared: both labels' documents
+    for combo in shared.combinations:
+        assert set(combo.concepts) <= set().union(*(DOCS[d] for d in combo.documents))
+    # label a's own walks stay on its two documents' concepts; shared walks reach label b's
+    b_only = set().union(*(DOCS[d] for d in (2, 3, 4))) - set(DOCS[0]) - set(DOCS[1])
+    assert not any(set(c.concepts) & b_only for c in own.combinations if c.label == "a")
+    assert any(set(c.concepts) & b_only for c in shared.combinations if c.label == "a")
+
+
 def test_coverage_counts_nodes_and_edges() -> None:
     graph = build_concept_graph(DOCS)
     draw = sample_combinations(DOCS, graph, 1, rng=np.random.default_rng(0), level_mix={1: 1})

@@ -42,6 +42,19 @@ def test_prompt_shows_label_examples_and_the_combination() -> None:
         level1, SEEDS, output="labelled", task="notes", num_examples=1, rng=np.random.default_rng(0)
     )
     assert "Traffic on the highway again." in first  # level 1 shows its source document
+    # another label's document (concept_source: all): its concepts, never its text
+    foreign = Combination(("traffic", "highway"), 1, (1,), "pos")
+    shared = combination_prompt(
+        foreign,
+        SEEDS,
+        output="labelled",
+        task="notes",
+        num_examples=2,
+        rng=np.random.default_rng(0),
+    )
+    assert "Traffic on the highway" not in shared
+    assert shared.endswith(f"Concepts: traffic, highway\n{OPEN}\n")
+    assert "Solar panels charge the car battery." in shared and "Grid news." in shared
 
 
 def test_labelled_prompt_says_what_the_label_means_when_described() -> None:

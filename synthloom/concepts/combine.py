@@ -16,7 +16,11 @@
 
 `sample_combinations` draws the level of each sample from `level_mix` (weights normalised).
 `sample_label_combinations` spreads `num` draws evenly over the labels (the first
-`num % labels` labels, sorted, get one more), each label's from a graph of its own documents.
+`num % labels` labels, sorted, get one more), each label's from a graph of its own documents,
+or, with `shared_concepts`, every label's from one graph of ALL the documents: a topic of
+one label's seeds is then written under every label, so topic and label are not tied
+(ours; a student that learns "this topic means this label" from the samples learns what the
+real data does not hold).
 Each `Combination` records its concepts, level, the documents it came from and its label.
 `coverage` = the share of graph nodes and edges that a set of combinations uses (an edge is
 used when both of its concepts appear in one combination).
@@ -114,23 +118,30 @@ def sample_label_combinations(
     min_concepts: int = 2,
     max_concepts: int = 4,
     max_walks: int = 50,
+    shared_concepts: bool = False,
 ) -> CombinationDraw:
     """`num` draws spread evenly over the labels (see the module docstring); the counts are
-    summed over the labels."""
+    summed over the labels. `shared_concepts`: every label draws from all the documents."""
     names = sorted(set(labels))
     out = CombinationDraw([], {})
+    shared_graph = build_concept_graph(doc_concepts) if shared_concepts else None
     for i, label in enumerate(names):
         quota = num // len(names) + (i < num % len(names))
-        own = [c if lab == label else [] for c, lab in zip(doc_concepts, labels, strict=True)]
+        if shared_graph is not None:
+            graph, documents = shared_graph, list(range(len(labels)))
+        else:
+            own = [c if lab == label else [] for c, lab in zip(doc_concepts, labels, strict=True)]
+            graph = build_concept_graph(own)
+            documents = [d for d, lab in enumerate(labels) if lab == label]
         draw = sample_combinations(
             doc_concepts,
-            build_concept_graph(own),
+            graph,
             quota,
             rng=rng,
             level_mix=level_mix,
             min_concepts=min_concepts,
             max_concepts=max_concepts,
-            documents=[d for d, lab in enumerate(labels) if lab == label],
+            documents=documents,
             label=label,
             max_walks=max_walks,
         )

@@ -53,6 +53,11 @@ class SynthLLMConfig(StrictConfig):
     extraction_retries: int = Field(2, ge=0, description="llm: re-asks of an invalid output")
     extraction_temperature: float = Field(0.7, ge=0)
     extraction_max_new_tokens: int = Field(48, gt=0)
+    concept_source: Literal["label", "all"] = Field(
+        "label",
+        description="labelled: a label's combinations from its own seeds' concepts (label), "
+        "or from every seed's (all: topics not tied to labels; examples stay the label's)",
+    )
     level_mix: LevelMix = Field(default_factory=LevelMix)
     min_concepts: int = Field(2, ge=1, description="concepts per combination, at least")
     max_concepts: int = Field(4, ge=1, description="concepts per combination, at most")

@@ -9,7 +9,9 @@ Prompts (`combination_prompt`), by `output` kind:
   own extracted concepts, then "Concepts: <the combination>" and an open delimiter. The model continues
   with a text written around the listed concepts; decoding stops at the closing delimiter
   (or a "Concepts:" line, and a blank line with `paragraph_stop`: `sample_stop_strings`).
-  At level 1 the source document is the first example (the paper's document-grounded level).
+  At level 1 the source document is the first example (the paper's document-grounded level)
+  when it is one of the label's; a document of another label (`concept_source: all`) is
+  never shown under this label, its concepts are.
 - ``question``: a chat turn asking for one question that combines the concepts (the
   source document quoted at level 1); decoding stops at the end of the turn or a blank line.
 
@@ -90,7 +92,9 @@ def combination_prompt(
         for i in range(len(seeds.texts))
         if seeds.concepts[i] and (output != "labelled" or seeds.labels[i] == combo.label)
     ]
-    first = [combo.documents[0]] if combo.level == 1 else []
+    # level 1 shows its source document first, unless it is another label's (a shared
+    # concept pool): then the label's own seeds are the examples, as at level 2
+    first = [combo.documents[0]] if combo.level == 1 and combo.documents[0] in pool else []
     rest = [i for i in pool if i not in first]
     take = max(num_examples - len(first), 0)
     picked = first + [rest[j] for j in rng.permutation(len(rest))[:take].tolist()]

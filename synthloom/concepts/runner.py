@@ -72,6 +72,7 @@ def combine_for_labels(
         min_concepts=method["min_concepts"],
         max_concepts=method["max_concepts"],
         max_walks=method["max_walks"],
+        shared_concepts=method["concept_source"] == "all",
     )
 
 

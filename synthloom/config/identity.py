@@ -76,6 +76,7 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
         # default since, is a new run)
         "decoder_calibration": "training",
     },
+    "synthllm": {"concept_source": "label"},
 }
 
 # Keys that cannot change a run's results: left out of its identity.
