@@ -129,7 +129,8 @@ def sample_combinations_stage(
     concept_files: dict[str, dict[str, Any]],
 ) -> StageOutput:
     """combinations.parquet (label, level, concepts, documents): `num_rows` draws spread evenly
-    over the labels, each label's draws from a graph of that label's documents only."""
+    over the labels, each label's draws from a graph of that label's documents only, or of
+    all the documents with `method.concept_source: all`."""
     _, seeds = _seed_documents(concept_files["concepts"]["path"])
     draw = combine_for_labels(seeds.concepts, seeds.labels, num_rows, method, seed)
     counts = draw.counts
