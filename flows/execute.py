@@ -81,7 +81,7 @@ def _run_flow(
         summary = pipeline(config=config, run_id=run_id, data_dir=str(data_dir))
     except SynthloomError as err:
         kill_temporary_server_at_exit()
-        _print_summary(run_dir)
+        print_summary(run_dir)
         print(
             f"\nsynthloom: run {run_id} FAILED. {err}\n  summary: {run_dir / 'summary.json'}\n"
             f"  resume:  synthloom resume {run_id}",
@@ -89,23 +89,30 @@ def _run_flow(
         )
         return err.exit_code
     kill_temporary_server_at_exit()
-    _print_summary(run_dir)
+    print_summary(run_dir)
     print(f"\nsynthloom: run {run_id} {summary['status']}. Artifacts in {run_dir}")
     return 0
 
 
-def _print_summary(run_dir: Path) -> None:
+def print_summary(run_dir: Path) -> None:
+    """The stage table (name, status, cached, seconds, rows in and out; the name column as
+    wide as the longest stage name) and the headline metrics of a run's summary.json."""
     path = run_dir / "summary.json"
     if not path.is_file():
         return
     summary = json.loads(path.read_text(encoding="utf-8"))
-    print(f"\n{'stage':<16}{'status':<11}{'cached':<8}{'seconds':>9}{'rows_in':>9}{'rows_out':>10}")
+    # the widest stage name (SynthLLM's sample_combinations) keeps a space before its status
+    name_width = max([16, *(len(s["name"]) + 2 for s in summary["stages"])])
+    print(
+        f"\n{'stage':<{name_width}}{'status':<11}{'cached':<8}{'seconds':>9}{'rows_in':>9}"
+        f"{'rows_out':>10}"
+    )
     for s in summary["stages"]:
         seconds = "" if s["seconds"] is None else f"{s['seconds']:.1f}"
         rows_in = "" if s["rows_in"] is None else s["rows_in"]
         rows_out = "" if s["rows_out"] is None else s["rows_out"]
         print(
-            f"{s['name']:<16}{s['status']:<11}{str(s['cached']).lower():<8}{seconds:>9}"
+            f"{s['name']:<{name_width}}{s['status']:<11}{str(s['cached']).lower():<8}{seconds:>9}"
             f"{rows_in!s:>9}{rows_out!s:>10}"
         )
     shown = {

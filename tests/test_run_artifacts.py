@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from cli.main import main
+from flows.execute import print_summary
 from flows.run_artifacts import (
     ARTIFACTS,
     artifact_key,
@@ -133,3 +134,25 @@ def test_a_run_publishes_its_figures_on_its_flow_run(tmp_path: Path):
         m["metric"]: m["value"] for m in json.loads(found[artifact_key(run_id, "metrics")].data)
     }
     assert metrics["column_shape_error_pct"] == summary["metrics"]["column_shape_error_pct"]
+
+
+def test_stage_table_keeps_long_stage_names_apart_from_their_status(tmp_path, capsys):
+    stages = [
+        {
+            "name": n,
+            "status": "completed",
+            "cached": False,
+            "seconds": 1.0,
+            "rows_in": 30,
+            "rows_out": 30,
+        }
+        for n in ("ingest", "sample_combinations")
+    ]
+    summary = {"stages": stages, "metrics": {}, "status": "completed"}
+    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    print_summary(tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("sample_combinations"))
+    assert row.split()[:3] == ["sample_combinations", "completed", "false"]
+    header = next(line for line in lines if line.startswith("stage"))
+    assert header.index("status") == row.index("completed")  # the columns line up
