@@ -64,7 +64,9 @@ def evaluate_text_sets(
     `evaluate["synthetic_weights"]` label_margin and a `label_margin` column (the filter's
     margin rule), each synthetic row weighs in proportion to its label posterior
     exp(label_margin): a noise-tolerant student.
-    `synthetic_label_agreement` (`label_agreement`) says how many samples carry their label.
+    `synthetic_label_agreement` (`label_agreement`) says how many samples carry their label,
+    `synthetic_nearest_seed_label_share` and `test_nearest_seed_label_share`
+    (`nearest_seed_label_share`) whether they stay on their label's seed topics.
     """
     texts = {"synthetic": synthetic["text"].astype(str).tolist()}
     labels = {"synthetic": synthetic["label"].astype(str).tolist()}
