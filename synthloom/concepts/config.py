@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from synthloom.config.base import StrictConfig
 from synthloom.config.methods import (
+    ClosingRampStrength,
     DecoderDtype,
     NoRepeatNgram,
     ParagraphStop,
@@ -71,6 +72,7 @@ class SynthLLMConfig(StrictConfig):
     seed_openers: SeedOpeners = 0  # labelled: the opener of a random seed of the label
     no_repeat_ngram: NoRepeatNgram = 0  # the samples, not the concept extraction
     paragraph_stop: ParagraphStop = False  # a question always ends at a blank line
+    closing_ramp: ClosingRampStrength = 0.0  # the samples
     batch_size: int = Field(16, gt=0, description="prompts decoded together")
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ from synthloom.methods.text.prompts import (
     BLANK_LINE,
     CLOSE,
     OPEN,
+    closing_ramp_for,
     random_seed_opener,
     sample_stop_strings,
     token_budget,
@@ -168,6 +169,7 @@ def generate_from_combinations(
     seed_openers: int = 0,
     no_repeat_ngram: int = 0,
     paragraph_stop: bool | str = False,
+    closing_ramp: float = 0.0,
 ) -> ConceptSamples:
     """One sampled continuation per combination, in order (see the module docstring).
     `max_new_tokens` "auto" is `token_budget` of the seed texts. Prompts are
@@ -193,6 +195,7 @@ def generate_from_combinations(
         if output == "question"
         else (*sample_stop_strings(seeds.texts, paragraph_stop), "\nConcepts:")
     )
+    ramp = closing_ramp_for(tokenizer, seeds.texts, max_new_tokens, closing_ramp, stops)
     out = ConceptSamples(rows=[], counts={"unfinished": 0, "empty": 0})
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
@@ -206,6 +209,7 @@ def generate_from_combinations(
             stop_strings=stops,
             generator=generator,
             no_repeat_ngram=no_repeat_ngram,
+            closing_ramp=ramp,
         )
         out.generated_tokens += result.generated_tokens
         out.forward_passes += result.forward_passes

@@ -101,6 +101,7 @@ def write_samples(
         seed_openers=method["seed_openers"],
         no_repeat_ngram=method["no_repeat_ngram"],
         paragraph_stop=method["paragraph_stop"],
+        closing_ramp=method["closing_ramp"],
     )
 
 

@@ -24,6 +24,7 @@ _HASH_OMITTED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (
     ("method", "no_repeat_ngram", 0),
     ("method", "paragraph_stop", False),
     ("method", "repeat_passthrough", 0),
+    ("method", "closing_ramp", 0.0),
     ("method", "draft_fallback_ngram", None),
     ("method", "refine_describes_label", False),
     # text generators decoded in float32 on every CPU before the key existed

@@ -42,6 +42,17 @@ ParagraphStop = Annotated[
         "(the paper's decoding)"
     ),
 ]
+ClosingRampStrength = Annotated[
+    float,
+    Field(
+        ge=0,
+        description="nats added to the logit of the closing line's first token, growing "
+        "linearly from 0 at the seeds' 95th-percentile token length to this value where the "
+        "closing line last fits in the token budget (synthloom.samplers.closing_ramp): a "
+        "sample ends near the data's length instead of running to the budget; 0: off (the "
+        "papers' decoding)",
+    ),
+]
 NoRepeatNgram = Annotated[
     int,
     Field(
@@ -447,6 +458,7 @@ class _GuidedTextConfig(StrictConfig):
     )
     no_repeat_ngram: NoRepeatNgram = 0
     paragraph_stop: ParagraphStop = False
+    closing_ramp: ClosingRampStrength = 0.0
     repeat_passthrough: int = Field(
         0,
         ge=0,
@@ -530,6 +542,7 @@ class FewGenConfig(StrictConfig):
     seed_openers: SeedOpeners = 0
     no_repeat_ngram: NoRepeatNgram = 0
     paragraph_stop: ParagraphStop = False
+    closing_ramp: ClosingRampStrength = 0.0
     seed_adaptation: SeedAdaptationConfig = Field(default_factory=SeedAdaptationConfig)
     attributes: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -580,6 +593,7 @@ class BAREConfig(StrictConfig):
     seed_openers: SeedOpeners = 0  # the drafts start with the opener; the refine sees them whole
     no_repeat_ngram: NoRepeatNgram = 0  # drafts and refinements alike
     paragraph_stop: ParagraphStop = False  # the drafts (a refinement has its own rule)
+    closing_ramp: ClosingRampStrength = 0.0  # the drafts
     refine_max_new_tokens: int = Field(96, gt=0, description="token budget per refinement")
     refine_batch_size: int = Field(16, gt=0, description="refine prompts decoded together")
     refine_describes_label: bool = Field(
@@ -631,6 +645,7 @@ class SynAlignConfig(StrictConfig):
     seed_openers: SeedOpeners = 0
     no_repeat_ngram: NoRepeatNgram = 0  # the samples, not the attribute summaries
     paragraph_stop: ParagraphStop = False
+    closing_ramp: ClosingRampStrength = 0.0
     attribute_temperature: float = Field(0.7, ge=0, description="for the JSON summary")
     attribute_max_new_tokens: int = Field(48, gt=0, description="token budget per summary")
     attribute_retries: int = Field(

@@ -69,6 +69,7 @@ from synthloom.methods.text.prompts import (
     CLOSE,
     OPEN,
     PARAGRAPH_BREAK,
+    closing_ramp_for,
     fewshot_prompt,
     paragraph_count,
     random_seed_opener,
@@ -260,6 +261,7 @@ class BAREGenerator:
         out: list[tuple[str, list[int]]] = []
         if not plan:
             return out
+        stops = sample_stop_strings(seeds.texts, cfg["paragraph_stop"])
         cont = sample_prompts(  # all prompts in one batch, each prefilled once
             model,
             tokenizer,
@@ -268,9 +270,12 @@ class BAREGenerator:
             max_new_tokens=max_new_tokens,
             temperature=cfg["base_temperature"],
             top_p=cfg["base_top_p"],
-            stop_strings=sample_stop_strings(seeds.texts, cfg["paragraph_stop"]),
+            stop_strings=stops,
             generator=generator,
             no_repeat_ngram=cfg["no_repeat_ngram"],
+            closing_ramp=closing_ramp_for(
+                tokenizer, seeds.texts, max_new_tokens, cfg["closing_ramp"], stops
+            ),
         )
         stats.add_sampling_cost(cont)
         stats.count_sampled(cont)

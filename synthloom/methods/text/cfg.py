@@ -43,7 +43,12 @@ from synthloom.methods.text.lockstep import (
     end_token_mask,
     prefill_prompts,
 )
-from synthloom.methods.text.prompts import fewshot_prompt, sample_stop_strings, token_budget
+from synthloom.methods.text.prompts import (
+    closing_ramp_for,
+    fewshot_prompt,
+    sample_stop_strings,
+    token_budget,
+)
 
 
 def negative_examples(
@@ -116,6 +121,7 @@ class CFGGenerator:
         rows_per_stream = 2 if joint else k_labels
 
         guidance = cfg_guidance(rows_per_stream, gamma=cfg.gamma, alpha=cfg.alpha)
+        stops = sample_stop_strings(seeds.texts, cfg.paragraph_stop)
 
         def rows_of(k: int, slot: int) -> list[int]:
             if joint:  # the stream's prompt, then its "not label k" prompt
@@ -139,6 +145,7 @@ class CFGGenerator:
             method=self.name,
             start=start,
             progress=models.report,
-            stop_strings=sample_stop_strings(seeds.texts, cfg.paragraph_stop),
+            stop_strings=stops,
+            closing_ramp=closing_ramp_for(tokenizer, seeds.texts, budget, cfg.closing_ramp, stops),
         )
         return TextBatch(samples, stats)

@@ -55,12 +55,14 @@ from synthloom.methods.text.lockstep import (
 )
 from synthloom.methods.text.prompts import (
     CLOSE,
+    closing_ramp_for,
     fewshot_prompt,
     random_seed_opener,
     sample_stop_strings,
     token_budget,
     with_opener,
 )
+from synthloom.samplers.closing_ramp import ClosingRamp
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ class CorrSynthGenerator:
         end_tokens = end_token_mask(model, tokenizer) if cfg.end_passthrough else None
         stream_labels = torch.arange(len(labels)).repeat_interleave(m_per)  # (K*M,)
         guidance = corrsynth_guidance(stream_labels, cfg)
+        stops = sample_stop_strings(seeds.texts, cfg.paragraph_stop)
 
         samples = decode_rounds(
             model,
@@ -239,7 +242,8 @@ class CorrSynthGenerator:
             start=start,
             progress=models.report,
             openers=openers,
-            stop_strings=sample_stop_strings(seeds.texts, cfg.paragraph_stop),
+            stop_strings=stops,
+            closing_ramp=closing_ramp_for(tokenizer, seeds.texts, budget, cfg.closing_ramp, stops),
         )
         return TextBatch(samples, stats)
 
@@ -278,10 +282,12 @@ def decode_rounds(
     progress: Callable[[int], None] | None = None,
     openers: dict[tuple[str, int], str] | None = None,
     stop_strings: Sequence[str] = (CLOSE,),
+    closing_ramp: ClosingRamp | None = None,
 ) -> list[TextSample]:
     """Lockstep rounds of K labels x M streams until every label's quota is met or
     `cfg.max_rounds` (default twice the rounds needed) were decoded; costs go to `stats`.
-    A stream ends at the first of `stop_strings` (`sample_stop_strings`).
+    A stream ends at the first of `stop_strings` (`sample_stop_strings`); `closing_ramp`
+    (`closing_ramp_for`) pushes it toward the closing line past the seeds' length.
     `openers` ((label, slot) -> text its prompt ended with) start the samples of that slot.
 
     Stream m of label k in round r uses prompt slot (r * M + m) mod prompts_per_label and
@@ -317,6 +323,7 @@ def decode_rounds(
             no_repeat_ngram=cfg.no_repeat_ngram,
             repeat_passthrough=cfg.repeat_passthrough,
             stop_strings=stop_strings,
+            closing_ramp=closing_ramp,
         )
         outputs.append((out, infos))
         decode_passes += out.forward_passes

@@ -35,6 +35,7 @@ import torch
 from synthloom.config import FewGenConfig
 from synthloom.methods.text.base import GenerationStats, ModelBox, SeedSet, TextBatch, TextSample
 from synthloom.methods.text.prompts import (
+    closing_ramp_for,
     fewshot_prompt,
     random_attributes,
     random_seed_opener,
@@ -96,6 +97,7 @@ class FewGenGenerator:
             stats.metrics.update(adaptation.as_metrics())
         budget = token_budget(tokenizer, seeds.texts, self.max_new_tokens)
         stops = sample_stop_strings(seeds.texts, self.config.paragraph_stop)
+        ramp = closing_ramp_for(tokenizer, seeds.texts, budget, self.config.closing_ramp, stops)
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
         labels = seeds.label_names
@@ -148,6 +150,7 @@ class FewGenGenerator:
                 stop_strings=stops,
                 generator=generator,
                 no_repeat_ngram=self.config.no_repeat_ngram,
+                closing_ramp=ramp,
             )
             sampled += width
             rounds += 1

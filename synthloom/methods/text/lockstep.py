@@ -30,7 +30,9 @@ and a stream inside the closing delimiter is decoded from its own distribution. 
 `repeat_passthrough` n > 0 the tokens that would repeat an n-gram of the stream's own
 tokens keep their own log-probs too (the guidance module's "repeat passthrough"). With
 `no_repeat_ngram` n > 0 a stream never repeats an n-gram of its own tokens (applied to the
-final scores, `synthloom.samplers.ngram_block`).
+final scores, `synthloom.samplers.ngram_block`). With `closing_ramp` the closing line's
+first token gains a bias that grows past the seeds' length, added to the guided scores
+(`synthloom.samplers.closing_ramp`).
 
 Costs are counted: `forward_passes` = model calls, `sequence_steps` = rows fed to those
 calls (one row = one sequence evaluated for one step; the paper's count of model
@@ -49,6 +51,7 @@ from synthloom.methods.text.guidance import end_passthrough
 from synthloom.methods.text.prompts import CLOSE
 from synthloom.methods.text.sampling import StopWatch, encode_prompt, end_of_sequence_ids
 from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
+from synthloom.samplers.closing_ramp import ClosingRamp
 from synthloom.samplers.ngram_block import NgramBlock
 from synthloom.samplers.token_sampling import sample_next_token
 
@@ -172,6 +175,7 @@ def decode_lockstep(
     end_tokens: torch.Tensor | None = None,
     no_repeat_ngram: int = 0,
     repeat_passthrough: int = 0,
+    closing_ramp: ClosingRamp | None = None,
 ) -> LockstepOutput:
     """Decode streams 0..S-1 in lockstep (see the module doc).
 
@@ -248,6 +252,8 @@ def decode_lockstep(
                         if repeat:
                             passthrough[i, sorted(repeat)] = True
                 scores = end_passthrough(scores, live_log_probs[first], passthrough, inside)
+            if closing_ramp is not None:
+                scores = closing_ramp.apply(scores, step)
             if block.n:
                 live_streams = streams.tolist()
                 scores = block.masked(scores, live_streams, [out_ids[s] for s in live_streams])

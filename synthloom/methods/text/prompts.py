@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from synthloom.samplers.closing_ramp import ClosingRamp
+
 OPEN = "<text>"
 CLOSE = "</text>"
 BLANK_LINE = "\n\n"
@@ -90,8 +92,35 @@ def token_budget(
     delimiter), at least 16: samples the length of the data, no tokens spent past it."""
     if setting != "auto":
         return int(setting)
+    return max(16, math.ceil(1.5 * _seed_length_p95(tokenizer, texts)) + 8)
+
+
+def closing_ramp_for(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    budget: int,
+    strength: float,
+    stop_strings: Sequence[str] = (CLOSE,),
+) -> ClosingRamp | None:
+    """The `method.closing_ramp` key as a `ClosingRamp` (None at strength 0): the push
+    goes to the first token of each way a sample ends (a stop string on its own line: "\n"
+    before "</text>"; a blank line's own token), starts at the seeds' 95th-percentile token
+    length (`texts`, the seeds) and is full where the longest closing line still fits in
+    `budget` tokens."""
+    if strength <= 0:
+        return None
+    lines = [s if s.startswith("\n") else "\n" + s for s in stop_strings if s]
+    encoded = [tokenizer(line, add_special_tokens=False).input_ids for line in lines]
+    token_ids = tuple(sorted({ids[0] for ids in encoded if ids}))
+    start = min(math.ceil(_seed_length_p95(tokenizer, texts)), budget - 1)
+    end = max(start, budget - max(len(ids) for ids in encoded))
+    return ClosingRamp(token_ids=token_ids, start=max(start, 0), end=end, strength=strength)
+
+
+def _seed_length_p95(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> float:
+    """The 95th percentile of the texts' token counts (32 for no texts)."""
     lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts] or [32]
-    return max(16, math.ceil(1.5 * float(np.percentile(lengths, 95))) + 8)
+    return float(np.percentile(lengths, 95))
 
 
 def paragraph_count(text: str) -> int:

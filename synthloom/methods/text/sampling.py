@@ -16,9 +16,11 @@ cut before the first one; finished=True) or when it samples an end-of-sequence t
 (finished=True); rows that reach `max_new_tokens` are finished=False with their full text.
 Finished rows are dropped from the batch (one copy of the cache) once a few of them pile up.
 With `no_repeat_ngram` n > 0 a row never repeats an n-gram of its own generated tokens
-(`synthloom.samplers.ngram_block`). Sampling is temperature + top-p by inverse CDF on
-uniforms drawn up front from `generator` (`synthloom.samplers.token_sampling`), so the
-output does not depend on which rows were dropped; temperature 0 is greedy.
+(`synthloom.samplers.ngram_block`); with `closing_ramp` the closing line grows likelier
+past the seeds' length (`synthloom.samplers.closing_ramp`). Sampling is temperature +
+top-p by inverse CDF on uniforms drawn up front from `generator`
+(`synthloom.samplers.token_sampling`), so the output does not depend on which rows were
+dropped; temperature 0 is greedy.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from synthloom.methods.text.prompts import CLOSE
 from synthloom.models.kv_cache import PreallocatedKVCache, cache_kwargs
+from synthloom.samplers.closing_ramp import ClosingRamp
 from synthloom.samplers.ngram_block import NgramBlock
 from synthloom.samplers.token_sampling import sample_next_token
 
@@ -81,6 +84,7 @@ def sample_continuations(
     stop_strings: Sequence[str] = (CLOSE,),
     generator: torch.Generator,
     no_repeat_ngram: int = 0,
+    closing_ramp: ClosingRamp | None = None,
 ) -> Continuations:
     """`num` sampled continuations of `prompt`, sharing its prefill (see the module doc)."""
     ids = encode_prompt(tokenizer, prompt)[None].to(model.device)  # (1, P)
@@ -106,6 +110,7 @@ def sample_continuations(
         generator=generator,
         prompt_tokens=prompt_len,
         no_repeat_ngram=no_repeat_ngram,
+        closing_ramp=closing_ramp,
     )
 
 
@@ -121,6 +126,7 @@ def sample_prompts(
     generator: torch.Generator,
     copies: Sequence[int] | None = None,
     no_repeat_ngram: int = 0,
+    closing_ramp: ClosingRamp | None = None,
 ) -> Continuations:
     """`copies[i]` continuations of prompts[i] (default 1), rows grouped by prompt in order,
     in one left-padded batch; each prompt is prefilled once."""
@@ -175,6 +181,7 @@ def sample_prompts(
         generator=generator,
         prompt_tokens=int(lengths.sum()),
         no_repeat_ngram=no_repeat_ngram,
+        closing_ramp=closing_ramp,
     )
 
 
@@ -193,6 +200,7 @@ def _decode(
     generator: torch.Generator,
     prompt_tokens: int,
     no_repeat_ngram: int = 0,
+    closing_ramp: ClosingRamp | None = None,
 ) -> Continuations:
     """The lockstep loop after the prefill.
 
@@ -219,6 +227,8 @@ def _decode(
     with torch.inference_mode():
         for step in range(max_new_tokens):
             u = uniforms[rows, step] if uniforms is not None else None
+            if closing_ramp is not None:
+                logits = closing_ramp.apply(logits, step)
             if block.n:
                 batch_rows = rows.tolist()
                 logits = block.masked(logits, batch_rows, [out_ids[r] for r in batch_rows])

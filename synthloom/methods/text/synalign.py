@@ -67,6 +67,7 @@ from synthloom.methods.text.distribution_matching import (
 )
 from synthloom.methods.text.fewgen import label_quotas
 from synthloom.methods.text.prompts import (
+    closing_ramp_for,
     random_seed_opener,
     sample_stop_strings,
     token_budget,
@@ -143,6 +144,7 @@ class SynAlignGenerator:
         model, tokenizer = models.causal_lm(cfg["model"])
         budget = token_budget(tokenizer, seeds.texts, cfg["max_new_tokens"])
         stops = sample_stop_strings(seeds.texts, cfg["paragraph_stop"])
+        ramp = closing_ramp_for(tokenizer, seeds.texts, budget, cfg["closing_ramp"], stops)
         targets = {lab: math.ceil(q * cfg["oversample"]) for lab, q in quotas.items() if q > 0}
         max_clusters = {
             lab: math.ceil(cfg["max_attempts_factor"] * t / cfg["samples_per_cluster"])
@@ -194,6 +196,7 @@ class SynAlignGenerator:
                     stop_strings=stops,
                     generator=generator,
                     no_repeat_ngram=cfg["no_repeat_ngram"],
+                    closing_ramp=ramp,
                 )
                 stats.add_sampling_cost(cont)
                 stats.count_sampled(cont)  # sample continuations, not summaries
