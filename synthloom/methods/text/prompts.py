@@ -103,7 +103,7 @@ def closing_ramp_for(
     stop_strings: Sequence[str] = (CLOSE,),
 ) -> ClosingRamp | None:
     """The `method.closing_ramp` key as a `ClosingRamp` (None at strength 0): the push
-    goes to the first token of each way a sample ends (a stop string on its own line: "\n"
+    goes to the first token of each way a sample ends (a stop string on its own line: "\\n"
     before "</text>"; a blank line's own token), starts at the seeds' 95th-percentile token
     length (`texts`, the seeds) and is full where the longest closing line still fits in
     `budget` tokens."""
