@@ -2,8 +2,8 @@
 
 The schedule (`ClosingRamp`), its construction from the seeds and the stop strings
 (`closing_ramp_for`), both decoding loops under it (tiny random models, which never close a
-sample by themselves), the config key on every text method, and that each generator hands
-the ramp to its sampler (spies around the real samplers).
+sample by themselves) and the config key on every text method. That each generator hands
+the ramp to its sampler is tested beside the stop strings, in test_paragraph_stop.py.
 """
 
 from __future__ import annotations
@@ -15,14 +15,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-import synthloom.concepts.generate as concepts_generate
-import synthloom.methods.text.bare as bare_module
-import synthloom.methods.text.corrsynth as corrsynth_module
-import synthloom.methods.text.fewgen as fewgen_module
-import synthloom.methods.text.synalign as synalign_module
-from synthloom.concepts.combine import Combination
 from synthloom.concepts.config import SynthLLMConfig
-from synthloom.concepts.generate import SeedDocuments, generate_from_combinations
 from synthloom.config import (
     BAREConfig,
     CFGConfig,
@@ -32,13 +25,12 @@ from synthloom.config import (
     config_hash,
     load_config,
 )
-from synthloom.methods.text import build_text_generator
-from synthloom.methods.text.base import ModelBox, SeedSet
+from synthloom.methods.text.base import SeedSet
 from synthloom.methods.text.guidance import corrsynth_scores
 from synthloom.methods.text.lockstep import decode_lockstep, prefill_prompts
 from synthloom.methods.text.prompts import BLANK_LINE, CLOSE, closing_ramp_for, token_budget
-from synthloom.methods.text.sampling import Continuations, sample_prompts
-from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
+from synthloom.methods.text.sampling import sample_prompts
+from synthloom.models.tiny import tiny_causal_lm
 from synthloom.samplers.closing_ramp import ClosingRamp
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -159,86 +151,7 @@ def test_every_text_method_has_the_key_off_by_default(config) -> None:
 
 
 def test_the_key_at_its_default_keeps_a_run_s_identity() -> None:
-    path = "pipeline_configs/text_rt_corrsynth.yaml"
+    path = "pipeline_configs/text_trec_fewgen.yaml"  # a config without the key
     base = config_hash(load_config(path))
     assert config_hash(load_config(path, ["method.closing_ramp=0"])) == base
     assert config_hash(load_config(path, ["method.closing_ramp=4"])) != base
-
-
-# the rest of a JSON attribute summary after SynAlign's pre-filled '{"style": "'
-SUMMARY_TAIL = 'brief", "tone": "calm", "topic": "films", "length": "short"'
-
-
-class RampSpy:
-    """Wraps a sampler; records the closing ramp of every call, then runs the real one."""
-
-    def __init__(self, real) -> None:
-        self.real = real
-        self.calls: list[tuple[tuple[str, ...], ClosingRamp | None]] = []
-
-    def __call__(self, *args, **kwargs):
-        stops = tuple(kwargs["stop_strings"])
-        self.calls.append((stops, kwargs.get("closing_ramp")))
-        if stops == ("}",):  # SynAlign's attribute summary: a valid one (the tiny LM writes none)
-            n = len(args[2])
-            return Continuations([SUMMARY_TAIL] * n, [True] * n, n, 1, n)
-        return self.real(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def box() -> ModelBox:
-    lm, encoder = tiny_causal_lm(0), tiny_encoder(0)
-    return ModelBox(load_causal_lm=lambda name: lm, load_encoder=lambda: encoder)
-
-
-# method, module whose sampler it calls, that sampler's name, extra config for tiny runs
-GENERATORS = [
-    ("fewgen", fewgen_module, "sample_prompts", {}),
-    ("corrsynth", corrsynth_module, "decode_lockstep", {"sequences_per_label": 2}),
-    ("cfg", corrsynth_module, "decode_lockstep", {"sequences_per_label": 2}),
-    ("bare", bare_module, "sample_prompts", {"drafts_per_prompt": 2}),
-    ("synalign", synalign_module, "sample_prompts", {"samples_per_cluster": 2}),
-]
-
-
-@pytest.mark.parametrize(("method", "module", "sampler", "extra"), GENERATORS)
-def test_each_generator_passes_the_ramp_to_its_sampler(
-    monkeypatch, box, method, module, sampler, extra
-) -> None:
-    def sample_ramps(strength: float) -> list[ClosingRamp | None]:
-        spy = RampSpy(getattr(module, sampler))
-        with monkeypatch.context() as patch:
-            patch.setattr(module, sampler, spy)
-            config = {"name": method, "max_new_tokens": 8, "closing_ramp": strength, **extra}
-            build_text_generator(config).generate(SEEDS, 2, models=box, seed=0)
-        # the samples' decoding (SynAlign's summaries stop at "}", BARE's refinements
-        # have their own rule and no ramp)
-        ramps = [ramp for stops, ramp in spy.calls if stops[0] == CLOSE]
-        assert ramps, f"{method} never decoded a sample"
-        return ramps if method != "bare" else ramps[:1]
-
-    assert set(sample_ramps(0.0)) == {None}
-    ramps = set(sample_ramps(2.5))
-    assert len(ramps) == 1
-    (ramp,) = ramps
-    assert ramp.strength == 2.5 and ramp.end <= 8 - 1
-
-
-def test_synthllm_samples_get_the_ramp_with_the_key(monkeypatch) -> None:
-    model, tokenizer = tiny_causal_lm(0)
-    seeds = SeedDocuments(
-        texts=["Solar panels charge the car battery.", "Grid news."],
-        labels=["pos", "pos"],
-        concepts=[["solar panels", "battery"], ["grid"]],
-    )
-    combos = [Combination(("battery", "grid"), 2, (0,), "pos")]
-    for strength in (0.0, 3.0):
-        spy = RampSpy(concepts_generate.sample_prompts)
-        monkeypatch.setattr(concepts_generate, "sample_prompts", spy)
-        generate_from_combinations(
-            combos, seeds, model, tokenizer, output="labelled", task="notes", num_examples=1,
-            temperature=1.0, top_p=1.0, max_new_tokens=10, batch_size=2, seed=0,
-            closing_ramp=strength,
-        )  # fmt: skip
-        ((_, ramp),) = spy.calls
-        assert (ramp is None) if strength == 0 else (ramp.strength == strength)

@@ -2,8 +2,9 @@
 the unfinished share, counted per continuation decoded.
 
 The rule itself (`sample_stop_strings`), its config key on every text method, and that each
-generator hands the resolved stop strings to its sampler (spies around the real samplers,
-tiny random models). That the samplers cut at any stop string is tested in
+generator hands the resolved stop strings, and the `method.closing_ramp` it builds, to its
+sampler (spies around the real samplers, tiny random models; the ramp itself:
+test_closing_ramp.py). That the samplers cut at any stop string is tested in
 test_text_sampling.py and test_corrsynth.py.
 """
 
@@ -39,6 +40,7 @@ from synthloom.methods.text.prompts import (
 from synthloom.methods.text.runner import run_generator, unfinished_share
 from synthloom.methods.text.sampling import Continuations
 from synthloom.models.tiny import tiny_causal_lm, tiny_encoder
+from synthloom.samplers.closing_ramp import ClosingRamp
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,15 +89,18 @@ SUMMARY_TAIL = 'brief", "tone": "calm", "topic": "films", "length": "short"'
 
 
 class StopSpy:
-    """Wraps a sampler; records the stop strings of every call, then runs the real one."""
+    """Wraps a sampler; records the stop strings and the closing ramp of every call, then
+    runs the real one."""
 
     def __init__(self, real) -> None:
         self.real = real
         self.stops: list[tuple[str, ...]] = []
+        self.ramps: list[ClosingRamp | None] = []
 
     def __call__(self, *args, **kwargs):
         stops = tuple(kwargs["stop_strings"])
         self.stops.append(stops)
+        self.ramps.append(kwargs.get("closing_ramp"))
         if stops == ("}",):  # SynAlign's attribute summary: a valid one (the tiny LM writes none)
             n = len(args[2])
             return Continuations([SUMMARY_TAIL] * n, [True] * n, n, 1, n)
@@ -139,7 +144,7 @@ def test_each_generator_passes_the_resolved_stops_to_its_sampler(
     assert sample_stops(ONE_PARAGRAPH, False) == {(CLOSE,)}
 
 
-def test_synthllm_samples_stop_at_a_blank_line_with_the_key(monkeypatch) -> None:
+def test_synthllm_samples_stop_at_a_blank_line_and_get_the_ramp_with_the_keys(monkeypatch) -> None:
     model, tokenizer = tiny_causal_lm(0)
     seeds = SeedDocuments(
         texts=["Solar panels charge the car battery.", "Grid news."],
@@ -147,18 +152,20 @@ def test_synthllm_samples_stop_at_a_blank_line_with_the_key(monkeypatch) -> None
         concepts=[["solar panels", "battery"], ["grid"]],
     )
     combos = [Combination(("battery", "grid"), 2, (0,), "pos")]
-    for setting, expected in [
-        ("auto", (CLOSE, BLANK_LINE, "\nConcepts:")),
-        (False, (CLOSE, "\nConcepts:")),
+    for setting, expected, strength in [
+        ("auto", (CLOSE, BLANK_LINE, "\nConcepts:"), 0.0),
+        (False, (CLOSE, "\nConcepts:"), 3.0),
     ]:
         spy = StopSpy(concepts_generate.sample_prompts)
         monkeypatch.setattr(concepts_generate, "sample_prompts", spy)
         generate_from_combinations(
             combos, seeds, model, tokenizer, output="labelled", task="notes", num_examples=1,
-            temperature=1.0, top_p=1.0, max_new_tokens=4, batch_size=2, seed=0,
-            paragraph_stop=setting,
+            temperature=1.0, top_p=1.0, max_new_tokens=10, batch_size=2, seed=0,
+            paragraph_stop=setting, closing_ramp=strength,
         )  # fmt: skip
         assert spy.stops == [expected]
+        (ramp,) = spy.ramps
+        assert ramp is None if strength == 0 else ramp.strength == strength
 
 
 def test_the_unfinished_share_counts_every_unfinished_reason_per_continuation() -> None:
@@ -181,3 +188,23 @@ def test_run_generator_reports_the_unfinished_share_of_what_it_decoded(box) -> N
     assert m["sampled"] == m["synalign_pool_size"] + unfinished + counts.get("empty", 0)
     assert m["sampled"] > len(frame) and unfinished > 0
     assert m["unfinished_share"] == pytest.approx(unfinished / m["sampled"])
+
+
+@pytest.mark.parametrize(("method", "module", "sampler", "extra"), GENERATORS)
+def test_each_generator_passes_the_closing_ramp_to_its_sampler(
+    monkeypatch, box, method, module, sampler, extra
+) -> None:
+    def sample_ramps(strength: float) -> set[ClosingRamp | None]:
+        spy = StopSpy(getattr(module, sampler))
+        with monkeypatch.context() as patch:
+            patch.setattr(module, sampler, spy)
+            config = {"name": method, "max_new_tokens": 8, "closing_ramp": strength, **extra}
+            build_text_generator(config).generate(ONE_PARAGRAPH, 2, models=box, seed=0)
+        # the samples' decoding (BARE's refinements have their own rule and no ramp)
+        ramps = [r for s, r in zip(spy.stops, spy.ramps, strict=True) if s[0] == CLOSE]
+        assert ramps, f"{method} never decoded a sample"
+        return set(ramps) if method != "bare" else {ramps[0]}
+
+    assert sample_ramps(0.0) == {None}  # off by default: the papers' decoding
+    (ramp,) = sample_ramps(2.5)
+    assert ramp.strength == 2.5 and ramp.start <= ramp.end <= 8 - 1
