@@ -34,11 +34,16 @@ def train_tabsyn_vae(
     generator.fit_vae(train, schema, seed=seed, **extras)
     generator.save_vae(run.out / "vae")
     vae = generator.training["vae"]
+    info = {"method": "tabsyn", "device": device, **generator.describe()}
+    for name, rule in info.get("derived_columns", {}).items():
+        run.log.info(
+            "tabsyn: %s = %s in every training row: written back, not modelled", name, rule
+        )
     return StageOutput(
         files={"vae": ("vae", None)},
         rows_in=len(train),
         metrics={"best_val_recon": vae["best_val_recon"], "epochs": vae["epochs"]},
-        info={"method": "tabsyn", "device": device, **generator.describe()},
+        info=info,
     )
 
 

@@ -125,6 +125,56 @@ def test_dequantised_ties_fill_their_cdf_stretch_and_decode_to_the_tied_value() 
     np.testing.assert_allclose(spread[~zeros], averaged[~zeros], atol=1e-6)
 
 
+def test_an_exact_linear_dependent_is_written_back_from_its_source() -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    minutes = rng.uniform(0, 350, n).round(1)
+    frame = pd.DataFrame(
+        {
+            "minutes": minutes,
+            "calls": rng.integers(0, 160, n).astype(float),
+            "charge": np.floor(17 * minutes + 0.5 + 1e-9) / 100,  # per minute, to the cent
+            "near": (0.17 * minutes + rng.normal(0, 0.05, n)).round(2),  # correlated, not exact
+            "status": np.where(rng.random(n) < 0.3, "bad", "good").astype(object),
+        }
+    )
+    schema = TableSchema(
+        columns=(
+            ColumnSchema("minutes", ColumnKind.NUMERIC),
+            ColumnSchema("calls", ColumnKind.NUMERIC, integer=True),
+            ColumnSchema("charge", ColumnKind.NUMERIC),
+            ColumnSchema("near", ColumnKind.NUMERIC),
+            ColumnSchema("status", ColumnKind.CATEGORICAL, categories=("bad", "good")),
+        ),
+        target="status",
+        task="classification",
+    )
+    assert ColumnCodec.fit(frame, schema).derived == {}  # off: every column modelled
+    codec = ColumnCodec.fit(frame, schema, derive_linear=True)
+    assert list(codec.derived) == ["charge"]  # `near` is off by more than its rounding
+    rule = codec.derived["charge"]
+    assert rule["source"] == "minutes" and rule["slope"] == pytest.approx(0.17, abs=1e-4)
+    assert codec.numeric == ["minutes", "calls", "near"]
+    x_num, x_cat = codec.encode(frame)
+    assert x_num.shape == (n, 3)
+    back = codec.decode(x_num, x_cat)
+    np.testing.assert_allclose(back["charge"], frame["charge"], atol=1e-9)
+    # generated scores: the identity holds in every row, inside the training range
+    fresh = codec.decode(rng.normal(0, 1.5, (50, 3)).astype(np.float32), x_cat[:50])
+    np.testing.assert_allclose(fresh["charge"], 0.17 * fresh["minutes"], atol=0.0051)
+    assert fresh["charge"].between(frame["charge"].min(), frame["charge"].max()).all()
+    again = ColumnCodec.from_dict(json.loads(json.dumps(codec.to_dict())))
+    assert again.decode(x_num, x_cat).equals(back)
+    # the target is never derived, even when it is an exact function of a feature
+    as_target = TableSchema(columns=schema.columns[:3], target="charge", task="regression")
+    assert (
+        ColumnCodec.fit(
+            frame[["minutes", "calls", "charge"]], as_target, derive_linear=True
+        ).derived
+        == {}
+    )
+
+
 def test_a_text_column_is_refused_with_the_column_and_the_fix() -> None:
     schema = TableSchema(
         columns=(
@@ -500,6 +550,36 @@ def test_all_categorical_and_all_numeric_tables_fit_and_sample() -> None:
     for frame, schema in ((cats, cat_schema), (nums, num_schema)):
         rows = TabSynGenerator(**TINY).fit(frame, schema, seed=0).sample(30, seed=0)
         assert list(rows.columns) == schema.names and rows.notna().all().all()
+
+
+def test_generated_rows_keep_an_exact_identity_and_the_model_saves_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    minutes = rng.uniform(0, 300, 150).round(1)
+    frame = pd.DataFrame(
+        {
+            "minutes": minutes,
+            "charge": np.floor(4.5 * minutes + 0.5 + 1e-9) / 100,  # 0.045 per minute
+            "plan": rng.choice(["a", "b"], 150).astype(object),
+        }
+    )
+    schema = TableSchema(
+        columns=(
+            ColumnSchema("minutes", ColumnKind.NUMERIC),
+            ColumnSchema("charge", ColumnKind.NUMERIC),
+            ColumnSchema("plan", ColumnKind.CATEGORICAL, categories=("a", "b")),
+        )
+    )
+    generator = TabSynGenerator(**TINY, derive_linear=True).fit(frame, schema, seed=0)
+    info = generator.describe()
+    assert info["latent_dim"] == 2 * 4  # minutes, plan: charge is written
+    assert info["derived_columns"] == {"charge": "0.045 x minutes + 0"}
+    rows = generator.sample(60, seed=1)
+    expected = np.floor(4.5 * rows["minutes"] + 0.5 + 1e-9) / 100
+    np.testing.assert_allclose(rows["charge"], expected, atol=1e-9)
+    generator.save(tmp_path / "model")
+    assert TabSynGenerator.load(tmp_path / "model").sample(60, seed=1).equals(rows)
+    paper = TabSynGenerator(**TINY, derive_linear=False).fit(frame, schema, seed=0)
+    assert paper.describe()["latent_dim"] == 3 * 4
 
 
 def test_an_all_constant_table_is_refused_with_the_fix() -> None:

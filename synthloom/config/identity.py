@@ -63,6 +63,7 @@ _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
     "tabsyn": {
         "class_conditional": False,
         "dequantize": False,
+        "derive_linear": False,
         "vae_norm": "post",
         "label_dropout": 0.0,
         "guidance_scale": 1.0,

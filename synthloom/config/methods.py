@@ -392,6 +392,13 @@ class TabSynConfig(StrictConfig):
         "its stretch of the quantile transform instead of one point, so the latent has no "
         "spike for the diffusion to smear (false: the paper, ties averaged)",
     )
+    derive_linear: bool = Field(
+        True,
+        description="a numeric column that is an exact linear function of an earlier one on "
+        "every training row, up to rounding (a charge billed per minute), is not modelled but "
+        "written back from the decoded source, so the identity holds in every row (ours; "
+        "false: every column modelled, the paper)",
+    )
     category_temperature: float = Field(
         1.0,
         ge=0,

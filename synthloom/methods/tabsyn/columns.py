@@ -20,7 +20,12 @@
 - categorical and boolean: an integer code per category, missing values as a category of
   their own (decoded back to a gap);
 - constant columns (one observed value and no gaps) are not modelled: they are written
-  back as that value.
+  back as that value;
+- exact linear dependents (ours, `derive_linear`): a numeric column b = s a + c of an
+  earlier numeric column a on every training row, up to the rounding of both (a charge
+  billed per minute; the test is `synthloom/linear_dependents.py`'s), is not modelled
+  either: it is written back as round(s a + c) from the decoded a, clipped to b's training
+  range, so the identity holds in every generated row and the VAE spends no token on it.
 A text column cannot be modelled: `fit` raises `DataError` naming it and the fix.
 """
 
@@ -35,6 +40,11 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from synthloom.errors import DataError
+from synthloom.linear_dependents import (
+    find_linear_dependents,
+    observed_decimals,
+    write_dependents,
+)
 from synthloom.methods.peers.frames import from_peer_frame, to_peer_frame
 from synthloom.metrics.mle import numeric_values
 from synthloom.schema import ColumnKind, TableSchema
@@ -88,7 +98,8 @@ class ColumnCodec:
 
     `numeric`: modelled numeric/datetime column names, in schema order; `categorical`:
     modelled categorical/boolean columns and the missingness indicators, each with its
-    category list; `constants`: column -> the value written back unchanged."""
+    category list; `constants`: column -> the value written back unchanged; `derived`:
+    column -> {source, slope, intercept, decimals, low, high}, written back from its source."""
 
     schema: TableSchema
     numeric: list[str] = field(default_factory=list)
@@ -100,6 +111,7 @@ class ColumnCodec:
     missing_rates: dict[str, float] = field(default_factory=dict)
     grids: dict[str, list[float]] = field(default_factory=dict)
     dequantize: bool = False
+    derived: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def fit(
@@ -109,10 +121,16 @@ class ColumnCodec:
         max_decimals: int = 6,
         max_grid_values: int = 64,
         dequantize: bool = False,
+        derive_linear: bool = False,
     ) -> ColumnCodec:
         frame = to_peer_frame(train, schema)
         codec = cls(schema, dequantize=dequantize)
+        if derive_linear:
+            codec.derived = find_linear_dependents(frame, schema, max_decimals)
         for col in schema.columns:
+            if col.name in codec.derived:
+                codec.decimals[col.name] = codec.derived[col.name]["decimals"]
+                continue
             values = frame[col.name]
             present = values.dropna()
             if col.kind is ColumnKind.TEXT:
@@ -139,7 +157,7 @@ class ColumnCodec:
                     codec.grids[col.name] = distinct.tolist()
                 codec.decimals[col.name] = (
                     0 if col.integer or col.kind is ColumnKind.DATETIME else
-                    _observed_decimals(observed, max_decimals)
+                    observed_decimals(observed, max_decimals)
                 )  # fmt: skip
                 if np.isnan(numbers).any():
                     flag = col.name + MISSING_SUFFIX
@@ -219,6 +237,7 @@ class ColumnCodec:
                 out[name] = pd.to_datetime(whole * 1_000_000_000, unit="ns")
             else:
                 out[name] = values
+        out.update(write_dependents(out, self.derived))
         for name in self.categorical:
             if _is_flag(name, self.schema):
                 continue
@@ -241,6 +260,7 @@ class ColumnCodec:
             "missing_rates": self.missing_rates,
             "grids": self.grids,
             "dequantize": self.dequantize,
+            "derived": self.derived,
         }
 
     @classmethod
@@ -256,6 +276,7 @@ class ColumnCodec:
             missing_rates=dict(d["missing_rates"]),
             grids={k: list(v) for k, v in d.get("grids", {}).items()},
             dequantize=bool(d.get("dequantize", False)),
+            derived={k: dict(v) for k, v in d.get("derived", {}).items()},
         )
 
 
@@ -272,14 +293,6 @@ def _snap(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     left = right - 1
     nearer_left = np.abs(values - grid[left]) <= np.abs(grid[right] - values)
     return np.where(nearer_left, grid[left], grid[right])
-
-
-def _observed_decimals(values: np.ndarray, limit: int) -> int | None:
-    """The fewest decimals (<= limit) that write every observed value exactly; None: more."""
-    for decimals in range(limit + 1):
-        if np.allclose(np.round(values, decimals), values, rtol=0, atol=1e-9 * max(1.0, 1.0)):
-            return decimals
-    return None
 
 
 def _json_value(value: Any) -> Any:

@@ -2,14 +2,16 @@
 
 Our implementation of TabSyn (Zhang et al. 2024, arXiv 2310.09656), not the authors' code:
 
-    fit:    codec = ColumnCodec.fit(train)                 (quantile-normal numbers, codes)
+    fit:    codec = ColumnCodec.fit(train)                 (quantile-normal numbers, codes;
+                                                            exact linear dependents set aside)
             VAE on (x_num, x_cat), beta 1e-2 -> 1e-5 on plateaus, best validation epoch
             z_i = mu(x_i) flattened to (n_columns * d_token,)
             EDM latent diffusion on {z_i} (shared with DiffLM: `train_latent_diffusion`)
     sample: z ~ Heun sampler; x_hat_num, logits = VAE.decode(z); categories drawn from
             softmax(logits / category_temperature) (0: argmax, the paper);
             calibrated scores (below); inverse quantile transform, rounding, gaps from
-            the missingness indicators
+            the missingness indicators, dependents written from their sources
+            (`derive_linear`, ours, on by default; false = the paper)
 
 Decoder calibration (ours; `calibrate_decoder`, on by default, false = the paper): an
 MSE-trained decoder shrinks uncertain numbers toward the mean, so even the training rows
@@ -177,6 +179,7 @@ class TabSynGenerator:
             max_decimals=c.max_decimals,
             max_grid_values=c.max_grid_values,
             dequantize=c.dequantize,
+            derive_linear=c.derive_linear,
         )
         if self.codec.n_modelled == 0:
             raise DataError(
@@ -735,6 +738,11 @@ class TabSynGenerator:
         if self.vae is not None:
             info["vae_parameters"] = sum(p.numel() for p in self.vae.parameters())
             info["latent_dim"] = self.vae.n_columns * self.vae.d_token
+        if self.codec is not None and self.codec.derived:
+            info["derived_columns"] = {  # written back from their source, not modelled
+                name: f"{rule['slope']:g} x {rule['source']} + {rule['intercept']:g}"
+                for name, rule in self.codec.derived.items()
+            }
         if self.training:
             curves = ("vae_history", "diffusion_history")
             info["training"] = {k: v for k, v in self.training.items() if k not in curves}
