@@ -10,9 +10,10 @@ an earlier numeric column a such that on every row
     |b - (s a + c)| <= 0.5 x 10^-decimals(b) + |s| x 0.5 x 10^-decimals(a)
 (the rounding both columns carry), with |corr(a, b)| >= 0.9999, and round(s a + c) equals
 b exactly on at least 95 % of the rows (b = 3a +- 1 is within an integer a's rounding, but
-not an identity); the slope is the least-squares slope shortened to the fewest significant
-digits that still fit (0.1699994 -> 0.17), and an intercept inside the rounding is 0. Neither column may have gaps or fewer
-than 3 distinct values, the target is never one of them, and a dependent is never a source.
+not an identity). The slope is the least-squares slope shortened to the fewest significant
+digits that still fit (0.1699994 -> 0.17), and an intercept inside the rounding is 0.
+Neither column may have gaps or fewer than 3 distinct values, the target is never one of
+them, and a dependent is never a source.
 `write_dependents(columns, rules)` returns each dependent as round(s a + c, decimals(b)),
 halves rounded away from zero (as a bill is), clipped to b's training range.
 """

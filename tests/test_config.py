@@ -178,5 +178,12 @@ PRE_DECODER_CALIBRATION_HASH = "4e8c8091396d20e9e855eefe0a5ddb8d488fbddff44e9a85
 
 
 def test_tabsyn_calibration_on_training_latents_keeps_the_run_ids_of_earlier_runs() -> None:
-    assert _hash_with(TABSYN, decoder_calibration="training") == PRE_DECODER_CALIBRATION_HASH
-    assert _hash_with(TABSYN) != PRE_DECODER_CALIBRATION_HASH  # generated: a new run
+    # derive_linear (2026-12-07, on by default) is a new run too; false is the earlier codec
+    earlier = {"decoder_calibration": "training", "derive_linear": False}
+    assert _hash_with(TABSYN, **earlier) == PRE_DECODER_CALIBRATION_HASH
+    assert _hash_with(TABSYN, derive_linear=False) != PRE_DECODER_CALIBRATION_HASH  # generated
+    assert _hash_with(TABSYN, decoder_calibration="training") != PRE_DECODER_CALIBRATION_HASH
+    assert _hash_with(TABSYN) not in (
+        PRE_DECODER_CALIBRATION_HASH,
+        _hash_with(TABSYN, derive_linear=False),
+    )
