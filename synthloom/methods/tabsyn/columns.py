@@ -128,8 +128,7 @@ class ColumnCodec:
         if derive_linear:
             codec.derived = find_linear_dependents(frame, schema, max_decimals)
         for col in schema.columns:
-            if col.name in codec.derived:
-                codec.decimals[col.name] = codec.derived[col.name]["decimals"]
+            if col.name in codec.derived:  # written from its source (decimals in the rule)
                 continue
             values = frame[col.name]
             present = values.dropna()
