@@ -24,12 +24,15 @@ input_embedding (injection),
 cyclical_beta, no_diffusion (z from N(0, I) instead of the latent diffusion),
 compact (keyless serialization), free_decoding (the paper's unconstrained decoding),
 paper_recipe (the paper's VAE training: random injector and latent init, encoder dropout,
-one constant learning rate; columns in the table's order), paper_optimizer (one learning
-rate for every parameter, constant, no warmup), schema_column_order,
+one constant learning rate; columns in the table's order; unconditional diffusion),
+paper_optimizer (one learning rate for every parameter, constant, no warmup),
+schema_column_order,
 number_digits_2 (numbers written at 2 significant digits), lora_r8 (rank-8 adapters on the
 decoder's attention), numeric_features (the latent heads also read the records' numbers),
 random_injector_init, random_latent_init, encoder_dropout,
-value_slots (the loss on value tokens only).
+value_slots (the loss on value tokens only), unconditional_diffusion (the paper's
+unconditional latent diffusion; the decoder writes the label), target_and_binary (the
+diffusion's class is the joint value of the target and the two-valued columns).
 Rows are printed as each run finishes.
 """
 
@@ -70,6 +73,7 @@ ABLATIONS = {
         "method.vae_warmup_steps=0",
         "method.column_order=schema",
         "method.encoder_numeric_features=false",
+        "method.class_conditional=false",
     ],
     "paper_optimizer": [
         "method.vae_head_lr=null",
@@ -84,6 +88,8 @@ ABLATIONS = {
     "random_latent_init": ["method.latent_init=random"],
     "encoder_dropout": ["method.encoder_dropout=true"],
     "value_slots": ["method.loss_tokens=values"],
+    "unconditional_diffusion": ["method.class_conditional=false"],
+    "target_and_binary": ["method.conditioning=target_and_binary"],
 }
 
 

@@ -128,6 +128,7 @@ def _difflm_stages(run: PipelineRun, seed: dict[str, Any]) -> dict[str, Any]:
         seed=ops.seed,
         device=ops.device,
         vae_files=file_refs(vae),
+        seed_files=file_refs(seed),
     )
     generated = recorder.run(
         "generate",

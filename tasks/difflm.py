@@ -15,12 +15,14 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from prefect.exceptions import MissingContextError
 
 from synthloom.artifacts import atomic_write_json, read_table, write_table
 from synthloom.conditions import check_conditions, shard_conditions
+from synthloom.latent_classes import LatentClasses, counts_per_shard
 from synthloom.methods.difflm.diagnostics import reconstruction_report, restore_metric_names
 from synthloom.methods.difflm.fit import (
     encode_means,
@@ -30,7 +32,10 @@ from synthloom.methods.difflm.fit import (
     resolve_max_record_tokens,
 )
 from synthloom.methods.difflm.generate import (
-    generate_conditioned_rows,
+    BalancedLatents,
+    class_groups,
+    condition_groups,
+    generate_grouped_rows,
     generate_valid_rows,
     merge_generation_stats,
     record_constraint,
@@ -47,7 +52,6 @@ from synthloom.schema import TableSchema
 from synthloom.serialize import (
     KEY_ALIASES,
     alias_names,
-    column_key,
     record_schema,
     restore_names,
     serialize_table,
@@ -56,6 +60,16 @@ from tasks.runtime import StageOutput, StageRun, stage, stage_progress
 from tasks.sharding import run_shards, shard_key, shard_sizes
 
 DECODING = "decoding.json"  # train_vae: {"max_record_tokens": the limit it trained with}
+CLASSES = "classes.json"  # train_diffusion, beside the weights: the LatentClasses it learnt
+
+
+def load_latent_classes(diffusion_dir: str | Path) -> LatentClasses | None:
+    """The classes a class-conditional diffusion was trained on; None for an unconditional
+    one (or the no-diffusion ablation)."""
+    path = Path(diffusion_dir) / CLASSES
+    if not path.is_file():
+        return None
+    return LatentClasses.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def records_schema(schema: TableSchema, method: dict[str, Any]) -> TableSchema:
@@ -211,13 +225,43 @@ def train_diffusion_stage(
     seed: int,
     device: str,
     vae_files: dict[str, dict[str, Any]],
+    seed_files: dict[str, dict[str, Any]],
 ) -> StageOutput:
-    """EDM denoiser on the normalised latent means (skipped in the no-diffusion ablation)."""
+    """EDM denoiser on the normalised latent means (skipped in the no-diffusion ablation).
+    With `method.class_conditional` and a categorical or boolean target, the denoiser is
+    conditioned on each training record's class (`synthloom.latent_classes`), written
+    beside its weights as classes.json."""
     means = pd.read_parquet(vae_files["latents"]["path"]).to_numpy()
     if not method["diffusion"]:
         atomic_write_json({"diffusion": False}, run.out / "disabled.json")
         run.log.info("method.diffusion is false: latents will be drawn from N(0, I)")
         return StageOutput(files={"diffusion": ("disabled.json", None)}, rows_in=len(means))
+    classes, labels = None, None
+    if method["class_conditional"]:
+        train, schema = read_table(seed_files["train"]["path"])
+        fitted = LatentClasses.fit(train, schema, method["conditioning"])
+        if fitted is None:
+            run.log.info(
+                "method.class_conditional: the table has no categorical or boolean target "
+                "without missing values, so the diffusion is unconditional"
+            )
+        else:
+            classes, labels = fitted
+            if len(labels) != len(means):
+                raise RuntimeError(
+                    f"{len(means)} training latents but {len(labels)} training rows: the "
+                    "train_vae stage's latents do not match the ingest split. Fix: rerun "
+                    "from train_vae (synthloom rerun RUN_ID --from train_vae)."
+                )
+            run.log.info(
+                "class-conditional diffusion on %s: %d classes (%s)",
+                ", ".join(classes.columns),
+                len(classes),
+                ", ".join(
+                    f"{'|'.join(v)} {n}"
+                    for v, n in zip(classes.values, classes.counts, strict=True)
+                ),
+            )
     config = LatentDiffusionConfig(
         hidden=method["diffusion_hidden"],
         epochs=1_000_000,  # bounded by max_steps and early stopping
@@ -225,6 +269,8 @@ def train_diffusion_stage(
         batch_size=method["diffusion_batch_size"],
         sampler_steps=method["sampler_steps"],
         seed=seed,
+        n_classes=0 if classes is None else len(classes),
+        label_dropout=0.0 if classes is None else method["label_dropout"],
     )
     history: dict[str, list] = {"diffusion_loss": []}
 
@@ -240,6 +286,7 @@ def train_diffusion_stage(
         log=log,
         checkpoint=run.checkpoint_dir / "diffusion.pt",
         checkpoint_seconds=method["checkpoint_seconds"],
+        labels=labels,
     )
     if model.training["resumed_from_epoch"]:
         run.log.info(
@@ -247,6 +294,8 @@ def train_diffusion_stage(
             model.training["resumed_from_epoch"],
         )
     model.save(run.out / "diffusion")
+    if classes is not None:
+        atomic_write_json(classes.to_dict(), run.out / "diffusion" / CLASSES)
     atomic_write_json(history, run.out / "history.json")
     last = history["diffusion_loss"][-1][1] if history["diffusion_loss"] else float("nan")
     return StageOutput(
@@ -323,19 +372,22 @@ def decode_shard(
     max_attempts: int,
     sizes: tuple[int, ...],
     conditions: list[dict[str, dict[str, int]]] | None,
+    class_counts: list[list[int]] | None,
     index: int,
     seed: int,
     rows: int,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Shard function: `rows` valid rows from latents seeded by `seed`, with this shard's
     share of the attempt budget, ceil(max_attempts * rows / sum(sizes)), and its share of
-    `generate.conditions` when given (`conditions[index]`); logs progress after every
-    decoding batch. `schema_json`: the schema in record order."""
+    `generate.conditions` when given (`conditions[index]`, by column name) or of the
+    class-conditional diffusion's classes (`class_counts[index]`: rows per class); logs
+    progress after every decoding batch. `schema_json`: the schema in record order."""
     method = json.loads(method_json)
     model_key = (device, model_cache, *vae, *diffusion)
     vae_model, models, diffusion_model, torch_device = _load_decoding_models(
         method_json, *model_key
     )
+    classes = load_latent_classes(diffusion[0]) if diffusion_model is not None else None
     total = sum(sizes)
     common = {
         "max_attempts": max(1, math.ceil(max_attempts * rows / total)),
@@ -344,16 +396,21 @@ def decode_shard(
         "progress": _shard_progress(total, sum(sizes[:index])),
     }
     schema = TableSchema.from_json(schema_json)
+    groups = None
     if conditions:
         ((column, quotas),) = conditions[index].items()
-        frame, texts, stats = generate_conditioned_rows(
+        groups = condition_groups(schema, column, quotas, classes)
+    elif class_counts and classes is not None:
+        force = method["constrained"] and method["serialization"] in ("json", "compact")
+        groups = class_groups(schema, classes, class_counts[index], force=force)
+    if groups is not None:
+        frame, texts, stats = generate_grouped_rows(
             vae_model,
             models,
             diffusion_model,
             schema,
             method,
-            column=column,
-            quotas=quotas,
+            groups=groups,
             constraint_for=lambda sub: _decoding_constraint(method_json, sub.to_json(), *model_key),
             **common,
         )
@@ -411,8 +468,15 @@ def generate_records(
     conditions = generate["conditions"]
     if conditions:
         column, quotas = check_conditions(conditions, schema, total)
-        conditions = shard_conditions(
-            {column_key(written, column): {str(k): int(n) for k, n in quotas.items()}}, sizes
+        conditions = shard_conditions({column: {str(k): int(n) for k, n in quotas.items()}}, sizes)
+    classes = load_latent_classes(diffusion_files["diffusion"]["path"])
+    class_counts = None
+    if classes is not None and not conditions:
+        balance = classes.balanced(total)
+        class_counts = counts_per_shard(balance, sizes)
+        run.log.info(
+            "classes drawn in the training balance: %s",
+            ", ".join(f"{'|'.join(v)} {n}" for v, n in zip(classes.values, balance, strict=True)),
         )
     start = time.perf_counter()
     shards = run_shards(
@@ -432,11 +496,15 @@ def generate_records(
             generate["max_attempts"] or 5 * total,
             tuple(sizes),
             conditions or None,
+            class_counts,
         ),
         progress=stage_progress("generate", total, "rows"),
     )
     frame = restore_names(shards.frame("synthetic"), written)
     frame = frame.reindex(columns=schema.names)
+    if class_counts:  # the shards hold the classes one after another: mix them (seeded)
+        order = np.random.default_rng([seed, 13]).permutation(len(frame))
+        frame = frame.iloc[order].reset_index(drop=True)
     texts = shards.frame("generations")
     write_table(frame, run.out / "synthetic.parquet", schema)
     texts.to_parquet(run.out / "generations.parquet")
@@ -488,6 +556,10 @@ def reconstruction_stage(
         diffusion_files["diffusion"]["sha256"],
     )
     vae, models, diffusion, torch_device = _load_decoding_models(method_json, *model_key)
+    classes = load_latent_classes(diffusion_files["diffusion"]["path"])
+    if classes is not None and diffusion is not None:
+        # latents in the training balance, guided as generate guides them
+        diffusion = BalancedLatents(diffusion, classes, method["guidance_scale"])
     records, _ = read_table(record_files["records"]["path"])
     validation, schema = read_table(seed_files["validation"]["path"])
     schema = records_schema(schema, method)  # how the records are written

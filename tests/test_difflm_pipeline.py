@@ -100,6 +100,16 @@ def test_difflm_stages_run_and_account_for_every_attempt(tmp_path, mixed_table, 
     assert m["generate_valid_rate"] == pytest.approx(valid / m["generate_attempts"])
     assert m["generate_attempts"] == 32 or valid >= 8  # budget spent, or enough valid rows
     assert summary["stages"][list(DIFFLM_STAGES).index("generate")]["shards"] == 1  # 16 rows
+    # class_conditional (the default): the diffusion learnt the target's classes, and every
+    # record was decoded with its target slot forced to its latent's class
+    classes = json.loads((run_dir / "train_diffusion" / "diffusion" / "classes.json").read_text())
+    assert classes["columns"] == ["status"] and classes["values"] == [["bad"], ["good"]]
+    assert sum(classes["counts"]) == train_rows
+    done = generations[generations["valid"]]
+    assert len(done) and all(
+        json.loads(text)[0] == tag
+        for text, tag in zip(done["text"], done["condition"], strict=True)
+    )
 
     # the reconstruction diagnostic: 12 train + 12 validation records, greedy and sampled
     for split in ("train", "validation"):
@@ -189,11 +199,15 @@ def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_che
         number_digits=1,
         decoder_lora_rank=2,
         encoder_numeric_features=True,
+        class_conditional=False,
     )
     assert main(["run", str(path)]) == 0
     summary = run_summary(path)
     assert all(s["status"] in ("completed", "skipped") for s in summary["stages"])
     run_dir = Path(summary["artifact_dir"])
+    # class_conditional false: the paper's unconditional diffusion, no forced slot
+    assert not (run_dir / "train_diffusion" / "diffusion" / "classes.json").exists()
+    assert "condition" not in pd.read_parquet(run_dir / "generate" / "generations.parquet")
     vae_config = json.loads((run_dir / "train_vae" / "vae" / "vae_config.json").read_text())
     assert len(vae_config["vae"]["anchor_ids"]) == 2  # num_prompts
     assert vae_config["vae"]["residual_scale"] == 0.1
@@ -325,3 +339,26 @@ def test_difflm_on_documents(tmp_path, tiny_checkpoints, source, suite, expected
     assert rates and all(0.0 <= metrics[k] <= 1.0 for k in rates)
     # raw records: every non-empty generation parses, so the budget is not the limit
     assert summary["metrics"]["generate_valid_rate"] > 0
+
+
+def test_difflm_guidance_needs_a_null_class():
+    with pytest.raises(ValidationError, match="set label_dropout > 0"):
+        PipelineConfig.model_validate(
+            {
+                "data": {"source": "x.csv", "target": "y"},
+                "method": {"name": "difflm", "label_dropout": 0.0, "guidance_scale": 2.0},
+                "generate": {"num_rows": 2},
+            }
+        )
+    method = PipelineConfig.model_validate(
+        {
+            "data": {"source": "x.csv", "target": "y"},
+            "method": {"name": "difflm"},
+            "generate": {"num_rows": 2},
+        }
+    ).method
+    assert (method.class_conditional, method.label_dropout, method.guidance_scale) == (
+        True,
+        0.1,
+        2.0,
+    )

@@ -55,6 +55,10 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "encoder_numeric_features": False,
     "checkpoint_seconds": 120.0,  # where the state is saved, never what is computed
     "vae_dtype": "float32",  # what every CPU run trained in before the key existed
+    "class_conditional": False,
+    "conditioning": "target",
+    "label_dropout": 0.0,
+    "guidance_scale": 1.0,
 }
 
 # The same for the other methods' keys added after runs existed.

@@ -218,6 +218,35 @@ class DiffLMConfig(StrictConfig):
     diffusion_hidden: int = Field(512, gt=0, description="denoiser width (TabSyn: 1024)")
     diffusion_batch_size: int = Field(256, gt=0)
     sampler_steps: int = Field(50, gt=0)
+    class_conditional: bool = Field(
+        True,
+        description="condition the latent diffusion on each training record's class (the "
+        "target's value; see conditioning), draw the classes in the training balance (or "
+        "in generate.conditions' exact counts) and force the record's class slots to the "
+        "drawn values through the grammar, so the label comes from the latent the encoder "
+        "put it in rather than from the decoder's reading of it (false: the paper's "
+        "unconditional diffusion; ignored without a categorical or boolean target)",
+    )
+    conditioning: Literal["target", "target_and_binary"] = Field(
+        "target",
+        description="with class_conditional: the class is the target's value, or the joint "
+        "value of the target and the two-valued columns (taken in schema order while at "
+        "most 64 joint values occur)",
+    )
+    label_dropout: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="class-conditional diffusion: share of training labels replaced by a "
+        "null class, so the denoiser also learns p(z) and guidance can contrast the two",
+    )
+    guidance_scale: float = Field(
+        2.0,
+        gt=0,
+        description="classifier-free guidance of the class-conditional diffusion: sample "
+        "with D_null + w (D_class - D_null), which moves each latent toward where its class "
+        "is likely; 1: the conditional model alone. != 1 needs label_dropout > 0",
+    )
     temperature: float = Field(
         1.0,
         ge=0,
@@ -258,6 +287,16 @@ class DiffLMConfig(StrictConfig):
         description="reconstruction stage: training and validation records decoded from "
         "their own latent (greedy and sampled) and scored against the originals; 0 = off",
     )
+
+    @model_validator(mode="after")
+    def _guidance_needs_a_null_class(self) -> DiffLMConfig:
+        if self.guidance_scale != 1.0 and self.label_dropout <= 0:
+            raise ValueError(
+                f"guidance_scale {self.guidance_scale} contrasts the class-conditional "
+                "diffusion with its null class, which label_dropout 0 never trains. Fix: "
+                "set label_dropout > 0 (e.g. 0.1), or guidance_scale: 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _aliases_need_keys(self) -> DiffLMConfig:

@@ -17,16 +17,18 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from synthloom.latent_classes import LatentClasses
 from synthloom.methods.difflm.decode import DecodeResult, decode_records
 from synthloom.methods.difflm.grammar import RecordGrammar, TokenConstraint
 from synthloom.schema import TableSchema
-from synthloom.serialize import condition_schema, dequantize_numbers, parse_record
+from synthloom.serialize import column_key, condition_schema, dequantize_numbers, parse_record
 
 
 def sample_latents(diffusion: Any | None, n: int, latent_dim: int, seed: int) -> np.ndarray:
@@ -173,47 +175,140 @@ def generate_valid_rows(
     return rows, pd.DataFrame(texts), stats
 
 
-def generate_conditioned_rows(
+@dataclass(frozen=True)
+class RowGroup:
+    """`count` rows decoded under the record grammar in which each slot of `forced`
+    ({record key: value}) admits that value alone, from latents of class `label` of a
+    class-conditional diffusion (None: the diffusion as it is); `tag` names the group in
+    the generated texts' `condition` column."""
+
+    forced: dict[str, str]
+    count: int
+    label: int | None
+    tag: str
+
+
+def usable_guidance(diffusion: Any, guidance_scale: float) -> float:
+    """`guidance_scale` where the diffusion learnt a null class (label_dropout > 0), else 1:
+    a model trained without one has nothing to contrast its classes with."""
+    config = getattr(diffusion, "config", None)
+    return guidance_scale if getattr(config, "label_dropout", 0.0) > 0 else 1.0
+
+
+class ClassLatents:
+    """z ~ p(z | c) for one class c of a class-conditional latent diffusion, guided at
+    `guidance_scale` (`usable_guidance`), with the diffusion's `sample(n, seed=...)`
+    signature (what `sample_latents` calls)."""
+
+    def __init__(self, diffusion: Any, label: int, guidance_scale: float = 1.0) -> None:
+        self.diffusion, self.label = diffusion, label
+        self.guidance = usable_guidance(diffusion, guidance_scale)
+
+    def sample(self, n: int, *, seed: int) -> np.ndarray:
+        labels = np.full(n, self.label, np.int64)
+        return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=self.guidance)
+
+
+class BalancedLatents:
+    """z from a class-conditional latent diffusion with the n classes laid out in the
+    training balance (`LatentClasses.balanced`) and shuffled by the seed, guided as
+    `ClassLatents`: what generation draws, for the reconstruction diagnostic's latents."""
+
+    def __init__(self, diffusion: Any, classes: LatentClasses, guidance_scale: float = 1.0):
+        self.diffusion, self.classes = diffusion, classes
+        self.guidance = usable_guidance(diffusion, guidance_scale)
+
+    def sample(self, n: int, *, seed: int) -> np.ndarray:
+        counts = self.classes.balanced(n)
+        labels = np.repeat(np.arange(len(counts)), counts)
+        labels = np.random.default_rng([seed, 104729]).permutation(labels)
+        return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=self.guidance)
+
+
+def class_groups(
+    schema: TableSchema, classes: LatentClasses, counts: Any, *, force: bool = True
+) -> list[RowGroup]:
+    """One group per class c with counts[c] rows, its class columns forced to the class's
+    values (`schema`: the record schema, for the keys); `force` false leaves the slots free
+    (decoding without the grammar: the class conditions the latents alone)."""
+    groups = []
+    for c in range(len(classes)):
+        values = classes.assignment(c)
+        forced = {column_key(schema, k): v for k, v in values.items()} if force else {}
+        groups.append(RowGroup(forced, int(counts[c]), c, "|".join(values.values())))
+    return groups
+
+
+def condition_groups(
+    schema: TableSchema,
+    column: str,
+    quotas: dict[str, int],
+    classes: LatentClasses | None = None,
+) -> list[RowGroup]:
+    """Groups giving `column` (a table column name) value v exactly quotas[v] times. Without
+    classes: one group per value. With classes holding `column`: each value's count split
+    over the classes holding it (`LatentClasses.quotas_for`). With classes not holding it:
+    each value's count laid out over the classes in the training balance, the column forced
+    beside the class's values."""
+    key = column_key(schema, column)
+    if classes is None:
+        return [RowGroup({key: str(v)}, int(n), None, str(v)) for v, n in quotas.items()]
+    if column in classes.columns:
+        groups = class_groups(schema, classes, classes.quotas_for(column, quotas))
+        position = classes.columns.index(column)
+        return [replace(g, tag=classes.values[g.label][position]) for g in groups]
+    groups = []
+    for value, n in quotas.items():
+        for g in class_groups(schema, classes, classes.balanced(max(int(n), 0))):
+            groups.append(replace(g, forced={**g.forced, key: str(value)}, tag=str(value)))
+    return groups
+
+
+def generate_grouped_rows(
     vae: Any,
     models: Any,
     diffusion: Any | None,
     schema: TableSchema,
     method: dict[str, Any],
     *,
-    column: str,
-    quotas: dict[str, int],
+    groups: list[RowGroup],
     max_attempts: int,
     seed: int,
     device: torch.device,
     progress: Callable[[int, int, float], None] = lambda done, tried, rate: None,
     constraint_for: Callable[[TableSchema], TokenConstraint | None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Exactly `quotas[v]` rows with `column` == v for each value v (fewer only when the
-    attempt budget runs out): for each v, `generate_valid_rows` under the record grammar in
-    which `column`'s slot admits v alone (`serialize.condition_schema`), with seed
-    SeedSequence([seed, j]) for the j-th value and attempts in proportion to its count. The
-    latents come from the unconditional diffusion; the forced slot (written first with
-    `column_order: target_first`) is what conditions the rest of the record. Rows are
-    shuffled (seeded); texts gain a `condition` column; stats add up as in one call.
+    """Each group's `count` rows (fewer only when the attempt budget runs out): for group j,
+    `generate_valid_rows` under the record grammar with the group's slots forced
+    (`serialize.condition_schema`), from latents of its class (`ClassLatents`) or the
+    diffusion as it is, with seed SeedSequence([seed, j]) and attempts in proportion to its
+    count. The forced slots (the target written first with `column_order: target_first`)
+    are what the decoder conditions the rest of the record on. Rows are shuffled (seeded);
+    texts gain a `condition` column (the group's tag); stats add up as in one call.
     `constraint_for(schema)`: a cache of record constraints (None builds each here)."""
-    total = sum(quotas.values())
+    total = sum(g.count for g in groups)
     parts, texts, stats = [], [], []
     done_before = 0
-    for j, (value, count) in enumerate(quotas.items()):
-        if count <= 0:
+    for j, group in enumerate(groups):
+        if group.count <= 0:
             continue
-        sub = condition_schema(schema, column, str(value))
+        sub = schema
+        for key, value in group.forced.items():
+            sub = condition_schema(sub, key, value)
         constraint = (
             constraint_for(sub) if constraint_for else record_constraint(sub, method, models)
         )
+        latents = diffusion
+        if group.label is not None and diffusion is not None:
+            latents = ClassLatents(diffusion, group.label, method["guidance_scale"])
         rows, generated, stat = generate_valid_rows(
             vae,
             models,
-            diffusion,
+            latents,
             sub,
             method,
-            num_rows=count,
-            max_attempts=max(1, math.ceil(max_attempts * count / total)),
+            num_rows=group.count,
+            max_attempts=max(1, math.ceil(max_attempts * group.count / total)),
             seed=int(np.random.SeedSequence([seed, j]).generate_state(1)[0]),
             device=device,
             progress=lambda done, tried, rate, base=done_before: progress(base + done, tried, rate),
@@ -221,12 +316,12 @@ def generate_conditioned_rows(
         )
         done_before += len(rows)
         parts.append(rows)
-        texts.append(generated.assign(condition=str(value)))
+        texts.append(generated.assign(condition=group.tag))
         stats.append(stat)
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=schema.names)
     order = np.random.default_rng([seed, 11]).permutation(len(rows))
     rows = rows.iloc[order].reset_index(drop=True)
-    seconds = sum(s["seconds"] for s in stats)  # the values are decoded one after another
+    seconds = sum(s["seconds"] for s in stats)  # the groups are decoded one after another
     texts = pd.concat(texts, ignore_index=True) if texts else pd.DataFrame()
     return rows, texts, merge_generation_stats(stats, len(rows), seconds)
 

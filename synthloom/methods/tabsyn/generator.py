@@ -75,6 +75,7 @@ from safetensors.torch import load_file, save_file
 
 from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
+from synthloom.latent_classes import largest_remainders
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
     LatentDiffusionModel,
@@ -396,7 +397,7 @@ class TabSynGenerator:
                 )
             # "target" keeps a class for an unseen target value: its one row, count 0
             weights = counts[classes] if counts[classes].sum() > 0 else np.ones(len(classes))
-            labels.append(np.repeat(classes, _largest_remainders(weights, n)))
+            labels.append(np.repeat(classes, largest_remainders(weights, n)))
         joined = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
         return np.random.default_rng([seed, 104729]).permutation(joined)
 
@@ -460,7 +461,7 @@ class TabSynGenerator:
         None for an unconditional model."""
         if not self.label_columns:
             return None
-        quota = _largest_remainders(np.asarray(self.label_counts, dtype=np.float64), n)
+        quota = largest_remainders(np.asarray(self.label_counts, dtype=np.float64), n)
         labels = np.repeat(np.arange(len(quota)), quota)
         return np.random.default_rng([seed, 104729]).permutation(labels)
 
@@ -760,16 +761,6 @@ def _category_codes(
     u = rng.random((len(probs), 1))
     codes = (probs.cumsum(axis=1) < u).sum(axis=1)
     return torch.as_tensor(np.minimum(codes, probs.shape[1] - 1), dtype=torch.long)
-
-
-def _largest_remainders(counts: np.ndarray, n: int) -> np.ndarray:
-    """n split in proportion to `counts` (int64, summing to n): floors, then one more to
-    the largest remainders (ties to the earlier index)."""
-    exact = n * counts / counts.sum()
-    quota = np.floor(exact).astype(np.int64)
-    order = np.argsort(-(exact - quota), kind="stable")
-    quota[order[: n - int(quota.sum())]] += 1
-    return quota
 
 
 def _saved_params(config: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""DiffLM: how the latents are drawn, paired on ONE trained VAE (issue 17).
+
+For a finished DiffLM run (its `train_vae` output, ingest splits and config), each variant
+trains its own latent diffusion on the run's training latents and decodes `--rows` rows
+from the SAME VAE, so the VAE's run-to-run noise (a time-budgeted VAE is not
+bit-reproducible) drops out of the comparison:
+
+- `uncond`: the paper's unconditional diffusion; the decoder writes every slot;
+- `forced`: the unconditional diffusion, the target slot forced to a label drawn in the
+  training balance (what `generate.conditions` did before the class-conditional diffusion);
+- `cond`: a class-conditional diffusion without a null class, the target slot forced;
+- a number w: a class-conditional diffusion with `label_dropout` 0.1 sampled at guidance
+  scale w (1 = no guidance), the target slot forced (the default since 2026-12-07: w = 2).
+
+Each variant's rows are scored by MLE (the run's `evaluate.mle_grid`, XGBoost seeds 0-2) on
+the validation split (choose with it) and on the test split (report it), and by shape and
+pair-trend error against the test split; rows are written to `--out`. Prints one JSON line
+per variant.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/difflm_latent_conditioning.py \\
+        data/runs/bench_churn-difflm-<id> --rows 500 --variants uncond cond 1 1.5 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a finished DiffLM run (data/runs/<id>)")
+    parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--variants", nargs="+", default=["uncond", "cond", "2"])
+    parser.add_argument("--model-cache", type=Path, default=REPO / "data" / "models")
+    parser.add_argument("--out", type=Path, default=None, help="where the rows go")
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+    import torch
+
+    from synthloom.artifacts import read_table
+    from synthloom.latent_classes import LatentClasses
+    from synthloom.methods.difflm.fit import load_base_models, load_trained_vae
+    from synthloom.methods.difflm.generate import (
+        class_groups,
+        generate_grouped_rows,
+        generate_valid_rows,
+        record_constraint,
+    )
+    from synthloom.methods.difflm.latent_diffusion import (
+        LatentDiffusionConfig,
+        train_latent_diffusion,
+    )
+    from synthloom.metrics.mle import mle_scores
+    from synthloom.metrics.quality import column_quality
+    from synthloom.serialize import restore_names
+    from tasks.difflm import records_schema
+
+    run = args.run_dir
+    config = json.loads((run / "config.json").read_text())
+    method = config["method"] | json.loads((run / "train_vae" / "decoding.json").read_text())
+    method.setdefault("guidance_scale", 1.0)
+    seed = config["run"]["seed"]
+    device = torch.device("cpu")
+    dtype = torch.bfloat16 if method["bf16"] else torch.float32
+    models = load_base_models(method, device, args.model_cache, decoder_dtype=dtype)
+    vae = load_trained_vae(run / "train_vae" / "vae", models)
+    train, schema = read_table(run / "ingest" / "train.parquet")
+    test, _ = read_table(run / "ingest" / "test.parquet")
+    validation, _ = read_table(run / "ingest" / "validation.parquet")
+    written = records_schema(schema, method)
+    fitted = LatentClasses.fit(train, schema, "target")
+    if fitted is None:
+        parser.error("the run's table has no categorical or boolean target to condition on")
+    classes, labels = fitted
+    latents = pd.read_parquet(run / "train_vae" / "latents.parquet").to_numpy()
+    out = args.out or run / "latent_conditioning"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def diffusion(**extra: Any) -> Any:
+        cfg = LatentDiffusionConfig(
+            hidden=method["diffusion_hidden"],
+            epochs=1_000_000,
+            max_steps=method["diffusion_steps"],
+            batch_size=method["diffusion_batch_size"],
+            sampler_steps=method["sampler_steps"],
+            seed=seed,
+            **extra,
+        )
+        return train_latent_diffusion(latents, cfg, device=device, labels=labels if extra else None)
+
+    models_cache: dict[str, Any] = {}
+    common = {"max_attempts": 5 * args.rows, "seed": seed, "device": device}
+    for variant in args.variants:
+        start = time.perf_counter()
+        if variant in ("uncond", "forced"):
+            model = models_cache.setdefault("uncond", diffusion())
+            if variant == "uncond":
+                constraint = record_constraint(written, method, models)
+                rows, _, _ = generate_valid_rows(
+                    vae, models, model, written, method, num_rows=args.rows,
+                    constraint=constraint, **common,
+                )  # fmt: skip
+            else:
+                groups = [  # the class slot forced, the latents unconditional
+                    replace(g, label=None)
+                    for g in class_groups(written, classes, classes.balanced(args.rows))
+                ]
+                rows, _, _ = generate_grouped_rows(
+                    vae, models, model, written, method, groups=groups, **common
+                )
+        else:
+            if variant == "cond":
+                model = models_cache.setdefault("cond", diffusion(n_classes=len(classes)))
+                scale = 1.0
+            else:
+                model = models_cache.setdefault(
+                    "null", diffusion(n_classes=len(classes), label_dropout=0.1)
+                )
+                scale = float(variant)
+            groups = class_groups(written, classes, classes.balanced(args.rows))
+            rows, _, _ = generate_grouped_rows(
+                vae, models, model, written, method | {"guidance_scale": scale},
+                groups=groups, **common,
+            )  # fmt: skip
+        seconds = time.perf_counter() - start
+        frame = restore_names(rows, written).reindex(columns=schema.names)
+        frame = frame.astype({c: train[c].dtype for c in frame.columns}, errors="ignore")
+        frame.to_parquet(out / f"{variant}.parquet")
+        result: dict[str, Any] = {"run": run.name, "seed": seed, "variant": variant}
+        result |= {"rows": len(frame), "decode_s": round(seconds)}
+        for split, real in (("validation", validation), ("test", test)):
+            scores = mle_scores(
+                frame, real, schema, seeds=(0, 1, 2), grid=config["evaluate"]["mle_grid"]
+            )
+            key = "mle_auc_mean" if "mle_auc_mean" in scores else "mle_rmse_mean"
+            result[f"{split}_{key.removesuffix('_mean')}"] = round(scores[key], 4)
+        quality = column_quality(test, frame, schema)
+        result["shape_pct"] = round(quality["column_shape_error_pct"], 2)
+        result["trend_pct"] = round(quality["pair_trend_error_pct"], 2)
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

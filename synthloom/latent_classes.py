@@ -1,0 +1,159 @@
+"""Latent classes: the values a class-conditional latent diffusion is conditioned on.
+
+A class is one joint value of a table's class columns: the target (a categorical or boolean
+column), and with conditioning "target_and_binary" also the two-valued columns, taken in
+schema order while the joint values seen in training stay at most `limit` (so a table of
+many flags does not give each row a class of its own). Only the joint values seen in the
+training rows are classes; a column with a missing value in training is never a class
+column (a class fixes its column's value, and a forced value is never null).
+
+Sampling lays out n classes in the training balance by largest remainders
+(`largest_remainders`): class c gets floor(n p_c), and the rows left over go to the largest
+remainders n p_c - floor(n p_c), ties to the earlier class. Exact counts of one column's
+values (`generate.conditions`) split each value's count over the classes holding it, in
+their training proportions, the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthloom.errors import DataError
+from synthloom.schema import ColumnKind, TableSchema
+
+CLASS_LIMIT = 64  # target_and_binary: joint values the diffusion learns at most
+
+
+def largest_remainders(counts: np.ndarray, n: int) -> np.ndarray:
+    """n split in proportion to `counts` (int64, summing to n): floors, then one more to
+    the largest remainders (ties to the earlier index)."""
+    exact = n * counts / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - quota), kind="stable")
+    quota[order[: n - int(quota.sum())]] += 1
+    return quota
+
+
+def counts_per_shard(counts: np.ndarray, sizes: list[int]) -> list[list[int]]:
+    """Rows per class for each shard of `sizes` rows, the classes laid out one after the
+    other (class 0's rows fill the first shards, then class 1's, ...): a shard holds one
+    class, or two where a class ends, so it decodes in one or two batches rather than one
+    per class. Each class's counts add up to counts[c]; sum(counts) must equal sum(sizes)."""
+    if int(np.sum(counts)) != sum(sizes):
+        raise ValueError(f"class counts sum to {int(np.sum(counts))}, shards to {sum(sizes)}")
+    left = [int(c) for c in counts]
+    shards, c = [], 0
+    for size in sizes:
+        row = [0] * len(left)
+        while size > 0:
+            while left[c] == 0:
+                c += 1
+            take = min(size, left[c])
+            row[c] += take
+            left[c] -= take
+            size -= take
+        shards.append(row)
+    return shards
+
+
+@dataclass(frozen=True)
+class LatentClasses:
+    """`columns` (the class columns, target first), `values` (one tuple of those columns'
+    values per class, as strings) and `counts` (training rows per class)."""
+
+    columns: tuple[str, ...]
+    values: tuple[tuple[str, ...], ...]
+    counts: tuple[int, ...]
+
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        schema: TableSchema,
+        conditioning: str = "target",
+        limit: int = CLASS_LIMIT,
+    ) -> tuple[LatentClasses, np.ndarray] | None:
+        """(classes, each training row's class index) for `frame` (the training rows), or
+        None where the schema has no categorical or boolean target without missing values.
+        `conditioning`: "target", or "target_and_binary" (module docstring)."""
+        target = schema.target
+        if target is None or not _class_column(frame, schema, target):
+            return None
+        columns = [target]
+        if conditioning == "target_and_binary":
+            for col in schema.columns:
+                if col.name in columns or not _class_column(frame, schema, col.name):
+                    continue
+                if frame[col.name].astype(str).nunique() != 2:
+                    continue
+                joint = frame[[*columns, col.name]].astype(str).drop_duplicates()
+                if len(joint) <= limit:
+                    columns.append(col.name)
+        elif conditioning != "target":
+            raise ValueError(f"unknown conditioning {conditioning!r}")
+        text = frame[columns].astype(str)
+        keys = list(text.itertuples(index=False, name=None))
+        values = sorted(set(keys))
+        index = {v: i for i, v in enumerate(values)}
+        labels = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
+        counts = np.bincount(labels, minlength=len(values))
+        classes = cls(tuple(columns), tuple(values), tuple(int(c) for c in counts))
+        return classes, labels
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def balanced(self, n: int) -> np.ndarray:
+        """How many of n rows each class gets, in the training balance (largest remainders)."""
+        return largest_remainders(np.asarray(self.counts, dtype=np.float64), n)
+
+    def quotas_for(self, column: str, wanted: dict[str, int]) -> np.ndarray:
+        """Rows per class such that `column` takes value v exactly wanted[v] times: each
+        value's count split over the classes holding it in their training proportions.
+        `column` must be one of `columns`; DataError for a value no training row holds."""
+        position = self.columns.index(column)
+        counts = np.asarray(self.counts, dtype=np.float64)
+        quota = np.zeros(len(self), dtype=np.int64)
+        for value, n in wanted.items():
+            if n <= 0:
+                continue
+            holders = np.array([i for i, v in enumerate(self.values) if v[position] == value])
+            if len(holders) == 0:
+                raise DataError(
+                    f"generate.conditions.{column}: value {value!r} never occurs in the "
+                    "training rows, so the latent diffusion has no class for it. Fix: ask "
+                    "for values the training split holds."
+                )
+            quota[holders] += largest_remainders(counts[holders], n)
+        return quota
+
+    def assignment(self, index: int) -> dict[str, str]:
+        """{column: value} of class `index`."""
+        return dict(zip(self.columns, self.values[index], strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "values": [list(v) for v in self.values],
+            "counts": list(self.counts),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LatentClasses:
+        return cls(
+            tuple(d["columns"]),
+            tuple(tuple(v) for v in d["values"]),
+            tuple(int(c) for c in d["counts"]),
+        )
+
+
+def _class_column(frame: pd.DataFrame, schema: TableSchema, name: str) -> bool:
+    """A categorical or boolean column with no missing value in `frame`."""
+    kind = schema.column(name).kind
+    if kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+        return False
+    return bool(frame[name].notna().all())

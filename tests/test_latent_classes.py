@@ -1,0 +1,175 @@
+"""Latent classes (synthloom.latent_classes) and how DiffLM plans its decoding groups from
+them (synthloom.methods.difflm.generate: class_groups, condition_groups, BalancedLatents)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthloom.errors import DataError
+from synthloom.latent_classes import LatentClasses, counts_per_shard, largest_remainders
+from synthloom.methods.difflm.generate import (
+    BalancedLatents,
+    ClassLatents,
+    class_groups,
+    condition_groups,
+)
+from synthloom.methods.difflm.latent_diffusion import LatentDiffusionConfig
+from synthloom.schema import ColumnKind, ColumnSchema, TableSchema
+from synthloom.serialize import column_key, record_schema
+
+
+def churn_like() -> tuple[pd.DataFrame, TableSchema]:
+    """A target `churn` (bool), two flags, a three-valued category and a number."""
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "minutes": rng.normal(180, 50, n).round(1),
+            "plan": pd.array(rng.random(n) < 0.1, dtype="boolean"),
+            "mail": pd.array(rng.random(n) < 0.3, dtype="boolean"),
+            "area": rng.choice(["a", "b", "c"], n).astype(object),
+            "churn": pd.array(rng.random(n) < 0.15, dtype="boolean"),
+        }
+    )
+    schema = TableSchema(
+        columns=(
+            ColumnSchema("minutes", ColumnKind.NUMERIC, minimum=0.0, maximum=400.0),
+            ColumnSchema("plan", ColumnKind.BOOLEAN, categories=("False", "True")),
+            ColumnSchema("mail", ColumnKind.BOOLEAN, categories=("False", "True")),
+            ColumnSchema("area", ColumnKind.CATEGORICAL, categories=("a", "b", "c")),
+            ColumnSchema("churn", ColumnKind.BOOLEAN, categories=("False", "True")),
+        ),
+        target="churn",
+    )
+    return frame, schema
+
+
+def test_largest_remainders_sums_exactly_and_favours_the_largest_remainder():
+    quota = largest_remainders(np.array([3005.0, 495.0]), 500)
+    assert quota.tolist() == [429, 71]  # 429.29 and 70.71: the one left over goes to 70.71
+    assert largest_remainders(np.array([1.0, 1.0, 1.0]), 4).tolist() == [2, 1, 1]  # ties: first
+    assert largest_remainders(np.array([5.0, 1.0]), 0).tolist() == [0, 0]
+
+
+def test_target_classes_label_every_row_and_count_the_training_balance():
+    frame, schema = churn_like()
+    classes, labels = LatentClasses.fit(frame, schema, "target")
+    assert classes.columns == ("churn",)
+    assert classes.values == (("False",), ("True",))
+    assert classes.counts == tuple(np.bincount(labels).tolist())
+    assert [classes.values[i][0] for i in labels] == frame["churn"].astype(str).tolist()
+    assert classes.balanced(100).sum() == 100
+    assert LatentClasses.from_dict(classes.to_dict()) == classes
+
+
+def test_target_and_binary_classes_are_the_joint_values_seen_in_training():
+    frame, schema = churn_like()
+    classes, labels = LatentClasses.fit(frame, schema, "target_and_binary")
+    assert classes.columns == ("churn", "plan", "mail")  # target first, flags in schema order
+    seen = set(frame[["churn", "plan", "mail"]].astype(str).itertuples(index=False, name=None))
+    assert set(classes.values) == seen
+    for row, label in zip(frame.itertuples(index=False), labels, strict=True):
+        assert classes.values[label] == (str(row.churn), str(row.plan), str(row.mail))
+    # a limit the joint values would exceed keeps the columns that fit
+    small, _ = LatentClasses.fit(frame, schema, "target_and_binary", limit=4)
+    assert small.columns == ("churn", "plan")
+
+
+def test_no_classes_without_a_categorical_target_or_with_missing_targets():
+    frame, schema = churn_like()
+    numeric = TableSchema(columns=schema.columns, target="minutes")
+    assert LatentClasses.fit(frame, numeric) is None
+    assert LatentClasses.fit(frame, TableSchema(columns=schema.columns, target=None)) is None
+    holes = frame.copy()
+    holes.loc[3, "churn"] = pd.NA
+    assert LatentClasses.fit(holes, schema) is None
+
+
+def test_quotas_for_a_class_column_give_its_exact_counts():
+    frame, schema = churn_like()
+    classes, _ = LatentClasses.fit(frame, schema, "target_and_binary")
+    quota = classes.quotas_for("churn", {"True": 30, "False": 10})
+    churn = np.array([v[0] for v in classes.values])
+    assert quota[churn == "True"].sum() == 30 and quota[churn == "False"].sum() == 10
+    # within a value, the split follows the training counts of the classes holding it
+    holders = np.flatnonzero(churn == "True")
+    counts = np.array(classes.counts)[holders]
+    assert quota[holders[np.argmax(counts)]] == quota[holders].max()
+    with pytest.raises(DataError, match="never occurs in the training rows"):
+        LatentClasses(("churn",), (("False",),), (5,)).quotas_for("churn", {"True": 1})
+
+
+def test_class_groups_force_every_class_column_under_its_record_key():
+    frame, schema = churn_like()
+    classes, _ = LatentClasses.fit(frame, schema, "target_and_binary")
+    written = record_schema(schema, "target_first", "aliases")
+    groups = class_groups(written, classes, classes.balanced(50))
+    assert sum(g.count for g in groups) == 50
+    assert [g.label for g in groups] == list(range(len(classes)))
+    keys = [column_key(written, c) for c in ("churn", "plan", "mail")]
+    assert keys != ["churn", "plan", "mail"]  # the aliases, as the records are written
+    for g in groups:
+        assert g.forced == dict(zip(keys, classes.values[g.label], strict=True))
+    free = class_groups(written, classes, classes.balanced(50), force=False)
+    assert all(g.forced == {} for g in free) and [g.count for g in free] == [
+        g.count for g in groups
+    ]
+
+
+def test_condition_groups_with_and_without_classes():
+    frame, schema = churn_like()
+    written = record_schema(schema, "target_first", "names")
+    plain = condition_groups(written, "area", {"a": 3, "b": 0, "c": 2})
+    assert [(g.forced, g.count, g.label) for g in plain] == [
+        ({"area": "a"}, 3, None),
+        ({"area": "b"}, 0, None),
+        ({"area": "c"}, 2, None),
+    ]
+    classes, _ = LatentClasses.fit(frame, schema, "target")
+    on_target = condition_groups(written, "churn", {"True": 4, "False": 6}, classes)
+    assert {(g.tag, g.count) for g in on_target} == {("True", 4), ("False", 6)}
+    assert all(g.forced == {"churn": g.tag} for g in on_target)
+    other = condition_groups(written, "area", {"a": 7, "c": 3}, classes)
+    for value, n in (("a", 7), ("c", 3)):
+        mine = [g for g in other if g.tag == value]
+        assert sum(g.count for g in mine) == n
+        assert all(g.forced["area"] == value and "churn" in g.forced for g in mine)
+
+
+class RecordingDiffusion:
+    """Stands in for a class-conditional LatentDiffusionModel: each latent is its class and
+    the guidance scale it was drawn at."""
+
+    def __init__(self, label_dropout: float = 0.0) -> None:
+        self.config = LatentDiffusionConfig(n_classes=2, label_dropout=label_dropout)
+
+    def sample(
+        self, n: int, *, seed: int, labels: np.ndarray, guidance_scale: float = 1.0
+    ) -> np.ndarray:
+        return np.stack([np.asarray(labels, np.float32), np.full(n, guidance_scale)], axis=1)
+
+
+def test_class_latents_and_balanced_latents_pass_the_labels_and_the_guidance():
+    classes = LatentClasses(("y",), (("a",), ("b",)), (75, 25))
+    plain = RecordingDiffusion()
+    assert ClassLatents(plain, 1, 2.0).sample(3, seed=0).tolist() == [[1, 1]] * 3  # no null class
+    guided = ClassLatents(RecordingDiffusion(label_dropout=0.1), 0, 2.0).sample(2, seed=0)
+    assert guided.tolist() == [[0, 2], [0, 2]]
+    drawn = BalancedLatents(plain, classes).sample(40, seed=5)[:, 0]
+    assert np.bincount(drawn.astype(int)).tolist() == [30, 10]
+    again = BalancedLatents(plain, classes).sample(40, seed=5)[:, 0]
+    assert drawn.tolist() == again.tolist()
+    assert drawn.tolist() != sorted(drawn.tolist())  # shuffled
+    scaled = BalancedLatents(RecordingDiffusion(label_dropout=0.1), classes, 1.5).sample(4, seed=0)
+    assert set(scaled[:, 1]) == {1.5}
+
+
+def test_counts_per_shard_lays_the_classes_out_one_after_another():
+    shards = counts_per_shard(np.array([5, 0, 4]), [4, 4, 1])
+    assert shards == [[4, 0, 0], [1, 0, 3], [0, 0, 1]]
+    assert np.sum(shards, axis=0).tolist() == [5, 0, 4]
+    assert [sum(row) for row in shards] == [4, 4, 1]
+    with pytest.raises(ValueError, match="shards to 8"):
+        counts_per_shard(np.array([5, 4]), [4, 4])
