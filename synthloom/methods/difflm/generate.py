@@ -282,8 +282,9 @@ def generate_grouped_rows(
     `generate_valid_rows` under the record grammar with the group's slots forced
     (`serialize.condition_schema`), from latents of its class (`ClassLatents`) or the
     diffusion as it is, with seed SeedSequence([seed, j]) and attempts in proportion to its
-    count. The forced slots (the target written first with `column_order: target_first`)
-    are what the decoder conditions the rest of the record on. Rows are shuffled (seeded);
+    count. The class's latents carry the rest of the record (the decoder barely conditions
+    it on a written label, docs/methods.md); the forced slots make the written values agree
+    with the class. Rows are shuffled (seeded);
     texts gain a `condition` column (the group's tag); stats add up as in one call.
     `constraint_for(schema)`: a cache of record constraints (None builds each here)."""
     total = sum(g.count for g in groups)
