@@ -256,6 +256,7 @@ PAPER_RECIPE = {
     "column_order": "schema",
     "encoder_numeric_features": False,
     "vae_dtype": "float32",  # the decoder's dtype in CPU training before the key existed
+    "class_conditional": False,  # the paper's unconditional latent diffusion
 }
 
 
@@ -269,6 +270,11 @@ def test_the_paper_recipe_keeps_the_run_ids_of_runs_made_before_the_recipe_exist
     # keys that came later keep the ids at their defaults (checkpointing, number rounding)
     assert config_hash(_config(**PAPER_RECIPE, checkpoint_seconds=120)) == PRE_RECIPE_HASH
     assert config_hash(_config(**PAPER_RECIPE, number_digits=2)) != PRE_RECIPE_HASH
+    # without the class-conditional diffusion its keys change nothing, so not the id either
+    unguided = PAPER_RECIPE | {"label_dropout": 0.0, "guidance_scale": 1.0}
+    assert config_hash(_config(**unguided, conditioning="target_and_binary")) == PRE_RECIPE_HASH
+    guided = PAPER_RECIPE | {"class_conditional": True}
+    assert config_hash(_config(**guided)) != config_hash(_config(**guided, guidance_scale=1.5))
 
 
 # ---------------------------------------------------------------- value-slot loss

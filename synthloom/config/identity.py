@@ -61,6 +61,9 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "guidance_scale": 1.0,
 }
 
+# DiffLM keys that only act with class_conditional: true (left out of the identity without it)
+_DIFFLM_CLASS_KEYS = ("conditioning", "label_dropout", "guidance_scale")
+
 # The same for the other methods' keys added after runs existed.
 _METHOD_HASH_OMITTED: dict[str, dict[str, Any]] = {
     "difflm": _DIFFLM_HASH_OMITTED,
@@ -112,6 +115,9 @@ def config_hash(config: PipelineConfig) -> str:
         if dumped.get(section, {}).get(key, default) == default:
             dumped.get(section, {}).pop(key, None)
     method = dumped["method"]
+    if method["name"] == "difflm" and method.get("class_conditional") is False:
+        for key in _DIFFLM_CLASS_KEYS:  # no effect without the class-conditional diffusion
+            method.pop(key, None)
     # keys at the value that behaves as before they existed
     for key, before in _METHOD_HASH_OMITTED.get(method["name"], {}).items():
         if key in method and method[key] == before:
