@@ -38,6 +38,17 @@ def largest_remainders(counts: np.ndarray, n: int) -> np.ndarray:
     return quota
 
 
+def shuffled_labels(labels: np.ndarray, seed: int) -> np.ndarray:
+    """`labels` (one class index per row) in an order drawn from `seed`."""
+    return np.random.default_rng([seed, 104729]).permutation(labels)
+
+
+def balanced_labels(counts: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n class indices in the balance of `counts` (`largest_remainders`), shuffled by `seed`."""
+    quota = largest_remainders(np.asarray(counts, dtype=np.float64), n)
+    return shuffled_labels(np.repeat(np.arange(len(quota)), quota), seed)
+
+
 def counts_per_shard(counts: np.ndarray, sizes: list[int]) -> list[list[int]]:
     """Rows per class for each shard of `sizes` rows, the classes laid out one after the
     other (class 0's rows fill the first shards, then class 1's, ...): a shard holds one
@@ -130,6 +141,13 @@ class LatentClasses:
                 )
             quota[holders] += largest_remainders(counts[holders], n)
         return quota
+
+    def describe(self, counts: Any = None) -> str:
+        """ "value|value n, ..." per class, with `counts` (default: the training counts)."""
+        counts = self.counts if counts is None else counts
+        return ", ".join(
+            f"{'|'.join(v)} {int(n)}" for v, n in zip(self.values, counts, strict=True)
+        )
 
     def assignment(self, index: int) -> dict[str, str]:
         """{column: value} of class `index`."""

@@ -257,10 +257,7 @@ def train_diffusion_stage(
                 "class-conditional diffusion on %s: %d classes (%s)",
                 ", ".join(classes.columns),
                 len(classes),
-                ", ".join(
-                    f"{'|'.join(v)} {n}"
-                    for v, n in zip(classes.values, classes.counts, strict=True)
-                ),
+                classes.describe(),
             )
     config = LatentDiffusionConfig(
         hidden=method["diffusion_hidden"],
@@ -474,10 +471,7 @@ def generate_records(
     if classes is not None and not conditions:
         balance = classes.balanced(total)
         class_counts = counts_per_shard(balance, sizes)
-        run.log.info(
-            "classes drawn in the training balance: %s",
-            ", ".join(f"{'|'.join(v)} {n}" for v, n in zip(classes.values, balance, strict=True)),
-        )
+        run.log.info("classes drawn in the training balance: %s", classes.describe(balance))
     start = time.perf_counter()
     shards = run_shards(
         "generate",

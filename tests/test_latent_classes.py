@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 
 from synthloom.errors import DataError
-from synthloom.latent_classes import LatentClasses, counts_per_shard, largest_remainders
+from synthloom.latent_classes import (
+    LatentClasses,
+    balanced_labels,
+    counts_per_shard,
+    largest_remainders,
+)
 from synthloom.methods.difflm.generate import (
     BalancedLatents,
     ClassLatents,
@@ -62,6 +67,11 @@ def test_target_classes_label_every_row_and_count_the_training_balance():
     assert [classes.values[i][0] for i in labels] == frame["churn"].astype(str).tolist()
     assert classes.balanced(100).sum() == 100
     assert LatentClasses.from_dict(classes.to_dict()) == classes
+    assert classes.describe() == f"False {classes.counts[0]}, True {classes.counts[1]}"
+    assert classes.describe([7, 3]) == "False 7, True 3"
+    labels = balanced_labels(np.asarray(classes.counts), 100, seed=3)
+    assert np.bincount(labels).tolist() == classes.balanced(100).tolist()
+    assert labels.tolist() == balanced_labels(np.asarray(classes.counts), 100, seed=3).tolist()
 
 
 def test_target_and_binary_classes_are_the_joint_values_seen_in_training():

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthloom.latent_classes import LatentClasses
+from synthloom.latent_classes import LatentClasses, balanced_labels
 from synthloom.methods.difflm.decode import DecodeResult, decode_records
 from synthloom.methods.difflm.grammar import RecordGrammar, TokenConstraint
 from synthloom.schema import TableSchema
@@ -219,9 +219,7 @@ class BalancedLatents:
         self.guidance = usable_guidance(diffusion, guidance_scale)
 
     def sample(self, n: int, *, seed: int) -> np.ndarray:
-        counts = self.classes.balanced(n)
-        labels = np.repeat(np.arange(len(counts)), counts)
-        labels = np.random.default_rng([seed, 104729]).permutation(labels)
+        labels = balanced_labels(np.asarray(self.classes.counts), n, seed)
         return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=self.guidance)
 
 
@@ -259,7 +257,7 @@ def condition_groups(
         return [replace(g, tag=classes.values[g.label][position]) for g in groups]
     groups = []
     for value, n in quotas.items():
-        for g in class_groups(schema, classes, classes.balanced(max(int(n), 0))):
+        for g in class_groups(schema, classes, classes.balanced(int(n))):
             groups.append(replace(g, forced={**g.forced, key: str(value)}, tag=str(value)))
     return groups
 

@@ -75,7 +75,7 @@ from safetensors.torch import load_file, save_file
 
 from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
-from synthloom.latent_classes import largest_remainders
+from synthloom.latent_classes import balanced_labels, largest_remainders, shuffled_labels
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
     LatentDiffusionModel,
@@ -399,7 +399,7 @@ class TabSynGenerator:
             weights = counts[classes] if counts[classes].sum() > 0 else np.ones(len(classes))
             labels.append(np.repeat(classes, largest_remainders(weights, n)))
         joined = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
-        return np.random.default_rng([seed, 104729]).permutation(joined)
+        return shuffled_labels(joined, seed)
 
     def _label_index(self) -> int | None:
         """The target's position in codec.categorical when the denoiser is class-conditional."""
@@ -461,9 +461,7 @@ class TabSynGenerator:
         None for an unconditional model."""
         if not self.label_columns:
             return None
-        quota = largest_remainders(np.asarray(self.label_counts, dtype=np.float64), n)
-        labels = np.repeat(np.arange(len(quota)), quota)
-        return np.random.default_rng([seed, 104729]).permutation(labels)
+        return balanced_labels(np.asarray(self.label_counts), n, seed)
 
     def _draw(self, n: int, seed: int, labels: np.ndarray | None) -> pd.DataFrame:
         """n rows from latents z ~ p(z | labels) (or p(z) without labels); the classes'
