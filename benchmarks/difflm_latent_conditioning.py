@@ -12,6 +12,10 @@ bit-reproducible) drops out of the comparison:
 - a number w: a class-conditional diffusion with `label_dropout` 0.1 sampled at guidance
   scale w (1 = no guidance), the target slot forced (the default since 2026-12-07: w = 2).
 
+`--conditioning target_and_binary` makes the class of `cond` and the numbered variants the
+joint value of the target and the two-valued columns (every class slot forced); the rows
+file then carries the suffix `-joint`.
+
 Each variant's rows are scored by MLE (the run's `evaluate.mle_grid`, XGBoost seeds 0-2) on
 the validation split (choose with it) and on the test split (report it), and by shape and
 pair-trend error against the test split; rows are written to `--out`. Prints one JSON line
@@ -42,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=["uncond", "cond", "2"])
     parser.add_argument("--model-cache", type=Path, default=REPO / "data" / "models")
     parser.add_argument("--out", type=Path, default=None, help="where the rows go")
+    parser.add_argument("--conditioning", choices=("target", "target_and_binary"), default="target")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     test, _ = read_table(run / "ingest" / "test.parquet")
     validation, _ = read_table(run / "ingest" / "validation.parquet")
     written = records_schema(schema, method)
-    fitted = LatentClasses.fit(train, schema, "target")
+    fitted = LatentClasses.fit(train, schema, args.conditioning)
     if fitted is None:
         parser.error("the run's table has no categorical or boolean target to condition on")
     classes, labels = fitted
@@ -135,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         frame = restore_names(rows, written).reindex(columns=schema.names)
         frame = frame.astype({c: train[c].dtype for c in frame.columns}, errors="ignore")
-        frame.to_parquet(out / f"{variant}.parquet")
-        result: dict[str, Any] = {"run": run.name, "seed": seed, "variant": variant}
+        joint = args.conditioning != "target" and variant not in ("uncond", "forced")
+        name = f"{variant}-joint" if joint else variant
+        frame.to_parquet(out / f"{name}.parquet")
+        result: dict[str, Any] = {"run": run.name, "seed": seed, "variant": name}
         result |= {"rows": len(frame), "decode_s": round(seconds)}
         for split, real in (("validation", validation), ("test", test)):
             scores = mle_scores(

@@ -31,8 +31,9 @@ number_digits_2 (numbers written at 2 significant digits), lora_r8 (rank-8 adapt
 decoder's attention), numeric_features (the latent heads also read the records' numbers),
 random_injector_init, random_latent_init, encoder_dropout,
 value_slots (the loss on value tokens only), unconditional_diffusion (the paper's
-unconditional latent diffusion; the decoder writes the label), target_and_binary (the
-diffusion's class is the joint value of the target and the two-valued columns).
+unconditional latent diffusion; the decoder writes the label), target_conditioning (the
+diffusion's class is the target's value alone, the default until 2026-12-07 late; the
+default joins the two-valued columns to it).
 Rows are printed as each run finishes.
 """
 
@@ -89,7 +90,7 @@ ABLATIONS = {
     "encoder_dropout": ["method.encoder_dropout=true"],
     "value_slots": ["method.loss_tokens=values"],
     "unconditional_diffusion": ["method.class_conditional=false"],
-    "target_and_binary": ["method.conditioning=target_and_binary"],
+    "target_conditioning": ["method.conditioning=target"],
 }
 
 

@@ -100,15 +100,18 @@ def test_difflm_stages_run_and_account_for_every_attempt(tmp_path, mixed_table, 
     assert m["generate_valid_rate"] == pytest.approx(valid / m["generate_attempts"])
     assert m["generate_attempts"] == 32 or valid >= 8  # budget spent, or enough valid rows
     assert summary["stages"][list(DIFFLM_STAGES).index("generate")]["shards"] == 1  # 16 rows
-    # class_conditional (the default): the diffusion learnt the target's classes, and every
-    # record was decoded with its target slot forced to its latent's class
+    # class_conditional (the default, conditioning target_and_binary): the diffusion learnt
+    # the joint classes of the target and the two-valued `married`, and every record was
+    # decoded with both slots forced to its latent's class (compact records, target first)
     classes = json.loads((run_dir / "train_diffusion" / "diffusion" / "classes.json").read_text())
-    assert classes["columns"] == ["status"] and classes["values"] == [["bad"], ["good"]]
+    assert classes["columns"] == ["status", "married"]
+    assert classes["values"] == [[s, m] for s in ("bad", "good") for m in ("False", "True")]
     assert sum(classes["counts"]) == train_rows
     done = generations[generations["valid"]]
+    married = 1 + [c for c in mixed_table if c != "status"].index("married")
     assert len(done) and all(
-        json.loads(text)[0] == tag
-        for text, tag in zip(done["text"], done["condition"], strict=True)
+        "|".join(str(v) for v in (record[0], record[married])) == tag
+        for record, tag in zip(map(json.loads, done["text"]), done["condition"], strict=True)
     )
 
     # the reconstruction diagnostic: 12 train + 12 validation records, greedy and sampled

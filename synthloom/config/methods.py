@@ -228,10 +228,11 @@ class DiffLMConfig(StrictConfig):
         "unconditional diffusion; ignored without a categorical or boolean target)",
     )
     conditioning: Literal["target", "target_and_binary"] = Field(
-        "target",
-        description="with class_conditional: the class is the target's value, or the joint "
-        "value of the target and the two-valued columns (taken in schema order while at "
-        "most 64 joint values occur)",
+        "target_and_binary",
+        description="with class_conditional: the class is the joint value of the target and "
+        "the two-valued categorical or boolean columns (taken in schema order while at most "
+        "64 joint values occur; measured better than the target alone on mlc_churn, "
+        "docs/methods.md), or 'target': the target's value alone",
     )
     label_dropout: float = Field(
         0.1,
