@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from synthloom.metrics.mle import mle_scores
     from synthloom.metrics.quality import column_quality
-    from synthloom.serialize import restore_names
-    from tasks.difflm import records_schema
+    from tasks.difflm import records_schema, table_rows
 
     run = args.run_dir
     config = json.loads((run / "config.json").read_text())
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     train, schema = read_table(run / "ingest" / "train.parquet")
     test, _ = read_table(run / "ingest" / "test.parquet")
     validation, _ = read_table(run / "ingest" / "validation.parquet")
-    written = records_schema(schema, method)
+    written = records_schema(schema, method, train)
     fitted = LatentClasses.fit(train, schema, args.conditioning)
     if fitted is None:
         parser.error("the run's table has no categorical or boolean target to condition on")
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 groups=groups, **common,
             )  # fmt: skip
         seconds = time.perf_counter() - start
-        frame = restore_names(rows, written).reindex(columns=schema.names)
+        frame = table_rows(rows, written, schema)
         frame = frame.astype({c: train[c].dtype for c in frame.columns}, errors="ignore")
         joint = args.conditioning != "target" and variant not in ("uncond", "forced")
         name = f"{variant}-joint" if joint else variant

@@ -24,7 +24,8 @@ input_embedding (injection),
 cyclical_beta, no_diffusion (z from N(0, I) instead of the latent diffusion),
 compact (keyless serialization), free_decoding (the paper's unconstrained decoding),
 paper_recipe (the paper's VAE training: random injector and latent init, encoder dropout,
-one constant learning rate; columns in the table's order; unconditional diffusion),
+one constant learning rate; columns in the table's order; unconditional diffusion; every
+column in the records),
 paper_optimizer (one learning rate for every parameter, constant, no warmup),
 schema_column_order,
 number_digits_2 (numbers written at 2 significant digits), lora_r8 (rank-8 adapters on the
@@ -33,7 +34,8 @@ random_injector_init, random_latent_init, encoder_dropout,
 value_slots (the loss on value tokens only), unconditional_diffusion (the paper's
 unconditional latent diffusion; the decoder writes the label), target_conditioning (the
 diffusion's class is the target's value alone, the default until 2026-12-07 late; the
-default joins the two-valued columns to it).
+default joins the two-valued columns to it), all_columns (every column in the records,
+the exact linear dependents too: the paper's).
 Rows are printed as each run finishes.
 """
 
@@ -75,6 +77,7 @@ ABLATIONS = {
         "method.column_order=schema",
         "method.encoder_numeric_features=false",
         "method.class_conditional=false",
+        "method.derive_linear=false",
     ],
     "paper_optimizer": [
         "method.vae_head_lr=null",
@@ -91,6 +94,7 @@ ABLATIONS = {
     "value_slots": ["method.loss_tokens=values"],
     "unconditional_diffusion": ["method.class_conditional=false"],
     "target_conditioning": ["method.conditioning=target"],
+    "all_columns": ["method.derive_linear=false"],
 }
 
 

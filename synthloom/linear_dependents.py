@@ -125,6 +125,11 @@ def write_dependents(
     return out
 
 
+def rule_text(rule: Mapping[str, Any]) -> str:
+    """One rule as the logs and run info write it: "0.17 x total_day_minutes + 0"."""
+    return f"{rule['slope']:g} x {rule['source']} + {rule['intercept']:g}"
+
+
 def observed_decimals(values: np.ndarray, limit: int) -> int | None:
     """The fewest decimals (<= limit) that write every observed value exactly; None: more."""
     for decimals in range(limit + 1):

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from prefect.exceptions import MissingContextError
 from synthloom.artifacts import atomic_write_json, read_table, write_table
 from synthloom.conditions import check_conditions, shard_conditions
 from synthloom.latent_classes import LatentClasses, counts_per_shard
+from synthloom.linear_dependents import find_linear_dependents, rule_text, write_dependents
 from synthloom.methods.difflm.diagnostics import reconstruction_report, restore_metric_names
 from synthloom.methods.difflm.fit import (
     encode_means,
@@ -61,6 +63,7 @@ from tasks.sharding import run_shards, shard_key, shard_sizes
 
 DECODING = "decoding.json"  # train_vae: {"max_record_tokens": the limit it trained with}
 CLASSES = "classes.json"  # train_diffusion, beside the weights: the LatentClasses it learnt
+DERIVED = "derived_columns"  # records_schema's extra: {column: linear rule}, not in the records
 
 
 def load_latent_classes(diffusion_dir: str | Path) -> LatentClasses | None:
@@ -72,10 +75,30 @@ def load_latent_classes(diffusion_dir: str | Path) -> LatentClasses | None:
     return LatentClasses.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def records_schema(schema: TableSchema, method: dict[str, Any]) -> TableSchema:
+def records_schema(schema: TableSchema, method: dict[str, Any], train: pd.DataFrame) -> TableSchema:
     """The schema DiffLM's records are written in: `method.column_order` and
-    `method.record_keys` (aliases only with json records: the config validates it)."""
+    `method.record_keys` (aliases only with json records: the config validates it). With
+    `method.derive_linear`, each numeric column that is an exact linear function of an
+    earlier one on the training rows `train` (`synthloom.linear_dependents`) is left out of
+    the records; the rules stay in `extra["derived_columns"]` for `table_rows`."""
+    rules = {}
+    if method.get("derive_linear", False):
+        rules = find_linear_dependents(train, schema, method["float_digits"])
+    if rules:
+        kept = tuple(c for c in schema.columns if c.name not in rules)
+        schema = replace(schema, columns=kept, extra={**schema.extra, DERIVED: rules})
     return record_schema(schema, method["column_order"], method["record_keys"])
+
+
+def table_rows(rows: pd.DataFrame, written: TableSchema, schema: TableSchema) -> pd.DataFrame:
+    """Decoded records (keyed as `written`, a `records_schema`) as rows of the table
+    `schema`: column names restored, each derived column written from its decoded source,
+    the columns in the table's order."""
+    frame = restore_names(rows, written)
+    rules = written.extra.get(DERIVED) or {}
+    if rules:
+        frame = frame.assign(**write_dependents(frame, rules))
+    return frame.reindex(columns=schema.names)
 
 
 @stage("serialize", config="method")
@@ -86,11 +109,17 @@ def serialize_records(
 ) -> StageOutput:
     """Train and validation rows as text records (one per row) in records.parquet."""
     frames = []
+    train, schema = read_table(seed_files["train"]["path"])
+    written = records_schema(schema, method, train)
+    for name, rule in (written.extra.get(DERIVED) or {}).items():
+        run.log.info(
+            "%s = %s in every training row: written back, not modelled", name, rule_text(rule)
+        )
     for split in ("train", "validation"):
         table, schema = read_table(seed_files[split]["path"])
         texts = serialize_table(
             table,
-            records_schema(schema, method),
+            written,
             method["serialization"],
             method["float_digits"],
             method["number_digits"],
@@ -457,11 +486,11 @@ def generate_records(
         "seed": seed,
     }
 
-    _, schema = read_table(seed_files["test"]["path"])
+    train, schema = read_table(seed_files["train"]["path"])
     decoding = decoding_method(method, vae_files)
     total = generate["num_rows"]
     sizes = shard_sizes(total, min(generate["batch_size"], method["decode_batch_size"]))
-    written = records_schema(schema, method)
+    written = records_schema(schema, method, train)
     conditions = generate["conditions"]
     if conditions:
         column, quotas = check_conditions(conditions, schema, total)
@@ -494,8 +523,7 @@ def generate_records(
         ),
         progress=stage_progress("generate", total, "rows"),
     )
-    frame = restore_names(shards.frame("synthetic"), written)
-    frame = frame.reindex(columns=schema.names)
+    frame = table_rows(shards.frame("synthetic"), written, schema)
     if class_counts:  # the shards hold the classes one after another: mix them (seeded)
         order = np.random.default_rng([seed, 13]).permutation(len(frame))
         frame = frame.iloc[order].reset_index(drop=True)
@@ -556,7 +584,8 @@ def reconstruction_stage(
         diffusion = BalancedLatents(diffusion, classes, method["guidance_scale"])
     records, _ = read_table(record_files["records"]["path"])
     validation, schema = read_table(seed_files["validation"]["path"])
-    schema = records_schema(schema, method)  # how the records are written
+    train, _ = read_table(seed_files["train"]["path"])
+    schema = records_schema(schema, method, train)  # how the records are written
     validation = alias_names(validation, schema)
     generated, _ = read_table(generated_files["synthetic"]["path"])
     generated = alias_names(generated, schema)

@@ -182,6 +182,36 @@ def test_difflm_ablation_switches(tmp_path, mixed_table, tiny_checkpoints):
 
 
 @pytest.mark.integration
+def test_difflm_writes_a_linear_dependent_back_from_its_source(
+    tmp_path, mixed_table, tiny_checkpoints
+):
+    """derive_linear (the default): `fee` = 0.25 x age, rounded half up to the cent, in every
+    training row, is left out of the records and written back from the decoded age, so the
+    identity holds in every generated row; false keeps it in the records (the paper)."""
+    from synthloom.artifacts import read_table
+    from tasks.difflm import records_schema
+
+    table = mixed_table.assign(fee=(mixed_table["age"] * 0.25 + 1e-9).round(2))
+    path = difflm_config(
+        tmp_path, table, tiny_checkpoints, diffusion=False, reconstruction_records=0
+    )
+    assert main(["run", str(path)]) == 0
+    run_dir = Path(run_summary(path)["artifact_dir"])
+    records = pd.read_parquet(run_dir / "serialize" / "records.parquet")
+    assert {len(json.loads(text)) for text in records["text"]} == {len(table.columns) - 1}
+    rows, _ = read_table(run_dir / "generate" / "synthetic.parquet")
+    assert list(rows.columns) == list(table.columns) and len(rows)
+    assert (rows["fee"] - (rows["age"] * 0.25 + 1e-9).round(2)).abs().max() < 1e-9
+
+    train, schema = read_table(run_dir / "ingest" / "train.parquet")
+    method = load_config(path).method.model_dump()
+    written = records_schema(schema, method, train)
+    assert "fee" not in written.names
+    assert written.extra["derived_columns"]["fee"]["source"] == "age"
+    assert "fee" in records_schema(schema, method | {"derive_linear": False}, train).names
+
+
+@pytest.mark.integration
 def test_difflm_training_recipe_through_the_flow(tmp_path, mixed_table, tiny_checkpoints):
     """The issue-17 recipe keys reach the VAE: anchored injector, PCA latent init, value
     slots, two learning rates with warmup and cosine; the run completes and records them."""

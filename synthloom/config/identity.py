@@ -59,6 +59,7 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "conditioning": "target",
     "label_dropout": 0.0,
     "guidance_scale": 1.0,
+    "derive_linear": False,
 }
 
 # DiffLM keys that only act with class_conditional: true (left out of the identity without it)

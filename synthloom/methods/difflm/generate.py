@@ -317,6 +317,7 @@ def generate_grouped_rows(
         parts.append(rows)
         texts.append(generated.assign(condition=group.tag))
         stats.append(stat)
+    parts = [p for p in parts if len(p)]  # a group with no valid row adds no dtype to the rest
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=schema.names)
     order = np.random.default_rng([seed, 11]).permutation(len(rows))
     rows = rows.iloc[order].reset_index(drop=True)

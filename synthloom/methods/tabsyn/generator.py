@@ -76,6 +76,7 @@ from safetensors.torch import load_file, save_file
 from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
 from synthloom.latent_classes import balanced_labels, largest_remainders, shuffled_labels
+from synthloom.linear_dependents import rule_text
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
     LatentDiffusionModel,
@@ -739,8 +740,7 @@ class TabSynGenerator:
             info["latent_dim"] = self.vae.n_columns * self.vae.d_token
         if self.codec is not None and self.codec.derived:
             info["derived_columns"] = {  # written back from their source, not modelled
-                name: f"{rule['slope']:g} x {rule['source']} + {rule['intercept']:g}"
-                for name, rule in self.codec.derived.items()
+                name: rule_text(rule) for name, rule in self.codec.derived.items()
             }
         if self.training:
             curves = ("vae_history", "diffusion_history")
