@@ -12,9 +12,10 @@ bit-reproducible) drops out of the comparison:
 - a number w: a class-conditional diffusion with `label_dropout` 0.1 sampled at guidance
   scale w (1 = no guidance), the target slot forced (the default since 2026-12-07: w = 2).
 
-`--conditioning target_and_binary` makes the class of `cond` and the numbered variants the
-joint value of the target and the two-valued columns (every class slot forced); the rows
-file then carries the suffix `-joint`.
+`--conditioning target_and_binary` (or `target_and_related`) makes the class of `cond` and
+the numbered variants the joint value of the target and the two-valued columns (those
+related to the target), every class slot forced; the rows file then carries the suffix
+`-joint`. The default here stays `target`, the classes these paired runs first measured.
 
 Each variant's rows are scored by MLE (the run's `evaluate.mle_grid`, XGBoost seeds 0-2) on
 the validation split (choose with it) and on the test split (report it), and by shape and
@@ -38,6 +39,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from synthloom.latent_classes import CONDITIONINGS  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=["uncond", "cond", "2"])
     parser.add_argument("--model-cache", type=Path, default=REPO / "data" / "models")
     parser.add_argument("--out", type=Path, default=None, help="where the rows go")
-    parser.add_argument("--conditioning", choices=("target", "target_and_binary"), default="target")
+    parser.add_argument("--conditioning", choices=CONDITIONINGS, default="target")
     args = parser.parse_args(argv)
 
     import pandas as pd

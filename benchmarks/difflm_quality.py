@@ -34,7 +34,8 @@ random_injector_init, random_latent_init, encoder_dropout,
 value_slots (the loss on value tokens only), unconditional_diffusion (the paper's
 unconditional latent diffusion; the decoder writes the label), target_conditioning (the
 diffusion's class is the target's value alone, the default until 2026-12-07 late; the
-default joins the two-valued columns to it), all_columns (every column in the records,
+default joins the two-valued columns related to the target), binary_conditioning (every
+two-valued column joined, related or not), all_columns (every column in the records,
 the exact linear dependents too: the paper's).
 Rows are printed as each run finishes.
 """
@@ -94,6 +95,7 @@ ABLATIONS = {
     "value_slots": ["method.loss_tokens=values"],
     "unconditional_diffusion": ["method.class_conditional=false"],
     "target_conditioning": ["method.conditioning=target"],
+    "binary_conditioning": ["method.conditioning=target_and_binary"],
     "all_columns": ["method.derive_linear=false"],
 }
 

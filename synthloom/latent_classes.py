@@ -3,7 +3,11 @@
 A class is one joint value of a table's class columns: the target (a categorical or boolean
 column), and with conditioning "target_and_binary" also the two-valued columns, taken in
 schema order while the joint values seen in training stay at most `limit` (so a table of
-many flags does not give each row a class of its own). Only the joint values seen in the
+many flags does not give each row a class of its own). "target_and_related" takes only the
+two-valued columns b related to the target on the training rows, by Cramer's V
+    V(target, b) = sqrt(chi2 / n) >= RELATED_V   (chi2 of their contingency table, n rows;
+                                                  b has two values, so min(r, c) - 1 = 1),
+so a flag unrelated to the label does not split each label's rows into thinner classes. Only the joint values seen in the
 training rows are classes; a column with a missing value in training is never a class
 column (a class fixes its column's value, and a forced value is never null).
 
@@ -26,6 +30,20 @@ from synthloom.errors import DataError
 from synthloom.schema import ColumnKind, TableSchema
 
 CLASS_LIMIT = 64  # target_and_binary: joint values the diffusion learns at most
+RELATED_V = 0.1  # target_and_related: the least Cramer's V of a joined two-valued column
+CONDITIONINGS = ("target", "target_and_binary", "target_and_related")
+
+
+def cramers_v(a: pd.Series, b: pd.Series) -> float:
+    """Cramer's V of two columns' values (as strings): sqrt(chi2 / (n (min(r, c) - 1))),
+    chi2 without continuity correction; 0 where either column holds a single value."""
+    table = pd.crosstab(a.astype(str), b.astype(str)).to_numpy(dtype=np.float64)
+    n = table.sum()
+    if min(table.shape) < 2 or n == 0:
+        return 0.0
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / n
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
 
 
 def largest_remainders(counts: np.ndarray, n: int) -> np.ndarray:
@@ -90,22 +108,25 @@ class LatentClasses:
     ) -> tuple[LatentClasses, np.ndarray] | None:
         """(classes, each training row's class index) for `frame` (the training rows), or
         None where the schema has no categorical or boolean target without missing values.
-        `conditioning`: "target", or "target_and_binary" (module docstring)."""
+        `conditioning`: "target", "target_and_binary" or "target_and_related" (module
+        docstring)."""
         target = schema.target
         if target is None or not _class_column(frame, schema, target):
             return None
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {conditioning!r}; use one of {CONDITIONINGS}")
         columns = [target]
-        if conditioning == "target_and_binary":
-            for col in schema.columns:
-                if col.name in columns or not _class_column(frame, schema, col.name):
+        for col in schema.columns if conditioning != "target" else ():
+            if col.name in columns or not _class_column(frame, schema, col.name):
+                continue
+            if frame[col.name].astype(str).nunique() != 2:
+                continue
+            if conditioning == "target_and_related":
+                if cramers_v(frame[target], frame[col.name]) < RELATED_V:
                     continue
-                if frame[col.name].astype(str).nunique() != 2:
-                    continue
-                joint = frame[[*columns, col.name]].astype(str).drop_duplicates()
-                if len(joint) <= limit:
-                    columns.append(col.name)
-        elif conditioning != "target":
-            raise ValueError(f"unknown conditioning {conditioning!r}")
+            joint = frame[[*columns, col.name]].astype(str).drop_duplicates()
+            if len(joint) <= limit:
+                columns.append(col.name)
         text = frame[columns].astype(str)
         keys = list(text.itertuples(index=False, name=None))
         values = sorted(set(keys))

@@ -74,7 +74,9 @@ def run_summary(path: Path) -> dict:
 
 @pytest.mark.integration
 def test_difflm_stages_run_and_account_for_every_attempt(tmp_path, mixed_table, tiny_checkpoints):
-    path = difflm_config(tmp_path, mixed_table, tiny_checkpoints)
+    # every two-valued column joins the classes (the default joins only those related to
+    # the target, and `married` is drawn independently of it: tests/test_latent_classes.py)
+    path = difflm_config(tmp_path, mixed_table, tiny_checkpoints, conditioning="target_and_binary")
     assert main(["run", str(path)]) == 0
     summary = run_summary(path)
     assert [s["name"] for s in summary["stages"]] == list(DIFFLM_STAGES)
@@ -100,7 +102,7 @@ def test_difflm_stages_run_and_account_for_every_attempt(tmp_path, mixed_table, 
     assert m["generate_valid_rate"] == pytest.approx(valid / m["generate_attempts"])
     assert m["generate_attempts"] == 32 or valid >= 8  # budget spent, or enough valid rows
     assert summary["stages"][list(DIFFLM_STAGES).index("generate")]["shards"] == 1  # 16 rows
-    # class_conditional (the default, conditioning target_and_binary): the diffusion learnt
+    # class_conditional (the default), conditioning target_and_binary: the diffusion learnt
     # the joint classes of the target and the two-valued `married`, and every record was
     # decoded with both slots forced to its latent's class (compact records, target first)
     classes = json.loads((run_dir / "train_diffusion" / "diffusion" / "classes.json").read_text())

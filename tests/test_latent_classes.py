@@ -9,9 +9,11 @@ import pytest
 
 from synthloom.errors import DataError
 from synthloom.latent_classes import (
+    RELATED_V,
     LatentClasses,
     balanced_labels,
     counts_per_shard,
+    cramers_v,
     largest_remainders,
 )
 from synthloom.methods.difflm.generate import (
@@ -85,6 +87,41 @@ def test_target_and_binary_classes_are_the_joint_values_seen_in_training():
     # a limit the joint values would exceed keeps the columns that fit
     small, _ = LatentClasses.fit(frame, schema, "target_and_binary", limit=4)
     assert small.columns == ("churn", "plan")
+
+
+def test_cramers_v_of_independent_identical_and_one_valued_columns():
+    a = pd.Series(["x", "y"] * 50)
+    assert cramers_v(a, a) == pytest.approx(1.0)
+    assert cramers_v(a, pd.Series(["p"] * 50 + ["q"] * 50)) == pytest.approx(0.0)
+    assert cramers_v(a, pd.Series(["p"] * 100)) == 0.0
+    # 2x2 against the closed form |ad - bc| / sqrt(row and column totals' product)
+    b = pd.Series(["p"] * 30 + ["q"] * 20 + ["p"] * 10 + ["q"] * 40)
+    c = pd.Series(["x"] * 50 + ["y"] * 50)
+    assert cramers_v(c, b) == pytest.approx(abs(30 * 40 - 20 * 10) / np.sqrt(50 * 50 * 40 * 60))
+
+
+def test_target_and_related_joins_only_the_flags_related_to_the_target():
+    """`plan` follows churn on 80 % of rows (V about 0.6); `mail` is drawn independently
+    (V near 0): the related mode joins plan alone, the binary mode both."""
+    frame, schema = churn_like()
+    rng = np.random.default_rng(1)
+    follows = rng.random(len(frame)) < 0.8
+    frame["plan"] = pd.array(
+        np.where(follows, frame["churn"].to_numpy(bool), rng.random(len(frame)) < 0.5),
+        dtype="boolean",
+    )
+    assert cramers_v(frame["churn"], frame["plan"]) >= RELATED_V
+    assert cramers_v(frame["churn"], frame["mail"]) < RELATED_V
+    related, labels = LatentClasses.fit(frame, schema, "target_and_related")
+    assert related.columns == ("churn", "plan")
+    assert sum(related.counts) == len(labels) == len(frame)
+    assert LatentClasses.fit(frame, schema, "target_and_binary")[0].columns == (
+        "churn",
+        "plan",
+        "mail",
+    )
+    with pytest.raises(ValueError, match="unknown conditioning"):
+        LatentClasses.fit(frame, schema, "target_and_everything")
 
 
 def test_no_classes_without_a_categorical_target_or_with_missing_targets():

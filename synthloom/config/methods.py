@@ -235,12 +235,13 @@ class DiffLMConfig(StrictConfig):
         "put it in rather than from the decoder's reading of it (false: the paper's "
         "unconditional diffusion; ignored without a categorical or boolean target)",
     )
-    conditioning: Literal["target", "target_and_binary"] = Field(
-        "target_and_binary",
+    conditioning: Literal["target", "target_and_binary", "target_and_related"] = Field(
+        "target_and_related",
         description="with class_conditional: the class is the joint value of the target and "
-        "the two-valued categorical or boolean columns (taken in schema order while at most "
-        "64 joint values occur; measured better than the target alone on mlc_churn, "
-        "docs/methods.md), or 'target': the target's value alone",
+        "the two-valued categorical or boolean columns related to it (Cramer's V >= 0.1 on "
+        "the training rows; taken in schema order while at most 64 joint values occur), "
+        "'target_and_binary': with every two-valued column, or 'target': the target's value "
+        "alone (measured in docs/methods.md)",
     )
     label_dropout: float = Field(
         0.1,
