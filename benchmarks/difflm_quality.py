@@ -24,8 +24,7 @@ input_embedding (injection),
 cyclical_beta, no_diffusion (z from N(0, I) instead of the latent diffusion),
 compact (keyless serialization), free_decoding (the paper's unconstrained decoding),
 paper_recipe (the paper's VAE training: random injector and latent init, encoder dropout,
-one constant learning rate; columns in the table's order; unconditional diffusion; every
-column in the records),
+one constant learning rate; columns in the table's order; unconditional diffusion),
 paper_optimizer (one learning rate for every parameter, constant, no warmup),
 schema_column_order,
 number_digits_2 (numbers written at 2 significant digits), lora_r8 (rank-8 adapters on the
@@ -35,8 +34,8 @@ value_slots (the loss on value tokens only), unconditional_diffusion (the paper'
 unconditional latent diffusion; the decoder writes the label), target_conditioning (the
 diffusion's class is the target's value alone, the default until 2026-12-07 late; the
 default joins the two-valued columns related to the target), binary_conditioning (every
-two-valued column joined, related or not), all_columns (every column in the records,
-the exact linear dependents too: the paper's).
+two-valued column joined, related or not), derive_linear (exact linear dependents left
+out of the records and written back from their source).
 Rows are printed as each run finishes.
 """
 
@@ -78,7 +77,6 @@ ABLATIONS = {
         "method.column_order=schema",
         "method.encoder_numeric_features=false",
         "method.class_conditional=false",
-        "method.derive_linear=false",
     ],
     "paper_optimizer": [
         "method.vae_head_lr=null",
@@ -96,7 +94,7 @@ ABLATIONS = {
     "unconditional_diffusion": ["method.class_conditional=false"],
     "target_conditioning": ["method.conditioning=target"],
     "binary_conditioning": ["method.conditioning=target_and_binary"],
-    "all_columns": ["method.derive_linear=false"],
+    "derive_linear": ["method.derive_linear=true"],
 }
 
 

@@ -187,15 +187,20 @@ def test_difflm_ablation_switches(tmp_path, mixed_table, tiny_checkpoints):
 def test_difflm_writes_a_linear_dependent_back_from_its_source(
     tmp_path, mixed_table, tiny_checkpoints
 ):
-    """derive_linear (the default): `fee` = 0.25 x age, rounded half up to the cent, in every
-    training row, is left out of the records and written back from the decoded age, so the
-    identity holds in every generated row; false keeps it in the records (the paper)."""
+    """derive_linear true: `fee` = 0.25 x age, rounded half up to the cent, in every training
+    row, is left out of the records and written back from the decoded age, so the identity
+    holds in every generated row; false (the default) keeps it in the records (the paper)."""
     from synthloom.artifacts import read_table
     from tasks.difflm import records_schema
 
     table = mixed_table.assign(fee=(mixed_table["age"] * 0.25 + 1e-9).round(2))
     path = difflm_config(
-        tmp_path, table, tiny_checkpoints, diffusion=False, reconstruction_records=0
+        tmp_path,
+        table,
+        tiny_checkpoints,
+        diffusion=False,
+        reconstruction_records=0,
+        derive_linear=True,
     )
     assert main(["run", str(path)]) == 0
     run_dir = Path(run_summary(path)["artifact_dir"])

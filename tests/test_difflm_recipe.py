@@ -257,20 +257,21 @@ PAPER_RECIPE = {
     "encoder_numeric_features": False,
     "vae_dtype": "float32",  # the decoder's dtype in CPU training before the key existed
     "class_conditional": False,  # the paper's unconditional latent diffusion
-    "derive_linear": False,  # every column in the records
+    "derive_linear": False,  # every column in the records (the default, as the paper)
 }
 
 
 def test_the_paper_recipe_keeps_the_run_ids_of_runs_made_before_the_recipe_existed():
     assert config_hash(_config(**PAPER_RECIPE)) == PRE_RECIPE_HASH
     assert config_hash(_config()) != PRE_RECIPE_HASH  # the new defaults are a new run
-    for key in ("latent_init", "injector_init", "vae_lr_schedule", "derive_linear"):
+    for key in ("latent_init", "injector_init", "vae_lr_schedule"):
         changed = PAPER_RECIPE | {key: DiffLMConfig.model_fields[key].default}
         assert config_hash(_config(**changed)) != PRE_RECIPE_HASH, key
     assert DiffLMConfig(name="difflm").injector_residual_scale == 0.1
     # keys that came later keep the ids at their defaults (checkpointing, number rounding)
     assert config_hash(_config(**PAPER_RECIPE, checkpoint_seconds=120)) == PRE_RECIPE_HASH
     assert config_hash(_config(**PAPER_RECIPE, number_digits=2)) != PRE_RECIPE_HASH
+    assert config_hash(_config(**PAPER_RECIPE | {"derive_linear": True})) != PRE_RECIPE_HASH
     # without the class-conditional diffusion its keys change nothing, so not the id either
     unguided = PAPER_RECIPE | {"label_dropout": 0.0, "guidance_scale": 1.0}
     assert config_hash(_config(**unguided, conditioning="target_and_binary")) == PRE_RECIPE_HASH
