@@ -7,9 +7,10 @@ many flags does not give each row a class of its own). "target_and_related" take
 two-valued columns b related to the target on the training rows, by Cramer's V
     V(target, b) = sqrt(chi2 / n) >= RELATED_V   (chi2 of their contingency table, n rows;
                                                   b has two values, so min(r, c) - 1 = 1),
-so a flag unrelated to the label does not split each label's rows into thinner classes. Only the joint values seen in the
-training rows are classes; a column with a missing value in training is never a class
-column (a class fixes its column's value, and a forced value is never null).
+so a flag unrelated to the label does not split each label's rows into thinner classes.
+Only the joint values seen in the training rows are classes; a column with a missing value
+in training is never a class column (a class fixes its column's value, and a forced value
+is never null).
 
 Sampling lays out n classes in the training balance by largest remainders
 (`largest_remainders`): class c gets floor(n p_c), and the rows left over go to the largest
