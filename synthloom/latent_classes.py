@@ -8,9 +8,12 @@ two-valued columns b related to the target on the training rows, by Cramer's V
     V(target, b) = sqrt(chi2 / n) >= RELATED_V   (chi2 of their contingency table, n rows;
                                                   b has two values, so min(r, c) - 1 = 1),
 so a flag unrelated to the label does not split each label's rows into thinner classes.
+Without a categorical or boolean target, "target_and_binary" takes the two-valued columns
+alone (TabSyn's classes on a regression table); the other two conditionings give no classes.
 Only the joint values seen in the training rows are classes; a column with a missing value
-in training is never a class column (a class fixes its column's value, and a forced value
-is never null).
+in the frame given is never a class column (a class fixes its column's value, and a forced
+value is never null; TabSyn passes its codec's categories, where a gap is a category of its
+own that decodes back to a gap).
 
 Sampling lays out n classes in the training balance by largest remainders
 (`largest_remainders`): class c gets floor(n p_c), and the rows left over go to the largest
@@ -107,15 +110,16 @@ class LatentClasses:
         limit: int = CLASS_LIMIT,
     ) -> tuple[LatentClasses, np.ndarray] | None:
         """(classes, each training row's class index) for `frame` (the training rows), or
-        None where the schema has no categorical or boolean target without missing values.
-        `conditioning`: "target", "target_and_binary" or "target_and_related" (module
-        docstring)."""
-        target = schema.target
-        if target is None or not _class_column(frame, schema, target):
-            return None
+        None where no column qualifies: no categorical or boolean target without missing
+        values (with "target_and_binary": nor a two-valued column). `conditioning`: "target",
+        "target_and_binary" or "target_and_related" (module docstring)."""
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"unknown conditioning {conditioning!r}; use one of {CONDITIONINGS}")
-        columns = [target]
+        target = schema.target
+        has_target = target is not None and _class_column(frame, schema, target)
+        if not has_target and conditioning != "target_and_binary":
+            return None
+        columns = [target] if has_target else []
         for col in schema.columns if conditioning != "target" else ():
             if col.name in columns or not _class_column(frame, schema, col.name):
                 continue
@@ -127,6 +131,8 @@ class LatentClasses:
             joint = frame[[*columns, col.name]].astype(str).drop_duplicates()
             if len(joint) <= limit:
                 columns.append(col.name)
+        if not columns:
+            return None
         text = frame[columns].astype(str)
         keys = list(text.itertuples(index=False, name=None))
         values = sorted(set(keys))
@@ -160,7 +166,9 @@ class LatentClasses:
                     "training rows, so the latent diffusion has no class for it. Fix: ask "
                     "for values the training split holds."
                 )
-            quota[holders] += largest_remainders(counts[holders], n)
+            weights = counts[holders] if counts[holders].sum() > 0 else np.ones(len(holders))
+            quota[holders] += largest_remainders(weights, n)  # (a class of a model saved
+            # before unseen values were dropped may have no training row)
         return quota
 
     def describe(self, counts: Any = None) -> str:
@@ -191,8 +199,8 @@ class LatentClasses:
 
 
 def _class_column(frame: pd.DataFrame, schema: TableSchema, name: str) -> bool:
-    """A categorical or boolean column with no missing value in `frame`."""
+    """A categorical or boolean column of `frame` with no missing value there."""
     kind = schema.column(name).kind
-    if kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+    if kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) or name not in frame:
         return False
     return bool(frame[name].notna().all())

@@ -128,10 +128,25 @@ def test_no_classes_without_a_categorical_target_or_with_missing_targets():
     frame, schema = churn_like()
     numeric = TableSchema(columns=schema.columns, target="minutes")
     assert LatentClasses.fit(frame, numeric) is None
+    assert LatentClasses.fit(frame, numeric, "target_and_related") is None  # related to nothing
     assert LatentClasses.fit(frame, TableSchema(columns=schema.columns, target=None)) is None
     holes = frame.copy()
     holes.loc[3, "churn"] = pd.NA
     assert LatentClasses.fit(holes, schema) is None
+
+
+def test_target_and_binary_without_a_class_target_takes_the_two_valued_columns_alone():
+    """TabSyn's classes on a regression table; a two-valued column with a gap is left out."""
+    frame, schema = churn_like()
+    numeric = TableSchema(columns=schema.columns, target="minutes")
+    classes, labels = LatentClasses.fit(frame, numeric, "target_and_binary")
+    assert classes.columns == ("plan", "mail", "churn") and len(classes) <= 8
+    assert sum(classes.counts) == len(labels) == len(frame)
+    holes = frame.copy()
+    holes.loc[3, "mail"] = pd.NA
+    assert LatentClasses.fit(holes, numeric, "target_and_binary")[0].columns == ("plan", "churn")
+    flagless = frame[["minutes", "area"]]  # absent columns are no class columns either
+    assert LatentClasses.fit(flagless, numeric, "target_and_binary") is None
 
 
 def test_quotas_for_a_class_column_give_its_exact_counts():
@@ -146,6 +161,9 @@ def test_quotas_for_a_class_column_give_its_exact_counts():
     assert quota[holders[np.argmax(counts)]] == quota[holders].max()
     with pytest.raises(DataError, match="never occurs in the training rows"):
         LatentClasses(("churn",), (("False",),), (5,)).quotas_for("churn", {"True": 1})
+    # a class without training rows (a TabSyn model saved before unseen values were dropped)
+    unseen = LatentClasses(("churn", "plan"), (("True", "False"), ("True", "True")), (0, 0))
+    assert unseen.quotas_for("churn", {"True": 5}).tolist() == [3, 2]
 
 
 def test_class_groups_force_every_class_column_under_its_record_key():

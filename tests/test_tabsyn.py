@@ -468,14 +468,11 @@ def test_joint_classes_keep_binary_shares_and_condition_them_exactly(tmp_path: P
     proportion, by largest remainders) and a condition on one of them needs no rejection."""
     frame, schema = rare_kind_table()
     generator = TabSynGenerator(**SMALL).fit(frame, schema, seed=0)  # the default
-    kind, status = generator.codec.categorical.index("kind"), generator.label_index
-    assert generator.label_columns == [status, kind] and len(generator.label_combos) == 4
+    classes = generator.classes
+    assert classes.columns == ("status", "kind") and len(classes) == 4
     rows = generator.sample(540, seed=1)  # the 540 training rows' own size: counts exact
-    trained = dict(zip(map(tuple, generator.label_combos), generator.label_counts, strict=True))
-    cats = generator.codec.categories
-    for (s_code, k_code), count in trained.items():
-        got = (rows["status"] == cats["status"][s_code]) & (rows["kind"] == cats["kind"][k_code])
-        assert int(got.sum()) == count
+    for (status, kind), count in zip(classes.values, classes.counts, strict=True):
+        assert int(((rows["status"] == status) & (rows["kind"] == kind)).sum()) == count
     assert rows.loc[rows["kind"] == "b", "x"].mean() > 1.5  # b's x (data: 5, a's: 0)
 
     asked = generator.sample(100, seed=1, conditions={"kind": {"b": 80, "a": 20}})
@@ -489,8 +486,51 @@ def test_joint_classes_keep_binary_shares_and_condition_them_exactly(tmp_path: P
 
     generator.save(tmp_path / "model")
     loaded = TabSynGenerator.load(tmp_path / "model")
-    assert loaded.label_combos == generator.label_combos
+    assert loaded.classes == generator.classes
     assert loaded.sample(50, seed=3).equals(generator.sample(50, seed=3))
+
+
+def test_related_classes_join_the_flag_that_follows_the_target(tmp_path: Path) -> None:
+    """conditioning: target_and_related (DiffLM's default): `kind` is drawn independently
+    of `status` in rare_kind_table, so it stays out; a flag copying status on 90 % of rows
+    joins. A model saved with the class codes of earlier versions loads to the same classes
+    and samples the same rows."""
+    frame, schema = rare_kind_table(n=300)
+    rng = np.random.default_rng(2)
+    follows = rng.random(len(frame)) < 0.9
+    frame["vip"] = np.where(follows, frame["status"] == "bad", rng.random(len(frame)) < 0.5)
+    frame["vip"] = frame["vip"].map({True: "y", False: "n"}).astype(object)
+    schema = TableSchema(
+        columns=(
+            *schema.columns,
+            ColumnSchema("vip", ColumnKind.CATEGORICAL, categories=("n", "y")),
+        ),
+        target="status",
+        task="classification",
+    )
+    generator = TabSynGenerator(**TINY, conditioning="target_and_related").fit(frame, schema)
+    assert generator.classes.columns == ("status", "vip")
+    rows = generator.sample(len(frame), seed=1)
+    # the classes come out in their training shares (largest remainders: within a row each)
+    classes = generator.classes
+    for (status, vip), count in zip(classes.values, classes.counts, strict=True):
+        got = int(((rows["status"] == status) & (rows["vip"] == vip)).sum())
+        assert abs(got - len(rows) * count / sum(classes.counts)) < 1
+
+    generator.save(tmp_path / "model")
+    state = json.loads((tmp_path / "model" / "tabsyn.json").read_text())
+    classes, codec = state.pop("classes"), generator.codec
+    state["label_index"] = codec.categorical.index("status")
+    state["label_columns"] = [codec.categorical.index(c) for c in classes["columns"]]
+    state["label_combos"] = [
+        [codec.categories[c].index(v) for c, v in zip(classes["columns"], values, strict=True)]
+        for values in classes["values"]
+    ]
+    state["label_counts"] = classes["counts"]
+    (tmp_path / "model" / "tabsyn.json").write_text(json.dumps(state))
+    old = TabSynGenerator.load(tmp_path / "model")
+    assert old.classes == generator.classes
+    assert old.sample(60, seed=4).equals(generator.sample(60, seed=4))
 
 
 def test_joint_classes_stop_before_every_row_gets_a_class_of_its_own() -> None:
@@ -505,8 +545,8 @@ def test_joint_classes_stop_before_every_row_gets_a_class_of_its_own() -> None:
     )
     generator = TabSynGenerator(**TINY, conditioning="target_and_binary").fit(frame, schema, seed=0)
     # the target and five flags: 64 joint values; a sixth flag would double them
-    assert len(generator.label_columns) == 6 and len(generator.label_combos) <= 64
-    assert generator.label_columns[0] == generator.label_index
+    assert len(generator.classes.columns) == 6 and len(generator.classes) <= 64
+    assert generator.classes.columns[0] == "status"
 
 
 @pytest.mark.parametrize(
@@ -707,9 +747,13 @@ def test_training_rows_decode_from_their_own_latents(fitted) -> None:
 def test_a_class_conditional_model_keeps_the_training_balance_exactly(fitted) -> None:
     generator, _, _ = fitted
     # the classes: status joint with the two-valued `owner` (conditioning: target_and_binary)
-    combos, trained = np.asarray(generator.label_combos), np.asarray(generator.label_counts)
-    assert generator.diffusion.config.n_classes == len(combos) == 4
-    bad, good = trained[combos[:, 0] == 0].sum(), trained[combos[:, 0] == 1].sum()
+    classes = generator.classes
+    assert classes.columns == ("status", "owner")
+    assert generator.diffusion.config.n_classes == len(classes) == 4
+    trained = dict.fromkeys(("bad", "good"), 0)
+    for values, count in zip(classes.values, classes.counts, strict=True):
+        trained[values[0]] += count
+    bad, good = trained["bad"], trained["good"]
     rows = generator.sample(150, seed=3)
     counts = rows["status"].value_counts().to_dict()
     assert set(counts) == {"bad", "good"} and sum(counts.values()) == 150
@@ -735,7 +779,7 @@ def test_a_class_conditional_model_saves_and_loads(fitted, tmp_path: Path) -> No
     generator, _, _ = fitted
     generator.save(tmp_path / "model")
     loaded = TabSynGenerator.load(tmp_path / "model")
-    assert loaded.label_index == generator.label_index
+    assert loaded.classes == generator.classes
     assert loaded.sample(40, seed=5).equals(generator.sample(40, seed=5))
 
 
@@ -743,14 +787,15 @@ def test_a_numeric_target_or_the_paper_setting_leaves_the_denoiser_unconditional
     frame, schema = dirty_table(n=120)
     numeric = TableSchema(columns=schema.columns, target="income", task="regression")
     generator = TabSynGenerator(**TINY, conditioning="target").fit(frame, numeric, seed=0)
-    assert generator.label_index is None and generator.diffusion.config.n_classes == 0
+    assert generator.classes is None and generator.diffusion.config.n_classes == 0
     assert len(generator.sample(20, seed=0)) == 20
     joint = TabSynGenerator(**TINY).fit(frame, numeric, seed=0)  # the two-valued columns only
-    assert joint.label_index is None and joint.diffusion.config.n_classes == 4
-    owner, status = (joint.codec.categorical.index(c) for c in ("owner", "status"))
-    assert joint.label_columns == [owner, status]
+    assert joint.classes.columns == ("owner", "status")  # no target among them
+    assert joint.diffusion.config.n_classes == 4
+    related = TabSynGenerator(**TINY, conditioning="target_and_related").fit(frame, numeric)
+    assert related.classes is None  # no categorical target to be related to
     paper = TabSynGenerator(**TINY, class_conditional=False).fit(frame, schema, seed=0)
-    assert paper.label_index is None and paper.diffusion.config.n_classes == 0
+    assert paper.classes is None and paper.diffusion.config.n_classes == 0
     rows = paper.sample(30, seed=1, conditions={"status": {"good": 20, "bad": 10}})
     assert rows["status"].value_counts().to_dict() == {"good": 20, "bad": 10}
     assert paper.last_attempts > 30  # by rejection

@@ -428,12 +428,14 @@ class TabSynConfig(StrictConfig):
         "the classes in the training balance, or in generate.conditions' exact counts "
         "(false: the paper's unconditional denoiser; ignored for a numeric target)",
     )
-    conditioning: Literal["target", "target_and_binary"] = Field(
+    conditioning: Literal["target", "target_and_binary", "target_and_related"] = Field(
         "target_and_binary",
         description="with class_conditional: the denoiser's class is the joint value of the "
-        "target and the two-valued categorical columns (ours; at most 64 joint values): their "
-        "shares and cross-counts come out as in training and conditions on them need no "
-        "rejection; 'target': the target's value alone",
+        "target and the two-valued categorical columns (ours; at most 64 joint values; the "
+        "two-valued columns alone for a numeric target): their shares and cross-counts come "
+        "out as in training and conditions on them need no rejection; 'target_and_related': "
+        "only the two-valued columns related to the target (Cramer's V >= 0.1, DiffLM's "
+        "default); 'target': the target's value alone",
     )
     dequantize: bool = Field(
         True,

@@ -198,29 +198,31 @@ def usable_guidance(diffusion: Any, guidance_scale: float) -> float:
 class ClassLatents:
     """z ~ p(z | c) for one class c of a class-conditional latent diffusion, guided at
     `guidance_scale` (`usable_guidance`), with the diffusion's `sample(n, seed=...)`
-    signature (what `sample_latents` calls)."""
+    signature (what `sample_latents` calls). Subclasses choose the classes (`labels`)."""
 
     def __init__(self, diffusion: Any, label: int, guidance_scale: float = 1.0) -> None:
         self.diffusion, self.label = diffusion, label
         self.guidance = usable_guidance(diffusion, guidance_scale)
 
+    def labels(self, n: int, seed: int) -> np.ndarray:
+        return np.full(n, self.label, np.int64)
+
     def sample(self, n: int, *, seed: int) -> np.ndarray:
-        labels = np.full(n, self.label, np.int64)
+        labels = self.labels(n, seed)
         return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=self.guidance)
 
 
-class BalancedLatents:
-    """z from a class-conditional latent diffusion with the n classes laid out in the
-    training balance (`LatentClasses.balanced`) and shuffled by the seed, guided as
-    `ClassLatents`: what generation draws, for the reconstruction diagnostic's latents."""
+class BalancedLatents(ClassLatents):
+    """`ClassLatents` with the n classes laid out in the training balance
+    (`LatentClasses.balanced`) and shuffled by the seed: what generation draws, for the
+    reconstruction diagnostic's latents."""
 
     def __init__(self, diffusion: Any, classes: LatentClasses, guidance_scale: float = 1.0):
-        self.diffusion, self.classes = diffusion, classes
-        self.guidance = usable_guidance(diffusion, guidance_scale)
+        super().__init__(diffusion, -1, guidance_scale)
+        self.classes = classes
 
-    def sample(self, n: int, *, seed: int) -> np.ndarray:
-        labels = balanced_labels(np.asarray(self.classes.counts), n, seed)
-        return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=self.guidance)
+    def labels(self, n: int, seed: int) -> np.ndarray:
+        return balanced_labels(np.asarray(self.classes.counts), n, seed)
 
 
 def class_groups(

@@ -29,15 +29,14 @@ marginals; "training", those of the training rows' own latent means (the VAE's s
 only).
 
 Class-conditional denoiser (ours, TabDDPM-style; `class_conditional`, false = the paper):
-the diffusion model learns p(z | y) for the target's class y (code of the categorical
+the diffusion model learns p(z | y) for the row's class y (`synthloom.latent_classes`, the
+model DiffLM's diffusion shares: "target", the categorical target's value; the default
+"target_and_binary", its joint value with the two-valued categorical columns, while at most
+JOINT_CLASS_LIMIT joint values occur; "target_and_related", with those related to the
 target), and sampling first lays out the classes in the training balance (largest-remainder
-counts, shuffled with the seed), then draws z ~ p(z | y) and writes y into the decoded
-target column (`last_label_agreement`: the share whose decoded target already was y).
-
-Joint classes (`conditioning: target_and_binary`, the default): the class y is the joint
-value of the target and the two-valued categorical columns (while at most
-JOINT_CLASS_LIMIT joint values), so those columns' shares and cross-counts are laid out in
-the training balance like the target's.
+counts, shuffled with the seed), then draws z ~ p(z | y) and writes y's values into their
+columns (`last_label_agreement`: the share whose decoded target already held y's), so those
+columns' shares and cross-counts come out as in training.
 
 Conditions (`sample(..., conditions={column: {value: count}})`): exact counts for one
 categorical or boolean column. On a class column of a class-conditional model the counts
@@ -75,7 +74,7 @@ from safetensors.torch import load_file, save_file
 
 from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
-from synthloom.latent_classes import balanced_labels, largest_remainders, shuffled_labels
+from synthloom.latent_classes import LatentClasses, balanced_labels, shuffled_labels
 from synthloom.linear_dependents import rule_text
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
@@ -99,7 +98,7 @@ VAE_DONE = "vae_trained.safetensors"
 DIFFUSION_CHECKPOINT = "diffusion_training.pt"
 CONDITION_BANK_FILE = "condition_latents.safetensors"
 CONDITION_BANK = 64  # training rows' latent tokens kept per category value, for inpainting
-JOINT_CLASS_LIMIT = 64  # conditioning "target_and_binary": joint values the denoiser learns
+JOINT_CLASS_LIMIT = 64  # joint class values the denoiser learns at most
 CALIBRATION_ROWS = (4096, 16_384)  # decoder_calibration "generated": latents drawn, bounds
 CALIBRATION_SEED_OFFSET = 7919  # their noise differs from a sample(seed=fit seed)'s
 
@@ -119,13 +118,8 @@ class TabSynGenerator:
         self.diffusion: LatentDiffusionModel | None = None
         self.training: dict[str, Any] = {}
         self.calibration: list[QuantileNormal] | None = None
-        # class-conditional: the target's index in codec.categorical; the columns whose
-        # joint value is the denoiser's class (codec.categorical indices, the target first),
-        # each class's codes in those columns, and its training count
-        self.label_index: int | None = None
-        self.label_columns: list[int] = []
-        self.label_combos: list[list[int]] = []
-        self.label_counts: list[int] = []
+        # class-conditional: the denoiser's classes (None: unconditional)
+        self.classes: LatentClasses | None = None
         self.last_attempts = 0
         self.last_label_agreement: float | None = None
         # inpainting: per categorical column (codec index) the bank's codes, latent tokens
@@ -243,8 +237,7 @@ class TabSynGenerator:
         x_train = _tensors(*self.codec.encode(train, seed=seed), device=where)
         x_val = _tensors(*self.codec.encode(validation, seed=seed + 1), device=where)
         self.vae.to(where).eval()
-        self.label_index = self._label_index()
-        labels = self._fit_labels(x_train[1].cpu().numpy())
+        self.classes, labels = self._fit_classes(x_train[1].cpu().numpy())
         with torch.no_grad():
             mu, _ = self.vae.encode(*x_train)
         latents = mu.reshape(len(mu), -1).cpu().numpy()
@@ -258,7 +251,7 @@ class TabSynGenerator:
             sampler_steps=c.sampler_steps,
             sampler_churn=c.sampler_churn,
             normalization=c.latent_normalization,
-            n_classes=len(self.label_counts) if labels is not None else 0,
+            n_classes=len(self.classes) if self.classes is not None else 0,
             label_dropout=c.label_dropout if labels is not None else 0.0,
             ema_decay=c.diffusion_ema,
             seed=seed,
@@ -344,71 +337,35 @@ class TabSynGenerator:
             bank[j] = entry
         return bank
 
-    def _fit_labels(self, x_cat: np.ndarray) -> np.ndarray | None:
-        """The training rows' classes for the denoiser (None: unconditional). "target": the
-        target's code (every category a class, seen or not); "target_and_binary": the index
-        of the row's joint value of the target and the two-valued categorical columns, over
-        the joint values seen in training (columns taken in order while the joint values
-        stay at most JOINT_CLASS_LIMIT, so a table of many flags does not give each row a
-        class of its own)."""
+    def _fit_classes(self, x_cat: np.ndarray) -> tuple[LatentClasses | None, np.ndarray | None]:
+        """The denoiser's classes and each training row's class (`LatentClasses.fit` with
+        the configured conditioning), on the rows' categories as the codec holds them (a
+        gap is the codec's missing category, decoded back to a gap, so a column with gaps
+        can be a class column here); (None, None): unconditional."""
         assert self.codec is not None and self.schema is not None
-        columns = [] if self.label_index is None else [self.label_index]
-        if self.config.class_conditional and self.config.conditioning == "target_and_binary":
-            names = set(self.schema.names)
-            pairs = zip(self.codec.categorical, self.codec.cardinalities, strict=True)
-            for j, (name, k) in enumerate(pairs):
-                if name not in names or k != 2 or j in columns:
-                    continue
-                joint = np.unique(x_cat[:, [*columns, j]], axis=0)
-                if len(joint) <= JOINT_CLASS_LIMIT:  # else skipped: classes too thin
-                    columns.append(j)
-        self.label_columns = columns
-        if not columns:
-            self.label_combos, self.label_counts = [], []
-            return None
-        if columns == [self.label_index]:
-            n_classes = self.codec.cardinalities[self.label_index]
-            labels = x_cat[:, self.label_index]
-            self.label_combos = [[k] for k in range(n_classes)]
-            self.label_counts = np.bincount(labels, minlength=n_classes).tolist()
-            return labels
-        combos, labels, counts = np.unique(
-            x_cat[:, columns], axis=0, return_inverse=True, return_counts=True
+        if not self.config.class_conditional:
+            return None, None
+        names = set(self.schema.names)  # not the missingness indicators
+        text = pd.DataFrame(
+            {
+                name: np.asarray(self.codec.categories[name], dtype=object)[x_cat[:, j]]
+                for j, name in enumerate(self.codec.categorical)
+                if name in names
+            }
         )
-        self.label_combos = combos.tolist()
-        self.label_counts = counts.tolist()
-        return labels.reshape(-1)
+        fitted = LatentClasses.fit(text, self.schema, self.config.conditioning, JOINT_CLASS_LIMIT)
+        return (None, None) if fitted is None else fitted
 
-    def _labels_with(self, position: int, wanted: dict[int, int], seed: int) -> np.ndarray:
-        """Classes for rows whose column `label_columns[position]` takes code c exactly
-        wanted[c] times: each code's count split over the classes holding it in their
-        training proportions (largest remainders), shuffled by `seed`."""
-        combos = np.asarray(self.label_combos)
-        counts = np.asarray(self.label_counts, dtype=np.float64)
-        labels = []
-        for code, n in wanted.items():
-            if n <= 0:
-                continue
-            classes = np.flatnonzero(combos[:, position] == code)
-            if len(classes) == 0:
-                raise DataError(
-                    f"tabsyn's denoiser never saw code {code} of its class column "
-                    f"{self.codec.categorical[self.label_columns[position]]!r}. Fix: ask "
-                    "for values the training split holds."
-                )
-            # "target" keeps a class for an unseen target value: its one row, count 0
-            weights = counts[classes] if counts[classes].sum() > 0 else np.ones(len(classes))
-            labels.append(np.repeat(classes, largest_remainders(weights, n)))
-        joined = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
-        return shuffled_labels(joined, seed)
-
-    def _label_index(self) -> int | None:
-        """The target's position in codec.categorical when the denoiser is class-conditional."""
-        assert self.codec is not None and self.schema is not None
-        target = self.schema.target
-        if not self.config.class_conditional or target not in self.codec.categorical:
-            return None
-        return self.codec.categorical.index(target)
+    def _class_codes(self) -> np.ndarray:
+        """(n_classes, n_class_columns): each class's values as codec codes."""
+        assert self.codec is not None and self.classes is not None
+        cats = self.codec.categories
+        columns = self.classes.columns
+        codes = [
+            [cats[c].index(v) for c, v in zip(columns, values, strict=True)]
+            for values in self.classes.values
+        ]
+        return np.asarray(codes, dtype=np.int64).reshape(len(self.classes), -1)
 
     def _build_vae(self) -> TabularVAE:
         """A fresh VAE for the fitted codec's columns (weights from torch's current RNG)."""
@@ -458,11 +415,11 @@ class TabSynGenerator:
         return self._draw(num_rows, seed, self._balanced_labels(num_rows, seed))
 
     def _balanced_labels(self, n: int, seed: int) -> np.ndarray | None:
-        """n class codes in the training balance (largest remainders), shuffled by `seed`;
-        None for an unconditional model."""
-        if not self.label_columns:
+        """n class indices in the training balance (largest remainders), shuffled by
+        `seed`; None for an unconditional model."""
+        if self.classes is None:
             return None
-        return balanced_labels(np.asarray(self.label_counts), n, seed)
+        return balanced_labels(np.asarray(self.classes.counts), n, seed)
 
     def _draw(self, n: int, seed: int, labels: np.ndarray | None) -> pd.DataFrame:
         """n rows from latents z ~ p(z | labels) (or p(z) without labels); the classes'
@@ -513,7 +470,7 @@ class TabSynGenerator:
         known[:, start : start + d] = entry["tokens"][rows]
         mask = np.zeros(self.diffusion.dim, dtype=bool)
         mask[start : start + d] = True
-        labels = entry["labels"][rows] if "labels" in entry and self.label_columns else None
+        labels = entry["labels"][rows] if "labels" in entry and self.classes else None
         latents = self.diffusion.inpaint(
             known, mask, seed=seed, resample=self.config.inpaint_resample, labels=labels
         )
@@ -546,8 +503,8 @@ class TabSynGenerator:
         seed: int = 0,
         fixed: dict[int, np.ndarray] | None = None,
     ) -> pd.DataFrame:
-        """Latents -> rows; the values of `labels` (the denoiser's classes, label_combos
-        rows) and `fixed` (categorical index -> codes, an inpainted condition) are written
+        """Latents -> rows; the values of `labels` (the denoiser's classes) and `fixed`
+        (categorical index -> codes, an inpainted condition) are written
         over the decoded categories; the share whose decoded target (resp. fixed column)
         already held them is kept in `last_label_agreement` / `last_condition_agreement`."""
         assert self.codec is not None and self.vae is not None
@@ -561,14 +518,15 @@ class TabSynGenerator:
             if logits
             else torch.zeros((len(z), 0), dtype=torch.long)
         )
-        if labels is not None and self.label_columns:
-            written = np.asarray(self.label_combos, dtype=np.int64)[np.asarray(labels)]
-            if self.label_index is not None:  # label_columns[0]
-                decoded = codes[:, self.label_index].numpy()
+        if labels is not None and self.classes is not None:
+            written = self._class_codes()[np.asarray(labels)]
+            positions = [self.codec.categorical.index(c) for c in self.classes.columns]
+            if self.classes.columns[0] == self.schema.target:
+                decoded = codes[:, positions[0]].numpy()
                 self.last_label_agreement = (
                     float(np.mean(decoded == written[:, 0])) if len(labels) else None
                 )
-            for p, j in enumerate(self.label_columns):
+            for p, j in enumerate(positions):
                 codes[:, j] = torch.as_tensor(written[:, p], dtype=torch.long)
         for j, values in (fixed or {}).items():
             self.last_condition_agreement = (
@@ -589,11 +547,10 @@ class TabSynGenerator:
         column, quotas = check_conditions(conditions, self.schema, num_rows)
         wanted = {str(k): int(v) for k, v in quotas.items()}
         assert self.codec is not None
-        label_names = [self.codec.categorical[j] for j in self.label_columns]
-        if column in label_names:  # a class column: the counts are the classes, exactly
-            categories = self.codec.categories[column]
-            codes = {categories.index(v): n for v, n in wanted.items()}
-            labels = self._labels_with(label_names.index(column), codes, seed)
+        if self.classes is not None and column in self.classes.columns:
+            # a class column: the counts are the classes, exactly
+            quota = self.classes.quotas_for(column, wanted)
+            labels = shuffled_labels(np.repeat(np.arange(len(quota)), quota), seed)
             self.last_attempts = num_rows
             return self._draw(num_rows, seed, labels)
         mode = self.config.condition_sampling
@@ -656,10 +613,7 @@ class TabSynGenerator:
             if self.calibration is None
             else [q.to_dict() for q in self.calibration],
             "training": self.training,
-            "label_index": self.label_index,
-            "label_columns": self.label_columns,
-            "label_combos": self.label_combos,
-            "label_counts": self.label_counts,
+            "classes": None if self.classes is None else self.classes.to_dict(),
         }
         (directory / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
@@ -702,14 +656,7 @@ class TabSynGenerator:
         model.vae.eval()
         model.diffusion = LatentDiffusionModel.load(directory / DIFFUSION_DIR)
         model.training = state["training"]
-        model.label_index = state.get("label_index")
-        model.label_counts = list(state.get("label_counts", []))
-        if "label_columns" in state:
-            model.label_columns = list(state["label_columns"])
-            model.label_combos = [list(c) for c in state["label_combos"]]
-        elif model.label_index is not None:  # saved before joint classes: the target's codes
-            model.label_columns = [model.label_index]
-            model.label_combos = [[k] for k in range(len(model.label_counts))]
+        model.classes = _saved_classes(state, model.codec)
         if (directory / CONDITION_BANK_FILE).is_file():  # absent: fitted before inpainting
             bank: dict[int, dict[str, np.ndarray]] = {}
             for key, tensor in load_file(str(directory / CONDITION_BANK_FILE)).items():
@@ -746,6 +693,27 @@ class TabSynGenerator:
             curves = ("vae_history", "diffusion_history")
             info["training"] = {k: v for k, v in self.training.items() if k not in curves}
         return info
+
+
+def _saved_classes(state: dict[str, Any], codec: ColumnCodec) -> LatentClasses | None:
+    """The classes a saved model's denoiser learnt. Models saved before the shared class
+    model hold codec codes ("label_columns", "label_combos", "label_counts"; before joint
+    classes only "label_index" and "label_counts": the target's codes in order)."""
+    if "classes" in state:
+        return None if state["classes"] is None else LatentClasses.from_dict(state["classes"])
+    counts = list(state.get("label_counts") or [])
+    if not counts:
+        return None
+    if "label_columns" in state:
+        positions, combos = state["label_columns"], state["label_combos"]
+    else:
+        positions, combos = [state["label_index"]], [[k] for k in range(len(counts))]
+    columns = [codec.categorical[j] for j in positions]
+    values = [
+        tuple(codec.categories[c][code] for c, code in zip(columns, combo, strict=True))
+        for combo in combos
+    ]
+    return LatentClasses(tuple(columns), tuple(values), tuple(int(n) for n in counts))
 
 
 def _category_codes(
