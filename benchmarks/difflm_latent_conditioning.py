@@ -12,6 +12,10 @@ bit-reproducible) drops out of the comparison:
 - a number w: a class-conditional diffusion with `label_dropout` 0.1 sampled at guidance
   scale w (1 = no guidance), the target slot forced (the default since 2026-12-07: w = 2).
 
+`--diffusion-steps N` trains every variant's diffusion for N steps instead of the run's
+`method.diffusion_steps` (the rows file and the variant name then carry `-sN`). A table
+without a categorical or boolean target runs `uncond` alone.
+
 `--conditioning target_and_binary` (or `target_and_related`) makes the class of `cond` and
 the numbered variants the joint value of the target and the two-valued columns (those
 related to the target), every class slot forced; the rows file then carries the suffix
@@ -50,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-cache", type=Path, default=REPO / "data" / "models")
     parser.add_argument("--out", type=Path, default=None, help="where the rows go")
     parser.add_argument("--conditioning", choices=CONDITIONINGS, default="target")
+    parser.add_argument(
+        "--diffusion-steps", type=int, default=None, help="default: the run's diffusion_steps"
+    )
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -86,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     validation, _ = read_table(run / "ingest" / "validation.parquet")
     written = records_schema(schema, method, train)
     fitted = LatentClasses.fit(train, schema, args.conditioning)
-    if fitted is None:
-        parser.error("the run's table has no categorical or boolean target to condition on")
-    classes, labels = fitted
+    if fitted is None and set(args.variants) != {"uncond"}:
+        parser.error("the run's table has no categorical or boolean target: run --variants uncond")
+    classes, labels = fitted if fitted is not None else (None, None)
+    steps = args.diffusion_steps or method["diffusion_steps"]
     latents = pd.read_parquet(run / "train_vae" / "latents.parquet").to_numpy()
     out = args.out or run / "latent_conditioning"
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = LatentDiffusionConfig(
             hidden=method["diffusion_hidden"],
             epochs=1_000_000,
-            max_steps=method["diffusion_steps"],
+            max_steps=steps,
             batch_size=method["diffusion_batch_size"],
             sampler_steps=method["sampler_steps"],
             seed=seed,
@@ -144,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = frame.astype({c: train[c].dtype for c in frame.columns}, errors="ignore")
         joint = args.conditioning != "target" and variant not in ("uncond", "forced")
         name = f"{variant}-joint" if joint else variant
+        name += f"-s{steps}" if args.diffusion_steps else ""
         frame.to_parquet(out / f"{name}.parquet")
         result: dict[str, Any] = {"run": run.name, "seed": seed, "variant": name}
         result |= {"rows": len(frame), "decode_s": round(seconds)}
