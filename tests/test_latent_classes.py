@@ -1,7 +1,10 @@
 """Latent classes (synthloom.latent_classes) and how DiffLM plans its decoding groups from
-them (synthloom.methods.difflm.generate: class_groups, condition_groups, BalancedLatents)."""
+them and joins their rows (synthloom.methods.difflm.generate: class_groups,
+condition_groups, BalancedLatents, concat_rows)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -20,6 +23,7 @@ from synthloom.methods.difflm.generate import (
     BalancedLatents,
     ClassLatents,
     class_groups,
+    concat_rows,
     condition_groups,
 )
 from synthloom.methods.difflm.latent_diffusion import LatentDiffusionConfig
@@ -238,3 +242,25 @@ def test_counts_per_shard_lays_the_classes_out_one_after_another():
     assert [sum(row) for row in shards] == [4, 4, 1]
     with pytest.raises(ValueError, match="shards to 8"):
         counts_per_shard(np.array([5, 4]), [4, 4])
+
+
+def test_concat_rows_takes_a_columns_dtype_from_the_groups_that_hold_values():
+    """A group whose rows left a field empty holds it as object None; pandas warns that it
+    will let such a column decide the dtype. concat_rows keeps the held dtype, warns not."""
+    held = pd.DataFrame({"income": [1.5, 2.5], "job": ["a", "b"]})
+    empty = pd.DataFrame({"income": pd.Series([None], dtype=object), "job": ["c"]})
+    with pytest.warns(FutureWarning):
+        pd.concat([held, empty], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = concat_rows([empty, held])
+    assert list(rows.columns) == ["income", "job"] and len(rows) == 3
+    assert rows["income"].dtype == np.float64 and rows["income"].isna().tolist() == [
+        True,
+        False,
+        False,
+    ]
+    assert rows["job"].tolist() == ["c", "a", "b"]
+    nothing = pd.DataFrame({"income": pd.Series([None], dtype=object), "job": ["d"]})
+    both_empty = concat_rows([nothing, nothing])  # a column empty everywhere stays as it was
+    assert both_empty["income"].isna().all() and len(both_empty) == 2

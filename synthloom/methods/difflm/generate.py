@@ -320,12 +320,26 @@ def generate_grouped_rows(
         texts.append(generated.assign(condition=group.tag))
         stats.append(stat)
     parts = [p for p in parts if len(p)]  # a group with no valid row adds no dtype to the rest
-    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=schema.names)
+    rows = concat_rows(parts) if parts else pd.DataFrame(columns=schema.names)
     order = np.random.default_rng([seed, 11]).permutation(len(rows))
     rows = rows.iloc[order].reset_index(drop=True)
     seconds = sum(s["seconds"] for s in stats)  # the groups are decoded one after another
     texts = pd.concat(texts, ignore_index=True) if texts else pd.DataFrame()
     return rows, texts, merge_generation_stats(stats, len(rows), seconds)
+
+
+def concat_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """`parts` (same columns) one after another, a column's dtype taken from the parts
+    holding a value in it: a column all missing in one part (a group whose rows left an
+    optional field empty) is dropped from that part before concatenating and comes back
+    as gaps, as pandas decided before it deprecated that rule; the first part's column
+    order."""
+    held = {c for part in parts for c in part.columns if part[c].notna().any()}
+    trimmed = [
+        part.drop(columns=[c for c in part.columns if c in held and part[c].isna().all()])
+        for part in parts
+    ]
+    return pd.concat(trimmed, ignore_index=True)[list(parts[0].columns)]
 
 
 ADDITIVE_STATS = (
