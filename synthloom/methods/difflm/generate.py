@@ -195,30 +195,41 @@ def usable_guidance(diffusion: Any, guidance_scale: float) -> float:
     return guidance_scale if getattr(config, "label_dropout", 0.0) > 0 else 1.0
 
 
-class ClassLatents:
-    """z ~ p(z | c) for one class c of a class-conditional latent diffusion, guided at
-    `guidance_scale` (`usable_guidance`), with the diffusion's `sample(n, seed=...)`
-    signature (what `sample_latents` calls). Subclasses choose the classes (`labels`)."""
+class GuidedLatents:
+    """z ~ p(z | c) from a class-conditional latent diffusion for the classes `labels(n,
+    seed)` chooses, guided at `guidance_scale` (`usable_guidance`), with the diffusion's
+    `sample(n, seed=...)` signature (what `sample_latents` calls)."""
 
-    def __init__(self, diffusion: Any, label: int, guidance_scale: float = 1.0) -> None:
-        self.diffusion, self.label = diffusion, label
+    def __init__(self, diffusion: Any, guidance_scale: float = 1.0) -> None:
+        self.diffusion = diffusion
         self.guidance = usable_guidance(diffusion, guidance_scale)
 
     def labels(self, n: int, seed: int) -> np.ndarray:
-        return np.full(n, self.label, np.int64)
+        raise NotImplementedError
 
     def sample(self, n: int, *, seed: int) -> np.ndarray:
         labels = self.labels(n, seed)
         return self.diffusion.sample(n, seed=seed, labels=labels, guidance_scale=self.guidance)
 
 
-class BalancedLatents(ClassLatents):
-    """`ClassLatents` with the n classes laid out in the training balance
+class ClassLatents(GuidedLatents):
+    """`GuidedLatents` of one class c."""
+
+    def __init__(self, diffusion: Any, label: int, guidance_scale: float = 1.0) -> None:
+        super().__init__(diffusion, guidance_scale)
+        self.label = label
+
+    def labels(self, n: int, seed: int) -> np.ndarray:
+        return np.full(n, self.label, np.int64)
+
+
+class BalancedLatents(GuidedLatents):
+    """`GuidedLatents` with the n classes laid out in the training balance
     (`LatentClasses.balanced`) and shuffled by the seed: what generation draws, for the
     reconstruction diagnostic's latents."""
 
     def __init__(self, diffusion: Any, classes: LatentClasses, guidance_scale: float = 1.0):
-        super().__init__(diffusion, -1, guidance_scale)
+        super().__init__(diffusion, guidance_scale)
         self.classes = classes
 
     def labels(self, n: int, seed: int) -> np.ndarray:

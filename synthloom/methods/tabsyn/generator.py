@@ -32,7 +32,7 @@ Class-conditional denoiser (ours, TabDDPM-style; `class_conditional`, false = th
 the diffusion model learns p(z | y) for the row's class y (`synthloom.latent_classes`, the
 model DiffLM's diffusion shares: "target", the categorical target's value; the default
 "target_and_binary", its joint value with the two-valued categorical columns, while at most
-JOINT_CLASS_LIMIT joint values occur; "target_and_related", with those related to the
+CLASS_LIMIT (64) joint values occur; "target_and_related", with those related to the
 target), and sampling first lays out the classes in the training balance (largest-remainder
 counts, shuffled with the seed), then draws z ~ p(z | y) and writes y's values into their
 columns (`last_label_agreement`: the share whose decoded target already held y's), so those
@@ -74,7 +74,12 @@ from safetensors.torch import load_file, save_file
 
 from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
-from synthloom.latent_classes import LatentClasses, balanced_labels, shuffled_labels
+from synthloom.latent_classes import (
+    CLASS_LIMIT,
+    LatentClasses,
+    balanced_labels,
+    shuffled_labels,
+)
 from synthloom.linear_dependents import rule_text
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
@@ -98,7 +103,6 @@ VAE_DONE = "vae_trained.safetensors"
 DIFFUSION_CHECKPOINT = "diffusion_training.pt"
 CONDITION_BANK_FILE = "condition_latents.safetensors"
 CONDITION_BANK = 64  # training rows' latent tokens kept per category value, for inpainting
-JOINT_CLASS_LIMIT = 64  # joint class values the denoiser learns at most
 CALIBRATION_ROWS = (4096, 16_384)  # decoder_calibration "generated": latents drawn, bounds
 CALIBRATION_SEED_OFFSET = 7919  # their noise differs from a sample(seed=fit seed)'s
 
@@ -353,7 +357,7 @@ class TabSynGenerator:
                 if name in names
             }
         )
-        fitted = LatentClasses.fit(text, self.schema, self.config.conditioning, JOINT_CLASS_LIMIT)
+        fitted = LatentClasses.fit(text, self.schema, self.config.conditioning, CLASS_LIMIT)
         return (None, None) if fitted is None else fitted
 
     def _class_codes(self) -> np.ndarray:
