@@ -74,12 +74,7 @@ from safetensors.torch import load_file, save_file
 
 from synthloom.conditions import check_conditions
 from synthloom.errors import DataError
-from synthloom.latent_classes import (
-    CLASS_LIMIT,
-    LatentClasses,
-    balanced_labels,
-    shuffled_labels,
-)
+from synthloom.latent_classes import LatentClasses, balanced_labels, shuffled_labels
 from synthloom.linear_dependents import rule_text
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
@@ -357,7 +352,7 @@ class TabSynGenerator:
                 if name in names
             }
         )
-        fitted = LatentClasses.fit(text, self.schema, self.config.conditioning, CLASS_LIMIT)
+        fitted = LatentClasses.fit(text, self.schema, self.config.conditioning)
         return (None, None) if fitted is None else fitted
 
     def _class_codes(self) -> np.ndarray:
