@@ -16,6 +16,13 @@ bit-reproducible) drops out of the comparison:
 `method.diffusion_steps` (the rows file and the variant name then carry `-sN`). A table
 without a categorical or boolean target runs `uncond` alone.
 
+`--diffusion-ema D` trains every variant's denoiser with weight averaging D
+(`method.diffusion_ema`; name suffix `-emaD`) and `--diffusion-seed S` with seed S instead
+of the run's (suffix `-dS`): one trained denoiser is one draw, and its quality varies
+with the seed; `--diffusion-schedule cosine` decays its learning rate to 0
+(`method.diffusion_lr_schedule`; suffix `-cosine`) (docs/methods.md, "The denoiser's last
+snapshot").
+
 `--conditioning target_and_binary` (or `target_and_related`) makes the class of `cond` and
 the numbered variants the joint value of the target and the two-valued columns (those
 related to the target), every class slot forced; the rows file then carries the suffix
@@ -57,6 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--diffusion-steps", type=int, default=None, help="default: the run's diffusion_steps"
     )
+    parser.add_argument(
+        "--diffusion-ema",
+        type=float,
+        default=None,
+        help="weight averaging of every variant's denoiser (default: the run's diffusion_ema)",
+    )
+    parser.add_argument(
+        "--diffusion-schedule",
+        choices=("plateau", "cosine"),
+        default=None,
+        help="the denoisers' learning-rate schedule (default: the run's diffusion_lr_schedule)",
+    )
+    parser.add_argument(
+        "--diffusion-seed",
+        type=int,
+        default=None,
+        help="seed of every variant's denoiser training (default: the run's run.seed)",
+    )
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -97,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the run's table has no categorical or boolean target: run --variants uncond")
     classes, labels = fitted if fitted is not None else (None, None)
     steps = args.diffusion_steps or method["diffusion_steps"]
+    ema = method.get("diffusion_ema", 0.0) if args.diffusion_ema is None else args.diffusion_ema
+    schedule = args.diffusion_schedule or method.get("diffusion_lr_schedule", "plateau")
     latents = pd.read_parquet(run / "train_vae" / "latents.parquet").to_numpy()
     out = args.out or run / "latent_conditioning"
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             max_steps=steps,
             batch_size=method["diffusion_batch_size"],
             sampler_steps=method["sampler_steps"],
-            seed=seed,
+            ema_decay=ema,
+            lr_schedule=schedule,
+            seed=seed if args.diffusion_seed is None else args.diffusion_seed,
             **extra,
         )
         return train_latent_diffusion(latents, cfg, device=device, labels=labels if extra else None)
@@ -153,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         joint = args.conditioning != "target" and variant not in ("uncond", "forced")
         name = f"{variant}-joint" if joint else variant
         name += f"-s{steps}" if args.diffusion_steps else ""
+        name += f"-ema{ema:g}" if args.diffusion_ema is not None else ""
+        name += f"-{schedule}" if args.diffusion_schedule else ""
+        name += f"-d{args.diffusion_seed}" if args.diffusion_seed is not None else ""
         frame.to_parquet(out / f"{name}.parquet")
         result: dict[str, Any] = {"run": run.name, "seed": seed, "variant": name}
         result |= {"rows": len(frame), "decode_s": round(seconds)}

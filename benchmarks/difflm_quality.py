@@ -24,7 +24,8 @@ input_embedding (injection),
 cyclical_beta, no_diffusion (z from N(0, I) instead of the latent diffusion),
 compact (keyless serialization), free_decoding (the paper's unconstrained decoding),
 paper_recipe (the paper's VAE training: random injector and latent init, encoder dropout,
-one constant learning rate; columns in the table's order; unconditional diffusion),
+one constant learning rate; columns in the table's order; unconditional diffusion from the
+best epoch's denoiser),
 paper_optimizer (one learning rate for every parameter, constant, no warmup),
 schema_column_order,
 number_digits_2 (numbers written at 2 significant digits), lora_r8 (rank-8 adapters on the
@@ -35,7 +36,8 @@ unconditional latent diffusion; the decoder writes the label), target_conditioni
 diffusion's class is the target's value alone, the default until 2026-12-07 late; the
 default joins the two-valued columns related to the target), binary_conditioning (every
 two-valued column joined, related or not), derive_linear (exact linear dependents left
-out of the records and written back from their source).
+out of the records and written back from their source), best_epoch_denoiser (the
+denoiser's best-epoch weights, the paper's, instead of their moving average).
 Rows are printed as each run finishes.
 """
 
@@ -77,6 +79,7 @@ ABLATIONS = {
         "method.column_order=schema",
         "method.encoder_numeric_features=false",
         "method.class_conditional=false",
+        "method.diffusion_ema=0",
     ],
     "paper_optimizer": [
         "method.vae_head_lr=null",
@@ -95,6 +98,7 @@ ABLATIONS = {
     "target_conditioning": ["method.conditioning=target"],
     "binary_conditioning": ["method.conditioning=target_and_binary"],
     "derive_linear": ["method.derive_linear=true"],
+    "best_epoch_denoiser": ["method.diffusion_ema=0"],
 }
 
 

@@ -294,6 +294,8 @@ def train_diffusion_stage(
         max_steps=method["diffusion_steps"],
         batch_size=method["diffusion_batch_size"],
         sampler_steps=method["sampler_steps"],
+        ema_decay=method["diffusion_ema"],
+        lr_schedule=method["diffusion_lr_schedule"],
         seed=seed,
         n_classes=0 if classes is None else len(classes),
         label_dropout=0.0 if classes is None else method["label_dropout"],

@@ -76,7 +76,9 @@ def run_summary(path: Path) -> dict:
 def test_difflm_stages_run_and_account_for_every_attempt(tmp_path, mixed_table, tiny_checkpoints):
     # every two-valued column joins the classes (the default joins only those related to
     # the target, and `married` is drawn independently of it: tests/test_latent_classes.py)
-    path = difflm_config(tmp_path, mixed_table, tiny_checkpoints, conditioning="target_and_binary")
+    path = difflm_config(
+        tmp_path, mixed_table, tiny_checkpoints, conditioning="target_and_binary", diffusion_ema=0.9
+    )
     assert main(["run", str(path)]) == 0
     summary = run_summary(path)
     assert [s["name"] for s in summary["stages"]] == list(DIFFLM_STAGES)
@@ -91,7 +93,10 @@ def test_difflm_stages_run_and_account_for_every_attempt(tmp_path, mixed_table, 
     latents = pd.read_parquet(run_dir / "train_vae" / "latents.parquet")
     train_rows = next(s for s in summary["stages"] if s["name"] == "train_vae")["rows_in"]
     assert latents.shape == (train_rows, 8)
-    assert (run_dir / "train_diffusion" / "diffusion").is_dir()
+    diffusion = json.loads(
+        (run_dir / "train_diffusion" / "diffusion" / "latent_diffusion.json").read_text()
+    )
+    assert diffusion["config"]["ema_decay"] == 0.9  # method.diffusion_ema reaches the denoiser
 
     m, counts = summary["metrics"], summary["counts"]
     generations = pd.read_parquet(run_dir / "generate" / "generations.parquet")

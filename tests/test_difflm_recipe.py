@@ -258,6 +258,7 @@ PAPER_RECIPE = {
     "vae_dtype": "float32",  # the decoder's dtype in CPU training before the key existed
     "class_conditional": False,  # the paper's unconditional latent diffusion
     "derive_linear": False,  # every column in the records (the default, as the paper)
+    "diffusion_ema": 0.0,  # the best epoch's denoiser weights
 }
 
 

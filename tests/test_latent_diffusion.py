@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
     LatentDiffusionModel,
     LatentNormalizer,
-    _build_denoiser,
     train_latent_diffusion,
 )
 from synthloom.models.denoiser import EDMPrecond, MLPDenoiser, PositionalEmbedding
@@ -435,10 +435,10 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
 
 
 def test_ema_returns_the_moving_average_of_the_weights_and_resumes_exactly(tmp_path):
-    """With ema_decay d the model carries theta_ema, updated after every step as
-    d * theta_ema + (1 - d) * theta, from the initial weights: replayed here by hand from
-    the same seeded run's raw weights after each step; an interrupted EMA run resumes to
-    the same average."""
+    """With ema_decay d the model carries theta_ema / (1 - d^T), theta_ema updated after
+    every step as d * theta_ema + (1 - d) * theta from 0: replayed here by hand from the
+    same seeded run's raw weights after each step; an interrupted EMA run resumes to the
+    same average."""
     z = np.random.default_rng(6).normal(size=(96, 3))
     decay = 0.9
 
@@ -455,15 +455,15 @@ def test_ema_returns_the_moving_average_of_the_weights_and_resumes_exactly(tmp_p
         capped = train_latent_diffusion(z, config(ema_decay=1e-12, max_steps=k))
         return {n: p.detach() for n, p in capped.denoiser.named_parameters()}
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        initial = _build_denoiser(3, config())
-    average = {n: p.detach().clone() for n, p in initial.named_parameters()}
+    average: dict[str, torch.Tensor] = {}
     for k in range(1, steps + 1):
         for name, weight in raw_after(k).items():
-            average[name] = decay * average[name] + (1 - decay) * weight
+            average[name] = (
+                decay * average.get(name, torch.zeros_like(weight)) + (1 - decay) * weight
+            )
     for name, param in model.denoiser.named_parameters():
-        torch.testing.assert_close(param.detach(), average[name], rtol=1e-5, atol=1e-6)
+        expected = average[name] / (1 - decay**steps)  # the initial weights carry none
+        torch.testing.assert_close(param.detach(), expected, rtol=1e-5, atol=1e-6)
     best = train_latent_diffusion(z, config()).denoiser.state_dict()
     assert any(not torch.equal(best[k], v) for k, v in model.denoiser.state_dict().items())
 
@@ -485,6 +485,47 @@ def test_ema_returns_the_moving_average_of_the_weights_and_resumes_exactly(tmp_p
     assert all(torch.equal(expected[k], again[k]) for k in expected)
     with pytest.raises(ValueError, match="ema_decay"):
         LatentDiffusionConfig(ema_decay=1.0)
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_and_resumes_exactly(tmp_path):
+    """lr_schedule 'cosine': after optimiser step t the rate is lr (1 + cos(pi t / T)) / 2,
+    T = max_steps, so it reaches 0 at the last step; the plateau rule is not applied; an
+    interrupted run resumes to the same weights."""
+    z = np.random.default_rng(7).normal(size=(96, 3))
+    config = LatentDiffusionConfig(
+        hidden=16, epochs=100, max_steps=15, batch_size=32, seed=4, lr_schedule="cosine"
+    )
+    records: list[dict] = []
+    model = train_latent_diffusion(z, config, log=records.append)
+    assert [r["step"] for r in records] == [3, 6, 9, 12, 15]
+    for r in records:
+        expected = config.lr * 0.5 * (1 + math.cos(math.pi * r["step"] / 15))
+        assert r["lr"] == pytest.approx(expected, abs=1e-12)
+    assert records[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    plateau = train_latent_diffusion(z, replace(config, lr_schedule="plateau"))
+    assert any(
+        not torch.equal(v, plateau.denoiser.state_dict()[k])
+        for k, v in model.denoiser.state_dict().items()
+    )
+
+    checkpoint = tmp_path / "cosine.pt"
+
+    def stop_at_3(record: dict) -> None:
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_latent_diffusion(
+            z, config, checkpoint=checkpoint, checkpoint_seconds=0, log=stop_at_3
+        )
+    resumed = train_latent_diffusion(z, config, checkpoint=checkpoint, checkpoint_seconds=0)
+    assert resumed.training["resumed_from_epoch"] == 2
+    expected, again = model.denoiser.state_dict(), resumed.denoiser.state_dict()
+    assert all(torch.equal(expected[k], again[k]) for k in expected)
+    with pytest.raises(ValueError, match="set max_steps"):
+        LatentDiffusionConfig(lr_schedule="cosine")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        LatentDiffusionConfig(lr_schedule="step")  # type: ignore[arg-type]
 
 
 _KILL_SCRIPT = """

@@ -60,6 +60,8 @@ _DIFFLM_HASH_OMITTED: dict[str, Any] = {
     "label_dropout": 0.0,
     "guidance_scale": 1.0,
     "derive_linear": False,
+    "diffusion_ema": 0.0,
+    "diffusion_lr_schedule": "plateau",
 }
 
 # DiffLM keys that only act with class_conditional: true (left out of the identity without it)

@@ -225,6 +225,20 @@ class DiffLMConfig(StrictConfig):
     diffusion_steps: int = Field(2000, gt=0)
     diffusion_hidden: int = Field(512, gt=0, description="denoiser width (TabSyn: 1024)")
     diffusion_batch_size: int = Field(256, gt=0)
+    diffusion_ema: float = Field(
+        0.999,
+        ge=0,
+        lt=1,
+        description="> 0: sample from the moving average of the denoiser's weights with this "
+        "decay per step (steadier rows from one training seed to the next; measured in "
+        "docs/methods.md); 0: the best epoch's weights (the paper's TabSyn code)",
+    )
+    diffusion_lr_schedule: Literal["plateau", "cosine"] = Field(
+        "plateau",
+        description="the denoiser's learning rate: 'cosine' decays it to 0 over "
+        "diffusion_steps, so the weights it ends with have settled; 'plateau': cut by 0.9 "
+        "after 20 epochs without a lower loss (TabSyn, the paper's code)",
+    )
     sampler_steps: int = Field(50, gt=0)
     class_conditional: bool = Field(
         True,

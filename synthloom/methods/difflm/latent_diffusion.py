@@ -7,10 +7,19 @@ patience 20) and early stopping on the epoch training loss (patience 500), keep 
 epoch's weights; sample with the EDM Heun sampler (sigma 0.002..80, rho 7, 50 steps) and map
 back to the latent space.
 
+Cosine decay (`lr_schedule: "cosine"`, this project's option): the learning rate after
+optimiser step t is lr (1 + cos(pi t / T)) / 2, T = max_steps, instead of the plateau rule,
+so the last steps barely move the weights. At lr 1e-3 and batch 256 the weights the plateau
+rule ends with still wander from step to step, and one such snapshot can carry a bias of
+about a fifth of the data's std in every dimension at sigma >= 1, which the sampler turns
+into a shifted latent distribution (docs/methods.md, "The denoiser's last snapshot").
+
 Weight averaging (`ema_decay` d > 0, this project's option; EDM and most image diffusion
-models sample from it): after every optimiser step the shadow weights become
-theta_ema <- d * theta_ema + (1 - d) * theta, and the returned model carries theta_ema
-(at the last step) instead of the best epoch's weights. The best epoch is picked on a loss
+models sample from it): the shadow weights start at 0 and after every optimiser step
+become theta_ema <- d * theta_ema + (1 - d) * theta; the returned model carries
+theta_ema / (1 - d^T) after the last step T (Adam's bias correction, so the random initial
+weights carry no weight even when T is not much larger than 1 / (1 - d)) instead of the
+best epoch's weights. The best epoch is picked on a loss
 whose sigma draws are random, so it is partly the luckiest epoch; the average smooths the
 step-to-step noise of the last ~1 / (1 - d) steps instead.
 
@@ -58,7 +67,8 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 WEIGHTS_FILE = "denoiser.safetensors"
 CONFIG_FILE = "latent_diffusion.json"
 FORMAT_VERSION = 1
-CHECKPOINT_VERSION = 1  # of the mid-training state (`train_latent_diffusion(checkpoint=...)`)
+# of the mid-training state (`train_latent_diffusion(checkpoint=...)`); 2: the average starts at 0
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -73,6 +83,9 @@ class LatentDiffusionConfig:
     weight_decay: float = 0.0
     lr_factor: float = 0.9  # ReduceLROnPlateau on the epoch loss
     lr_patience: int = 20
+    # "plateau": ReduceLROnPlateau (TabSyn); "cosine": lr_t = lr (1 + cos(pi t / max_steps)) / 2
+    # per optimiser step, so the last steps barely move the weights (needs max_steps)
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
     patience: int = 500  # early stopping: epochs without a new best epoch loss
     sampler_steps: int = 50
     sampler_churn: float = 0.0  # 0: deterministic Heun (Karras alg. 1); TabSyn uses 1
@@ -108,6 +121,10 @@ class LatentDiffusionConfig:
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.label_dropout > 0 and self.n_classes == 0:
             raise ValueError("label_dropout needs a class-conditional model (n_classes > 0)")
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and self.max_steps is None:
+            raise ValueError("lr_schedule 'cosine' decays over max_steps: set max_steps")
 
 
 @dataclass
@@ -436,7 +453,7 @@ def train_latent_diffusion(
     batch_size = min(config.batch_size, n)
     max_steps = config.max_steps or math.inf
     best_loss, best_epoch, best_state, bad_epochs = math.inf, 0, None, 0
-    ema = [p.detach().clone() for p in denoiser.parameters()] if config.ema_decay > 0 else None
+    ema = [torch.zeros_like(p) for p in denoiser.parameters()] if config.ema_decay > 0 else None
     step, epoch, stopped_early = 0, 0, False
     records: list[dict[str, Any]] = []
     settings = {"config": asdict(config), "shape": [n, dim]}
@@ -483,6 +500,11 @@ def train_latent_diffusion(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if config.lr_schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = (
+                        config.lr * 0.5 * (1.0 + math.cos(math.pi * (step + 1) / max_steps))
+                    )
             if ema is not None:
                 with torch.no_grad():
                     for average, param in zip(ema, denoiser.parameters(), strict=True):
@@ -493,7 +515,8 @@ def train_latent_diffusion(
             if step >= max_steps:
                 break
         epoch_loss = float(total / seen)
-        scheduler.step(epoch_loss)
+        if config.lr_schedule == "plateau":
+            scheduler.step(epoch_loss)
         record = {"step": step, "epoch": epoch, "loss": epoch_loss}
         record["lr"] = optimizer.param_groups[0]["lr"]
         records.append(record)
@@ -527,10 +550,11 @@ def train_latent_diffusion(
             )
             last_save = time.perf_counter()
 
-    if ema is not None:
+    if ema is not None and step > 0:
         with torch.no_grad():
+            correction = 1.0 - config.ema_decay**step
             for param, average in zip(denoiser.parameters(), ema, strict=True):
-                param.copy_(average)
+                param.copy_(average / correction)
     elif best_state is not None:
         denoiser.load_state_dict(best_state)
     denoiser.eval()
