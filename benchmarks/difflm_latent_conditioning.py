@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from synthloom.metrics.mle import mle_scores
     from synthloom.metrics.quality import column_quality
-    from tasks.difflm import records_schema, table_rows
+    from tasks.difflm import diffusion_ema, records_schema, table_rows
 
     run = args.run_dir
     config = json.loads((run / "config.json").read_text())
@@ -122,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the run's table has no categorical or boolean target: run --variants uncond")
     classes, labels = fitted if fitted is not None else (None, None)
     steps = args.diffusion_steps or method["diffusion_steps"]
-    ema = method.get("diffusion_ema", 0.0) if args.diffusion_ema is None else args.diffusion_ema
+    # runs made before the key existed trained the best epoch's weights (0)
+    run_ema = (
+        diffusion_ema(method | {"diffusion_steps": steps}) if "diffusion_ema" in method else 0.0
+    )
+    ema = run_ema if args.diffusion_ema is None else args.diffusion_ema
     schedule = args.diffusion_schedule or method.get("diffusion_lr_schedule", "plateau")
     latents = pd.read_parquet(run / "train_vae" / "latents.parquet").to_numpy()
     out = args.out or run / "latent_conditioning"

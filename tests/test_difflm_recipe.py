@@ -404,3 +404,15 @@ def test_lora_keeps_a_bfloat16_layer_in_bfloat16():
     assert out.dtype == torch.bfloat16 and layer.lora_a.dtype == torch.float32
     expected = layer.base(x).float() + 2.0 * (x.float() @ layer.lora_a.T) @ layer.lora_b.T
     assert torch.allclose(out.float(), expected, atol=0.1)
+
+
+def test_the_denoiser_average_spans_about_the_last_quarter_of_the_steps_by_default():
+    from tasks.difflm import diffusion_ema
+
+    default = DiffLMConfig(name="difflm").model_dump()
+    assert default["diffusion_ema"] is None
+    assert diffusion_ema(default | {"diffusion_steps": 4000}) == pytest.approx(0.999)
+    assert diffusion_ema(default | {"diffusion_steps": 600}) == pytest.approx(1 - 4 / 600)
+    assert diffusion_ema(default | {"diffusion_steps": 2}) == 0.0  # too short to average
+    assert diffusion_ema(default | {"diffusion_ema": 0.0}) == 0.0  # the paper's best epoch
+    assert diffusion_ema(default | {"diffusion_ema": 0.99, "diffusion_steps": 600}) == 0.99

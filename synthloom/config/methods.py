@@ -225,13 +225,15 @@ class DiffLMConfig(StrictConfig):
     diffusion_steps: int = Field(2000, gt=0)
     diffusion_hidden: int = Field(512, gt=0, description="denoiser width (TabSyn: 1024)")
     diffusion_batch_size: int = Field(256, gt=0)
-    diffusion_ema: float = Field(
-        0.999,
+    diffusion_ema: float | None = Field(
+        None,
         ge=0,
         lt=1,
         description="> 0: sample from the moving average of the denoiser's weights with this "
         "decay per step (steadier rows from one training seed to the next; measured in "
-        "docs/methods.md); 0: the best epoch's weights (the paper's TabSyn code)",
+        "docs/methods.md); null: 1 - 4 / diffusion_steps, about the last quarter of the "
+        "training (0.999 at 4,000 steps, the measured setting); 0: the best epoch's weights "
+        "(the paper's TabSyn code)",
     )
     diffusion_lr_schedule: Literal["plateau", "cosine"] = Field(
         "plateau",
