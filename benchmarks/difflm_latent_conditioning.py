@@ -98,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     from synthloom.methods.difflm.latent_diffusion import (
         LatentDiffusionConfig,
+        averaging_decay,
         train_latent_diffusion,
     )
     from synthloom.metrics.mle import mle_scores
     from synthloom.metrics.quality import column_quality
-    from tasks.difflm import diffusion_ema, records_schema, table_rows
+    from tasks.difflm import records_schema, table_rows
 
     run = args.run_dir
     config = json.loads((run / "config.json").read_text())
@@ -123,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     classes, labels = fitted if fitted is not None else (None, None)
     steps = args.diffusion_steps or method["diffusion_steps"]
     # runs made before the key existed trained the best epoch's weights (0)
-    run_ema = (
-        diffusion_ema(method | {"diffusion_steps": steps}) if "diffusion_ema" in method else 0.0
-    )
+    run_ema = averaging_decay(method["diffusion_ema"], steps) if "diffusion_ema" in method else 0.0
     ema = run_ema if args.diffusion_ema is None else args.diffusion_ema
     schedule = args.diffusion_schedule or method.get("diffusion_lr_schedule", "plateau")
     latents = pd.read_parquet(run / "train_vae" / "latents.parquet").to_numpy()

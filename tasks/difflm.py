@@ -46,6 +46,7 @@ from synthloom.methods.difflm.grammar import TokenConstraint
 from synthloom.methods.difflm.latent_diffusion import (
     LatentDiffusionConfig,
     LatentDiffusionModel,
+    averaging_decay,
     train_latent_diffusion,
 )
 from synthloom.models.device import autocast_dtype, frozen_model_dtype, resolve_device, set_seed
@@ -247,14 +248,6 @@ def train_vae_stage(
     )
 
 
-def diffusion_ema(method: dict[str, Any]) -> float:
-    """The denoiser's weight-averaging decay: `method.diffusion_ema`, or where it is null
-    1 - 4 / diffusion_steps (an average over about the last quarter of the steps)."""
-    if method.get("diffusion_ema") is not None:
-        return float(method["diffusion_ema"])
-    return max(0.0, 1.0 - 4.0 / method["diffusion_steps"])
-
-
 @stage("train_diffusion", config="method")
 def train_diffusion_stage(
     run: StageRun,
@@ -302,7 +295,7 @@ def train_diffusion_stage(
         max_steps=method["diffusion_steps"],
         batch_size=method["diffusion_batch_size"],
         sampler_steps=method["sampler_steps"],
-        ema_decay=diffusion_ema(method),
+        ema_decay=averaging_decay(method["diffusion_ema"], method["diffusion_steps"]),
         lr_schedule=method["diffusion_lr_schedule"],
         seed=seed,
         n_classes=0 if classes is None else len(classes),

@@ -407,12 +407,12 @@ def test_lora_keeps_a_bfloat16_layer_in_bfloat16():
 
 
 def test_the_denoiser_average_spans_about_the_last_quarter_of_the_steps_by_default():
-    from tasks.difflm import diffusion_ema
+    from synthloom.methods.difflm.latent_diffusion import averaging_decay
 
-    default = DiffLMConfig(name="difflm").model_dump()
-    assert default["diffusion_ema"] is None
-    assert diffusion_ema(default | {"diffusion_steps": 4000}) == pytest.approx(0.999)
-    assert diffusion_ema(default | {"diffusion_steps": 600}) == pytest.approx(1 - 4 / 600)
-    assert diffusion_ema(default | {"diffusion_steps": 2}) == 0.0  # too short to average
-    assert diffusion_ema(default | {"diffusion_ema": 0.0}) == 0.0  # the paper's best epoch
-    assert diffusion_ema(default | {"diffusion_ema": 0.99, "diffusion_steps": 600}) == 0.99
+    default = DiffLMConfig(name="difflm").diffusion_ema
+    assert default is None
+    assert averaging_decay(default, 4000) == pytest.approx(0.999)
+    assert averaging_decay(default, 600) == pytest.approx(1 - 4 / 600)
+    assert averaging_decay(default, 2) == 0.0  # too short to average
+    assert averaging_decay(0.0, 2000) == 0.0  # the paper's best epoch
+    assert averaging_decay(0.99, 600) == 0.99

@@ -127,6 +127,15 @@ class LatentDiffusionConfig:
             raise ValueError("lr_schedule 'cosine' decays over max_steps: set max_steps")
 
 
+def averaging_decay(decay: float | None, steps: int) -> float:
+    """The weight-averaging decay d for a training of `steps` optimiser steps: `decay` as
+    given (0: no average, the best epoch's weights), or where it is None
+    d = max(0, 1 - 4 / steps), an average over about the last quarter of the steps."""
+    if decay is not None:
+        return float(decay)
+    return max(0.0, 1.0 - 4.0 / steps)
+
+
 @dataclass
 class LatentNormalizer:
     """Affine per-dimension map: transform(z) = (z - mean) / std * target_std; inverse undoes it."""
