@@ -18,6 +18,7 @@ from synthloom.methods.difflm.beta import DecreasingBeta
 from synthloom.methods.difflm.fit import (
     ANCHOR_FILLER,
     anchor_token_ids,
+    encoding_seconds,
     init_heads_from_records,
 )
 from synthloom.methods.difflm.train_vae import (
@@ -226,6 +227,59 @@ def test_minutes_budget_stops_on_the_clock_and_keeps_the_best_weights():
     assert history["stop_reason"] == "minutes"
     assert 1 <= history["steps_run"] < 50
     assert history["val_recon"] and history["val_recon"][-1][0] == history["steps_run"]
+
+
+def _timed_training(tail_seconds: float) -> dict:
+    """A 2-minute budget on a clock that only moves with the work: 10 s a training batch,
+    25 s a validation pass, validation every 3 steps."""
+    now = [0.0]
+    data = tokenized()
+
+    def train_batches(epoch):
+        for batch in batches(data, 8, True, seed=epoch):
+            now[0] += 10
+            yield batch
+
+    def val_batches():
+        now[0] += 25
+        yield from batches(data, 16, False)
+
+    return train_vae(
+        make_vae("soft_prompt"),
+        train_batches,
+        val_batches,
+        steps=50,
+        lr=1e-3,
+        beta_schedule=DecreasingBeta(start=1e-3, floor=1e-4),
+        eval_every=3,
+        early_stopping_patience=100,
+        device="cpu",
+        max_minutes=2.0,
+        tail_seconds=tail_seconds,
+        clock=lambda: now[0],
+    )
+
+
+def test_minutes_budget_reserves_the_final_validation_and_the_work_after_training():
+    # no tail: step 6 ends at 85 s and validates (110 s); 110 + a 25 s validation >= 120
+    alone = _timed_training(0.0)
+    assert alone["stop_reason"] == "minutes" and alone["steps_run"] == 6
+    # the validation at step 6 is the final one: it is not run a second time
+    assert [s for s, _ in alone["val_recon"]] == [3, 6]
+    # a 30 s tail: after step 4 (65 s) 65 + 25 + 30 >= 120, so training stops there and
+    # its final validation ends at 90 s, leaving the 30 s for the caller's work
+    reserved = _timed_training(30.0)
+    assert reserved["stop_reason"] == "minutes" and reserved["steps_run"] == 4
+    assert [s for s, _ in reserved["val_recon"]] == [3, 4]
+
+
+def test_encoding_seconds_scales_one_timed_pass_to_every_record():
+    ticks = iter([100.0, 103.0])  # the timed pass over the first 8 records takes 3 s
+    data = tokenized()  # 16 records
+    seconds = encoding_seconds(
+        make_vae("kv_memory"), data, torch.device("cpu"), sample=8, clock=lambda: next(ticks)
+    )
+    assert seconds == pytest.approx(3.0 * 16 / 8)
 
 
 # ---------------------------------------------------------------- config identity

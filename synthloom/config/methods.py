@@ -185,7 +185,9 @@ class DiffLMConfig(StrictConfig):
         None,
         gt=0,
         description="also stop VAE training after this many minutes (results then depend on "
-        "the machine's speed); null: vae_steps alone",
+        "the machine's speed); the minutes cover the final validation and encoding the "
+        "training records too, so the train_vae stage ends within them after its models "
+        "load; null: vae_steps alone",
     )
     checkpoint_seconds: float = Field(
         120.0,

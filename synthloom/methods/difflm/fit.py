@@ -7,6 +7,8 @@ The pieces live in their own modules (`synthloom.models.vae`, `.train_vae`, `.be
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,6 +243,8 @@ def fit_vae(
     size = method["vae_batch_size"]
     if method["latent_init"] == "pca":
         init_heads_from_records(vae, train, device, method["latent_init_logvar"])
+    # the time budget also covers encoding every training record after training
+    tail = encoding_seconds(vae, train, device) if method["vae_minutes"] is not None else 0.0
     history = train_vae(
         vae,
         lambda epoch: batches(train, size, shuffle=True, seed=seed + epoch),
@@ -251,6 +255,7 @@ def fit_vae(
         lr_schedule=method["vae_lr_schedule"],
         warmup_steps=method["vae_warmup_steps"],
         max_minutes=method["vae_minutes"],
+        tail_seconds=tail,
         beta_schedule=beta_schedule(method),
         eval_every=method["eval_every"],
         early_stopping_patience=method["early_stopping_patience"],
@@ -287,6 +292,31 @@ def init_heads_from_records(
     ]
     vae.heads.init_from_data(torch.cat(pooled), logvar)
     vae.train(was_training)
+
+
+@torch.no_grad()
+def encoding_seconds(
+    vae: DiffLMVAE,
+    tokens: dict[str, torch.Tensor],
+    device: torch.device,
+    sample: int = 64,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Expected seconds of `encode_means` over all N tokenized records: one timed encoder
+    pass over the first `sample` of them (batch 64, as `encode_means`) times N / sample."""
+    n = len(tokens["enc_ids"])
+    if n == 0:
+        return 0.0
+    was_training = vae.training
+    vae.eval()
+    keys = [k for k in ("enc_ids", "enc_mask", "enc_features") if k in tokens]
+    part = {k: tokens[k][:sample] for k in keys}
+    began = clock()
+    for batch in batches(part, 64, shuffle=False):
+        vae.encode(*(batch[k].to(device) for k in keys))
+    seconds = clock() - began
+    vae.train(was_training)
+    return seconds * n / len(part["enc_ids"])
 
 
 @torch.no_grad()

@@ -199,6 +199,7 @@ def train_vae(
     head_lr: float | None = None,
     lr_schedule: str = "constant",
     max_minutes: float | None = None,
+    tail_seconds: float = 0.0,
     log: Callable[[dict[str, Any]], None] = lambda record: None,
     seed: int = 0,
     clock: Callable[[], float] = time.monotonic,
@@ -215,9 +216,13 @@ def train_vae(
     scaled by `lr_factor` (linear warmup over `warmup_steps`, then constant or cosine
     decay over the budget); grads clipped to norm `grad_clip`; log({step, loss, recon, kl,
     beta, lr, records_per_s}) with lr the head group's. The budget is `steps`, and also
-    `max_minutes` of `clock` when given: training ends at the first step past either
-    (stop_reason "minutes" for the clock), and the cosine's progress is the larger of the
-    two fractions used, so it reaches 0 at whichever budget ends first. Every `eval_every`
+    `max_minutes` of `clock` when given. The minutes cover the whole of what follows too:
+    the final validation (as long as the last one measured; nothing before the first) and
+    `tail_seconds` of the caller's work after training (encoding the training records), so
+    training ends at the first step where elapsed + that reserve >= 60 * max_minutes
+    (stop_reason "minutes"), and the cosine's progress is the larger of the two fractions
+    used (the clock's over the minutes less the reserve), so it reaches 0 at whichever
+    budget ends first. Every `eval_every`
     steps and at the end: validation (`evaluate_vae`), log({step, val_recon, val_kl,
     val_mu_std}),
     beta_schedule.update(step, val_recon); training stops once val_recon has not improved
@@ -268,6 +273,25 @@ def train_vae(
         resumed_from = step
     started = clock() - elapsed
     last_save = clock()
+    # the last validation's duration: the final one is reserved in the time budget
+    val_seconds = saved.get("val_seconds", 0.0) if saved is not None else 0.0
+
+    def validate() -> dict[str, float]:
+        nonlocal val_seconds
+        began = clock()
+        val = evaluate_vae(vae, val_batches_fn(), device, autocast_dtype)
+        val_seconds = clock() - began
+        history["val_recon"].append([step, val["val_recon"]])
+        history["val_kl"].append([step, val["val_kl"]])
+        history["val_mu_std"].append([step, val["val_mu_std"]])
+        log({"step": step, **val})
+        return val
+
+    def out_of_minutes() -> bool:
+        return max_minutes is not None and clock() - started + val_seconds + tail_seconds >= (
+            60 * max_minutes
+        )
+
     data = iter(train_batches_fn(epoch))
     for _ in range(used):  # the batches this epoch had used before the checkpoint
         next(data)
@@ -284,7 +308,8 @@ def train_vae(
         beta = beta_schedule.update(step, None)
         progress = (step - warmup_steps) / max(1, steps - warmup_steps)
         if max_minutes is not None:
-            progress = max(progress, (clock() - started) / (60 * max_minutes))
+            usable = max(1e-9, 60 * max_minutes - val_seconds - tail_seconds)
+            progress = max(progress, (clock() - started) / usable)
         factor = lr_factor(step, warmup_steps, progress, lr_schedule)
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -310,12 +335,9 @@ def train_vae(
         for key in names[:6]:
             history[key].append([step, record[key]])
         log(record)
-        if step % eval_every == 0 or step == steps:
-            val = evaluate_vae(vae, val_batches_fn(), device, autocast_dtype)
-            history["val_recon"].append([step, val["val_recon"]])
-            history["val_kl"].append([step, val["val_kl"]])
-            history["val_mu_std"].append([step, val["val_mu_std"]])
-            log({"step": step, **val})
+        validated = step % eval_every == 0 or step == steps
+        if validated:
+            val = validate()
             beta_schedule.update(step, val["val_recon"])
             if val["val_recon"] < best:
                 best, best_step, bad_evals = val["val_recon"], step, 0
@@ -325,12 +347,9 @@ def train_vae(
                 if bad_evals >= early_stopping_patience:
                     stop_reason = "early_stopping"
                     break
-        if max_minutes is not None and clock() - started >= 60 * max_minutes and step < steps:
-            val = evaluate_vae(vae, val_batches_fn(), device, autocast_dtype)
-            history["val_recon"].append([step, val["val_recon"]])
-            history["val_kl"].append([step, val["val_kl"]])
-            history["val_mu_std"].append([step, val["val_mu_std"]])
-            log({"step": step, **val})
+        if step < steps and out_of_minutes():
+            if not validated:  # a step just validated is not scored twice
+                val = validate()
             if val["val_recon"] < best:
                 best, best_step = val["val_recon"], step
                 best_state = {k: v.detach().clone() for k, v in vae.trainable_state_dict().items()}
@@ -343,7 +362,8 @@ def train_vae(
                      if torch.cuda.is_available() else None,
                      "history": history, "best_state": best_state, "best": best,
                      "best_step": best_step, "bad_evals": bad_evals, "step": step,
-                     "epoch": epoch, "used": used, "elapsed": clock() - started}  # fmt: skip
+                     "epoch": epoch, "used": used, "elapsed": clock() - started,
+                     "val_seconds": val_seconds}  # fmt: skip
             save_training_state(
                 checkpoint, version=CHECKPOINT_VERSION, settings=settings, state=state
             )
