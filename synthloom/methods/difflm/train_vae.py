@@ -222,9 +222,8 @@ def train_vae(
     training ends at the first step where elapsed + that reserve >= 60 * max_minutes
     (stop_reason "minutes"), and the cosine's progress is the larger of the two fractions
     used (the clock's over the minutes less the reserve), so it reaches 0 at whichever
-    budget ends first. Every `eval_every`
-    steps and at the end: validation (`evaluate_vae`), log({step, val_recon, val_kl,
-    val_mu_std}),
+    budget ends first. Every `eval_every` steps and at the end: validation
+    (`evaluate_vae`), log({step, val_recon, val_kl, val_mu_std}),
     beta_schedule.update(step, val_recon); training stops once val_recon has not improved
     for `early_stopping_patience` evaluations in a row (make it exceed the beta schedule's
     patience, so beta gets to decay first). The best trainable weights (lowest val_recon)
