@@ -146,16 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return train_latent_diffusion(latents, cfg, device=device, labels=labels if extra else None)
 
-    models_cache: dict[str, Any] = {}
-    trained_s: dict[str, float] = {}
-
-    def trained(key: str, **extra: Any) -> Any:
-        """The variant family's denoiser, trained once (its seconds in `trained_s`)."""
-        if key not in models_cache:
-            began = time.perf_counter()
-            models_cache[key] = diffusion(**extra)
-            trained_s[key] = time.perf_counter() - began
-        return models_cache[key]
+    trained: dict[str, tuple[Any, float]] = {}  # family -> (denoiser, seconds to train it)
 
     common = {"max_attempts": 5 * args.rows, "seed": seed, "device": device}
     for variant in args.variants:
@@ -168,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"n_classes": len(classes)} | (
                 {"label_dropout": 0.1} if family == "null" else {}
             )
-        model = trained(family, **extra)
+        if family not in trained:
+            began = time.perf_counter()
+            model = diffusion(**extra)
+            trained[family] = (model, time.perf_counter() - began)
+        model, diffusion_seconds = trained[family]
         start = time.perf_counter()
         if variant in ("uncond", "forced"):
             if variant == "uncond":
@@ -203,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-d{args.diffusion_seed}" if args.diffusion_seed is not None else ""
         frame.to_parquet(out / f"{name}.parquet")
         result: dict[str, Any] = {"run": run.name, "seed": seed, "variant": name}
-        result |= {"rows": len(frame), "diffusion_s": round(trained_s[family])}
+        result |= {"rows": len(frame), "diffusion_s": round(diffusion_seconds)}
         result |= {"decode_s": round(seconds)}
         for split, real in (("validation", validation), ("test", test)):
             scores = mle_scores(

@@ -284,14 +284,22 @@ def init_heads_from_records(
     LATENT_INIT_RECORDS tokenized records (`tokens` from `tokenize_records`), in eval mode."""
     was_training = vae.training
     vae.eval()
-    keys = [k for k in ("enc_ids", "enc_mask", "enc_features") if k in tokens]
-    sample = {k: tokens[k][:LATENT_INIT_RECORDS] for k in keys}
+    keys, sample = _encoder_inputs(tokens, LATENT_INIT_RECORDS)
     pooled = [
         vae.pooled(*(batch[k].to(device) for k in keys))
         for batch in batches(sample, 64, shuffle=False)
     ]
     vae.heads.init_from_data(torch.cat(pooled), logvar)
     vae.train(was_training)
+
+
+def _encoder_inputs(
+    tokens: dict[str, torch.Tensor], count: int
+) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """The encoder's input keys among `tokens` (ids, mask, numeric features where the VAE
+    reads them), in `vae.encode` / `vae.pooled` order, and their first `count` records."""
+    keys = [k for k in ("enc_ids", "enc_mask", "enc_features") if k in tokens]
+    return keys, {k: tokens[k][:count] for k in keys}
 
 
 @torch.no_grad()
@@ -309,8 +317,7 @@ def encoding_seconds(
         return 0.0
     was_training = vae.training
     vae.eval()
-    keys = [k for k in ("enc_ids", "enc_mask", "enc_features") if k in tokens]
-    part = {k: tokens[k][:sample] for k in keys}
+    keys, part = _encoder_inputs(tokens, sample)
     began = clock()
     for batch in batches(part, 64, shuffle=False):
         vae.encode(*(batch[k].to(device) for k in keys))

@@ -60,6 +60,7 @@ from safetensors.torch import load_file, save_file
 
 from synthloom.models.checkpoint import load_training_state, save_training_state
 from synthloom.models.denoiser import EDMPrecond, MLPDenoiser
+from synthloom.models.lr_schedule import lr_factor
 from synthloom.samplers.edm import EDMHeunSampler, edm_loss
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
@@ -510,10 +511,9 @@ def train_latent_diffusion(
             loss.backward()
             optimizer.step()
             if config.lr_schedule == "cosine":
+                factor = lr_factor(step, 0, (step + 1) / max_steps, "cosine")
                 for group in optimizer.param_groups:
-                    group["lr"] = (
-                        config.lr * 0.5 * (1.0 + math.cos(math.pi * (step + 1) / max_steps))
-                    )
+                    group["lr"] = config.lr * factor
             if ema is not None:
                 with torch.no_grad():
                     for average, param in zip(ema, denoiser.parameters(), strict=True):

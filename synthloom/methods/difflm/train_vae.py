@@ -28,6 +28,7 @@ from transformers import PreTrainedTokenizerBase
 from synthloom.methods.difflm.beta import BetaSchedule
 from synthloom.models.checkpoint import load_training_state, save_training_state
 from synthloom.models.device import set_seed
+from synthloom.models.lr_schedule import lr_factor
 from synthloom.models.vae import DiffLMVAE
 
 Batch = dict[str, torch.Tensor]
@@ -286,10 +287,12 @@ def train_vae(
         log({"step": step, **val})
         return val
 
+    def training_seconds() -> float:
+        """The minutes' share left to training: less the final validation and the tail."""
+        return 60 * max_minutes - val_seconds - tail_seconds
+
     def out_of_minutes() -> bool:
-        return max_minutes is not None and clock() - started + val_seconds + tail_seconds >= (
-            60 * max_minutes
-        )
+        return max_minutes is not None and clock() - started >= training_seconds()
 
     data = iter(train_batches_fn(epoch))
     for _ in range(used):  # the batches this epoch had used before the checkpoint
@@ -307,8 +310,7 @@ def train_vae(
         beta = beta_schedule.update(step, None)
         progress = (step - warmup_steps) / max(1, steps - warmup_steps)
         if max_minutes is not None:
-            usable = max(1e-9, 60 * max_minutes - val_seconds - tail_seconds)
-            progress = max(progress, (clock() - started) / usable)
+            progress = max(progress, (clock() - started) / max(1e-9, training_seconds()))
         factor = lr_factor(step, warmup_steps, progress, lr_schedule)
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -377,22 +379,6 @@ def train_vae(
         "resumed_from_step": resumed_from,
     }
     return history
-
-
-def lr_factor(step: int, warmup_steps: int, progress: float, schedule: str) -> float:
-    """Multiplier of the base learning rate at optimizer step `step` (0-based).
-
-    (step + 1) / warmup_steps while step < warmup_steps; after it 1 for "constant", or
-    0.5 * (1 + cos(pi * min(1, progress))) for "cosine", progress being the share of the
-    budget after warmup already spent (0 at its start, 1 at its end).
-    """
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
-    if schedule != "constant":
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
-    return 1.0
 
 
 def _model_inputs(batch: Batch) -> Batch:
