@@ -47,8 +47,11 @@ class ProgressEvent:
         return self.done >= self.total
 
     def describe(self) -> str:
-        """'1200/2000 rows (60%, 345.2 rows/s, ETA 2.3 s)'."""
+        """'1200/2000 rows (60%, 345.2 rows/s, ETA 2.3 s)'; '64/2000 rows (3%, starting)'
+        before this loop has done anything (no rate yet)."""
         share = 100.0 * self.done / self.total if self.total else 100.0
+        if self.done == self.start_done and not self.finished:
+            return f"{self.done}/{self.total} {self.unit} ({share:.0f}%, starting)"
         eta = "?" if self.eta is None else f"{self.eta:.1f} s"
         return (
             f"{self.done}/{self.total} {self.unit} ({share:.0f}%, "

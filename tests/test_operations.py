@@ -104,6 +104,7 @@ def test_progress_reporter_rate_eta_and_terminal_bar() -> None:
     assert events[1].rate == pytest.approx(50.0) and events[1].eta == pytest.approx(2.0)
     assert events[0].eta is None and events[2].finished
     assert "200/300 rows (67%, 50.0 rows/s, ETA 2.0 s)" in events[1].describe()
+    assert events[0].describe() == "100/300 rows (33%, starting)"  # no 0.0 rows/s line
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
